@@ -1,0 +1,69 @@
+//! `approve`: a human decision point. Live runs ask on the terminal (or take `--yes`); tabletop
+//! runs print it as a discussion prompt and go on.
+
+use schemars::JsonSchema;
+use serde::Deserialize;
+use serde_json::Value;
+
+use super::{Action, ActionError, ActionInfo, StepInput, TargetRule, Verification, decode_with, schema_of};
+use crate::cluster::{BoxFuture, Cluster};
+use crate::plan::{Op, Reversibility, StepPlan};
+
+pub struct Approve;
+
+static INFO: ActionInfo = ActionInfo {
+    name: "approve",
+    summary: "Pause for a human decision before going on.",
+    changes: "nothing",
+    undo: "nothing to undo",
+    reversible: true,
+    destroys_evidence: false,
+    target: TargetRule::None,
+    outputs: &[("approved", "true once approved")],
+};
+
+/// `with` of `approve`.
+#[derive(Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ApproveWith {
+    /// The question put to the responder.
+    #[schemars(length(min = 1))]
+    pub message: String,
+}
+
+impl Action for Approve {
+    fn info(&self) -> &'static ActionInfo {
+        &INFO
+    }
+
+    fn with_schema(&self) -> Value {
+        schema_of::<ApproveWith>()
+    }
+
+    fn plan<'a>(&'a self, input: &'a StepInput, _cluster: &'a dyn Cluster) -> BoxFuture<'a, Result<StepPlan, ActionError>> {
+        Box::pin(async move {
+            let with: ApproveWith = decode_with(&input.with)?;
+            let mut outputs = serde_json::Map::new();
+            outputs.insert("approved".into(), Value::Bool(true));
+            Ok(StepPlan {
+                step: input.step_id.clone(),
+                action: INFO.name.to_string(),
+                summary: "ask for approval".into(),
+                ops: vec![Op::Approve { message: with.message }],
+                inverse: Vec::new(),
+                reversibility: Reversibility::Reversible,
+                notes: Vec::new(),
+                outputs,
+            })
+        })
+    }
+
+    fn verify<'a>(
+        &'a self,
+        _input: &'a StepInput,
+        _plan: &'a StepPlan,
+        _cluster: &'a dyn Cluster,
+    ) -> BoxFuture<'a, Result<Verification, ActionError>> {
+        Box::pin(async { Ok(Verification::default()) })
+    }
+}

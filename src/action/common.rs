@@ -1,0 +1,114 @@
+//! Helpers shared by actions: observing targets, building guarded patches, checking them.
+
+use serde_json::Value;
+
+use super::{ActionError, ResolvedTarget, Verification};
+use crate::cluster::object::{self, ObjectRef};
+use crate::cluster::{Cluster, merge};
+use crate::plan::{FieldChange, Op};
+
+/// Label put on every object contain creates, and on objects it relabels, naming the run.
+pub const RUN_ID_LABEL: &str = "contain.dev/run-id";
+/// Label naming the step that created an object.
+pub const STEP_LABEL: &str = "contain.dev/step";
+
+/// The objects a target names: one by name, or every match of the selector.
+pub async fn observe(target: &ResolvedTarget, cluster: &dyn Cluster) -> Result<Vec<Value>, ActionError> {
+    if let Some(name) = &target.name {
+        let r = ObjectRef::new(target.kind.kind, target.namespace.as_deref(), name);
+        return match cluster.get(&r).await? {
+            Some(object) => Ok(vec![object]),
+            None => Err(ActionError::TargetNotFound(r.to_string())),
+        };
+    }
+    let selector = target.selector.clone().unwrap_or_default();
+    let objects = cluster
+        .list(target.kind, target.namespace.as_deref(), &selector)
+        .await?;
+    if objects.is_empty() {
+        return Err(ActionError::NoMatch(target.to_string()));
+    }
+    Ok(objects)
+}
+
+/// The changes that set each `(path, value)` on `object`, skipping values already in place.
+pub fn changes_for(object: &Value, wanted: &[(Vec<String>, Option<Value>)]) -> Vec<FieldChange> {
+    wanted
+        .iter()
+        .filter_map(|(path, after)| {
+            let before = merge::get(object, path).cloned();
+            (before != *after).then(|| FieldChange {
+                path: path.clone(),
+                before,
+                after: after.clone(),
+            })
+        })
+        .collect()
+}
+
+/// A patch and its inverse for `object`, or `None` when nothing changes.
+pub fn patch_pair(object: &Value, changes: Vec<FieldChange>) -> Option<(Op, Op)> {
+    if changes.is_empty() {
+        return None;
+    }
+    let target = ObjectRef::of(object)?;
+    let uid = object::uid(object).unwrap_or_default().to_string();
+    let inverse = changes.iter().rev().map(FieldChange::inverse).collect();
+    Some((
+        Op::Patch {
+            target: target.clone(),
+            uid: uid.clone(),
+            changes,
+        },
+        Op::Patch {
+            target,
+            uid,
+            changes: inverse,
+        },
+    ))
+}
+
+/// Checks that every patch of a plan is in place on the cluster now.
+pub async fn verify_patches(ops: &[Op], cluster: &dyn Cluster) -> Result<Verification, ActionError> {
+    let mut verification = Verification::default();
+    for op in ops {
+        let Op::Patch { target, uid, changes } = op else {
+            continue;
+        };
+        let current = cluster.get(target).await?;
+        let Some(current) = current.filter(|o| object::uid(o) == Some(uid.as_str())) else {
+            verification.check(format!("{target} still exists"), false, Some("the object is gone or was replaced".into()));
+            continue;
+        };
+        for change in changes {
+            let now = merge::get(&current, &change.path).cloned();
+            let ok = now == change.after;
+            verification.check(
+                format!("{target} {} is {}", change.display_path(), show(change.after.as_ref())),
+                ok,
+                (!ok).then(|| format!("found {}", show(now.as_ref()))),
+            );
+        }
+    }
+    Ok(verification)
+}
+
+fn show(value: Option<&Value>) -> String {
+    value.map_or("(none)".to_string(), Value::to_string)
+}
+
+/// `metadata.<field>.<key>` as path segments.
+pub fn meta_path(field: &str, key: &str) -> Vec<String> {
+    vec!["metadata".to_string(), field.to_string(), key.to_string()]
+}
+
+/// The names of the objects, for outputs.
+pub fn names(objects: &[Value]) -> Value {
+    Value::Array(
+        objects
+            .iter()
+            .filter_map(object::name)
+            .map(|n| Value::String(n.to_string()))
+            .collect(),
+    )
+}

@@ -1,0 +1,142 @@
+//! `object.label` and `object.annotate`: set or remove metadata keys on the target objects.
+
+use indexmap::IndexMap;
+use schemars::JsonSchema;
+use serde::Deserialize;
+use serde_json::Value;
+
+use super::common::{self, meta_path};
+use super::{Action, ActionError, ActionInfo, StepInput, TargetRule, Verification, decode_with, schema_of};
+use crate::cluster::object;
+use crate::cluster::{BoxFuture, Cluster};
+use crate::plan::{Reversibility, StepPlan};
+
+/// Which metadata map the action edits.
+pub struct MetadataAction {
+    info: &'static ActionInfo,
+    field: &'static str,
+}
+
+pub static LABEL: MetadataAction = MetadataAction {
+    field: "labels",
+    info: &ActionInfo {
+        name: "object.label",
+        summary: "Set or remove labels on the target objects.",
+        changes: "metadata.labels of each target object",
+        undo: "restores each label to its previous value (or removes it)",
+        reversible: true,
+        destroys_evidence: false,
+        target: TargetRule::Required(&[]),
+        outputs: &[("objects", "names of the labelled objects"), ("count", "how many objects")],
+    },
+};
+
+pub static ANNOTATE: MetadataAction = MetadataAction {
+    field: "annotations",
+    info: &ActionInfo {
+        name: "object.annotate",
+        summary: "Set or remove annotations on the target objects.",
+        changes: "metadata.annotations of each target object",
+        undo: "restores each annotation to its previous value (or removes it)",
+        reversible: true,
+        destroys_evidence: false,
+        target: TargetRule::Required(&[]),
+        outputs: &[("objects", "names of the annotated objects"), ("count", "how many objects")],
+    },
+};
+
+/// `with` of `object.label`.
+#[derive(Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct LabelWith {
+    /// Label key → value; `null` removes the label.
+    pub labels: IndexMap<String, Option<String>>,
+}
+
+/// `with` of `object.annotate`.
+#[derive(Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct AnnotateWith {
+    /// Annotation key → value; `null` removes the annotation.
+    pub annotations: IndexMap<String, Option<String>>,
+}
+
+impl MetadataAction {
+    fn wanted(&self, with: &Value) -> Result<Vec<(Vec<String>, Option<Value>)>, ActionError> {
+        let entries = if self.field == "labels" {
+            decode_with::<LabelWith>(with)?.labels
+        } else {
+            decode_with::<AnnotateWith>(with)?.annotations
+        };
+        let mut wanted = Vec::new();
+        for (key, value) in entries {
+            // Label keys and values reach the API server's selectors: validate them here, so a
+            // rendered value can never smuggle anything into a selector.
+            object::validate_label_key(&key).map_err(|e| ActionError::InvalidParams(e.to_string()))?;
+            if self.field == "labels"
+                && let Some(value) = &value
+            {
+                object::validate_label_value(&key, value).map_err(|e| ActionError::InvalidParams(e.to_string()))?;
+            }
+            wanted.push((meta_path(self.field, &key), value.map(Value::String)));
+        }
+        Ok(wanted)
+    }
+}
+
+impl Action for MetadataAction {
+    fn info(&self) -> &'static ActionInfo {
+        self.info
+    }
+
+    fn with_schema(&self) -> Value {
+        if self.field == "labels" {
+            schema_of::<LabelWith>()
+        } else {
+            schema_of::<AnnotateWith>()
+        }
+    }
+
+    fn plan<'a>(&'a self, input: &'a StepInput, cluster: &'a dyn Cluster) -> BoxFuture<'a, Result<StepPlan, ActionError>> {
+        Box::pin(async move {
+            let wanted = self.wanted(&input.with)?;
+            let target = input
+                .target
+                .as_ref()
+                .ok_or_else(|| ActionError::InvalidParams("a target is required".into()))?;
+            let objects = common::observe(target, cluster).await?;
+            let mut ops = Vec::new();
+            let mut inverse = Vec::new();
+            for object in &objects {
+                if let Some((op, undo)) = common::patch_pair(object, common::changes_for(object, &wanted)) {
+                    ops.push(op);
+                    inverse.push(undo);
+                }
+            }
+            inverse.reverse();
+            let mut outputs = serde_json::Map::new();
+            outputs.insert("objects".into(), common::names(&objects));
+            outputs.insert("count".into(), Value::from(objects.len()));
+            let verb = if self.field == "labels" { "label" } else { "annotate" };
+            Ok(StepPlan {
+                step: input.step_id.clone(),
+                action: self.info.name.to_string(),
+                summary: format!("{verb} {} object(s): {target}", objects.len()),
+                ops,
+                inverse,
+                reversibility: Reversibility::Reversible,
+                notes: Vec::new(),
+                outputs,
+            })
+        })
+    }
+
+    fn verify<'a>(
+        &'a self,
+        _input: &'a StepInput,
+        plan: &'a StepPlan,
+        cluster: &'a dyn Cluster,
+    ) -> BoxFuture<'a, Result<Verification, ActionError>> {
+        Box::pin(common::verify_patches(&plan.ops, cluster))
+    }
+}

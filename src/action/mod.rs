@@ -1,0 +1,177 @@
+//! The action catalogue. Each action observes the objects it touches and turns them into a
+//! plan (operations, inverse operations, reversibility), then verifies its post-condition.
+//! Actions never write: the executor applies their plans.
+
+pub mod approve;
+pub mod common;
+pub mod label;
+pub mod pod_delete;
+pub mod scale;
+pub mod wait;
+
+use serde::Serialize;
+use serde_json::Value;
+
+use crate::cluster::{BoxFuture, Cluster, ClusterError, Kind, Selector};
+use crate::plan::StepPlan;
+
+/// What the catalogue says about an action (`contain actions`).
+#[derive(Debug, Serialize)]
+pub struct ActionInfo {
+    pub name: &'static str,
+    pub summary: &'static str,
+    /// What it changes in the cluster.
+    pub changes: &'static str,
+    /// How a rollback undoes it, or why it cannot.
+    pub undo: &'static str,
+    pub reversible: bool,
+    /// Whether it can destroy evidence about a pod (the evidence-first rule applies).
+    pub destroys_evidence: bool,
+    pub target: TargetRule,
+    /// Outputs later steps read as `steps.<id>.outputs.<name>`.
+    pub outputs: &'static [(&'static str, &'static str)],
+}
+
+/// Which targets an action accepts.
+#[derive(Debug, Serialize)]
+#[serde(tag = "target", content = "kinds", rename_all = "snake_case")]
+pub enum TargetRule {
+    None,
+    Optional(&'static [&'static str]),
+    Required(&'static [&'static str]),
+}
+
+impl TargetRule {
+    /// The kinds allowed; empty means any known kind.
+    pub fn kinds(&self) -> &'static [&'static str] {
+        match self {
+            TargetRule::None => &[],
+            TargetRule::Optional(k) | TargetRule::Required(k) => k,
+        }
+    }
+}
+
+/// A step's target after rendering: names validated, kind known.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct ResolvedTarget {
+    #[serde(serialize_with = "kind_name")]
+    pub kind: &'static Kind,
+    pub namespace: Option<String>,
+    pub name: Option<String>,
+    pub selector: Option<Selector>,
+}
+
+fn kind_name<S: serde::Serializer>(kind: &&'static Kind, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_str(kind.kind)
+}
+
+impl std::fmt::Display for ResolvedTarget {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let ns = self.namespace.as_deref().map(|n| format!("{n}/")).unwrap_or_default();
+        match (&self.name, &self.selector) {
+            (Some(name), _) => write!(f, "{} {ns}{name}", self.kind.kind),
+            (None, Some(sel)) => write!(f, "{} {ns}[{}]", self.kind.kind, sel.to_query()),
+            (None, None) => write!(f, "every {} {ns}", self.kind.kind),
+        }
+    }
+}
+
+/// Everything an action needs to plan one step.
+#[derive(Clone, Debug)]
+pub struct StepInput {
+    pub step_id: String,
+    pub run_id: String,
+    pub target: Option<ResolvedTarget>,
+    /// The step's `with`, rendered and checked against the action's schema.
+    pub with: Value,
+}
+
+/// The result of checking a step's post-condition against the cluster.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, serde::Deserialize)]
+pub struct Verification {
+    pub checks: Vec<Check>,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, serde::Deserialize)]
+pub struct Check {
+    pub what: String,
+    pub ok: bool,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub detail: Option<String>,
+}
+
+impl Verification {
+    pub fn passed(&self) -> bool {
+        self.checks.iter().all(|c| c.ok)
+    }
+
+    pub fn check(&mut self, what: impl Into<String>, ok: bool, detail: Option<String>) {
+        self.checks.push(Check {
+            what: what.into(),
+            ok,
+            detail,
+        });
+    }
+}
+
+/// Why an action could not plan or verify.
+#[derive(Debug, thiserror::Error)]
+pub enum ActionError {
+    #[error("{0} not found")]
+    TargetNotFound(String),
+    #[error("no {0} matches the target")]
+    NoMatch(String),
+    #[error("invalid `with`: {0}")]
+    InvalidParams(String),
+    #[error("{0}")]
+    Refused(String),
+    #[error(transparent)]
+    Cluster(#[from] ClusterError),
+}
+
+/// One action of the catalogue.
+pub trait Action: Send + Sync {
+    fn info(&self) -> &'static ActionInfo;
+
+    /// The JSON schema of the action's `with` fields.
+    fn with_schema(&self) -> Value;
+
+    /// Observes the cluster and returns what the step will do. Never writes.
+    fn plan<'a>(&'a self, input: &'a StepInput, cluster: &'a dyn Cluster) -> BoxFuture<'a, Result<StepPlan, ActionError>>;
+
+    /// Checks the step's post-condition after its plan was applied.
+    fn verify<'a>(
+        &'a self,
+        input: &'a StepInput,
+        plan: &'a StepPlan,
+        cluster: &'a dyn Cluster,
+    ) -> BoxFuture<'a, Result<Verification, ActionError>>;
+}
+
+/// Every action, in catalogue order.
+pub fn catalogue() -> &'static [&'static dyn Action] {
+    static ACTIONS: &[&dyn Action] = &[
+        &label::LABEL,
+        &label::ANNOTATE,
+        &scale::Scale,
+        &pod_delete::PodDelete,
+        &wait::Wait,
+        &approve::Approve,
+    ];
+    ACTIONS
+}
+
+/// The action named `name`.
+pub fn lookup(name: &str) -> Option<&'static dyn Action> {
+    catalogue().iter().copied().find(|a| a.info().name == name)
+}
+
+/// The schema of a `with` type, with its definitions inlined under `$defs`.
+pub fn schema_of<T: schemars::JsonSchema>() -> Value {
+    serde_json::to_value(schemars::schema_for!(T)).unwrap_or(Value::Bool(true))
+}
+
+/// Decodes a rendered `with` into the action's own type.
+pub fn decode_with<T: serde::de::DeserializeOwned>(with: &Value) -> Result<T, ActionError> {
+    serde_json::from_value(with.clone()).map_err(|e| ActionError::InvalidParams(e.to_string()))
+}

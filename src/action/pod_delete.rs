@@ -1,0 +1,111 @@
+//! `pod.delete`: delete the target pods (their controller, if any, replaces them).
+
+use schemars::JsonSchema;
+use serde::Deserialize;
+use serde_json::Value;
+
+use super::common;
+use super::{Action, ActionError, ActionInfo, StepInput, TargetRule, Verification, decode_with, schema_of};
+use crate::cluster::object::{self, ObjectRef};
+use crate::cluster::{BoxFuture, Cluster};
+use crate::plan::{Op, Reversibility, StepPlan};
+
+pub struct PodDelete;
+
+static INFO: ActionInfo = ActionInfo {
+    name: "pod.delete",
+    summary: "Delete the target pods, each guarded by the uid observed at plan time.",
+    changes: "deletes each target pod",
+    undo: "none: a deleted pod cannot be brought back (its controller may create a new one)",
+    reversible: false,
+    destroys_evidence: true,
+    target: TargetRule::Required(&["Pod"]),
+    outputs: &[("deleted", "names of the deleted pods"), ("uids", "uids of the deleted pods")],
+};
+
+/// `with` of `pod.delete`.
+#[derive(Deserialize, JsonSchema, Default)]
+#[serde(deny_unknown_fields)]
+pub struct DeleteWith {
+    /// Seconds the pod gets to stop; the pod's own setting when omitted.
+    #[serde(default)]
+    #[schemars(range(min = 0))]
+    pub grace_period_seconds: Option<i64>,
+}
+
+impl Action for PodDelete {
+    fn info(&self) -> &'static ActionInfo {
+        &INFO
+    }
+
+    fn with_schema(&self) -> Value {
+        schema_of::<DeleteWith>()
+    }
+
+    fn plan<'a>(&'a self, input: &'a StepInput, cluster: &'a dyn Cluster) -> BoxFuture<'a, Result<StepPlan, ActionError>> {
+        Box::pin(async move {
+            let with: DeleteWith = decode_with(&input.with)?;
+            let target = input
+                .target
+                .as_ref()
+                .ok_or_else(|| ActionError::InvalidParams("a target is required".into()))?;
+            let pods = common::observe(target, cluster).await?;
+            let ops: Vec<Op> = pods
+                .iter()
+                .filter_map(|pod| {
+                    Some(Op::Delete {
+                        target: ObjectRef::of(pod)?,
+                        uid: object::uid(pod).map(str::to_string),
+                        run_id: None,
+                        grace_period_seconds: with.grace_period_seconds,
+                    })
+                })
+                .collect();
+            let mut outputs = serde_json::Map::new();
+            outputs.insert("deleted".into(), common::names(&pods));
+            outputs.insert(
+                "uids".into(),
+                Value::Array(pods.iter().filter_map(object::uid).map(|u| Value::String(u.into())).collect()),
+            );
+            Ok(StepPlan {
+                step: input.step_id.clone(),
+                action: INFO.name.to_string(),
+                summary: format!("delete {} pod(s): {target}", pods.len()),
+                ops,
+                inverse: Vec::new(),
+                reversibility: Reversibility::Irreversible {
+                    reason: "a deleted pod cannot be restored".into(),
+                },
+                notes: Vec::new(),
+                outputs,
+            })
+        })
+    }
+
+    fn verify<'a>(
+        &'a self,
+        _input: &'a StepInput,
+        plan: &'a StepPlan,
+        cluster: &'a dyn Cluster,
+    ) -> BoxFuture<'a, Result<Verification, ActionError>> {
+        Box::pin(async move {
+            let mut verification = Verification::default();
+            for op in &plan.ops {
+                let Op::Delete { target, uid, .. } = op else { continue };
+                let now = cluster.get(target).await?;
+                // Gone, replaced by a new pod of the same name, or terminating: all mean the
+                // pod we planned to delete is going away.
+                let (ok, detail) = match &now {
+                    None => (true, None),
+                    Some(pod) if object::uid(pod) != uid.as_deref() => (true, Some("replaced by a new pod".to_string())),
+                    Some(pod) if pod.pointer("/metadata/deletionTimestamp").is_some() => {
+                        (true, Some("terminating".to_string()))
+                    }
+                    Some(_) => (false, Some("the pod still exists and is not terminating".to_string())),
+                };
+                verification.check(format!("{target} is deleted"), ok, detail);
+            }
+            Ok(verification)
+        })
+    }
+}

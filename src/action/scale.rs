@@ -1,0 +1,98 @@
+//! `workload.scale`: set the replica count of a Deployment, StatefulSet or ReplicaSet.
+
+use schemars::JsonSchema;
+use serde::Deserialize;
+use serde_json::Value;
+
+use super::common;
+use super::{Action, ActionError, ActionInfo, StepInput, TargetRule, Verification, decode_with, schema_of};
+use crate::cluster::{BoxFuture, Cluster};
+use crate::plan::{Reversibility, StepPlan};
+
+pub struct Scale;
+
+static INFO: ActionInfo = ActionInfo {
+    name: "workload.scale",
+    summary: "Set the replica count of a workload.",
+    changes: "spec.replicas of each target workload (its controller then adds or removes pods)",
+    undo: "restores the previous replica count",
+    reversible: true,
+    // Scaling down deletes pods, and with them their evidence.
+    destroys_evidence: true,
+    target: TargetRule::Required(&["Deployment", "StatefulSet", "ReplicaSet"]),
+    outputs: &[("previous_replicas", "replica count before the step, per workload name")],
+};
+
+/// `with` of `workload.scale`.
+#[derive(Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ScaleWith {
+    /// The new replica count.
+    #[schemars(range(min = 0))]
+    pub replicas: u32,
+}
+
+fn replicas_path() -> Vec<String> {
+    vec!["spec".to_string(), "replicas".to_string()]
+}
+
+impl Action for Scale {
+    fn info(&self) -> &'static ActionInfo {
+        &INFO
+    }
+
+    fn with_schema(&self) -> Value {
+        schema_of::<ScaleWith>()
+    }
+
+    fn plan<'a>(&'a self, input: &'a StepInput, cluster: &'a dyn Cluster) -> BoxFuture<'a, Result<StepPlan, ActionError>> {
+        Box::pin(async move {
+            let with: ScaleWith = decode_with(&input.with)?;
+            let target = input
+                .target
+                .as_ref()
+                .ok_or_else(|| ActionError::InvalidParams("a target is required".into()))?;
+            let objects = common::observe(target, cluster).await?;
+            let mut ops = Vec::new();
+            let mut inverse = Vec::new();
+            let mut previous = serde_json::Map::new();
+            for object in &objects {
+                // An absent spec.replicas means 1 to the API server; record it as such so the
+                // undo restores the same count.
+                let before = object.pointer("/spec/replicas").cloned().unwrap_or(Value::from(1));
+                if let Some(name) = crate::cluster::object::name(object) {
+                    previous.insert(name.to_string(), before.clone());
+                }
+                let mut observed = object.clone();
+                observed["spec"]["replicas"] = before;
+                let changes = common::changes_for(&observed, &[(replicas_path(), Some(Value::from(with.replicas)))]);
+                if let Some((op, undo)) = common::patch_pair(&observed, changes) {
+                    ops.push(op);
+                    inverse.push(undo);
+                }
+            }
+            inverse.reverse();
+            let mut outputs = serde_json::Map::new();
+            outputs.insert("previous_replicas".into(), Value::Object(previous));
+            Ok(StepPlan {
+                step: input.step_id.clone(),
+                action: INFO.name.to_string(),
+                summary: format!("scale {target} to {} replica(s)", with.replicas),
+                ops,
+                inverse,
+                reversibility: Reversibility::Reversible,
+                notes: Vec::new(),
+                outputs,
+            })
+        })
+    }
+
+    fn verify<'a>(
+        &'a self,
+        _input: &'a StepInput,
+        plan: &'a StepPlan,
+        cluster: &'a dyn Cluster,
+    ) -> BoxFuture<'a, Result<Verification, ActionError>> {
+        Box::pin(common::verify_patches(&plan.ops, cluster))
+    }
+}

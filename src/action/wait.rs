@@ -1,0 +1,122 @@
+//! `wait`: pause for a duration, or until a field of the target object has a value.
+
+use schemars::JsonSchema;
+use serde::Deserialize;
+use serde_json::Value;
+
+use super::{Action, ActionError, ActionInfo, StepInput, TargetRule, Verification, decode_with, schema_of};
+use crate::cluster::object::ObjectRef;
+use crate::cluster::{BoxFuture, Cluster, merge};
+use crate::playbook::types::parse_duration;
+use crate::plan::{Op, Reversibility, StepPlan};
+
+pub struct Wait;
+
+static INFO: ActionInfo = ActionInfo {
+    name: "wait",
+    summary: "Pause for a duration, or until a field of the target has a value.",
+    changes: "nothing",
+    undo: "nothing to undo",
+    reversible: true,
+    destroys_evidence: false,
+    target: TargetRule::Optional(&[]),
+    outputs: &[],
+};
+
+/// `with` of `wait`: either `duration`, or `field` and `equals` on a named target.
+#[derive(Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct WaitWith {
+    /// How long to pause, e.g. `10s`.
+    #[serde(default)]
+    #[schemars(regex(pattern = r"^([0-9]+(ms|s|m|h))+$"))]
+    pub duration: Option<String>,
+    /// Dotted path of the field to watch, e.g. `status.phase`.
+    #[serde(default)]
+    pub field: Option<String>,
+    /// The value the field must reach.
+    #[serde(default)]
+    pub equals: Option<Value>,
+    /// How long to wait for the field (default 5m).
+    #[serde(default)]
+    #[schemars(regex(pattern = r"^([0-9]+(ms|s|m|h))+$"))]
+    pub timeout: Option<String>,
+}
+
+fn millis(text: &str, what: &str) -> Result<u64, ActionError> {
+    parse_duration(text)
+        .map(|d| d.as_millis() as u64)
+        .ok_or_else(|| ActionError::InvalidParams(format!("`{what}` is not a duration: {text}")))
+}
+
+impl Action for Wait {
+    fn info(&self) -> &'static ActionInfo {
+        &INFO
+    }
+
+    fn with_schema(&self) -> Value {
+        schema_of::<WaitWith>()
+    }
+
+    fn plan<'a>(&'a self, input: &'a StepInput, _cluster: &'a dyn Cluster) -> BoxFuture<'a, Result<StepPlan, ActionError>> {
+        Box::pin(async move {
+            let with: WaitWith = decode_with(&input.with)?;
+            let op = match (&with.duration, &with.field, &with.equals) {
+                (Some(duration), None, None) => Op::Sleep { millis: millis(duration, "duration")? },
+                (None, Some(field), Some(equals)) => {
+                    let target = input.target.as_ref().and_then(|t| {
+                        Some(ObjectRef::new(t.kind.kind, t.namespace.as_deref(), t.name.as_deref()?))
+                    });
+                    let target = target.ok_or_else(|| {
+                        ActionError::InvalidParams("waiting for a field needs a target with a name".into())
+                    })?;
+                    Op::WaitFor {
+                        target,
+                        path: field.split('.').map(str::to_string).collect(),
+                        equals: equals.clone(),
+                        timeout_millis: millis(with.timeout.as_deref().unwrap_or("5m"), "timeout")?,
+                    }
+                }
+                _ => {
+                    return Err(ActionError::InvalidParams(
+                        "give either `duration`, or `field` and `equals`".into(),
+                    ));
+                }
+            };
+            Ok(StepPlan {
+                step: input.step_id.clone(),
+                action: INFO.name.to_string(),
+                summary: op.to_string(),
+                ops: vec![op],
+                inverse: Vec::new(),
+                reversibility: Reversibility::Reversible,
+                notes: Vec::new(),
+                outputs: serde_json::Map::new(),
+            })
+        })
+    }
+
+    fn verify<'a>(
+        &'a self,
+        _input: &'a StepInput,
+        plan: &'a StepPlan,
+        cluster: &'a dyn Cluster,
+    ) -> BoxFuture<'a, Result<Verification, ActionError>> {
+        Box::pin(async move {
+            let mut verification = Verification::default();
+            for op in &plan.ops {
+                if let Op::WaitFor { target, path, equals, .. } = op {
+                    let now = cluster.get(target).await?;
+                    let value = now.as_ref().and_then(|o| merge::get(o, path)).cloned();
+                    let ok = value.as_ref() == Some(equals);
+                    verification.check(
+                        format!("{target} {} = {equals}", path.join(".")),
+                        ok,
+                        (!ok).then(|| format!("found {}", value.map_or("(none)".into(), |v| v.to_string()))),
+                    );
+                }
+            }
+            Ok(verification)
+        })
+    }
+}

@@ -1,0 +1,298 @@
+//! `KubeCluster`: the `Cluster` seam over kube-rs.
+//!
+//! kube's client has no read timeout and retries 429/503/504 up to 15 times with a very high
+//! cap, so a stalled API server could hang a 3 a.m. run. This client turns the built-in retry
+//! off, sets read/connect timeouts, wraps every call in a deadline, and retries transient
+//! failures a few times with a short backoff.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use kube::api::{Api, DeleteParams, DynamicObject, ListParams, Patch, PatchParams, PostParams};
+use kube::config::{KubeConfigOptions, Kubeconfig};
+use kube::core::{ApiResource, GroupVersionKind};
+use kube::{Client, Config};
+use serde_json::Value;
+
+use super::object::{self, ObjectRef, Selector};
+use super::{BoxFuture, Cluster, ClusterError, ClusterInfo, Kind, Preconditions, Result, WriteMode, kinds};
+
+/// The field manager of every write, so `managedFields` show which changes are contain's.
+pub const FIELD_MANAGER: &str = "contain";
+
+/// How to reach the cluster.
+#[derive(Clone, Debug, Default)]
+pub struct Connect {
+    pub kubeconfig: Option<PathBuf>,
+    pub context: Option<String>,
+    /// Deadline of one API call, retries included.
+    pub call_timeout: Option<Duration>,
+}
+
+/// A live cluster behind an API server.
+#[derive(Clone)]
+pub struct KubeCluster {
+    client: Client,
+    server: String,
+    context: Option<String>,
+    call_timeout: Duration,
+}
+
+const RETRIES: u32 = 3;
+
+impl KubeCluster {
+    /// Connects using a kubeconfig file (`--kubeconfig`, else `$KUBECONFIG`, else
+    /// `~/.kube/config`) or, with none of those, the in-cluster service account.
+    pub async fn connect(options: &Connect) -> Result<Self> {
+        let kube_options = KubeConfigOptions {
+            context: options.context.clone(),
+            ..KubeConfigOptions::default()
+        };
+        let mut config = match &options.kubeconfig {
+            Some(path) => {
+                let file = Kubeconfig::read_from(path)
+                    .map_err(|e| ClusterError::Connection(format!("cannot read kubeconfig {}: {e}", path.display())))?;
+                Config::from_custom_kubeconfig(file, &kube_options)
+                    .await
+                    .map_err(|e| ClusterError::Connection(format!("kubeconfig {}: {e}", path.display())))?
+            }
+            None => match Config::from_kubeconfig(&kube_options).await {
+                Ok(config) => config,
+                Err(kubeconfig_error) => Config::incluster().map_err(|_| {
+                    ClusterError::Connection(format!("no usable kubeconfig ({kubeconfig_error}) and not running in a cluster"))
+                })?,
+            },
+        };
+        let call_timeout = options.call_timeout.unwrap_or(Duration::from_secs(30));
+        config.default_retry = false;
+        config.connect_timeout = Some(Duration::from_secs(10));
+        config.read_timeout = Some(call_timeout);
+        config.write_timeout = Some(call_timeout);
+        let server = config.cluster_url.to_string();
+        let client = Client::try_from(config).map_err(|e| ClusterError::Connection(e.to_string()))?;
+        Ok(KubeCluster {
+            client,
+            server,
+            context: options.context.clone(),
+            call_timeout,
+        })
+    }
+
+    /// The kube-rs client, for calls outside the `Cluster` seam (token review, exec, logs).
+    pub fn client(&self) -> &Client {
+        &self.client
+    }
+
+    fn api(&self, kind: &Kind, namespace: Option<&str>) -> Api<DynamicObject> {
+        let gvk = GroupVersionKind::gvk(kind.group, kind.version, kind.kind);
+        let resource = ApiResource::from_gvk_with_plural(&gvk, kind.plural);
+        match namespace {
+            Some(ns) if kind.namespaced => Api::namespaced_with(self.client.clone(), ns, &resource),
+            _ => Api::all_with(self.client.clone(), &resource),
+        }
+    }
+
+    fn api_for(&self, r: &ObjectRef) -> Result<Api<DynamicObject>> {
+        let kind = kinds::lookup(&r.kind)
+            .ok_or_else(|| ClusterError::Unsupported(format!("unknown kind `{}`", r.kind)))?;
+        Ok(self.api(kind, r.namespace.as_deref()))
+    }
+
+    /// Runs `call` under the deadline, retrying transient failures a few times.
+    async fn call<T, F, Fut>(&self, what: &str, is_write: bool, mut call: F) -> Result<T>
+    where
+        F: FnMut() -> Fut,
+        Fut: std::future::Future<Output = Result<T>>,
+    {
+        let deadline = tokio::time::Instant::now() + self.call_timeout;
+        let mut attempt = 0;
+        loop {
+            let outcome = tokio::time::timeout_at(deadline, call()).await;
+            let error = match outcome {
+                Ok(Ok(value)) => return Ok(value),
+                Ok(Err(error)) => error,
+                Err(_) => {
+                    return Err(ClusterError::Timeout {
+                        operation: what.to_string(),
+                        seconds: self.call_timeout.as_secs(),
+                    });
+                }
+            };
+            // 429 and 503 mean the server did not act, so any call may be retried. A 504 or a
+            // dropped connection may hide a write that happened: only reads are retried then
+            // (writes carry preconditions, and resume re-observes before writing again).
+            let transient = match &error {
+                ClusterError::TooManyRequests { .. } | ClusterError::Api { code: 503, .. } => true,
+                ClusterError::Api { code: 504, .. } | ClusterError::Connection(_) => !is_write,
+                _ => false,
+            };
+            attempt += 1;
+            if !transient || attempt > RETRIES {
+                return Err(error);
+            }
+            let backoff = Duration::from_millis(200 * 2u64.pow(attempt - 1));
+            if tokio::time::Instant::now() + backoff >= deadline {
+                return Err(error);
+            }
+            tokio::time::sleep(backoff).await;
+        }
+    }
+}
+
+/// Maps a kube error onto a message naming the object and the server's reason.
+pub fn map_error(object: &str, error: kube::Error) -> ClusterError {
+    match error {
+        kube::Error::Api(status) => {
+            let object = object.to_string();
+            let message = status.message.clone();
+            match status.code {
+                404 => ClusterError::NotFound { object },
+                409 if status.reason == "AlreadyExists" => ClusterError::AlreadyExists { object },
+                409 => ClusterError::Conflict { object, message },
+                403 => ClusterError::Forbidden { object, message },
+                422 | 400 => ClusterError::Invalid { object, message },
+                429 => ClusterError::TooManyRequests { object, message },
+                code => ClusterError::Api { code, object, message },
+            }
+        }
+        other => ClusterError::Connection(other.to_string()),
+    }
+}
+
+fn to_value(object: DynamicObject) -> Value {
+    let mut value = serde_json::to_value(object).unwrap_or(Value::Null);
+    object::strip_server_fields(&mut value);
+    value
+}
+
+impl Cluster for KubeCluster {
+    fn info(&self) -> ClusterInfo {
+        ClusterInfo {
+            kind: "live",
+            server: self.server.clone(),
+            context: self.context.clone(),
+        }
+    }
+
+    fn identity(&self) -> BoxFuture<'_, Result<String>> {
+        Box::pin(async move {
+            let r = ObjectRef::new("Namespace", None, "kube-system");
+            let ns = self.get(&r).await?.ok_or(ClusterError::NotFound {
+                object: r.to_string(),
+            })?;
+            object::uid(&ns)
+                .map(str::to_string)
+                .ok_or_else(|| ClusterError::Unsupported("kube-system has no uid".into()))
+        })
+    }
+
+    fn get<'a>(&'a self, r: &'a ObjectRef) -> BoxFuture<'a, Result<Option<Value>>> {
+        Box::pin(async move {
+            let api = self.api_for(r)?;
+            let what = format!("get {r}");
+            self.call(&what, false, || async {
+                api.get_opt(&r.name)
+                    .await
+                    .map(|o| o.map(to_value))
+                    .map_err(|e| map_error(&r.to_string(), e))
+            })
+            .await
+        })
+    }
+
+    fn list<'a>(
+        &'a self,
+        kind: &'static Kind,
+        namespace: Option<&'a str>,
+        selector: &'a Selector,
+    ) -> BoxFuture<'a, Result<Vec<Value>>> {
+        Box::pin(async move {
+            let api = self.api(kind, namespace);
+            let mut params = ListParams::default();
+            if !selector.is_empty() {
+                params = params.labels(&selector.to_query());
+            }
+            let what = format!("list {}", kind.plural);
+            let list = self
+                .call(&what, false, || async {
+                    api.list(&params).await.map_err(|e| map_error(kind.plural, e))
+                })
+                .await?;
+            Ok(list
+                .items
+                .into_iter()
+                .map(|mut o| {
+                    // Lists omit kind and apiVersion on items; put them back.
+                    o.types = Some(kube::core::TypeMeta {
+                        api_version: kind.api_version(),
+                        kind: kind.kind.to_string(),
+                    });
+                    to_value(o)
+                })
+                .collect())
+        })
+    }
+
+    fn create<'a>(&'a self, object: &'a Value, mode: WriteMode) -> BoxFuture<'a, Result<Value>> {
+        Box::pin(async move {
+            let r = ObjectRef::of(object).ok_or_else(|| ClusterError::Invalid {
+                object: "object".into(),
+                message: "kind and metadata.name are required".into(),
+            })?;
+            let api = self.api_for(&r)?;
+            let dynamic: DynamicObject = serde_json::from_value(object.clone()).map_err(|e| ClusterError::Invalid {
+                object: r.to_string(),
+                message: e.to_string(),
+            })?;
+            let params = PostParams {
+                dry_run: mode == WriteMode::DryRun,
+                field_manager: Some(FIELD_MANAGER.to_string()),
+            };
+            self.call(&format!("create {r}"), true, || async {
+                api.create(&params, &dynamic).await.map(to_value).map_err(|e| map_error(&r.to_string(), e))
+            })
+            .await
+        })
+    }
+
+    fn patch<'a>(&'a self, r: &'a ObjectRef, patch: &'a Value, mode: WriteMode) -> BoxFuture<'a, Result<Value>> {
+        Box::pin(async move {
+            let api = self.api_for(r)?;
+            let mut params = PatchParams::default();
+            params.dry_run = mode == WriteMode::DryRun;
+            params.field_manager = Some(FIELD_MANAGER.to_string());
+            self.call(&format!("patch {r}"), true, || async {
+                api.patch(&r.name, &params, &Patch::Merge(patch))
+                    .await
+                    .map(to_value)
+                    .map_err(|e| map_error(&r.to_string(), e))
+            })
+            .await
+        })
+    }
+
+    fn delete<'a>(
+        &'a self,
+        r: &'a ObjectRef,
+        preconditions: &'a Preconditions,
+        grace_period_seconds: Option<i64>,
+        mode: WriteMode,
+    ) -> BoxFuture<'a, Result<()>> {
+        Box::pin(async move {
+            let api = self.api_for(r)?;
+            let params = DeleteParams {
+                dry_run: mode == WriteMode::DryRun,
+                grace_period_seconds: grace_period_seconds.and_then(|g| u32::try_from(g).ok()),
+                preconditions: Some(kube::api::Preconditions {
+                    uid: preconditions.uid.clone(),
+                    resource_version: preconditions.resource_version.clone(),
+                }),
+                ..DeleteParams::default()
+            };
+            self.call(&format!("delete {r}"), true, || async {
+                api.delete(&r.name, &params).await.map(|_| ()).map_err(|e| map_error(&r.to_string(), e))
+            })
+            .await
+        })
+    }
+}

@@ -1,0 +1,122 @@
+//! The `Cluster` seam: the only place that talks to Kubernetes. `KubeCluster` speaks to an API
+//! server; `SimCluster` answers from a snapshot in memory, like the API server would.
+
+pub mod kinds;
+pub mod kube;
+pub mod merge;
+pub mod object;
+pub mod sim;
+
+use std::future::Future;
+use std::pin::Pin;
+
+use serde_json::Value;
+
+pub use kinds::Kind;
+pub use object::{ObjectRef, Selector};
+
+/// A boxed future, so `Cluster` can be used as a trait object.
+pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
+
+/// What the user is told about where a run is going.
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct ClusterInfo {
+    /// `live` or `simulated`.
+    pub kind: &'static str,
+    /// The API server URL, or the snapshot file.
+    pub server: String,
+    pub context: Option<String>,
+}
+
+/// How a write is carried out: for real, or validated by the server and discarded.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum WriteMode {
+    Apply,
+    DryRun,
+}
+
+/// Preconditions the server checks before a delete.
+#[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Preconditions {
+    pub uid: Option<String>,
+    pub resource_version: Option<String>,
+}
+
+/// Why a cluster call failed. Messages name the object and the server's reason.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum ClusterError {
+    #[error("{object} not found")]
+    NotFound { object: String },
+    #[error("{object} already exists")]
+    AlreadyExists { object: String },
+    /// A precondition (uid, resourceVersion) did not hold, or a stale write lost a race.
+    #[error("conflict on {object}: {message}")]
+    Conflict { object: String, message: String },
+    #[error("forbidden: {object}: {message}")]
+    Forbidden { object: String, message: String },
+    #[error("rejected by the API server: {object}: {message}")]
+    Invalid { object: String, message: String },
+    #[error("too many requests for {object}: {message}")]
+    TooManyRequests { object: String, message: String },
+    #[error("{operation} timed out after {seconds} s")]
+    Timeout { operation: String, seconds: u64 },
+    #[error("API error {code} on {object}: {message}")]
+    Api {
+        code: u16,
+        object: String,
+        message: String,
+    },
+    #[error("cannot reach the cluster: {0}")]
+    Connection(String),
+    #[error("{0}")]
+    Unsupported(String),
+}
+
+impl ClusterError {
+    pub fn is_not_found(&self) -> bool {
+        matches!(self, ClusterError::NotFound { .. })
+    }
+}
+
+pub type Result<T, E = ClusterError> = std::result::Result<T, E>;
+
+/// Object-level access to a cluster, in JSON. Implementations answer like the API server:
+/// uids, resourceVersions, 404 and 409 included.
+pub trait Cluster: Send + Sync {
+    fn info(&self) -> ClusterInfo;
+
+    /// A stable identity of the cluster: the uid of the `kube-system` namespace.
+    fn identity(&self) -> BoxFuture<'_, Result<String>>;
+
+    /// The object, or `None` when it does not exist.
+    fn get<'a>(&'a self, object: &'a ObjectRef) -> BoxFuture<'a, Result<Option<Value>>>;
+
+    /// Objects of a kind, in one namespace or all, matching a selector.
+    fn list<'a>(
+        &'a self,
+        kind: &'static Kind,
+        namespace: Option<&'a str>,
+        selector: &'a Selector,
+    ) -> BoxFuture<'a, Result<Vec<Value>>>;
+
+    /// Creates an object; fails with `AlreadyExists` when the name is taken.
+    fn create<'a>(&'a self, object: &'a Value, mode: WriteMode) -> BoxFuture<'a, Result<Value>>;
+
+    /// Applies a JSON merge patch. `metadata.uid` and `metadata.resourceVersion` in the patch
+    /// are preconditions: the server answers 409 when they do not match.
+    fn patch<'a>(
+        &'a self,
+        object: &'a ObjectRef,
+        patch: &'a Value,
+        mode: WriteMode,
+    ) -> BoxFuture<'a, Result<Value>>;
+
+    /// Deletes an object when the preconditions hold.
+    fn delete<'a>(
+        &'a self,
+        object: &'a ObjectRef,
+        preconditions: &'a Preconditions,
+        grace_period_seconds: Option<i64>,
+        mode: WriteMode,
+    ) -> BoxFuture<'a, Result<()>>;
+}

@@ -1,0 +1,68 @@
+//! A plan as text a responder reads in ten seconds: one block per step, one line per object,
+//! one line per changed field.
+
+use std::fmt::Write as _;
+
+use serde_json::Value;
+
+use super::{Op, Reversibility, StepPlan};
+use crate::report::sanitize;
+
+/// Renders a step plan. `with_inverse` adds the undo operations.
+pub fn render_step(plan: &StepPlan, with_inverse: bool) -> String {
+    let mut out = String::new();
+    let reversible = match &plan.reversibility {
+        Reversibility::Reversible => "reversible".to_string(),
+        Reversibility::Irreversible { reason } => format!("IRREVERSIBLE: {}", sanitize(reason)),
+    };
+    let _ = writeln!(out, "  {}", sanitize(&plan.summary));
+    if plan.ops.is_empty() {
+        let _ = writeln!(out, "    (no changes)");
+    }
+    for op in &plan.ops {
+        render_op(&mut out, op, "    ");
+    }
+    let _ = writeln!(out, "    [{reversible}]");
+    for note in &plan.notes {
+        let _ = writeln!(out, "    ! {}", sanitize(note));
+    }
+    if with_inverse && !plan.inverse.is_empty() {
+        let _ = writeln!(out, "    undo:");
+        for op in &plan.inverse {
+            render_op(&mut out, op, "      ");
+        }
+    }
+    out
+}
+
+/// One operation and, for patches, each field it changes.
+pub fn render_op(out: &mut String, op: &Op, indent: &str) {
+    let _ = writeln!(out, "{indent}{} {}", op.symbol(), sanitize(&op.to_string()));
+    match op {
+        Op::Patch { changes, .. } => {
+            for change in changes {
+                let _ = writeln!(
+                    out,
+                    "{indent}    {}: {} → {}",
+                    sanitize(&change.display_path()),
+                    show(change.before.as_ref()),
+                    show(change.after.as_ref())
+                );
+            }
+        }
+        Op::Create { object } => {
+            for (key, value) in crate::cluster::object::labels(object) {
+                let _ = writeln!(out, "{indent}    label {}: {}", sanitize(&key), sanitize(&value));
+            }
+        }
+        _ => {}
+    }
+}
+
+fn show(value: Option<&Value>) -> String {
+    match value {
+        None => "(none)".to_string(),
+        Some(Value::String(s)) => format!("{:?}", sanitize(s)),
+        Some(other) => sanitize(&other.to_string()),
+    }
+}

@@ -1,0 +1,140 @@
+//! One operation of a plan. Writes carry what the plan observed (uid, field values) so that
+//! applying them later, after a crash or a human's change, is safe: see `execute::apply`.
+
+use std::fmt;
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use crate::cluster::ObjectRef;
+
+/// One field of an object that a patch changes: `before` is what the plan observed, `after`
+/// what it writes (`None`: the field is absent / removed).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct FieldChange {
+    pub path: Vec<String>,
+    pub before: Option<Value>,
+    pub after: Option<Value>,
+}
+
+impl FieldChange {
+    /// The same change, backwards.
+    pub fn inverse(&self) -> FieldChange {
+        FieldChange {
+            path: self.path.clone(),
+            before: self.after.clone(),
+            after: self.before.clone(),
+        }
+    }
+
+    /// `metadata.labels["contain.dev/quarantine"]`.
+    pub fn display_path(&self) -> String {
+        let mut out = String::new();
+        for (i, segment) in self.path.iter().enumerate() {
+            let plain = segment.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
+            if plain {
+                if i > 0 {
+                    out.push('.');
+                }
+                out.push_str(segment);
+            } else {
+                out.push_str(&format!("[{segment:?}]"));
+            }
+        }
+        out
+    }
+}
+
+/// An operation, as planned, journaled and applied.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "op", rename_all = "snake_case")]
+pub enum Op {
+    /// Create an object. On AlreadyExists, the existing object is adopted only when it carries
+    /// this run's id label.
+    Create { object: Value },
+    /// Change fields of one object, guarded by its uid and the values the plan observed.
+    Patch {
+        target: ObjectRef,
+        uid: String,
+        changes: Vec<FieldChange>,
+    },
+    /// Delete one object. With a uid, only that object; without (undo of a create whose uid was
+    /// not known at plan time), only if it carries `run_id` in its `contain.dev/run-id` label.
+    Delete {
+        target: ObjectRef,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        uid: Option<String>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        run_id: Option<String>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        grace_period_seconds: Option<i64>,
+    },
+    /// Pause for a fixed time.
+    Sleep { millis: u64 },
+    /// Poll an object until a field has a value.
+    WaitFor {
+        target: ObjectRef,
+        path: Vec<String>,
+        equals: Value,
+        timeout_millis: u64,
+    },
+    /// Ask a human before going on.
+    Approve { message: String },
+}
+
+impl Op {
+    /// True when the operation changes the cluster.
+    pub fn is_write(&self) -> bool {
+        matches!(self, Op::Create { .. } | Op::Patch { .. } | Op::Delete { .. })
+    }
+
+    /// The object the operation is about, if any.
+    pub fn target(&self) -> Option<ObjectRef> {
+        match self {
+            Op::Create { object } => ObjectRef::of(object),
+            Op::Patch { target, .. } | Op::Delete { target, .. } | Op::WaitFor { target, .. } => {
+                Some(target.clone())
+            }
+            Op::Sleep { .. } | Op::Approve { .. } => None,
+        }
+    }
+
+    /// `+` create, `~` patch, `-` delete, `…` wait, `?` approve.
+    pub fn symbol(&self) -> char {
+        match self {
+            Op::Create { .. } => '+',
+            Op::Patch { .. } => '~',
+            Op::Delete { .. } => '-',
+            Op::Sleep { .. } | Op::WaitFor { .. } => '…',
+            Op::Approve { .. } => '?',
+        }
+    }
+}
+
+impl fmt::Display for Op {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Op::Create { object } => match ObjectRef::of(object) {
+                Some(r) => write!(f, "create {r}"),
+                None => write!(f, "create object"),
+            },
+            Op::Patch { target, changes, .. } => {
+                write!(f, "patch {target} ({} field{})", changes.len(), if changes.len() == 1 { "" } else { "s" })
+            }
+            Op::Delete { target, .. } => write!(f, "delete {target}"),
+            Op::Sleep { millis } => write!(f, "sleep {}", human_millis(*millis)),
+            Op::WaitFor { target, path, equals, .. } => {
+                write!(f, "wait for {target} {} = {equals}", path.join("."))
+            }
+            Op::Approve { message } => write!(f, "approve: {}", crate::report::sanitize(message)),
+        }
+    }
+}
+
+pub fn human_millis(millis: u64) -> String {
+    if millis % 1000 == 0 {
+        format!("{}s", millis / 1000)
+    } else {
+        format!("{millis}ms")
+    }
+}

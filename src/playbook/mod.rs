@@ -1,0 +1,6 @@
+//! Playbooks: the YAML format, loading with places, and validation.
+
+pub mod node;
+pub mod refs;
+pub mod schema_check;
+pub mod types;

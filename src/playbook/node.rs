@@ -1,0 +1,447 @@
+//! A YAML document as a tree of nodes that remember where they came from.
+//!
+//! Every later stage (schema checks, reference checks, rendering) walks this tree, so every
+//! error can name the exact `file:line:col` of the value it is about.
+
+use std::fmt;
+
+use serde::de::{self, Deserialize, Deserializer, MapAccess, SeqAccess, Visitor};
+use serde_saphyr::Spanned;
+
+use crate::source::{Source, Span};
+
+/// One YAML value and the place it was written.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Node {
+    pub value: NodeValue,
+    pub span: Span,
+}
+
+/// The value of a [`Node`]; mappings keep their key order and each key's own span.
+#[derive(Clone, Debug, PartialEq)]
+pub enum NodeValue {
+    Null,
+    Bool(bool),
+    Int(i64),
+    Float(f64),
+    Str(String),
+    Seq(Vec<Node>),
+    Map(Vec<(Key, Node)>),
+}
+
+/// A mapping key and the place it was written.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Key {
+    pub name: String,
+    pub span: Span,
+}
+
+impl Node {
+    /// A node with no place in any file, for values made by the program (defaults, `--set`).
+    pub fn synthetic(value: NodeValue) -> Node {
+        Node {
+            value,
+            span: Span::default(),
+        }
+    }
+
+    /// The JSON type name used in error messages.
+    pub fn type_name(&self) -> &'static str {
+        match self.value {
+            NodeValue::Null => "null",
+            NodeValue::Bool(_) => "boolean",
+            NodeValue::Int(_) => "integer",
+            NodeValue::Float(_) => "number",
+            NodeValue::Str(_) => "string",
+            NodeValue::Seq(_) => "list",
+            NodeValue::Map(_) => "mapping",
+        }
+    }
+
+    pub fn as_str(&self) -> Option<&str> {
+        match &self.value {
+            NodeValue::Str(s) => Some(s),
+            _ => None,
+        }
+    }
+
+    pub fn as_map(&self) -> Option<&[(Key, Node)]> {
+        match &self.value {
+            NodeValue::Map(entries) => Some(entries),
+            _ => None,
+        }
+    }
+
+    pub fn as_seq(&self) -> Option<&[Node]> {
+        match &self.value {
+            NodeValue::Seq(items) => Some(items),
+            _ => None,
+        }
+    }
+
+    /// The value under `key` when this node is a mapping.
+    pub fn get(&self, key: &str) -> Option<&Node> {
+        self.as_map()?
+            .iter()
+            .find(|(k, _)| k.name == key)
+            .map(|(_, v)| v)
+    }
+
+    /// The node at a JSON-pointer-like path (`/steps/2/id`), if there is one.
+    pub fn pointer(&self, path: &str) -> Option<&Node> {
+        let mut node = self;
+        for segment in path.split('/').skip(1) {
+            node = match &node.value {
+                NodeValue::Map(_) => node.get(segment)?,
+                NodeValue::Seq(items) => items.get(segment.parse::<usize>().ok()?)?,
+                _ => return None,
+            };
+        }
+        Some(node)
+    }
+
+    /// The plain JSON value, dropping places.
+    pub fn to_json(&self) -> serde_json::Value {
+        use serde_json::Value;
+        match &self.value {
+            NodeValue::Null => Value::Null,
+            NodeValue::Bool(b) => Value::Bool(*b),
+            NodeValue::Int(i) => Value::from(*i),
+            NodeValue::Float(f) => serde_json::Number::from_f64(*f).map_or(Value::Null, Value::Number),
+            NodeValue::Str(s) => Value::String(s.clone()),
+            NodeValue::Seq(items) => Value::Array(items.iter().map(Node::to_json).collect()),
+            NodeValue::Map(entries) => Value::Object(
+                entries
+                    .iter()
+                    .map(|(k, v)| (k.name.clone(), v.to_json()))
+                    .collect(),
+            ),
+        }
+    }
+
+    /// A node tree for a JSON value, every node carrying `span`.
+    pub fn from_json(value: &serde_json::Value, span: Span) -> Node {
+        use serde_json::Value;
+        let value = match value {
+            Value::Null => NodeValue::Null,
+            Value::Bool(b) => NodeValue::Bool(*b),
+            Value::Number(n) => match n.as_i64() {
+                Some(i) => NodeValue::Int(i),
+                None => NodeValue::Float(n.as_f64().unwrap_or(f64::NAN)),
+            },
+            Value::String(s) => NodeValue::Str(s.clone()),
+            Value::Array(items) => {
+                NodeValue::Seq(items.iter().map(|v| Node::from_json(v, span)).collect())
+            }
+            Value::Object(map) => NodeValue::Map(
+                map.iter()
+                    .map(|(k, v)| {
+                        (
+                            Key {
+                                name: k.clone(),
+                                span,
+                            },
+                            Node::from_json(v, span),
+                        )
+                    })
+                    .collect(),
+            ),
+        };
+        Node { value, span }
+    }
+}
+
+/// Limits that keep hostile input (alias bombs, deep nesting, huge files) bounded in time and
+/// memory. Parsing stops at the first limit reached, with a located error.
+#[derive(Clone, Copy, Debug)]
+pub struct Limits {
+    pub max_bytes: usize,
+    pub max_depth: usize,
+    pub max_nodes: usize,
+    pub max_aliases: usize,
+    pub max_documents: usize,
+}
+
+impl Limits {
+    /// Playbooks are small, reviewed files.
+    pub const PLAYBOOK: Limits = Limits {
+        max_bytes: 1 << 20,
+        max_depth: 48,
+        max_nodes: 50_000,
+        max_aliases: 200,
+        max_documents: 1,
+    };
+    /// Snapshots of a cluster can be large, but are still read whole into memory.
+    pub const SNAPSHOT: Limits = Limits {
+        max_bytes: 256 << 20,
+        max_depth: 64,
+        max_nodes: 5_000_000,
+        max_aliases: 1_000,
+        max_documents: 100_000,
+    };
+
+    fn options(&self) -> serde_saphyr::Options {
+        // Both structs are non-exhaustive: start from the defaults and tighten.
+        let mut budget = serde_saphyr::Budget::default();
+        budget.max_depth = self.max_depth;
+        budget.max_nodes = self.max_nodes;
+        budget.max_aliases = self.max_aliases;
+        budget.max_anchors = self.max_aliases.max(1);
+        budget.max_documents = self.max_documents;
+        budget.max_total_scalar_bytes = self.max_bytes;
+        budget.max_events = self.max_nodes.saturating_mul(4);
+        let mut options = serde_saphyr::Options::default();
+        options.budget = Some(budget);
+        options
+    }
+}
+
+/// Why a text could not be read as YAML.
+#[derive(Debug, thiserror::Error)]
+pub enum ParseError {
+    /// The file is larger than the limit for its kind.
+    #[error("{name} is {size} bytes, over the {limit}-byte limit")]
+    TooLarge {
+        name: String,
+        size: usize,
+        limit: usize,
+    },
+    /// The bytes are not UTF-8.
+    #[error("{name}:{line}:{column}: not valid UTF-8 (byte offset {offset})")]
+    NotUtf8 {
+        name: String,
+        offset: usize,
+        line: usize,
+        column: usize,
+    },
+    /// The YAML parser (or one of its limits) rejected the text.
+    #[error("{message}")]
+    Yaml { message: String, span: Option<Span> },
+}
+
+/// Checks size and UTF-8 before any parsing, so the parser only ever sees bounded, valid text.
+pub fn text_from_bytes(name: &str, bytes: Vec<u8>, limits: Limits) -> Result<String, ParseError> {
+    if bytes.len() > limits.max_bytes {
+        return Err(ParseError::TooLarge {
+            name: name.to_string(),
+            size: bytes.len(),
+            limit: limits.max_bytes,
+        });
+    }
+    String::from_utf8(bytes).map_err(|e| {
+        let offset = e.utf8_error().valid_up_to();
+        let valid = std::str::from_utf8(&e.as_bytes()[..offset]).unwrap_or_default();
+        let source = Source::new(name, valid);
+        let (line, column) = source.line_col(offset);
+        ParseError::NotUtf8 {
+            name: name.to_string(),
+            offset,
+            line,
+            column,
+        }
+    })
+}
+
+/// Parses one YAML document into a node tree.
+pub fn parse_document(source: &Source, limits: Limits) -> Result<Node, ParseError> {
+    if source.text().len() > limits.max_bytes {
+        return Err(ParseError::TooLarge {
+            name: source.name().to_string(),
+            size: source.text().len(),
+            limit: limits.max_bytes,
+        });
+    }
+    let raw: Spanned<RawNode> = serde_saphyr::from_str_with_options(source.text(), limits.options())
+        .map_err(|e| yaml_error(source, &e))?;
+    Ok(convert(raw, source))
+}
+
+/// Parses every document of a multi-document YAML stream; empty documents are skipped.
+pub fn parse_documents(source: &Source, limits: Limits) -> Result<Vec<Node>, ParseError> {
+    if source.text().len() > limits.max_bytes {
+        return Err(ParseError::TooLarge {
+            name: source.name().to_string(),
+            size: source.text().len(),
+            limit: limits.max_bytes,
+        });
+    }
+    let docs: Vec<Spanned<RawNode>> =
+        serde_saphyr::from_multiple_with_options(source.text(), limits.options())
+            .map_err(|e| yaml_error(source, &e))?;
+    Ok(docs.into_iter().map(|d| convert(d, source)).collect())
+}
+
+fn yaml_error(source: &Source, err: &serde_saphyr::Error) -> ParseError {
+    let span = err.location().map(|loc| location_span(source, &loc));
+    // The library's own rendering repeats a snippet; keep the first line, the message itself.
+    let rendered = err.to_string();
+    let message = rendered.lines().next().unwrap_or("invalid YAML").trim().to_string();
+    ParseError::Yaml { message, span }
+}
+
+fn location_span(source: &Source, loc: &serde_saphyr::Location) -> Span {
+    let span = loc.span();
+    match span.byte_offset() {
+        Some(offset) => {
+            let offset = offset as usize;
+            let len = span.byte_len().unwrap_or(0) as usize;
+            source.span_at(offset.min(source.text().len()), len)
+        }
+        None => Span {
+            offset: 0,
+            len: 0,
+            line: loc.line() as usize,
+            column: loc.column() as usize,
+        },
+    }
+}
+
+fn convert(raw: Spanned<RawNode>, source: &Source) -> Node {
+    let span = location_span(source, &raw.referenced);
+    let value = match raw.value {
+        RawNode::Null => NodeValue::Null,
+        RawNode::Bool(b) => NodeValue::Bool(b),
+        RawNode::Int(i) => NodeValue::Int(i),
+        RawNode::Float(f) => NodeValue::Float(f),
+        RawNode::Str(s) => NodeValue::Str(s),
+        RawNode::Seq(items) => NodeValue::Seq(items.into_iter().map(|n| convert(n, source)).collect()),
+        RawNode::Map(entries) => NodeValue::Map(
+            entries
+                .into_iter()
+                .map(|(k, v)| {
+                    let key = Key {
+                        span: location_span(source, &k.referenced),
+                        name: k.value,
+                    };
+                    (key, convert(v, source))
+                })
+                .collect(),
+        ),
+    };
+    Node { value, span }
+}
+
+/// The shape serde-saphyr fills in; children are wrapped in `Spanned` to learn their place.
+enum RawNode {
+    Null,
+    Bool(bool),
+    Int(i64),
+    Float(f64),
+    Str(String),
+    Seq(Vec<Spanned<RawNode>>),
+    Map(Vec<(Spanned<String>, Spanned<RawNode>)>),
+}
+
+impl<'de> Deserialize<'de> for RawNode {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        deserializer.deserialize_any(RawVisitor)
+    }
+}
+
+struct RawVisitor;
+
+impl<'de> Visitor<'de> for RawVisitor {
+    type Value = RawNode;
+
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str("any YAML value")
+    }
+    fn visit_unit<E>(self) -> Result<RawNode, E> {
+        Ok(RawNode::Null)
+    }
+    fn visit_none<E>(self) -> Result<RawNode, E> {
+        Ok(RawNode::Null)
+    }
+    fn visit_some<D: Deserializer<'de>>(self, d: D) -> Result<RawNode, D::Error> {
+        RawNode::deserialize(d)
+    }
+    fn visit_bool<E>(self, v: bool) -> Result<RawNode, E> {
+        Ok(RawNode::Bool(v))
+    }
+    fn visit_i64<E>(self, v: i64) -> Result<RawNode, E> {
+        Ok(RawNode::Int(v))
+    }
+    fn visit_u64<E: de::Error>(self, v: u64) -> Result<RawNode, E> {
+        i64::try_from(v)
+            .map(RawNode::Int)
+            .or(Ok(RawNode::Float(v as f64)))
+    }
+    fn visit_i128<E: de::Error>(self, v: i128) -> Result<RawNode, E> {
+        i64::try_from(v)
+            .map(RawNode::Int)
+            .map_err(|_| E::custom("integer out of range"))
+    }
+    fn visit_u128<E: de::Error>(self, v: u128) -> Result<RawNode, E> {
+        i64::try_from(v)
+            .map(RawNode::Int)
+            .map_err(|_| E::custom("integer out of range"))
+    }
+    fn visit_f64<E>(self, v: f64) -> Result<RawNode, E> {
+        Ok(RawNode::Float(v))
+    }
+    fn visit_str<E>(self, v: &str) -> Result<RawNode, E> {
+        Ok(RawNode::Str(v.to_string()))
+    }
+    fn visit_string<E>(self, v: String) -> Result<RawNode, E> {
+        Ok(RawNode::Str(v))
+    }
+    fn visit_bytes<E: de::Error>(self, _: &[u8]) -> Result<RawNode, E> {
+        Err(E::custom("binary values are not supported"))
+    }
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<RawNode, A::Error> {
+        let mut items = Vec::new();
+        while let Some(item) = seq.next_element::<Spanned<RawNode>>()? {
+            items.push(item);
+        }
+        Ok(RawNode::Seq(items))
+    }
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<RawNode, A::Error> {
+        let mut entries: Vec<(Spanned<String>, Spanned<RawNode>)> = Vec::new();
+        while let Some(key) = map.next_key::<Spanned<String>>()? {
+            if entries.iter().any(|(k, _)| k.value == key.value) {
+                return Err(de::Error::custom(format!("duplicate key `{}`", key.value)));
+            }
+            let value = map.next_value::<Spanned<RawNode>>()?;
+            entries.push((key, value));
+        }
+        Ok(RawNode::Map(entries))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(text: &str) -> Node {
+        parse_document(&Source::new("t.yaml", text), Limits::PLAYBOOK).expect("parses")
+    }
+
+    #[test]
+    fn keys_and_values_keep_their_places() {
+        let node = parse("a: 1\nsteps:\n  - id: x\n    action: pod.delete\n");
+        let action = node.pointer("/steps/0/action").unwrap();
+        assert_eq!(action.as_str(), Some("pod.delete"));
+        assert_eq!((action.span.line, action.span.column), (4, 13));
+        let (key, _) = &node.as_map().unwrap()[1];
+        assert_eq!((key.name.as_str(), key.span.line, key.span.column), ("steps", 2, 1));
+    }
+
+    #[test]
+    fn scalars_keep_their_types() {
+        let node = parse("i: 3\nf: 1.5\nb: true\nn: null\ns: '3'\n");
+        let types: Vec<_> = node.as_map().unwrap().iter().map(|(_, v)| v.type_name()).collect();
+        assert_eq!(types, ["integer", "number", "boolean", "null", "string"]);
+    }
+
+    #[test]
+    fn duplicate_keys_are_rejected() {
+        let err = parse_document(&Source::new("t.yaml", "a: 1\na: 2\n"), Limits::PLAYBOOK).unwrap_err();
+        assert!(err.to_string().contains("duplicate"), "{err}");
+    }
+
+    #[test]
+    fn invalid_utf8_is_located() {
+        let err = text_from_bytes("t.yaml", b"a: 1\nb: \xff\n".to_vec(), Limits::PLAYBOOK).unwrap_err();
+        assert_eq!(err.to_string(), "t.yaml:2:4: not valid UTF-8 (byte offset 8)");
+    }
+}

@@ -1,0 +1,191 @@
+//! Finds the variables a template or a `when:` expression reads, with their offsets, so that
+//! validation can name an undefined param, fact or step output at its exact place.
+
+/// One variable read, e.g. `steps.capture.outputs.bundle` at byte 3 of its string.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Reference {
+    pub root: String,
+    pub segments: Vec<String>,
+    pub offset: usize,
+    pub len: usize,
+}
+
+const KEYWORDS: &[&str] = &[
+    "and", "or", "not", "in", "is", "if", "else", "elif", "endif", "for", "endfor", "set", "set_global",
+    "true", "false", "none", "True", "False", "None", "loop", "raw", "endraw", "filter", "endfilter",
+    "break", "continue", "with", "endwith", "as",
+];
+
+/// The variables read by the `{{ … }}` and `{% … %}` blocks of a template string.
+pub fn in_template(text: &str) -> Vec<Reference> {
+    let mut out = Vec::new();
+    let mut locals = Vec::new();
+    let mut rest = 0;
+    while let Some(start) = find_open(&text[rest..]).map(|i| i + rest) {
+        let close = if text[start..].starts_with("{{") { "}}" } else { "%}" };
+        let body_start = start + 2;
+        let end = text[body_start..].find(close).map_or(text.len(), |i| i + body_start);
+        scan(&text[body_start..end], body_start, &mut locals, &mut out);
+        rest = (end + 2).min(text.len());
+        if rest >= text.len() {
+            break;
+        }
+    }
+    out
+}
+
+/// The variables read by an expression (a `when:`).
+pub fn in_expression(text: &str) -> Vec<Reference> {
+    let mut out = Vec::new();
+    scan(text, 0, &mut Vec::new(), &mut out);
+    out
+}
+
+fn find_open(text: &str) -> Option<usize> {
+    match (text.find("{{"), text.find("{%")) {
+        (Some(a), Some(b)) => Some(a.min(b)),
+        (a, b) => a.or(b),
+    }
+}
+
+fn is_ident_start(c: u8) -> bool {
+    c.is_ascii_alphabetic() || c == b'_'
+}
+
+fn is_ident(c: u8) -> bool {
+    c.is_ascii_alphanumeric() || c == b'_'
+}
+
+/// Tokenizes an expression just enough to tell variables from filters, tests, functions,
+/// keyword arguments, string literals and loop variables.
+fn scan(body: &str, base: usize, locals: &mut Vec<String>, out: &mut Vec<Reference>) {
+    let bytes = body.as_bytes();
+    let mut i = 0;
+    let mut previous: Option<String> = None;
+    let mut binding = false;
+    // After `is` (and an optional `not`) comes a test name, not a variable.
+    let mut testing = false;
+    while i < bytes.len() {
+        let c = bytes[i];
+        if c == b'"' || c == b'\'' || c == b'`' {
+            i += 1;
+            while i < bytes.len() && bytes[i] != c {
+                i += if bytes[i] == b'\\' { 2 } else { 1 };
+            }
+            i += 1;
+            previous = Some("literal".into());
+            continue;
+        }
+        if c.is_ascii_digit() {
+            while i < bytes.len() && (bytes[i].is_ascii_alphanumeric() || bytes[i] == b'.') {
+                i += 1;
+            }
+            previous = Some("literal".into());
+            continue;
+        }
+        if !is_ident_start(c) {
+            if !c.is_ascii_whitespace() {
+                previous = Some((c as char).to_string());
+            }
+            i += 1;
+            continue;
+        }
+        let start = i;
+        while i < bytes.len() && is_ident(bytes[i]) {
+            i += 1;
+        }
+        let word = &body[start..i];
+        let mut segments = Vec::new();
+        let mut end = i;
+        loop {
+            let mut j = end;
+            while j < bytes.len() && bytes[j] == b' ' {
+                j += 1;
+            }
+            if j < bytes.len() && bytes[j] == b'.' && j + 1 < bytes.len() && is_ident_start(bytes[j + 1]) {
+                let s = j + 1;
+                let mut k = s;
+                while k < bytes.len() && is_ident(bytes[k]) {
+                    k += 1;
+                }
+                segments.push(body[s..k].to_string());
+                end = k;
+            } else {
+                break;
+            }
+        }
+        i = end;
+        let mut next = i;
+        while next < bytes.len() && bytes[next] == b' ' {
+            next += 1;
+        }
+        let next_char = bytes.get(next).copied();
+        let next_is_assign = next_char == Some(b'=') && bytes.get(next + 1) != Some(&b'=');
+        let is_name_of_filter_or_test = previous.as_deref() == Some("|") || testing && word != "not";
+        let is_keyword = KEYWORDS.contains(&word);
+        if word == "for" || word == "set" || word == "set_global" {
+            binding = true;
+        } else if word == "in" || next_is_assign && binding {
+            if next_is_assign && binding && !is_keyword {
+                locals.push(word.to_string());
+            }
+            binding = false;
+        } else if binding && !is_keyword {
+            locals.push(word.to_string());
+        } else if !is_keyword
+            && !is_name_of_filter_or_test
+            && next_char != Some(b'(')
+            && !next_is_assign
+            && !locals.iter().any(|l| l == word)
+        {
+            out.push(Reference {
+                root: word.to_string(),
+                segments,
+                offset: base + start,
+                len: end - start,
+            });
+        }
+        if word == "is" {
+            testing = true;
+        } else if word != "not" {
+            testing = false;
+        }
+        previous = Some(word.to_string());
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn roots(refs: &[Reference]) -> Vec<String> {
+        refs.iter()
+            .map(|r| std::iter::once(r.root.clone()).chain(r.segments.clone()).collect::<Vec<_>>().join("."))
+            .collect()
+    }
+
+    #[test]
+    fn finds_variables_not_filters_or_literals() {
+        let refs = in_template("pod {{ params.pod | default(value='x') | upper }} in {{ facts.pod.metadata.namespace }}");
+        assert_eq!(roots(&refs), ["params.pod", "facts.pod.metadata.namespace"]);
+        assert_eq!(refs[0].offset, 7);
+        assert_eq!(refs[0].len, "params.pod".len());
+    }
+
+    #[test]
+    fn expressions_and_tests() {
+        let refs = in_expression("params.force and steps.scale.outputs.count > 0 and facts.sa is defined and 'params.x' != run.mode");
+        assert_eq!(roots(&refs), ["params.force", "steps.scale.outputs.count", "facts.sa", "run.mode"]);
+    }
+
+    #[test]
+    fn loop_variables_are_local() {
+        let refs = in_template("{% for p in steps.a.outputs.objects %}{{ p }}{% endfor %}");
+        assert_eq!(roots(&refs), ["steps.a.outputs.objects"]);
+    }
+
+    #[test]
+    fn unknown_roots_are_reported() {
+        assert_eq!(roots(&in_template("{{ param.pod }}")), ["param.pod"]);
+    }
+}

@@ -1,0 +1,315 @@
+//! Rendering with tera 2, on the string fields of the parsed playbook only.
+//!
+//! The rules that keep rendering safe: templates come from the reviewed playbook, never from
+//! cluster data; a string without `{{`/`{%` is returned as is; output is never rendered again;
+//! autoescape is off (we produce names, not HTML); undefined variables are errors; rendered
+//! names are validated before they reach a selector or an API path.
+
+use std::collections::BTreeMap;
+
+use serde_json::{Map, Value};
+
+use crate::action::ResolvedTarget;
+use crate::cluster::object;
+use crate::cluster::{Selector, kinds};
+use crate::playbook::schema_check::is_template;
+use crate::playbook::types::Target;
+
+/// Why a template could not be rendered.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{field}: {message}")]
+pub struct RenderError {
+    /// Where the template is, e.g. `steps[2].target.name`.
+    pub field: String,
+    pub message: String,
+    /// Column within the template string where tera located the problem, if it did.
+    pub column: Option<usize>,
+}
+
+impl RenderError {
+    fn new(field: &str, message: impl Into<String>) -> Self {
+        RenderError {
+            field: field.to_string(),
+            message: message.into(),
+            column: None,
+        }
+    }
+}
+
+/// The values templates can read: `params`, `facts`, `steps.<id>.outputs`, `run`.
+#[derive(Clone, Debug, Default)]
+pub struct Scope {
+    pub params: Map<String, Value>,
+    pub facts: Map<String, Value>,
+    pub steps: Map<String, Value>,
+    pub run: Map<String, Value>,
+}
+
+/// Renders strings against a scope.
+pub struct Renderer {
+    tera: tera::Tera,
+    context: tera::Context,
+}
+
+impl Renderer {
+    pub fn new(scope: &Scope) -> Self {
+        let mut context = tera::Context::new();
+        context.insert("params", &scope.params);
+        context.insert("facts", &scope.facts);
+        context.insert("steps", &scope.steps);
+        context.insert("run", &scope.run);
+        Renderer {
+            tera: tera::Tera::default(),
+            context,
+        }
+    }
+
+    /// Renders one string. A string with no template markers is returned untouched.
+    pub fn render_str(&self, field: &str, text: &str) -> Result<String, RenderError> {
+        if !is_template(text) {
+            return Ok(text.to_string());
+        }
+        self.tera
+            .render_str(text, &self.context, false)
+            .map_err(|e| tera_error(field, &e))
+    }
+
+    /// Renders every string inside a value (mapping keys stay literal).
+    pub fn render_value(&self, field: &str, value: &Value) -> Result<Value, RenderError> {
+        Ok(match value {
+            Value::String(s) => Value::String(self.render_str(field, s)?),
+            Value::Array(items) => Value::Array(
+                items
+                    .iter()
+                    .enumerate()
+                    .map(|(i, v)| self.render_value(&format!("{field}[{i}]"), v))
+                    .collect::<Result<_, _>>()?,
+            ),
+            Value::Object(map) => Value::Object(
+                map.iter()
+                    .map(|(k, v)| Ok((k.clone(), self.render_value(&format!("{field}.{k}"), v)?)))
+                    .collect::<Result<_, RenderError>>()?,
+            ),
+            other => other.clone(),
+        })
+    }
+
+    /// Evaluates a `when:` expression.
+    pub fn condition(&self, field: &str, expression: &str) -> Result<bool, RenderError> {
+        let template = format!("{{% if {expression} %}}true{{% else %}}false{{% endif %}}");
+        let out = self
+            .tera
+            .render_str(&template, &self.context, false)
+            .map_err(|e| tera_error(field, &e))?;
+        Ok(out == "true")
+    }
+
+    /// Renders a target and validates the names it produced.
+    pub fn target(&self, field: &str, target: &Target) -> Result<ResolvedTarget, RenderError> {
+        let kind = kinds::lookup(&target.kind)
+            .ok_or_else(|| RenderError::new(field, format!("unknown kind `{}`", target.kind)))?;
+        let namespace = match &target.namespace {
+            Some(ns) if kind.namespaced => {
+                let ns = self.render_str(&format!("{field}.namespace"), ns)?;
+                object::validate_namespace(&ns)
+                    .map_err(|e| RenderError::new(&format!("{field}.namespace"), e.to_string()))?;
+                Some(ns)
+            }
+            _ => None,
+        };
+        let name = match &target.name {
+            Some(name) => {
+                let name = self.render_str(&format!("{field}.name"), name)?;
+                object::validate_object_name(kind.kind, &name)
+                    .map_err(|e| RenderError::new(&format!("{field}.name"), e.to_string()))?;
+                Some(name)
+            }
+            None => None,
+        };
+        let selector = match &target.selector {
+            Some(labels) => {
+                let mut rendered = BTreeMap::new();
+                for (key, value) in labels {
+                    let path = format!("{field}.selector.{key}");
+                    let value = self.render_str(&path, value)?;
+                    object::validate_label_key(key).map_err(|e| RenderError::new(&path, e.to_string()))?;
+                    object::validate_label_value(key, &value).map_err(|e| RenderError::new(&path, e.to_string()))?;
+                    rendered.insert(key.clone(), value);
+                }
+                Some(Selector::labels(rendered))
+            }
+            None => None,
+        };
+        Ok(ResolvedTarget {
+            kind,
+            namespace,
+            name,
+            selector,
+        })
+    }
+}
+
+/// The first line of tera's message and the column it points at.
+fn tera_error(field: &str, error: &tera::Error) -> RenderError {
+    let text = error.to_string();
+    let message = text
+        .lines()
+        .next()
+        .unwrap_or("template error")
+        .trim_start_matches("error: ")
+        .to_string();
+    let column = text
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("--> "))
+        .and_then(|loc| loc.rsplit(':').next())
+        .and_then(|c| c.parse().ok());
+    RenderError {
+        field: field.to_string(),
+        message,
+        column,
+    }
+}
+
+/// Checks that a string compiles as a template, without rendering it.
+pub fn check_syntax(text: &str) -> Result<(), RenderError> {
+    let mut tera = tera::Tera::default();
+    tera.add_raw_template("t", text).map_err(|e| tera_error("", &e))
+}
+
+/// Checks that a `when:` expression compiles.
+pub fn check_condition(expression: &str) -> Result<(), RenderError> {
+    let prefix = "{% if ";
+    check_syntax(&format!("{prefix}{expression} %}}true{{% endif %}}")).map_err(|mut e| {
+        e.column = e.column.map(|c| c.saturating_sub(prefix.len()));
+        e
+    })
+}
+
+/// Turns rendered strings into the numbers and booleans a schema asks for: a template always
+/// renders to a string, but `replicas: "{{ params.n }}"` means a number.
+pub fn coerce(value: Value, schema: &Value, root: &Value) -> Value {
+    let schema = resolve(schema, root);
+    match value {
+        Value::String(s) => {
+            let wants = |t: &str| schema_types(schema).contains(&t);
+            if wants("integer") && let Ok(n) = s.trim().parse::<i64>() {
+                return Value::from(n);
+            }
+            if wants("number") && let Ok(n) = s.trim().parse::<f64>() {
+                return serde_json::Number::from_f64(n).map_or(Value::String(s), Value::Number);
+            }
+            if wants("boolean") && matches!(s.trim(), "true" | "false") {
+                return Value::Bool(s.trim() == "true");
+            }
+            if wants("null") && !wants("string") && s.trim().is_empty() {
+                return Value::Null;
+            }
+            Value::String(s)
+        }
+        Value::Object(map) => {
+            let properties = schema.get("properties");
+            let additional = schema.get("additionalProperties");
+            Value::Object(
+                map.into_iter()
+                    .map(|(k, v)| {
+                        let sub = properties.and_then(|p| p.get(&k)).or(additional);
+                        let v = match sub {
+                            Some(sub) => coerce(v, sub, root),
+                            None => v,
+                        };
+                        (k, v)
+                    })
+                    .collect(),
+            )
+        }
+        Value::Array(items) => match schema.get("items") {
+            Some(sub) => Value::Array(items.into_iter().map(|v| coerce(v, sub, root)).collect()),
+            None => Value::Array(items),
+        },
+        other => other,
+    }
+}
+
+fn resolve<'a>(schema: &'a Value, root: &'a Value) -> &'a Value {
+    let mut schema = schema;
+    for _ in 0..16 {
+        match schema
+            .get("$ref")
+            .and_then(Value::as_str)
+            .and_then(|r| r.strip_prefix('#'))
+            .and_then(|p| root.pointer(p))
+        {
+            Some(target) => schema = target,
+            None => break,
+        }
+    }
+    // `Option<T>` comes out as anyOf [T, null]: look through it.
+    if let Some(first) = schema
+        .get("anyOf")
+        .and_then(Value::as_array)
+        .and_then(|branches| branches.iter().find(|b| b.get("type") != Some(&Value::from("null"))))
+    {
+        return resolve(first, root);
+    }
+    schema
+}
+
+fn schema_types(schema: &Value) -> Vec<&str> {
+    match schema.get("type") {
+        Some(Value::String(t)) => vec![t.as_str()],
+        Some(Value::Array(ts)) => ts.iter().filter_map(Value::as_str).collect(),
+        _ => Vec::new(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn renderer() -> Renderer {
+        let mut scope = Scope::default();
+        scope.params.insert("pod".into(), json!("web-1"));
+        scope.params.insert("evil".into(), json!("{{ params.pod }}"));
+        Renderer::new(&scope)
+    }
+
+    #[test]
+    fn undefined_values_are_errors() {
+        let err = renderer().render_str("steps[0].target.name", "{{ params.nope }}").unwrap_err();
+        assert!(err.message.contains("`nope` is not defined"), "{err}");
+        assert_eq!(err.column, Some(11));
+    }
+
+    #[test]
+    fn output_is_not_rendered_twice() {
+        assert_eq!(renderer().render_str("f", "{{ params.evil }}").unwrap(), "{{ params.pod }}");
+    }
+
+    #[test]
+    fn rendered_names_are_validated() {
+        let target = Target {
+            kind: "Pod".into(),
+            name: Some("{{ params.evil }}".into()),
+            namespace: Some("shop".into()),
+            selector: None,
+        };
+        let err = renderer().target("steps[0].target", &target).unwrap_err();
+        assert_eq!(err.field, "steps[0].target.name");
+    }
+
+    #[test]
+    fn conditions_evaluate() {
+        let r = renderer();
+        assert!(r.condition("when", "params.pod == 'web-1'").unwrap());
+        assert!(!r.condition("when", "params.pod != 'web-1'").unwrap());
+        assert!(check_condition("params.pod ==").is_err());
+    }
+
+    #[test]
+    fn coercion_follows_the_schema() {
+        let schema = json!({"type": "object", "properties": {"n": {"type": "integer"}, "s": {"type": "string"}}});
+        let out = coerce(json!({"n": "3", "s": "3"}), &schema, &schema);
+        assert_eq!(out, json!({"n": 3, "s": "3"}));
+    }
+}

@@ -1,0 +1,108 @@
+//! Source text kept beside everything parsed from it, so any error can point at `file:line:col`.
+
+use std::fmt;
+use std::sync::Arc;
+
+/// A byte range in a [`Source`], with the 1-based line and column of its start.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub struct Span {
+    pub offset: usize,
+    pub len: usize,
+    pub line: usize,
+    pub column: usize,
+}
+
+impl Span {
+    /// The span of `len` bytes starting `delta` bytes into this one, for pointing inside a scalar.
+    /// The line and column are only exact when the slice stays on the first line.
+    pub fn narrow(self, delta: usize, len: usize) -> Span {
+        Span {
+            offset: self.offset + delta,
+            len,
+            line: self.line,
+            column: self.column + delta,
+        }
+    }
+}
+
+impl From<Span> for miette::SourceSpan {
+    fn from(span: Span) -> Self {
+        (span.offset, span.len).into()
+    }
+}
+
+/// A named text (a playbook file, a snapshot, a `--set` value) shared cheaply between diagnostics.
+#[derive(Clone, Debug)]
+pub struct Source {
+    name: Arc<str>,
+    text: Arc<str>,
+}
+
+impl Source {
+    pub fn new(name: impl Into<Arc<str>>, text: impl Into<Arc<str>>) -> Self {
+        Source {
+            name: name.into(),
+            text: text.into(),
+        }
+    }
+
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    pub fn text(&self) -> &str {
+        &self.text
+    }
+
+    /// The 1-based line and column of a byte offset, counting columns in characters.
+    pub fn line_col(&self, offset: usize) -> (usize, usize) {
+        let offset = offset.min(self.text.len());
+        let before = &self.text[..floor_char_boundary(&self.text, offset)];
+        let line = before.matches('\n').count() + 1;
+        let line_start = before.rfind('\n').map_or(0, |i| i + 1);
+        (line, before[line_start..].chars().count() + 1)
+    }
+
+    /// A span covering `len` bytes at `offset`, with its line and column filled in.
+    pub fn span_at(&self, offset: usize, len: usize) -> Span {
+        let (line, column) = self.line_col(offset);
+        Span {
+            offset,
+            len,
+            line,
+            column,
+        }
+    }
+
+    /// The source as miette wants it for rendering snippets.
+    pub fn named(&self) -> miette::NamedSource<String> {
+        miette::NamedSource::new(self.name.to_string(), self.text.to_string())
+    }
+}
+
+impl fmt::Display for Source {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.name)
+    }
+}
+
+fn floor_char_boundary(text: &str, mut index: usize) -> usize {
+    while index > 0 && !text.is_char_boundary(index) {
+        index -= 1;
+    }
+    index
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn line_and_column_count_characters() {
+        let source = Source::new("x.yaml", "a: 1\nbé: 2\n");
+        assert_eq!(source.line_col(0), (1, 1));
+        assert_eq!(source.line_col(5), (2, 1));
+        // 'é' is two bytes: the ':' after it is the third character of line 2.
+        assert_eq!(source.line_col(8), (2, 3));
+    }
+}
