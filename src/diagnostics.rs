@@ -75,19 +75,14 @@ impl Report {
             .with_links(false);
         let mut out = String::new();
         for problem in &self.problems {
-            let mut diagnostic = MietteDiagnostic::new(format!(
-                "{}: {}",
-                self.location(problem),
-                problem.message
-            ));
+            let mut diagnostic =
+                MietteDiagnostic::new(format!("{}: {}", self.location(problem), problem.message));
             if let Some(help) = &problem.help {
                 diagnostic = diagnostic.with_help(help.clone());
             }
             if let Some(span) = problem.span.filter(|s| s.line > 0) {
-                diagnostic = diagnostic.with_label(LabeledSpan::new_with_span(
-                    problem.label.clone(),
-                    span,
-                ));
+                diagnostic =
+                    diagnostic.with_label(LabeledSpan::new_with_span(problem.label.clone(), span));
             }
             let report = miette::Report::new(diagnostic).with_source_code(self.source.named());
             if handler.render_report(&mut out, report.as_ref()).is_err() {
@@ -125,7 +120,10 @@ impl Report {
 }
 
 /// The closest candidate to a misspelt name, for "did you mean" hints.
-pub fn did_you_mean<'a>(name: &str, candidates: impl IntoIterator<Item = &'a str>) -> Option<&'a str> {
+pub fn did_you_mean<'a>(
+    name: &str,
+    candidates: impl IntoIterator<Item = &'a str>,
+) -> Option<&'a str> {
     candidates
         .into_iter()
         .map(|c| (edit_distance(name, c), c))
@@ -159,7 +157,10 @@ mod tests {
 
     #[test]
     fn suggests_close_names_only() {
-        assert_eq!(did_you_mean("pod.delet", ["pod.delete", "wait"]), Some("pod.delete"));
+        assert_eq!(
+            did_you_mean("pod.delet", ["pod.delete", "wait"]),
+            Some("pod.delete")
+        );
         assert_eq!(did_you_mean("zzz", ["pod.delete", "wait"]), None);
     }
 }

@@ -3,11 +3,17 @@
 //! The pipeline is load → validate → resolve facts → render → plan → execute → verify → report;
 //! each stage lives in its own module and only [`cluster`] talks to the API server.
 
-pub mod source;
-pub mod playbook;
+pub mod action;
+pub mod app;
+pub mod cli;
 pub mod cluster;
 pub mod diagnostics;
-pub mod action;
+pub mod event;
+pub mod execute;
+pub mod exit;
+pub mod facts;
 pub mod plan;
+pub mod playbook;
 pub mod render;
 pub mod report;
+pub mod source;

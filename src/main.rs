@@ -1,1 +1,5 @@
-fn main(){}
+//! The `contain` binary: everything happens in [`contain::app`].
+
+fn main() -> std::process::ExitCode {
+    contain::app::main()
+}

@@ -132,8 +132,10 @@ impl Renderer {
                 for (key, value) in labels {
                     let path = format!("{field}.selector.{key}");
                     let value = self.render_str(&path, value)?;
-                    object::validate_label_key(key).map_err(|e| RenderError::new(&path, e.to_string()))?;
-                    object::validate_label_value(key, &value).map_err(|e| RenderError::new(&path, e.to_string()))?;
+                    object::validate_label_key(key)
+                        .map_err(|e| RenderError::new(&path, e.to_string()))?;
+                    object::validate_label_value(key, &value)
+                        .map_err(|e| RenderError::new(&path, e.to_string()))?;
                     rendered.insert(key.clone(), value);
                 }
                 Some(Selector::labels(rendered))
@@ -173,7 +175,8 @@ fn tera_error(field: &str, error: &tera::Error) -> RenderError {
 /// Checks that a string compiles as a template, without rendering it.
 pub fn check_syntax(text: &str) -> Result<(), RenderError> {
     let mut tera = tera::Tera::default();
-    tera.add_raw_template("t", text).map_err(|e| tera_error("", &e))
+    tera.add_raw_template("t", text)
+        .map_err(|e| tera_error("", &e))
 }
 
 /// Checks that a `when:` expression compiles.
@@ -192,10 +195,14 @@ pub fn coerce(value: Value, schema: &Value, root: &Value) -> Value {
     match value {
         Value::String(s) => {
             let wants = |t: &str| schema_types(schema).contains(&t);
-            if wants("integer") && let Ok(n) = s.trim().parse::<i64>() {
+            if wants("integer")
+                && let Ok(n) = s.trim().parse::<i64>()
+            {
                 return Value::from(n);
             }
-            if wants("number") && let Ok(n) = s.trim().parse::<f64>() {
+            if wants("number")
+                && let Ok(n) = s.trim().parse::<f64>()
+            {
                 return serde_json::Number::from_f64(n).map_or(Value::String(s), Value::Number);
             }
             if wants("boolean") && matches!(s.trim(), "true" | "false") {
@@ -247,7 +254,11 @@ fn resolve<'a>(schema: &'a Value, root: &'a Value) -> &'a Value {
     if let Some(first) = schema
         .get("anyOf")
         .and_then(Value::as_array)
-        .and_then(|branches| branches.iter().find(|b| b.get("type") != Some(&Value::from("null"))))
+        .and_then(|branches| {
+            branches
+                .iter()
+                .find(|b| b.get("type") != Some(&Value::from("null")))
+        })
     {
         return resolve(first, root);
     }
@@ -270,20 +281,27 @@ mod tests {
     fn renderer() -> Renderer {
         let mut scope = Scope::default();
         scope.params.insert("pod".into(), json!("web-1"));
-        scope.params.insert("evil".into(), json!("{{ params.pod }}"));
+        scope
+            .params
+            .insert("evil".into(), json!("{{ params.pod }}"));
         Renderer::new(&scope)
     }
 
     #[test]
     fn undefined_values_are_errors() {
-        let err = renderer().render_str("steps[0].target.name", "{{ params.nope }}").unwrap_err();
+        let err = renderer()
+            .render_str("steps[0].target.name", "{{ params.nope }}")
+            .unwrap_err();
         assert!(err.message.contains("`nope` is not defined"), "{err}");
         assert_eq!(err.column, Some(11));
     }
 
     #[test]
     fn output_is_not_rendered_twice() {
-        assert_eq!(renderer().render_str("f", "{{ params.evil }}").unwrap(), "{{ params.pod }}");
+        assert_eq!(
+            renderer().render_str("f", "{{ params.evil }}").unwrap(),
+            "{{ params.pod }}"
+        );
     }
 
     #[test]

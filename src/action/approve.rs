@@ -5,7 +5,9 @@ use schemars::JsonSchema;
 use serde::Deserialize;
 use serde_json::Value;
 
-use super::{Action, ActionError, ActionInfo, StepInput, TargetRule, Verification, decode_with, schema_of};
+use super::{
+    Action, ActionError, ActionInfo, StepInput, TargetRule, Verification, decode_with, schema_of,
+};
 use crate::cluster::{BoxFuture, Cluster};
 use crate::plan::{Op, Reversibility, StepPlan};
 
@@ -40,7 +42,11 @@ impl Action for Approve {
         schema_of::<ApproveWith>()
     }
 
-    fn plan<'a>(&'a self, input: &'a StepInput, _cluster: &'a dyn Cluster) -> BoxFuture<'a, Result<StepPlan, ActionError>> {
+    fn plan<'a>(
+        &'a self,
+        input: &'a StepInput,
+        _cluster: &'a dyn Cluster,
+    ) -> BoxFuture<'a, Result<StepPlan, ActionError>> {
         Box::pin(async move {
             let with: ApproveWith = decode_with(&input.with)?;
             let mut outputs = serde_json::Map::new();
@@ -49,7 +55,9 @@ impl Action for Approve {
                 step: input.step_id.clone(),
                 action: INFO.name.to_string(),
                 summary: "ask for approval".into(),
-                ops: vec![Op::Approve { message: with.message }],
+                ops: vec![Op::Approve {
+                    message: with.message,
+                }],
                 inverse: Vec::new(),
                 reversibility: Reversibility::Reversible,
                 notes: Vec::new(),

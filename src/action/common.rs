@@ -13,7 +13,10 @@ pub const RUN_ID_LABEL: &str = "contain.dev/run-id";
 pub const STEP_LABEL: &str = "contain.dev/step";
 
 /// The objects a target names: one by name, or every match of the selector.
-pub async fn observe(target: &ResolvedTarget, cluster: &dyn Cluster) -> Result<Vec<Value>, ActionError> {
+pub async fn observe(
+    target: &ResolvedTarget,
+    cluster: &dyn Cluster,
+) -> Result<Vec<Value>, ActionError> {
     if let Some(name) = &target.name {
         let r = ObjectRef::new(target.kind.kind, target.namespace.as_deref(), name);
         return match cluster.get(&r).await? {
@@ -69,22 +72,38 @@ pub fn patch_pair(object: &Value, changes: Vec<FieldChange>) -> Option<(Op, Op)>
 }
 
 /// Checks that every patch of a plan is in place on the cluster now.
-pub async fn verify_patches(ops: &[Op], cluster: &dyn Cluster) -> Result<Verification, ActionError> {
+pub async fn verify_patches(
+    ops: &[Op],
+    cluster: &dyn Cluster,
+) -> Result<Verification, ActionError> {
     let mut verification = Verification::default();
     for op in ops {
-        let Op::Patch { target, uid, changes } = op else {
+        let Op::Patch {
+            target,
+            uid,
+            changes,
+        } = op
+        else {
             continue;
         };
         let current = cluster.get(target).await?;
         let Some(current) = current.filter(|o| object::uid(o) == Some(uid.as_str())) else {
-            verification.check(format!("{target} still exists"), false, Some("the object is gone or was replaced".into()));
+            verification.check(
+                format!("{target} still exists"),
+                false,
+                Some("the object is gone or was replaced".into()),
+            );
             continue;
         };
         for change in changes {
             let now = merge::get(&current, &change.path).cloned();
             let ok = now == change.after;
             verification.check(
-                format!("{target} {} is {}", change.display_path(), show(change.after.as_ref())),
+                format!(
+                    "{target} {} is {}",
+                    change.display_path(),
+                    show(change.after.as_ref())
+                ),
                 ok,
                 (!ok).then(|| format!("found {}", show(now.as_ref()))),
             );

@@ -6,7 +6,9 @@ use serde::Deserialize;
 use serde_json::Value;
 
 use super::common::{self, meta_path};
-use super::{Action, ActionError, ActionInfo, StepInput, TargetRule, Verification, decode_with, schema_of};
+use super::{
+    Action, ActionError, ActionInfo, StepInput, TargetRule, Verification, decode_with, schema_of,
+};
 use crate::cluster::object;
 use crate::cluster::{BoxFuture, Cluster};
 use crate::plan::{Reversibility, StepPlan};
@@ -27,7 +29,10 @@ pub static LABEL: MetadataAction = MetadataAction {
         reversible: true,
         destroys_evidence: false,
         target: TargetRule::Required(&[]),
-        outputs: &[("objects", "names of the labelled objects"), ("count", "how many objects")],
+        outputs: &[
+            ("objects", "names of the labelled objects"),
+            ("count", "how many objects"),
+        ],
     },
 };
 
@@ -41,7 +46,10 @@ pub static ANNOTATE: MetadataAction = MetadataAction {
         reversible: true,
         destroys_evidence: false,
         target: TargetRule::Required(&[]),
-        outputs: &[("objects", "names of the annotated objects"), ("count", "how many objects")],
+        outputs: &[
+            ("objects", "names of the annotated objects"),
+            ("count", "how many objects"),
+        ],
     },
 };
 
@@ -72,11 +80,13 @@ impl MetadataAction {
         for (key, value) in entries {
             // Label keys and values reach the API server's selectors: validate them here, so a
             // rendered value can never smuggle anything into a selector.
-            object::validate_label_key(&key).map_err(|e| ActionError::InvalidParams(e.to_string()))?;
+            object::validate_label_key(&key)
+                .map_err(|e| ActionError::InvalidParams(e.to_string()))?;
             if self.field == "labels"
                 && let Some(value) = &value
             {
-                object::validate_label_value(&key, value).map_err(|e| ActionError::InvalidParams(e.to_string()))?;
+                object::validate_label_value(&key, value)
+                    .map_err(|e| ActionError::InvalidParams(e.to_string()))?;
             }
             wanted.push((meta_path(self.field, &key), value.map(Value::String)));
         }
@@ -97,7 +107,11 @@ impl Action for MetadataAction {
         }
     }
 
-    fn plan<'a>(&'a self, input: &'a StepInput, cluster: &'a dyn Cluster) -> BoxFuture<'a, Result<StepPlan, ActionError>> {
+    fn plan<'a>(
+        &'a self,
+        input: &'a StepInput,
+        cluster: &'a dyn Cluster,
+    ) -> BoxFuture<'a, Result<StepPlan, ActionError>> {
         Box::pin(async move {
             let wanted = self.wanted(&input.with)?;
             let target = input
@@ -108,7 +122,9 @@ impl Action for MetadataAction {
             let mut ops = Vec::new();
             let mut inverse = Vec::new();
             for object in &objects {
-                if let Some((op, undo)) = common::patch_pair(object, common::changes_for(object, &wanted)) {
+                if let Some((op, undo)) =
+                    common::patch_pair(object, common::changes_for(object, &wanted))
+                {
                     ops.push(op);
                     inverse.push(undo);
                 }
@@ -117,7 +133,11 @@ impl Action for MetadataAction {
             let mut outputs = serde_json::Map::new();
             outputs.insert("objects".into(), common::names(&objects));
             outputs.insert("count".into(), Value::from(objects.len()));
-            let verb = if self.field == "labels" { "label" } else { "annotate" };
+            let verb = if self.field == "labels" {
+                "label"
+            } else {
+                "annotate"
+            };
             Ok(StepPlan {
                 step: input.step_id.clone(),
                 action: self.info.name.to_string(),

@@ -67,7 +67,11 @@ fn kind_name<S: serde::Serializer>(kind: &&'static Kind, s: S) -> Result<S::Ok, 
 
 impl std::fmt::Display for ResolvedTarget {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let ns = self.namespace.as_deref().map(|n| format!("{n}/")).unwrap_or_default();
+        let ns = self
+            .namespace
+            .as_deref()
+            .map(|n| format!("{n}/"))
+            .unwrap_or_default();
         match (&self.name, &self.selector) {
             (Some(name), _) => write!(f, "{} {ns}{name}", self.kind.kind),
             (None, Some(sel)) => write!(f, "{} {ns}[{}]", self.kind.kind, sel.to_query()),
@@ -137,7 +141,11 @@ pub trait Action: Send + Sync {
     fn with_schema(&self) -> Value;
 
     /// Observes the cluster and returns what the step will do. Never writes.
-    fn plan<'a>(&'a self, input: &'a StepInput, cluster: &'a dyn Cluster) -> BoxFuture<'a, Result<StepPlan, ActionError>>;
+    fn plan<'a>(
+        &'a self,
+        input: &'a StepInput,
+        cluster: &'a dyn Cluster,
+    ) -> BoxFuture<'a, Result<StepPlan, ActionError>>;
 
     /// Checks the step's post-condition after its plan was applied.
     fn verify<'a>(

@@ -5,7 +5,9 @@ use serde::Deserialize;
 use serde_json::Value;
 
 use super::common;
-use super::{Action, ActionError, ActionInfo, StepInput, TargetRule, Verification, decode_with, schema_of};
+use super::{
+    Action, ActionError, ActionInfo, StepInput, TargetRule, Verification, decode_with, schema_of,
+};
 use crate::cluster::object::{self, ObjectRef};
 use crate::cluster::{BoxFuture, Cluster};
 use crate::plan::{Op, Reversibility, StepPlan};
@@ -20,7 +22,10 @@ static INFO: ActionInfo = ActionInfo {
     reversible: false,
     destroys_evidence: true,
     target: TargetRule::Required(&["Pod"]),
-    outputs: &[("deleted", "names of the deleted pods"), ("uids", "uids of the deleted pods")],
+    outputs: &[
+        ("deleted", "names of the deleted pods"),
+        ("uids", "uids of the deleted pods"),
+    ],
 };
 
 /// `with` of `pod.delete`.
@@ -42,7 +47,11 @@ impl Action for PodDelete {
         schema_of::<DeleteWith>()
     }
 
-    fn plan<'a>(&'a self, input: &'a StepInput, cluster: &'a dyn Cluster) -> BoxFuture<'a, Result<StepPlan, ActionError>> {
+    fn plan<'a>(
+        &'a self,
+        input: &'a StepInput,
+        cluster: &'a dyn Cluster,
+    ) -> BoxFuture<'a, Result<StepPlan, ActionError>> {
         Box::pin(async move {
             let with: DeleteWith = decode_with(&input.with)?;
             let target = input
@@ -65,7 +74,12 @@ impl Action for PodDelete {
             outputs.insert("deleted".into(), common::names(&pods));
             outputs.insert(
                 "uids".into(),
-                Value::Array(pods.iter().filter_map(object::uid).map(|u| Value::String(u.into())).collect()),
+                Value::Array(
+                    pods.iter()
+                        .filter_map(object::uid)
+                        .map(|u| Value::String(u.into()))
+                        .collect(),
+                ),
             );
             Ok(StepPlan {
                 step: input.step_id.clone(),
@@ -91,17 +105,24 @@ impl Action for PodDelete {
         Box::pin(async move {
             let mut verification = Verification::default();
             for op in &plan.ops {
-                let Op::Delete { target, uid, .. } = op else { continue };
+                let Op::Delete { target, uid, .. } = op else {
+                    continue;
+                };
                 let now = cluster.get(target).await?;
                 // Gone, replaced by a new pod of the same name, or terminating: all mean the
                 // pod we planned to delete is going away.
                 let (ok, detail) = match &now {
                     None => (true, None),
-                    Some(pod) if object::uid(pod) != uid.as_deref() => (true, Some("replaced by a new pod".to_string())),
+                    Some(pod) if object::uid(pod) != uid.as_deref() => {
+                        (true, Some("replaced by a new pod".to_string()))
+                    }
                     Some(pod) if pod.pointer("/metadata/deletionTimestamp").is_some() => {
                         (true, Some("terminating".to_string()))
                     }
-                    Some(_) => (false, Some("the pod still exists and is not terminating".to_string())),
+                    Some(_) => (
+                        false,
+                        Some("the pod still exists and is not terminating".to_string()),
+                    ),
                 };
                 verification.check(format!("{target} is deleted"), ok, detail);
             }

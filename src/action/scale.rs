@@ -5,7 +5,9 @@ use serde::Deserialize;
 use serde_json::Value;
 
 use super::common;
-use super::{Action, ActionError, ActionInfo, StepInput, TargetRule, Verification, decode_with, schema_of};
+use super::{
+    Action, ActionError, ActionInfo, StepInput, TargetRule, Verification, decode_with, schema_of,
+};
 use crate::cluster::{BoxFuture, Cluster};
 use crate::plan::{Reversibility, StepPlan};
 
@@ -20,7 +22,10 @@ static INFO: ActionInfo = ActionInfo {
     // Scaling down deletes pods, and with them their evidence.
     destroys_evidence: true,
     target: TargetRule::Required(&["Deployment", "StatefulSet", "ReplicaSet"]),
-    outputs: &[("previous_replicas", "replica count before the step, per workload name")],
+    outputs: &[(
+        "previous_replicas",
+        "replica count before the step, per workload name",
+    )],
 };
 
 /// `with` of `workload.scale`.
@@ -45,7 +50,11 @@ impl Action for Scale {
         schema_of::<ScaleWith>()
     }
 
-    fn plan<'a>(&'a self, input: &'a StepInput, cluster: &'a dyn Cluster) -> BoxFuture<'a, Result<StepPlan, ActionError>> {
+    fn plan<'a>(
+        &'a self,
+        input: &'a StepInput,
+        cluster: &'a dyn Cluster,
+    ) -> BoxFuture<'a, Result<StepPlan, ActionError>> {
         Box::pin(async move {
             let with: ScaleWith = decode_with(&input.with)?;
             let target = input
@@ -59,13 +68,19 @@ impl Action for Scale {
             for object in &objects {
                 // An absent spec.replicas means 1 to the API server; record it as such so the
                 // undo restores the same count.
-                let before = object.pointer("/spec/replicas").cloned().unwrap_or(Value::from(1));
+                let before = object
+                    .pointer("/spec/replicas")
+                    .cloned()
+                    .unwrap_or(Value::from(1));
                 if let Some(name) = crate::cluster::object::name(object) {
                     previous.insert(name.to_string(), before.clone());
                 }
                 let mut observed = object.clone();
                 observed["spec"]["replicas"] = before;
-                let changes = common::changes_for(&observed, &[(replicas_path(), Some(Value::from(with.replicas)))]);
+                let changes = common::changes_for(
+                    &observed,
+                    &[(replicas_path(), Some(Value::from(with.replicas)))],
+                );
                 if let Some((op, undo)) = common::patch_pair(&observed, changes) {
                     ops.push(op);
                     inverse.push(undo);

@@ -4,11 +4,13 @@ use schemars::JsonSchema;
 use serde::Deserialize;
 use serde_json::Value;
 
-use super::{Action, ActionError, ActionInfo, StepInput, TargetRule, Verification, decode_with, schema_of};
+use super::{
+    Action, ActionError, ActionInfo, StepInput, TargetRule, Verification, decode_with, schema_of,
+};
 use crate::cluster::object::ObjectRef;
 use crate::cluster::{BoxFuture, Cluster, merge};
-use crate::playbook::types::parse_duration;
 use crate::plan::{Op, Reversibility, StepPlan};
+use crate::playbook::types::parse_duration;
 
 pub struct Wait;
 
@@ -58,17 +60,29 @@ impl Action for Wait {
         schema_of::<WaitWith>()
     }
 
-    fn plan<'a>(&'a self, input: &'a StepInput, _cluster: &'a dyn Cluster) -> BoxFuture<'a, Result<StepPlan, ActionError>> {
+    fn plan<'a>(
+        &'a self,
+        input: &'a StepInput,
+        _cluster: &'a dyn Cluster,
+    ) -> BoxFuture<'a, Result<StepPlan, ActionError>> {
         Box::pin(async move {
             let with: WaitWith = decode_with(&input.with)?;
             let op = match (&with.duration, &with.field, &with.equals) {
-                (Some(duration), None, None) => Op::Sleep { millis: millis(duration, "duration")? },
+                (Some(duration), None, None) => Op::Sleep {
+                    millis: millis(duration, "duration")?,
+                },
                 (None, Some(field), Some(equals)) => {
                     let target = input.target.as_ref().and_then(|t| {
-                        Some(ObjectRef::new(t.kind.kind, t.namespace.as_deref(), t.name.as_deref()?))
+                        Some(ObjectRef::new(
+                            t.kind.kind,
+                            t.namespace.as_deref(),
+                            t.name.as_deref()?,
+                        ))
                     });
                     let target = target.ok_or_else(|| {
-                        ActionError::InvalidParams("waiting for a field needs a target with a name".into())
+                        ActionError::InvalidParams(
+                            "waiting for a field needs a target with a name".into(),
+                        )
                     })?;
                     Op::WaitFor {
                         target,
@@ -105,14 +119,22 @@ impl Action for Wait {
         Box::pin(async move {
             let mut verification = Verification::default();
             for op in &plan.ops {
-                if let Op::WaitFor { target, path, equals, .. } = op {
+                if let Op::WaitFor {
+                    target,
+                    path,
+                    equals,
+                    ..
+                } = op
+                {
                     let now = cluster.get(target).await?;
                     let value = now.as_ref().and_then(|o| merge::get(o, path)).cloned();
                     let ok = value.as_ref() == Some(equals);
                     verification.check(
                         format!("{target} {} = {equals}", path.join(".")),
                         ok,
-                        (!ok).then(|| format!("found {}", value.map_or("(none)".into(), |v| v.to_string()))),
+                        (!ok).then(|| {
+                            format!("found {}", value.map_or("(none)".into(), |v| v.to_string()))
+                        }),
                     );
                 }
             }

@@ -76,12 +76,37 @@ pub const KINDS: &[Kind] = &[
     grouped("Job", "batch", "jobs", true),
     grouped("CronJob", "batch", "cronjobs", true),
     grouped("EndpointSlice", "discovery.k8s.io", "endpointslices", true),
-    grouped("NetworkPolicy", "networking.k8s.io", "networkpolicies", true),
-    grouped("PodDisruptionBudget", "policy", "poddisruptionbudgets", true),
+    grouped(
+        "NetworkPolicy",
+        "networking.k8s.io",
+        "networkpolicies",
+        true,
+    ),
+    grouped(
+        "PodDisruptionBudget",
+        "policy",
+        "poddisruptionbudgets",
+        true,
+    ),
     grouped("Role", "rbac.authorization.k8s.io", "roles", true),
-    grouped("RoleBinding", "rbac.authorization.k8s.io", "rolebindings", true),
-    grouped("ClusterRole", "rbac.authorization.k8s.io", "clusterroles", false),
-    grouped("ClusterRoleBinding", "rbac.authorization.k8s.io", "clusterrolebindings", false),
+    grouped(
+        "RoleBinding",
+        "rbac.authorization.k8s.io",
+        "rolebindings",
+        true,
+    ),
+    grouped(
+        "ClusterRole",
+        "rbac.authorization.k8s.io",
+        "clusterroles",
+        false,
+    ),
+    grouped(
+        "ClusterRoleBinding",
+        "rbac.authorization.k8s.io",
+        "clusterrolebindings",
+        false,
+    ),
 ];
 
 /// The kind named `name` (exact, as in `kind:` fields).
@@ -106,6 +131,9 @@ mod tests {
             deploy.collection_path(Some("shop")),
             "/apis/apps/v1/namespaces/shop/deployments"
         );
-        assert_eq!(lookup("Node").unwrap().collection_path(Some("x")), "/api/v1/nodes");
+        assert_eq!(
+            lookup("Node").unwrap().collection_path(Some("x")),
+            "/api/v1/nodes"
+        );
     }
 }

@@ -15,7 +15,9 @@ use kube::{Client, Config};
 use serde_json::Value;
 
 use super::object::{self, ObjectRef, Selector};
-use super::{BoxFuture, Cluster, ClusterError, ClusterInfo, Kind, Preconditions, Result, WriteMode, kinds};
+use super::{
+    BoxFuture, Cluster, ClusterError, ClusterInfo, Kind, Preconditions, Result, WriteMode, kinds,
+};
 
 /// The field manager of every write, so `managedFields` show which changes are contain's.
 pub const FIELD_MANAGER: &str = "contain";
@@ -50,16 +52,24 @@ impl KubeCluster {
         };
         let mut config = match &options.kubeconfig {
             Some(path) => {
-                let file = Kubeconfig::read_from(path)
-                    .map_err(|e| ClusterError::Connection(format!("cannot read kubeconfig {}: {e}", path.display())))?;
+                let file = Kubeconfig::read_from(path).map_err(|e| {
+                    ClusterError::Connection(format!(
+                        "cannot read kubeconfig {}: {e}",
+                        path.display()
+                    ))
+                })?;
                 Config::from_custom_kubeconfig(file, &kube_options)
                     .await
-                    .map_err(|e| ClusterError::Connection(format!("kubeconfig {}: {e}", path.display())))?
+                    .map_err(|e| {
+                        ClusterError::Connection(format!("kubeconfig {}: {e}", path.display()))
+                    })?
             }
             None => match Config::from_kubeconfig(&kube_options).await {
                 Ok(config) => config,
                 Err(kubeconfig_error) => Config::incluster().map_err(|_| {
-                    ClusterError::Connection(format!("no usable kubeconfig ({kubeconfig_error}) and not running in a cluster"))
+                    ClusterError::Connection(format!(
+                        "no usable kubeconfig ({kubeconfig_error}) and not running in a cluster"
+                    ))
                 })?,
             },
         };
@@ -69,7 +79,8 @@ impl KubeCluster {
         config.read_timeout = Some(call_timeout);
         config.write_timeout = Some(call_timeout);
         let server = config.cluster_url.to_string();
-        let client = Client::try_from(config).map_err(|e| ClusterError::Connection(e.to_string()))?;
+        let client =
+            Client::try_from(config).map_err(|e| ClusterError::Connection(e.to_string()))?;
         Ok(KubeCluster {
             client,
             server,
@@ -152,7 +163,11 @@ pub fn map_error(object: &str, error: kube::Error) -> ClusterError {
                 403 => ClusterError::Forbidden { object, message },
                 422 | 400 => ClusterError::Invalid { object, message },
                 429 => ClusterError::TooManyRequests { object, message },
-                code => ClusterError::Api { code, object, message },
+                code => ClusterError::Api {
+                    code,
+                    object,
+                    message,
+                },
             }
         }
         other => ClusterError::Connection(other.to_string()),
@@ -215,7 +230,9 @@ impl Cluster for KubeCluster {
             let what = format!("list {}", kind.plural);
             let list = self
                 .call(&what, false, || async {
-                    api.list(&params).await.map_err(|e| map_error(kind.plural, e))
+                    api.list(&params)
+                        .await
+                        .map_err(|e| map_error(kind.plural, e))
                 })
                 .await?;
             Ok(list
@@ -240,22 +257,31 @@ impl Cluster for KubeCluster {
                 message: "kind and metadata.name are required".into(),
             })?;
             let api = self.api_for(&r)?;
-            let dynamic: DynamicObject = serde_json::from_value(object.clone()).map_err(|e| ClusterError::Invalid {
-                object: r.to_string(),
-                message: e.to_string(),
-            })?;
+            let dynamic: DynamicObject =
+                serde_json::from_value(object.clone()).map_err(|e| ClusterError::Invalid {
+                    object: r.to_string(),
+                    message: e.to_string(),
+                })?;
             let params = PostParams {
                 dry_run: mode == WriteMode::DryRun,
                 field_manager: Some(FIELD_MANAGER.to_string()),
             };
             self.call(&format!("create {r}"), true, || async {
-                api.create(&params, &dynamic).await.map(to_value).map_err(|e| map_error(&r.to_string(), e))
+                api.create(&params, &dynamic)
+                    .await
+                    .map(to_value)
+                    .map_err(|e| map_error(&r.to_string(), e))
             })
             .await
         })
     }
 
-    fn patch<'a>(&'a self, r: &'a ObjectRef, patch: &'a Value, mode: WriteMode) -> BoxFuture<'a, Result<Value>> {
+    fn patch<'a>(
+        &'a self,
+        r: &'a ObjectRef,
+        patch: &'a Value,
+        mode: WriteMode,
+    ) -> BoxFuture<'a, Result<Value>> {
         Box::pin(async move {
             let api = self.api_for(r)?;
             let mut params = PatchParams::default();
@@ -290,7 +316,10 @@ impl Cluster for KubeCluster {
                 ..DeleteParams::default()
             };
             self.call(&format!("delete {r}"), true, || async {
-                api.delete(&r.name, &params).await.map(|_| ()).map_err(|e| map_error(&r.to_string(), e))
+                api.delete(&r.name, &params)
+                    .await
+                    .map(|_| ())
+                    .map_err(|e| map_error(&r.to_string(), e))
             })
             .await
         })

@@ -19,10 +19,7 @@ pub fn apply(target: &mut Value, patch: &Value) {
         if value.is_null() {
             target_map.remove(key);
         } else {
-            apply(
-                target_map.entry(key.clone()).or_insert(Value::Null),
-                value,
-            );
+            apply(target_map.entry(key.clone()).or_insert(Value::Null), value);
         }
     }
 }
@@ -40,7 +37,8 @@ pub fn patch_for(path: &[String], value: Option<&Value>) -> Value {
 
 /// The value at `path` (segments, not a pointer: label keys contain `/` and `.`).
 pub fn get<'a>(object: &'a Value, path: &[String]) -> Option<&'a Value> {
-    path.iter().try_fold(object, |node, segment| node.get(segment))
+    path.iter()
+        .try_fold(object, |node, segment| node.get(segment))
 }
 
 #[cfg(test)]
@@ -57,12 +55,19 @@ mod tests {
 
     #[test]
     fn builds_nested_patches() {
-        let path = vec!["metadata".to_string(), "labels".to_string(), "a/b.c".to_string()];
+        let path = vec![
+            "metadata".to_string(),
+            "labels".to_string(),
+            "a/b.c".to_string(),
+        ];
         assert_eq!(
             patch_for(&path, Some(&json!("x"))),
             json!({"metadata": {"labels": {"a/b.c": "x"}}})
         );
-        assert_eq!(patch_for(&path, None), json!({"metadata": {"labels": {"a/b.c": null}}}));
+        assert_eq!(
+            patch_for(&path, None),
+            json!({"metadata": {"labels": {"a/b.c": null}}})
+        );
         let doc = json!({"metadata": {"labels": {"a/b.c": "x"}}});
         assert_eq!(get(&doc, &path), Some(&json!("x")));
     }

@@ -42,7 +42,11 @@ impl ObjectRef {
     /// The API path of the object, e.g. `/api/v1/namespaces/shop/pods/web-1`.
     pub fn path(&self) -> String {
         match self.kind_info() {
-            Some(kind) => format!("{}/{}", kind.collection_path(self.namespace.as_deref()), self.name),
+            Some(kind) => format!(
+                "{}/{}",
+                kind.collection_path(self.namespace.as_deref()),
+                self.name
+            ),
             None => format!("{}/{}", self.kind, self.name),
         }
     }
@@ -92,9 +96,17 @@ pub fn string_map(value: Option<&Value>) -> BTreeMap<String, String> {
 /// A label selector: `matchLabels` and `matchExpressions`, as the API server evaluates them.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Selector {
-    #[serde(default, rename = "matchLabels", skip_serializing_if = "BTreeMap::is_empty")]
+    #[serde(
+        default,
+        rename = "matchLabels",
+        skip_serializing_if = "BTreeMap::is_empty"
+    )]
     pub match_labels: BTreeMap<String, String>,
-    #[serde(default, rename = "matchExpressions", skip_serializing_if = "Vec::is_empty")]
+    #[serde(
+        default,
+        rename = "matchExpressions",
+        skip_serializing_if = "Vec::is_empty"
+    )]
     pub match_expressions: Vec<Requirement>,
 }
 
@@ -162,20 +174,29 @@ impl Selector {
 /// Why a rendered name or label cannot be used.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum NameError {
-    #[error("{what} `{value}` is not a valid DNS-1123 subdomain (lowercase letters, digits, '-' and '.', at most 253 characters)")]
+    #[error(
+        "{what} `{value}` is not a valid DNS-1123 subdomain (lowercase letters, digits, '-' and '.', at most 253 characters)"
+    )]
     Subdomain { what: String, value: String },
-    #[error("{what} `{value}` is not a valid DNS-1123 label (lowercase letters, digits and '-', at most 63 characters)")]
+    #[error(
+        "{what} `{value}` is not a valid DNS-1123 label (lowercase letters, digits and '-', at most 63 characters)"
+    )]
     Label { what: String, value: String },
-    #[error("label key `{0}` is not valid (an optional DNS subdomain prefix and '/', then a name of at most 63 characters: letters, digits, '-', '_', '.')")]
+    #[error(
+        "label key `{0}` is not valid (an optional DNS subdomain prefix and '/', then a name of at most 63 characters: letters, digits, '-', '_', '.')"
+    )]
     LabelKey(String),
-    #[error("label value `{value}` for `{key}` is not valid (at most 63 characters: letters, digits, '-', '_', '.', starting and ending with a letter or digit)")]
+    #[error(
+        "label value `{value}` for `{key}` is not valid (at most 63 characters: letters, digits, '-', '_', '.', starting and ending with a letter or digit)"
+    )]
     LabelValue { key: String, value: String },
 }
 
 fn is_dns_label(s: &str) -> bool {
     !s.is_empty()
         && s.len() <= 63
-        && s.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+        && s.bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
         && !s.starts_with('-')
         && !s.ends_with('-')
 }

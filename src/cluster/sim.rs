@@ -11,7 +11,10 @@ use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 
 use super::object::{self, ObjectRef, Selector};
-use super::{BoxFuture, Cluster, ClusterError, ClusterInfo, Kind, Preconditions, Result, WriteMode, kinds, merge};
+use super::{
+    BoxFuture, Cluster, ClusterError, ClusterInfo, Kind, Preconditions, Result, WriteMode, kinds,
+    merge,
+};
 use crate::diagnostics::{Problem, Report};
 use crate::playbook::node::{self, Limits, Node};
 use crate::source::Source;
@@ -19,7 +22,11 @@ use crate::source::Source;
 type Key = (String, String, String);
 
 fn key_of(r: &ObjectRef) -> Key {
-    (r.kind.clone(), r.namespace.clone().unwrap_or_default(), r.name.clone())
+    (
+        r.kind.clone(),
+        r.namespace.clone().unwrap_or_default(),
+        r.name.clone(),
+    )
 }
 
 struct State {
@@ -45,7 +52,8 @@ impl SimCluster {
                 created: 0,
             }),
         };
-        let ns = json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "kube-system"}});
+        let ns =
+            json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "kube-system"}});
         let _ = sim.insert(ns);
         sim
     }
@@ -109,7 +117,9 @@ impl SimCluster {
         if kind.namespaced && object::namespace(&object).is_none() {
             object["metadata"]["namespace"] = json!("default");
         }
-        if !kind.namespaced && let Some(meta) = object["metadata"].as_object_mut() {
+        if !kind.namespaced
+            && let Some(meta) = object["metadata"].as_object_mut()
+        {
             meta.remove("namespace");
         }
         let r = ObjectRef::of(&object).ok_or("object has no name")?;
@@ -134,11 +144,22 @@ impl SimCluster {
 
     /// Every object, in API order (kind, namespace, name).
     pub fn objects(&self) -> Vec<Value> {
-        self.state.lock().expect("sim state lock").objects.values().cloned().collect()
+        self.state
+            .lock()
+            .expect("sim state lock")
+            .objects
+            .values()
+            .cloned()
+            .collect()
     }
 
     fn get_now(&self, r: &ObjectRef) -> Option<Value> {
-        self.state.lock().expect("sim state lock").objects.get(&key_of(r)).cloned()
+        self.state
+            .lock()
+            .expect("sim state lock")
+            .objects
+            .get(&key_of(r))
+            .cloned()
     }
 
     fn list_now(&self, kind: &Kind, namespace: Option<&str>, selector: &Selector) -> Vec<Value> {
@@ -154,7 +175,11 @@ impl SimCluster {
 
     fn create_now(&self, object: &Value, mode: WriteMode) -> Result<Value> {
         let mut object = object.clone();
-        let kind_name = object.get("kind").and_then(Value::as_str).unwrap_or_default().to_string();
+        let kind_name = object
+            .get("kind")
+            .and_then(Value::as_str)
+            .unwrap_or_default()
+            .to_string();
         let kind = kinds::lookup(&kind_name).ok_or_else(|| ClusterError::Invalid {
             object: kind_name.clone(),
             message: "unknown kind".into(),
@@ -179,14 +204,19 @@ impl SimCluster {
                 object: r.to_string(),
                 message: "metadata.namespace is required".into(),
             })?;
-            if !state.objects.contains_key(&("Namespace".into(), String::new(), ns.clone())) {
+            if !state
+                .objects
+                .contains_key(&("Namespace".into(), String::new(), ns.clone()))
+            {
                 return Err(ClusterError::NotFound {
                     object: format!("Namespace {ns}"),
                 });
             }
         }
         if state.objects.contains_key(&key_of(&r)) {
-            return Err(ClusterError::AlreadyExists { object: r.to_string() });
+            return Err(ClusterError::AlreadyExists {
+                object: r.to_string(),
+            });
         }
         state.created += 1;
         object["metadata"]["uid"] = json!(stable_uid(&ObjectRef {
@@ -210,7 +240,9 @@ impl SimCluster {
         let current = state
             .objects
             .get(&key_of(r))
-            .ok_or_else(|| ClusterError::NotFound { object: r.to_string() })?
+            .ok_or_else(|| ClusterError::NotFound {
+                object: r.to_string(),
+            })?
             .clone();
         let uid = object::uid(&current).unwrap_or_default().to_string();
         if let Some(want) = patch.pointer("/metadata/uid").and_then(Value::as_str)
@@ -218,11 +250,17 @@ impl SimCluster {
         {
             return Err(ClusterError::Conflict {
                 object: r.to_string(),
-                message: format!("Precondition failed: UID in precondition: {want}, UID in object meta: {uid}"),
+                message: format!(
+                    "Precondition failed: UID in precondition: {want}, UID in object meta: {uid}"
+                ),
             });
         }
-        let rv = object::resource_version(&current).unwrap_or_default().to_string();
-        if let Some(want) = patch.pointer("/metadata/resourceVersion").and_then(Value::as_str)
+        let rv = object::resource_version(&current)
+            .unwrap_or_default()
+            .to_string();
+        if let Some(want) = patch
+            .pointer("/metadata/resourceVersion")
+            .and_then(Value::as_str)
             && want != rv
         {
             return Err(ClusterError::Conflict {
@@ -246,7 +284,9 @@ impl SimCluster {
         }
         let next = state.bump();
         updated["metadata"]["resourceVersion"] = json!(next);
-        if let Some(generation) = current.pointer("/metadata/generation").and_then(Value::as_i64)
+        if let Some(generation) = current
+            .pointer("/metadata/generation")
+            .and_then(Value::as_i64)
             && current.get("spec") != updated.get("spec")
         {
             updated["metadata"]["generation"] = json!(generation + 1);
@@ -262,14 +302,18 @@ impl SimCluster {
         let current = state
             .objects
             .get(&key_of(r))
-            .ok_or_else(|| ClusterError::NotFound { object: r.to_string() })?;
+            .ok_or_else(|| ClusterError::NotFound {
+                object: r.to_string(),
+            })?;
         let uid = object::uid(current).unwrap_or_default();
         if let Some(want) = &pre.uid
             && want != uid
         {
             return Err(ClusterError::Conflict {
                 object: r.to_string(),
-                message: format!("Precondition failed: UID in precondition: {want}, UID in object meta: {uid}"),
+                message: format!(
+                    "Precondition failed: UID in precondition: {want}, UID in object meta: {uid}"
+                ),
             });
         }
         if let Some(want) = &pre.resource_version
@@ -313,11 +357,20 @@ fn check_names(r: &ObjectRef, object: &Value) -> Result<()> {
 fn stable_uid(r: &ObjectRef) -> String {
     let digest = Sha256::digest(r.to_string().as_bytes());
     let h = hex::encode(&digest[..16]);
-    format!("{}-{}-{}-{}-{}", &h[0..8], &h[8..12], &h[12..16], &h[16..20], &h[20..32])
+    format!(
+        "{}-{}-{}-{}-{}",
+        &h[0..8],
+        &h[8..12],
+        &h[12..16],
+        &h[16..20],
+        &h[20..32]
+    )
 }
 
 fn now() -> String {
-    jiff::Timestamp::now().strftime("%Y-%m-%dT%H:%M:%SZ").to_string()
+    jiff::Timestamp::now()
+        .strftime("%Y-%m-%dT%H:%M:%SZ")
+        .to_string()
 }
 
 impl Cluster for SimCluster {
@@ -334,7 +387,12 @@ impl Cluster for SimCluster {
             let r = ObjectRef::new("Namespace", None, "kube-system");
             self.get_now(&r)
                 .and_then(|ns| object::uid(&ns).map(str::to_string))
-                .ok_or_else(|| ClusterError::Unsupported("the snapshot has no kube-system namespace, so the cluster has no identity".into()))
+                .ok_or_else(|| {
+                    ClusterError::Unsupported(
+                        "the snapshot has no kube-system namespace, so the cluster has no identity"
+                            .into(),
+                    )
+                })
         })
     }
 
@@ -355,7 +413,12 @@ impl Cluster for SimCluster {
         Box::pin(async move { self.create_now(object, mode) })
     }
 
-    fn patch<'a>(&'a self, r: &'a ObjectRef, patch: &'a Value, mode: WriteMode) -> BoxFuture<'a, Result<Value>> {
+    fn patch<'a>(
+        &'a self,
+        r: &'a ObjectRef,
+        patch: &'a Value,
+        mode: WriteMode,
+    ) -> BoxFuture<'a, Result<Value>> {
         Box::pin(async move { self.patch_now(r, patch, mode) })
     }
 
@@ -389,20 +452,32 @@ mod tests {
         let before = sim.get(&pod()).await.unwrap().unwrap();
         let rv = object::resource_version(&before).unwrap().to_string();
         let stale = json!({"metadata": {"resourceVersion": "0", "labels": {"x": "y"}}});
-        assert!(matches!(sim.patch(&pod(), &stale, WriteMode::Apply).await, Err(ClusterError::Conflict { .. })));
+        assert!(matches!(
+            sim.patch(&pod(), &stale, WriteMode::Apply).await,
+            Err(ClusterError::Conflict { .. })
+        ));
         let fresh = json!({"metadata": {"resourceVersion": rv, "labels": {"x": "y"}}});
         let after = sim.patch(&pod(), &fresh, WriteMode::Apply).await.unwrap();
         assert_ne!(object::resource_version(&after), Some(rv.as_str()));
-        assert_eq!(object::labels(&after).get("x").map(String::as_str), Some("y"));
+        assert_eq!(
+            object::labels(&after).get("x").map(String::as_str),
+            Some("y")
+        );
         let bad_uid = json!({"metadata": {"uid": "nope", "labels": {"x": null}}});
-        assert!(matches!(sim.patch(&pod(), &bad_uid, WriteMode::Apply).await, Err(ClusterError::Conflict { .. })));
+        assert!(matches!(
+            sim.patch(&pod(), &bad_uid, WriteMode::Apply).await,
+            Err(ClusterError::Conflict { .. })
+        ));
     }
 
     #[tokio::test]
     async fn invalid_labels_are_rejected_like_the_api_server() {
         let sim = sim();
         let patch = json!({"metadata": {"labels": {"bad key": "v"}}});
-        assert!(matches!(sim.patch(&pod(), &patch, WriteMode::Apply).await, Err(ClusterError::Invalid { .. })));
+        assert!(matches!(
+            sim.patch(&pod(), &patch, WriteMode::Apply).await,
+            Err(ClusterError::Invalid { .. })
+        ));
     }
 
     #[tokio::test]
@@ -410,15 +485,38 @@ mod tests {
         let sim = sim();
         let obj = json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "c", "namespace": "shop"}});
         let created = sim.create(&obj, WriteMode::Apply).await.unwrap();
-        assert!(matches!(sim.create(&obj, WriteMode::Apply).await, Err(ClusterError::AlreadyExists { .. })));
+        assert!(matches!(
+            sim.create(&obj, WriteMode::Apply).await,
+            Err(ClusterError::AlreadyExists { .. })
+        ));
         let r = ObjectRef::of(&created).unwrap();
-        let wrong = Preconditions { uid: Some("other".into()), resource_version: None };
-        assert!(matches!(sim.delete(&r, &wrong, None, WriteMode::Apply).await, Err(ClusterError::Conflict { .. })));
-        let right = Preconditions { uid: object::uid(&created).map(str::to_string), resource_version: None };
-        sim.delete(&r, &right, None, WriteMode::Apply).await.unwrap();
-        assert!(matches!(sim.delete(&r, &right, None, WriteMode::Apply).await, Err(ClusterError::NotFound { .. })));
-        let elsewhere = json!({"kind": "ConfigMap", "metadata": {"name": "c", "namespace": "nope"}});
-        assert!(sim.create(&elsewhere, WriteMode::Apply).await.unwrap_err().is_not_found());
+        let wrong = Preconditions {
+            uid: Some("other".into()),
+            resource_version: None,
+        };
+        assert!(matches!(
+            sim.delete(&r, &wrong, None, WriteMode::Apply).await,
+            Err(ClusterError::Conflict { .. })
+        ));
+        let right = Preconditions {
+            uid: object::uid(&created).map(str::to_string),
+            resource_version: None,
+        };
+        sim.delete(&r, &right, None, WriteMode::Apply)
+            .await
+            .unwrap();
+        assert!(matches!(
+            sim.delete(&r, &right, None, WriteMode::Apply).await,
+            Err(ClusterError::NotFound { .. })
+        ));
+        let elsewhere =
+            json!({"kind": "ConfigMap", "metadata": {"name": "c", "namespace": "nope"}});
+        assert!(
+            sim.create(&elsewhere, WriteMode::Apply)
+                .await
+                .unwrap_err()
+                .is_not_found()
+        );
     }
 
     #[tokio::test]
@@ -432,8 +530,11 @@ mod tests {
 
     #[test]
     fn duplicate_objects_are_located() {
-        let text = "kind: Namespace\nmetadata: {name: a}\n---\nkind: Namespace\nmetadata: {name: a}\n";
-        let report = SimCluster::load(&Source::new("s.yaml", text)).err().unwrap();
+        let text =
+            "kind: Namespace\nmetadata: {name: a}\n---\nkind: Namespace\nmetadata: {name: a}\n";
+        let report = SimCluster::load(&Source::new("s.yaml", text))
+            .err()
+            .unwrap();
         assert_eq!(report.problems.len(), 1);
         assert_eq!(report.problems[0].span.unwrap().line, 4);
     }

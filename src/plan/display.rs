@@ -52,7 +52,12 @@ pub fn render_op(out: &mut String, op: &Op, indent: &str) {
         }
         Op::Create { object } => {
             for (key, value) in crate::cluster::object::labels(object) {
-                let _ = writeln!(out, "{indent}    label {}: {}", sanitize(&key), sanitize(&value));
+                let _ = writeln!(
+                    out,
+                    "{indent}    label {}: {}",
+                    sanitize(&key),
+                    sanitize(&value)
+                );
             }
         }
         _ => {}

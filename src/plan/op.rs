@@ -31,7 +31,9 @@ impl FieldChange {
     pub fn display_path(&self) -> String {
         let mut out = String::new();
         for (i, segment) in self.path.iter().enumerate() {
-            let plain = segment.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
+            let plain = segment
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '_');
             if plain {
                 if i > 0 {
                     out.push('.');
@@ -85,7 +87,10 @@ pub enum Op {
 impl Op {
     /// True when the operation changes the cluster.
     pub fn is_write(&self) -> bool {
-        matches!(self, Op::Create { .. } | Op::Patch { .. } | Op::Delete { .. })
+        matches!(
+            self,
+            Op::Create { .. } | Op::Patch { .. } | Op::Delete { .. }
+        )
     }
 
     /// The object the operation is about, if any.
@@ -118,12 +123,24 @@ impl fmt::Display for Op {
                 Some(r) => write!(f, "create {r}"),
                 None => write!(f, "create object"),
             },
-            Op::Patch { target, changes, .. } => {
-                write!(f, "patch {target} ({} field{})", changes.len(), if changes.len() == 1 { "" } else { "s" })
+            Op::Patch {
+                target, changes, ..
+            } => {
+                write!(
+                    f,
+                    "patch {target} ({} field{})",
+                    changes.len(),
+                    if changes.len() == 1 { "" } else { "s" }
+                )
             }
             Op::Delete { target, .. } => write!(f, "delete {target}"),
             Op::Sleep { millis } => write!(f, "sleep {}", human_millis(*millis)),
-            Op::WaitFor { target, path, equals, .. } => {
+            Op::WaitFor {
+                target,
+                path,
+                equals,
+                ..
+            } => {
                 write!(f, "wait for {target} {} = {equals}", path.join("."))
             }
             Op::Approve { message } => write!(f, "approve: {}", crate::report::sanitize(message)),

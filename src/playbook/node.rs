@@ -107,7 +107,9 @@ impl Node {
             NodeValue::Null => Value::Null,
             NodeValue::Bool(b) => Value::Bool(*b),
             NodeValue::Int(i) => Value::from(*i),
-            NodeValue::Float(f) => serde_json::Number::from_f64(*f).map_or(Value::Null, Value::Number),
+            NodeValue::Float(f) => {
+                serde_json::Number::from_f64(*f).map_or(Value::Null, Value::Number)
+            }
             NodeValue::Str(s) => Value::String(s.clone()),
             NodeValue::Seq(items) => Value::Array(items.iter().map(Node::to_json).collect()),
             NodeValue::Map(entries) => Value::Object(
@@ -251,8 +253,9 @@ pub fn parse_document(source: &Source, limits: Limits) -> Result<Node, ParseErro
             limit: limits.max_bytes,
         });
     }
-    let raw: Spanned<RawNode> = serde_saphyr::from_str_with_options(source.text(), limits.options())
-        .map_err(|e| yaml_error(source, &e))?;
+    let raw: Spanned<RawNode> =
+        serde_saphyr::from_str_with_options(source.text(), limits.options())
+            .map_err(|e| yaml_error(source, &e))?;
     Ok(convert(raw, source))
 }
 
@@ -275,7 +278,12 @@ fn yaml_error(source: &Source, err: &serde_saphyr::Error) -> ParseError {
     let span = err.location().map(|loc| location_span(source, &loc));
     // The library's own rendering repeats a snippet; keep the first line, the message itself.
     let rendered = err.to_string();
-    let message = rendered.lines().next().unwrap_or("invalid YAML").trim().to_string();
+    let message = rendered
+        .lines()
+        .next()
+        .unwrap_or("invalid YAML")
+        .trim()
+        .to_string();
     ParseError::Yaml { message, span }
 }
 
@@ -304,7 +312,9 @@ fn convert(raw: Spanned<RawNode>, source: &Source) -> Node {
         RawNode::Int(i) => NodeValue::Int(i),
         RawNode::Float(f) => NodeValue::Float(f),
         RawNode::Str(s) => NodeValue::Str(s),
-        RawNode::Seq(items) => NodeValue::Seq(items.into_iter().map(|n| convert(n, source)).collect()),
+        RawNode::Seq(items) => {
+            NodeValue::Seq(items.into_iter().map(|n| convert(n, source)).collect())
+        }
         RawNode::Map(entries) => NodeValue::Map(
             entries
                 .into_iter()
@@ -423,25 +433,38 @@ mod tests {
         assert_eq!(action.as_str(), Some("pod.delete"));
         assert_eq!((action.span.line, action.span.column), (4, 13));
         let (key, _) = &node.as_map().unwrap()[1];
-        assert_eq!((key.name.as_str(), key.span.line, key.span.column), ("steps", 2, 1));
+        assert_eq!(
+            (key.name.as_str(), key.span.line, key.span.column),
+            ("steps", 2, 1)
+        );
     }
 
     #[test]
     fn scalars_keep_their_types() {
         let node = parse("i: 3\nf: 1.5\nb: true\nn: null\ns: '3'\n");
-        let types: Vec<_> = node.as_map().unwrap().iter().map(|(_, v)| v.type_name()).collect();
+        let types: Vec<_> = node
+            .as_map()
+            .unwrap()
+            .iter()
+            .map(|(_, v)| v.type_name())
+            .collect();
         assert_eq!(types, ["integer", "number", "boolean", "null", "string"]);
     }
 
     #[test]
     fn duplicate_keys_are_rejected() {
-        let err = parse_document(&Source::new("t.yaml", "a: 1\na: 2\n"), Limits::PLAYBOOK).unwrap_err();
+        let err =
+            parse_document(&Source::new("t.yaml", "a: 1\na: 2\n"), Limits::PLAYBOOK).unwrap_err();
         assert!(err.to_string().contains("duplicate"), "{err}");
     }
 
     #[test]
     fn invalid_utf8_is_located() {
-        let err = text_from_bytes("t.yaml", b"a: 1\nb: \xff\n".to_vec(), Limits::PLAYBOOK).unwrap_err();
-        assert_eq!(err.to_string(), "t.yaml:2:4: not valid UTF-8 (byte offset 8)");
+        let err =
+            text_from_bytes("t.yaml", b"a: 1\nb: \xff\n".to_vec(), Limits::PLAYBOOK).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "t.yaml:2:4: not valid UTF-8 (byte offset 8)"
+        );
     }
 }

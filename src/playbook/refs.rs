@@ -11,9 +11,35 @@ pub struct Reference {
 }
 
 const KEYWORDS: &[&str] = &[
-    "and", "or", "not", "in", "is", "if", "else", "elif", "endif", "for", "endfor", "set", "set_global",
-    "true", "false", "none", "True", "False", "None", "loop", "raw", "endraw", "filter", "endfilter",
-    "break", "continue", "with", "endwith", "as",
+    "and",
+    "or",
+    "not",
+    "in",
+    "is",
+    "if",
+    "else",
+    "elif",
+    "endif",
+    "for",
+    "endfor",
+    "set",
+    "set_global",
+    "true",
+    "false",
+    "none",
+    "True",
+    "False",
+    "None",
+    "loop",
+    "raw",
+    "endraw",
+    "filter",
+    "endfilter",
+    "break",
+    "continue",
+    "with",
+    "endwith",
+    "as",
 ];
 
 /// The variables read by the `{{ … }}` and `{% … %}` blocks of a template string.
@@ -22,9 +48,15 @@ pub fn in_template(text: &str) -> Vec<Reference> {
     let mut locals = Vec::new();
     let mut rest = 0;
     while let Some(start) = find_open(&text[rest..]).map(|i| i + rest) {
-        let close = if text[start..].starts_with("{{") { "}}" } else { "%}" };
+        let close = if text[start..].starts_with("{{") {
+            "}}"
+        } else {
+            "%}"
+        };
         let body_start = start + 2;
-        let end = text[body_start..].find(close).map_or(text.len(), |i| i + body_start);
+        let end = text[body_start..]
+            .find(close)
+            .map_or(text.len(), |i| i + body_start);
         scan(&text[body_start..end], body_start, &mut locals, &mut out);
         rest = (end + 2).min(text.len());
         if rest >= text.len() {
@@ -102,7 +134,11 @@ fn scan(body: &str, base: usize, locals: &mut Vec<String>, out: &mut Vec<Referen
             while j < bytes.len() && bytes[j] == b' ' {
                 j += 1;
             }
-            if j < bytes.len() && bytes[j] == b'.' && j + 1 < bytes.len() && is_ident_start(bytes[j + 1]) {
+            if j < bytes.len()
+                && bytes[j] == b'.'
+                && j + 1 < bytes.len()
+                && is_ident_start(bytes[j + 1])
+            {
                 let s = j + 1;
                 let mut k = s;
                 while k < bytes.len() && is_ident(bytes[k]) {
@@ -121,7 +157,8 @@ fn scan(body: &str, base: usize, locals: &mut Vec<String>, out: &mut Vec<Referen
         }
         let next_char = bytes.get(next).copied();
         let next_is_assign = next_char == Some(b'=') && bytes.get(next + 1) != Some(&b'=');
-        let is_name_of_filter_or_test = previous.as_deref() == Some("|") || testing && word != "not";
+        let is_name_of_filter_or_test =
+            previous.as_deref() == Some("|") || testing && word != "not";
         let is_keyword = KEYWORDS.contains(&word);
         if word == "for" || word == "set" || word == "set_global" {
             binding = true;
@@ -160,13 +197,20 @@ mod tests {
 
     fn roots(refs: &[Reference]) -> Vec<String> {
         refs.iter()
-            .map(|r| std::iter::once(r.root.clone()).chain(r.segments.clone()).collect::<Vec<_>>().join("."))
+            .map(|r| {
+                std::iter::once(r.root.clone())
+                    .chain(r.segments.clone())
+                    .collect::<Vec<_>>()
+                    .join(".")
+            })
             .collect()
     }
 
     #[test]
     fn finds_variables_not_filters_or_literals() {
-        let refs = in_template("pod {{ params.pod | default(value='x') | upper }} in {{ facts.pod.metadata.namespace }}");
+        let refs = in_template(
+            "pod {{ params.pod | default(value='x') | upper }} in {{ facts.pod.metadata.namespace }}",
+        );
         assert_eq!(roots(&refs), ["params.pod", "facts.pod.metadata.namespace"]);
         assert_eq!(refs[0].offset, 7);
         assert_eq!(refs[0].len, "params.pod".len());
@@ -174,8 +218,18 @@ mod tests {
 
     #[test]
     fn expressions_and_tests() {
-        let refs = in_expression("params.force and steps.scale.outputs.count > 0 and facts.sa is defined and 'params.x' != run.mode");
-        assert_eq!(roots(&refs), ["params.force", "steps.scale.outputs.count", "facts.sa", "run.mode"]);
+        let refs = in_expression(
+            "params.force and steps.scale.outputs.count > 0 and facts.sa is defined and 'params.x' != run.mode",
+        );
+        assert_eq!(
+            roots(&refs),
+            [
+                "params.force",
+                "steps.scale.outputs.count",
+                "facts.sa",
+                "run.mode"
+            ]
+        );
     }
 
     #[test]

@@ -104,7 +104,13 @@ impl<'a> Checker<'a> {
         }
     }
 
-    fn check_branches(&self, node: &Node, branches: &'a [Value], path: &str, out: &mut Vec<Problem>) {
+    fn check_branches(
+        &self,
+        node: &Node,
+        branches: &'a [Value],
+        path: &str,
+        out: &mut Vec<Problem>,
+    ) {
         let mut best: Option<Vec<Problem>> = None;
         for branch in branches {
             let mut problems = Vec::new();
@@ -212,8 +218,7 @@ impl<'a> Checker<'a> {
             )
             .label("not allowed here");
             if let Some(text) = node.as_str()
-                && let Some(close) =
-                    did_you_mean(text, allowed.iter().filter_map(Value::as_str))
+                && let Some(close) = did_you_mean(text, allowed.iter().filter_map(Value::as_str))
             {
                 problem = problem.help(format!("did you mean `{close}`?"));
             }
@@ -253,7 +258,10 @@ impl<'a> Checker<'a> {
                 && chars > max
             {
                 out.push(Problem::new(
-                    format!("{} is {chars} characters long, over the limit of {max}", place(path)),
+                    format!(
+                        "{} is {chars} characters long, over the limit of {max}",
+                        place(path)
+                    ),
                     Some(node.span),
                 ));
             }

@@ -1,1 +1,152 @@
-//! Progress output.
+//! Live progress: one readable line per event, through an indicatif bar on a terminal and as
+//! plain lines otherwise (CI logs, CronJobs, pipes).
+
+use std::io::Write;
+
+use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+
+use super::sanitize;
+use crate::event::{Event, EventKind, EventSink, OpOutcome, Outcome, SinkError};
+use crate::plan::display;
+
+/// Prints events as they come.
+pub struct ProgressPrinter {
+    bar: Option<ProgressBar>,
+    /// Print plans with their undo operations.
+    pub show_inverse: bool,
+    /// Print each operation's outcome and each verification check.
+    pub verbose: bool,
+}
+
+impl ProgressPrinter {
+    /// `animated`: draw a progress bar (only on a terminal, and not with `--no-progress`).
+    pub fn new(animated: bool) -> Self {
+        ProgressPrinter {
+            bar: animated.then(|| {
+                let bar = ProgressBar::with_draw_target(Some(0), ProgressDrawTarget::stderr());
+                bar.set_style(
+                    ProgressStyle::with_template("{spinner} [{pos}/{len}] {wide_msg} {elapsed}")
+                        .unwrap_or_else(|_| ProgressStyle::default_bar()),
+                );
+                bar.enable_steady_tick(std::time::Duration::from_millis(120));
+                bar
+            }),
+            show_inverse: false,
+            verbose: false,
+        }
+    }
+
+    fn line(&self, text: &str) {
+        match &self.bar {
+            Some(bar) => bar.println(text.trim_end_matches('\n')),
+            None => {
+                let mut out = std::io::stdout().lock();
+                let _ = writeln!(out, "{}", text.trim_end_matches('\n'));
+            }
+        }
+    }
+}
+
+impl EventSink for ProgressPrinter {
+    fn emit(&mut self, event: &Event) -> Result<(), SinkError> {
+        match &event.kind {
+            EventKind::RunStarted {
+                run_id,
+                playbook,
+                mode,
+                cluster,
+                steps,
+            } => {
+                if let Some(bar) = &self.bar {
+                    bar.set_length(*steps as u64);
+                }
+                self.line(&format!(
+                    "run {run_id}: playbook {} ({mode}) against {} cluster {}",
+                    sanitize(playbook),
+                    cluster.kind,
+                    sanitize(&cluster.server)
+                ));
+            }
+            EventKind::FactResolved { fact, object } => {
+                let found = object.as_deref().map_or("(absent)".to_string(), sanitize);
+                self.line(&format!("fact {fact} = {found}"));
+            }
+            EventKind::StepStarted {
+                step,
+                action,
+                index,
+            } => {
+                if let Some(bar) = &self.bar {
+                    bar.set_position(*index as u64);
+                    bar.set_message(format!("{step} ({action})"));
+                }
+                self.line(&format!("\n[{}] {step} ({action})", index + 1));
+            }
+            EventKind::StepSkipped { reason, .. } => {
+                self.line(&format!("  skipped: {}", sanitize(reason)))
+            }
+            EventKind::StepPlanned { plan, .. } => {
+                self.line(&display::render_step(plan, self.show_inverse))
+            }
+            EventKind::StepIntent { .. } => {}
+            EventKind::OpApplied { op, outcome, .. } => {
+                let word = match outcome {
+                    OpOutcome::Applied => "applied",
+                    OpOutcome::AlreadyDone => "already done",
+                    OpOutcome::DryRun => "accepted by server dry-run",
+                    OpOutcome::Skipped => "not carried out",
+                    OpOutcome::Approved => "approved",
+                };
+                if self.verbose || *outcome != OpOutcome::Applied {
+                    self.line(&format!("  {word}: {}", sanitize(op)));
+                }
+            }
+            EventKind::StepVerified { verification, .. } => {
+                let failed = verification.checks.iter().filter(|c| !c.ok).count();
+                if failed == 0 {
+                    self.line(&format!(
+                        "  verified: {} check(s) passed",
+                        verification.checks.len()
+                    ));
+                }
+                for check in verification.checks.iter().filter(|c| self.verbose || !c.ok) {
+                    let mark = if check.ok { "ok" } else { "FAILED" };
+                    let detail = check
+                        .detail
+                        .as_deref()
+                        .map(|d| format!(" ({})", sanitize(d)))
+                        .unwrap_or_default();
+                    self.line(&format!("    {mark}: {}{detail}", sanitize(&check.what)));
+                }
+            }
+            EventKind::StepDone { elapsed_ms, .. } => {
+                self.line(&format!("  done in {elapsed_ms} ms"))
+            }
+            EventKind::StepFailed { error, .. } => {
+                self.line(&format!("  FAILED: {}", sanitize(error)))
+            }
+            EventKind::RollbackStarted { reason } => {
+                self.line(&format!("\nrolling back: {}", sanitize(reason)))
+            }
+            EventKind::RollbackStep { step, outcome } => {
+                self.line(&format!("  {step}: {}", sanitize(outcome)))
+            }
+            EventKind::RunFinished { outcome } => {
+                if let Some(bar) = self.bar.take() {
+                    bar.finish_and_clear();
+                }
+                let text = match outcome {
+                    Outcome::Succeeded => "succeeded".to_string(),
+                    Outcome::Failed { step, .. } => format!("failed at step {step}"),
+                    Outcome::VerifyFailed { step } => format!("verification failed at step {step}"),
+                    Outcome::RolledBack { step, .. } => {
+                        format!("rolled back after step {step} failed")
+                    }
+                    Outcome::Declined { step } => format!("stopped: step {step} was not approved"),
+                };
+                self.line(&format!("\nrun {text}"));
+            }
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,112 @@
+//! The command line, as clap definitions only.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "contain",
+    version,
+    about = "Run incident-containment playbooks against Kubernetes",
+    long_about = "Run declarative incident-containment playbooks against Kubernetes: live, as a dry run, \
+or as a tabletop exercise against a cluster snapshot.",
+    after_help = "Exit codes: 0 success, 1 step failed, 2 usage, 3 invalid input, 4 cluster unreachable, \
+5 refused, 6 verification failed, 7 journal, 70 internal."
+)]
+pub struct Cli {
+    #[command(flatten)]
+    pub global: Global,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Args)]
+pub struct Global {
+    /// Path of the kubeconfig file (default: $KUBECONFIG, then ~/.kube/config, then in-cluster).
+    #[arg(long, global = true, env = "KUBECONFIG", value_name = "PATH")]
+    pub kubeconfig: Option<PathBuf>,
+    /// Kubeconfig context to use.
+    #[arg(long, global = true, value_name = "NAME")]
+    pub context: Option<String>,
+    /// Default for a playbook param named `namespace` when not given with --set.
+    #[arg(short = 'n', long, global = true, value_name = "NS")]
+    pub namespace: Option<String>,
+    /// Output format.
+    #[arg(short = 'o', long, global = true, value_enum, default_value_t = Output::Text)]
+    pub output: Output,
+    /// Plain lines instead of a progress bar.
+    #[arg(long, global = true)]
+    pub no_progress: bool,
+    /// More detail (each operation and verification check).
+    #[arg(short = 'v', long, global = true, action = clap::ArgAction::Count)]
+    pub verbose: u8,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum Output {
+    Text,
+    Json,
+    Yaml,
+}
+
+#[derive(Debug, Args)]
+pub struct PlaybookArgs {
+    /// The playbook file.
+    pub playbook: PathBuf,
+    /// Set a param: name=value (lists are comma-separated). Repeatable.
+    #[arg(long = "set", value_name = "NAME=VALUE")]
+    pub set: Vec<String>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Check playbooks and report every problem with its place.
+    Validate {
+        /// Playbook files.
+        #[arg(required = true)]
+        playbooks: Vec<PathBuf>,
+        /// Also check these param values: name=value.
+        #[arg(long = "set", value_name = "NAME=VALUE")]
+        set: Vec<String>,
+    },
+    /// Show what a playbook would do against the cluster (or a snapshot), writing nothing.
+    Plan {
+        #[command(flatten)]
+        playbook: PlaybookArgs,
+        /// Plan against a snapshot file instead of a live cluster.
+        #[arg(long, value_name = "FILE")]
+        snapshot: Option<PathBuf>,
+    },
+    /// Run a playbook against the cluster.
+    Run {
+        #[command(flatten)]
+        playbook: PlaybookArgs,
+        /// Send every write with dryRun=All: the API server validates it and stores nothing.
+        #[arg(long)]
+        dry_run: bool,
+        /// Do not ask before writing, and approve `approve` steps. Required when not on a terminal.
+        #[arg(long, short = 'y')]
+        yes: bool,
+    },
+    /// Walk a playbook against a cluster snapshot: plans, simulated changes, summary.
+    Tabletop {
+        #[command(flatten)]
+        playbook: PlaybookArgs,
+        /// The snapshot (multi-document YAML of cluster objects).
+        #[arg(long, value_name = "FILE")]
+        snapshot: PathBuf,
+    },
+    /// Print the JSON schema of the playbook format.
+    Schema,
+    /// List the actions: fields, what they change, whether they can be undone.
+    Actions {
+        /// Show one action in full.
+        name: Option<String>,
+    },
+    /// Print shell completions.
+    Completions {
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
+}

@@ -1,0 +1,145 @@
+//! Events: the one way out of the executor. Progress output, JSON output, summaries (and the
+//! journal) all consume the same stream.
+
+use serde::Serialize;
+use serde_json::{Map, Value};
+
+use crate::action::Verification;
+use crate::cluster::ClusterInfo;
+use crate::plan::StepPlan;
+
+/// Something that happened during a run, and when.
+#[derive(Clone, Debug, Serialize)]
+pub struct Event {
+    /// RFC 3339 wall-clock time.
+    pub at: String,
+    /// Milliseconds since the run started.
+    pub elapsed_ms: u64,
+    #[serde(flatten)]
+    pub kind: EventKind,
+}
+
+#[derive(Clone, Debug, Serialize)]
+#[serde(tag = "event", rename_all = "snake_case")]
+pub enum EventKind {
+    RunStarted {
+        run_id: String,
+        playbook: String,
+        mode: String,
+        cluster: ClusterInfo,
+        steps: usize,
+    },
+    FactResolved {
+        fact: String,
+        /// The object found, or `None` for an optional fact that was not there.
+        object: Option<String>,
+    },
+    StepStarted {
+        step: String,
+        action: String,
+        index: usize,
+    },
+    StepSkipped {
+        step: String,
+        reason: String,
+    },
+    StepPlanned {
+        step: String,
+        plan: StepPlan,
+    },
+    /// Emitted right before the first write of a step; a sink that fails here stops the run
+    /// before anything is written.
+    StepIntent {
+        step: String,
+    },
+    OpApplied {
+        step: String,
+        index: usize,
+        op: String,
+        outcome: OpOutcome,
+    },
+    StepVerified {
+        step: String,
+        verification: Verification,
+    },
+    StepDone {
+        step: String,
+        outputs: Map<String, Value>,
+        elapsed_ms: u64,
+    },
+    StepFailed {
+        step: String,
+        error: String,
+        elapsed_ms: u64,
+    },
+    RollbackStarted {
+        reason: String,
+    },
+    RollbackStep {
+        step: String,
+        outcome: String,
+    },
+    RunFinished {
+        outcome: Outcome,
+    },
+}
+
+/// What applying one operation did.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum OpOutcome {
+    Applied,
+    /// Already as planned (a resumed step, or a no-op): nothing written.
+    AlreadyDone,
+    /// Sent with `dryRun=All`: the server accepted it and stored nothing.
+    DryRun,
+    /// Not carried out because the run only plans, or a tabletop run does not sleep.
+    Skipped,
+    Approved,
+}
+
+/// How a run ended.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[serde(tag = "status", rename_all = "snake_case")]
+pub enum Outcome {
+    Succeeded,
+    Failed { step: String, error: String },
+    VerifyFailed { step: String },
+    RolledBack { step: String, error: String },
+    Declined { step: String },
+}
+
+/// Why a sink could not take an event.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct SinkError(pub String);
+
+/// Consumes events. Returning an error stops the run.
+pub trait EventSink: Send {
+    fn emit(&mut self, event: &Event) -> Result<(), SinkError>;
+}
+
+/// Sends each event to several sinks, in order.
+pub struct Fanout<'a>(pub Vec<&'a mut dyn EventSink>);
+
+impl EventSink for Fanout<'_> {
+    fn emit(&mut self, event: &Event) -> Result<(), SinkError> {
+        for sink in &mut self.0 {
+            sink.emit(event)?;
+        }
+        Ok(())
+    }
+}
+
+/// Keeps every event, for JSON output and tests.
+#[derive(Default)]
+pub struct Recorder {
+    pub events: Vec<Event>,
+}
+
+impl EventSink for Recorder {
+    fn emit(&mut self, event: &Event) -> Result<(), SinkError> {
+        self.events.push(event.clone());
+        Ok(())
+    }
+}

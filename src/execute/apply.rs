@@ -1,0 +1,328 @@
+//! Applying one planned operation, safely and idempotently.
+//!
+//! A patch re-reads its object and compares each field with what the plan observed: a field
+//! already at its new value is skipped (so a resumed step does nothing twice), a field at its
+//! old value is written with the fresh resourceVersion as a precondition, and a field someone
+//! else changed in between stops the step instead of overwriting their change.
+
+use std::time::Duration;
+
+use serde_json::{Value, json};
+
+use crate::action::common::RUN_ID_LABEL;
+use crate::cluster::object::{self, ObjectRef};
+use crate::cluster::{Cluster, ClusterError, Preconditions, WriteMode, merge};
+use crate::event::OpOutcome;
+use crate::plan::{FieldChange, Op};
+
+/// Asks a human to approve an `approve` step.
+pub trait Approver: Send {
+    fn approve(&mut self, step: &str, message: &str) -> bool;
+}
+
+/// Approves everything: `--yes`, and tabletop runs (where `approve` is a discussion prompt).
+pub struct AutoApprove;
+
+impl Approver for AutoApprove {
+    fn approve(&mut self, _step: &str, _message: &str) -> bool {
+        true
+    }
+}
+
+/// Why an operation could not be applied.
+#[derive(Debug, thiserror::Error)]
+pub enum ApplyError {
+    #[error(transparent)]
+    Cluster(#[from] ClusterError),
+    #[error(
+        "{object} was replaced since the plan (uid {planned} is now {found}); not touching the new object"
+    )]
+    Replaced {
+        object: String,
+        planned: String,
+        found: String,
+    },
+    #[error(
+        "{object}: {field} was changed by someone else since the plan (planned {planned}, found {found}); not overwriting it"
+    )]
+    ChangedMeanwhile {
+        object: String,
+        field: String,
+        planned: String,
+        found: String,
+    },
+    #[error("{object} already exists and was not created by this run")]
+    NotOurs { object: String },
+    #[error("{object}: timed out waiting for {field} = {expected} (last seen {found})")]
+    WaitTimeout {
+        object: String,
+        field: String,
+        expected: String,
+        found: String,
+    },
+    #[error("not approved: {0}")]
+    Declined(String),
+}
+
+/// How operations are carried out in this run.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Carry {
+    /// Only plan: nothing is sent.
+    Nothing,
+    /// Send writes with `dryRun=All`; do not sleep or wait.
+    ServerDryRun,
+    /// Write to a simulated cluster; do not sleep, check waits once.
+    Simulated,
+    /// Write for real.
+    Live,
+}
+
+const CONFLICT_RETRIES: usize = 5;
+
+/// Applies one operation.
+pub async fn apply(
+    op: &Op,
+    step: &str,
+    run_id: &str,
+    carry: Carry,
+    cluster: &dyn Cluster,
+    approver: &mut dyn Approver,
+) -> Result<OpOutcome, ApplyError> {
+    let mode = match carry {
+        Carry::Nothing => return Ok(OpOutcome::Skipped),
+        Carry::ServerDryRun => WriteMode::DryRun,
+        Carry::Simulated | Carry::Live => WriteMode::Apply,
+    };
+    let written = if mode == WriteMode::DryRun {
+        OpOutcome::DryRun
+    } else {
+        OpOutcome::Applied
+    };
+    match op {
+        Op::Create { object } => create(object, run_id, mode, cluster).await.map(|fresh| {
+            if fresh {
+                written
+            } else {
+                OpOutcome::AlreadyDone
+            }
+        }),
+        Op::Patch {
+            target,
+            uid,
+            changes,
+        } => patch(target, uid, changes, mode, cluster)
+            .await
+            .map(|wrote| {
+                if wrote {
+                    written
+                } else {
+                    OpOutcome::AlreadyDone
+                }
+            }),
+        Op::Delete {
+            target,
+            uid,
+            run_id: owner,
+            grace_period_seconds,
+        } => delete(
+            target,
+            uid.as_deref(),
+            owner.as_deref(),
+            *grace_period_seconds,
+            mode,
+            cluster,
+        )
+        .await
+        .map(|wrote| {
+            if wrote {
+                written
+            } else {
+                OpOutcome::AlreadyDone
+            }
+        }),
+        Op::Sleep { millis } => {
+            if carry != Carry::Live {
+                return Ok(OpOutcome::Skipped);
+            }
+            tokio::time::sleep(Duration::from_millis(*millis)).await;
+            Ok(OpOutcome::Applied)
+        }
+        Op::WaitFor {
+            target,
+            path,
+            equals,
+            timeout_millis,
+        } => {
+            let polls = if carry == Carry::Live { None } else { Some(1) };
+            wait_for(target, path, equals, *timeout_millis, polls, cluster)
+                .await
+                .map(|()| OpOutcome::Applied)
+        }
+        Op::Approve { message } => {
+            if approver.approve(step, message) {
+                Ok(OpOutcome::Approved)
+            } else {
+                Err(ApplyError::Declined(message.clone()))
+            }
+        }
+    }
+}
+
+/// Returns true when the object was created now, false when an object of this run was adopted.
+async fn create(
+    object: &Value,
+    run_id: &str,
+    mode: WriteMode,
+    cluster: &dyn Cluster,
+) -> Result<bool, ApplyError> {
+    match cluster.create(object, mode).await {
+        Ok(_) => Ok(true),
+        Err(ClusterError::AlreadyExists { object: name }) => {
+            let r = ObjectRef::of(object).ok_or(ApplyError::NotOurs {
+                object: name.clone(),
+            })?;
+            let existing = cluster.get(&r).await?;
+            let ours = existing.as_ref().is_some_and(|e| {
+                object::labels(e).get(RUN_ID_LABEL).map(String::as_str) == Some(run_id)
+            });
+            if ours {
+                Ok(false)
+            } else {
+                Err(ApplyError::NotOurs { object: name })
+            }
+        }
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// Returns true when something was written.
+async fn patch(
+    target: &ObjectRef,
+    uid: &str,
+    changes: &[FieldChange],
+    mode: WriteMode,
+    cluster: &dyn Cluster,
+) -> Result<bool, ApplyError> {
+    for attempt in 0.. {
+        let current = cluster
+            .get(target)
+            .await?
+            .ok_or_else(|| ClusterError::NotFound {
+                object: target.to_string(),
+            })?;
+        let found_uid = object::uid(&current).unwrap_or_default();
+        if !uid.is_empty() && found_uid != uid {
+            return Err(ApplyError::Replaced {
+                object: target.to_string(),
+                planned: uid.to_string(),
+                found: found_uid.to_string(),
+            });
+        }
+        let mut document = json!({});
+        let mut pending = 0;
+        for change in changes {
+            let now = merge::get(&current, &change.path).cloned();
+            if now == change.after {
+                continue;
+            }
+            if now != change.before {
+                return Err(ApplyError::ChangedMeanwhile {
+                    object: target.to_string(),
+                    field: change.display_path(),
+                    planned: show(change.before.as_ref()),
+                    found: show(now.as_ref()),
+                });
+            }
+            merge::apply(
+                &mut document,
+                &merge::patch_for(&change.path, change.after.as_ref()),
+            );
+            pending += 1;
+        }
+        if pending == 0 {
+            return Ok(false);
+        }
+        document["metadata"]["uid"] = json!(found_uid);
+        document["metadata"]["resourceVersion"] =
+            json!(object::resource_version(&current).unwrap_or_default());
+        match cluster.patch(target, &document, mode).await {
+            Ok(_) => return Ok(true),
+            // A stale resourceVersion: someone wrote in between. Re-read and re-check.
+            Err(ClusterError::Conflict { .. }) if attempt + 1 < CONFLICT_RETRIES => continue,
+            Err(e) => return Err(e.into()),
+        }
+    }
+    unreachable!("the loop returns")
+}
+
+async fn delete(
+    target: &ObjectRef,
+    uid: Option<&str>,
+    owner: Option<&str>,
+    grace: Option<i64>,
+    mode: WriteMode,
+    cluster: &dyn Cluster,
+) -> Result<bool, ApplyError> {
+    let Some(current) = cluster.get(target).await? else {
+        return Ok(false);
+    };
+    let found_uid = object::uid(&current).unwrap_or_default().to_string();
+    if let Some(uid) = uid
+        && uid != found_uid
+    {
+        // The planned object is gone already; whatever holds the name now is not ours to delete.
+        return Ok(false);
+    }
+    if let Some(run_id) = owner
+        && object::labels(&current)
+            .get(RUN_ID_LABEL)
+            .map(String::as_str)
+            != Some(run_id)
+    {
+        return Err(ApplyError::NotOurs {
+            object: target.to_string(),
+        });
+    }
+    let preconditions = Preconditions {
+        uid: Some(found_uid),
+        resource_version: None,
+    };
+    match cluster.delete(target, &preconditions, grace, mode).await {
+        Ok(()) => Ok(true),
+        Err(ClusterError::NotFound { .. }) => Ok(false),
+        Err(e) => Err(e.into()),
+    }
+}
+
+async fn wait_for(
+    target: &ObjectRef,
+    path: &[String],
+    equals: &Value,
+    timeout_millis: u64,
+    polls: Option<usize>,
+    cluster: &dyn Cluster,
+) -> Result<(), ApplyError> {
+    let deadline = tokio::time::Instant::now() + Duration::from_millis(timeout_millis);
+    let mut polled = 0;
+    loop {
+        let current = cluster.get(target).await?;
+        let value = current.as_ref().and_then(|o| merge::get(o, path)).cloned();
+        if value.as_ref() == Some(equals) {
+            return Ok(());
+        }
+        polled += 1;
+        if polls.is_some_and(|max| polled >= max) || tokio::time::Instant::now() >= deadline {
+            return Err(ApplyError::WaitTimeout {
+                object: target.to_string(),
+                field: path.join("."),
+                expected: equals.to_string(),
+                found: show(value.as_ref()),
+            });
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+}
+
+fn show(value: Option<&Value>) -> String {
+    value.map_or("(none)".into(), Value::to_string)
+}

@@ -1,0 +1,769 @@
+//! Validation of a playbook: the schema, then the rules a schema cannot say (unique step ids,
+//! known actions and kinds, template syntax and references, the evidence-first rule). Every
+//! problem is collected with its place; nothing stops at the first.
+
+use std::collections::HashMap;
+
+use serde_json::Value;
+
+use super::node::{Key, Node, NodeValue};
+use super::refs::{self, Reference};
+use super::schema_check::{self, is_template, join};
+use super::types::{Playbook, parse_duration};
+use crate::action::{self, TargetRule};
+use crate::cluster::{kinds, object};
+use crate::diagnostics::{Problem, did_you_mean};
+use crate::render;
+use crate::source::Span;
+
+/// The roots a template may read, and what `run` offers.
+pub const ROOTS: &[&str] = &["params", "facts", "steps", "run"];
+pub const RUN_FIELDS: &[&str] = &["id", "mode", "playbook", "started_at", "cluster"];
+
+/// The schema of the playbook format, as `contain schema` prints it: the derived schema plus
+/// the action names and each action's `with` fields, for editors.
+pub fn playbook_schema() -> Value {
+    let mut schema = base_schema();
+    let names: Vec<Value> = action::catalogue()
+        .iter()
+        .map(|a| Value::from(a.info().name))
+        .collect();
+    let step = schema
+        .pointer_mut("/$defs/Step")
+        .expect("Step is in the schema");
+    step["properties"]["action"]["enum"] = Value::Array(names);
+    let conditions: Vec<Value> = action::catalogue()
+        .iter()
+        .map(|a| {
+            let mut with = a.with_schema();
+            if let Some(map) = with.as_object_mut() {
+                map.remove("$schema");
+                map.remove("title");
+            }
+            serde_json::json!({
+                "if": {"properties": {"action": {"const": a.info().name}}, "required": ["action"]},
+                "then": {"properties": {"with": with}}
+            })
+        })
+        .collect();
+    step["allOf"] = Value::Array(conditions);
+    schema
+}
+
+/// The schema derived from the types alone, which validation checks against.
+pub fn base_schema() -> Value {
+    serde_json::to_value(schemars::schema_for!(Playbook)).expect("schema serializes")
+}
+
+/// Checks a parsed playbook and returns it typed, or every problem found.
+pub fn validate(root: &Node) -> Result<Playbook, Vec<Problem>> {
+    let schema = base_schema();
+    let mut problems = Vec::new();
+    schema_check::check(root, &schema, &schema, "", &mut problems);
+    Checks::new(root, &mut problems).run();
+    if !problems.is_empty() {
+        return Err(problems);
+    }
+    serde_json::from_value(root.to_json()).map_err(|e| {
+        vec![Problem::new(
+            format!("invalid playbook: {e}"),
+            Some(root.span),
+        )]
+    })
+}
+
+struct Checks<'a> {
+    root: &'a Node,
+    problems: &'a mut Vec<Problem>,
+    params: Vec<&'a str>,
+    facts: Vec<&'a str>,
+}
+
+/// A step as far as the checks need it.
+struct StepView<'a> {
+    index: usize,
+    node: &'a Node,
+    id: Option<&'a Node>,
+    action: Option<&'static dyn action::Action>,
+}
+
+impl<'a> Checks<'a> {
+    fn new(root: &'a Node, problems: &'a mut Vec<Problem>) -> Self {
+        let keys = |name: &str| -> Vec<&'a str> {
+            root.get(name)
+                .and_then(Node::as_map)
+                .map(|m| {
+                    m.iter()
+                        .map(|(k, _): &(Key, Node)| k.name.as_str())
+                        .collect()
+                })
+                .unwrap_or_default()
+        };
+        Checks {
+            params: keys("params"),
+            facts: keys("facts"),
+            root,
+            problems,
+        }
+    }
+
+    fn push(&mut self, problem: Problem) {
+        self.problems.push(problem);
+    }
+
+    fn run(&mut self) {
+        self.check_params();
+        self.check_facts();
+        let steps = self.steps();
+        self.check_step_ids(&steps);
+        for (position, step) in steps.iter().enumerate() {
+            self.check_step(step, &steps[..position]);
+        }
+        self.check_evidence_first(&steps);
+    }
+
+    fn check_params(&mut self) {
+        let Some(params) = self.root.get("params").and_then(Node::as_map) else {
+            return;
+        };
+        for (key, spec) in params {
+            let path = join("params", &key.name);
+            let identifier = key
+                .name
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '_')
+                && !key.name.starts_with(|c: char| c.is_ascii_digit());
+            if !identifier {
+                self.push(
+                    Problem::new(
+                        format!("param name `{}` must be letters, digits and '_'", key.name),
+                        Some(key.span),
+                    )
+                    .label("used as `params.<name>` in templates"),
+                );
+            }
+            let ty = spec.get("type").and_then(Node::as_str);
+            let required = matches!(
+                spec.get("required").map(|n| &n.value),
+                Some(NodeValue::Bool(true))
+            );
+            let pattern = spec.get("pattern").and_then(|p| Some((p, p.as_str()?)));
+            let regex = match pattern {
+                Some((node, text)) => match regex::Regex::new(&format!("^(?:{text})$")) {
+                    Ok(re) => Some(re),
+                    Err(e) => {
+                        self.push(Problem::new(
+                            format!("`{path}.pattern` is not a valid regular expression: {e}"),
+                            Some(node.span),
+                        ));
+                        None
+                    }
+                },
+                None => None,
+            };
+            if let Some(default) = spec.get("default") {
+                if required {
+                    self.push(
+                        Problem::new(
+                            format!("param `{}` is required and has a default", key.name),
+                            Some(default.span),
+                        )
+                        .label("a required param cannot have a default")
+                        .help("drop `required: true`, or drop the default"),
+                    );
+                }
+                if let Some(ty) = ty
+                    && let Err(message) =
+                        check_param_value(ty, default, regex.as_ref(), spec.get("enum"))
+                {
+                    self.push(Problem::new(
+                        format!("default of param `{}` {message}", key.name),
+                        Some(default.span),
+                    ));
+                }
+            }
+            if let (Some(ty), Some(allowed)) = (ty, spec.get("enum").and_then(Node::as_seq)) {
+                for value in allowed {
+                    if let Err(message) = check_param_value(ty, value, regex.as_ref(), None) {
+                        self.push(Problem::new(
+                            format!("enum value of param `{}` {message}", key.name),
+                            Some(value.span),
+                        ));
+                    }
+                }
+            }
+        }
+    }
+
+    fn check_facts(&mut self) {
+        let Some(facts) = self.root.get("facts").and_then(Node::as_map) else {
+            return;
+        };
+        for (position, (key, spec)) in facts.iter().enumerate() {
+            let path = join("facts", &key.name);
+            let kind = self.check_kind(spec.get("kind"), &[], &path);
+            let earlier: Vec<&str> = facts[..position]
+                .iter()
+                .map(|(k, _)| k.name.as_str())
+                .collect();
+            for field in ["name", "namespace"] {
+                if let Some(node) = spec.get(field) {
+                    self.check_template(
+                        node,
+                        &join(&path, field),
+                        Scope::Fact { earlier: &earlier },
+                    );
+                }
+            }
+            if let Some(kind) = kind {
+                self.check_scope(kind, spec, &path);
+            }
+        }
+    }
+
+    fn steps(&self) -> Vec<StepView<'a>> {
+        self.root
+            .get("steps")
+            .and_then(Node::as_seq)
+            .unwrap_or_default()
+            .iter()
+            .enumerate()
+            .map(|(index, node)| StepView {
+                index,
+                node,
+                id: node.get("id").filter(|n| n.as_str().is_some()),
+                action: node
+                    .get("action")
+                    .and_then(Node::as_str)
+                    .and_then(action::lookup),
+            })
+            .collect()
+    }
+
+    fn check_step_ids(&mut self, steps: &[StepView<'a>]) {
+        let mut seen: HashMap<&str, Span> = HashMap::new();
+        for step in steps {
+            let Some(id) = step.id else { continue };
+            let name = id.as_str().unwrap_or_default();
+            if let Some(first) = seen.get(name) {
+                self.push(
+                    Problem::new(format!("duplicate step id `{name}`"), Some(id.span))
+                        .label("used again here")
+                        .help(format!(
+                            "step ids must be unique; `{name}` is first used on line {}",
+                            first.line
+                        )),
+                );
+            } else {
+                seen.insert(name, id.span);
+            }
+        }
+    }
+
+    fn check_step(&mut self, step: &StepView<'a>, earlier: &[StepView<'a>]) {
+        let path = format!("steps[{}]", step.index);
+        let action_node = step.node.get("action");
+        if let Some(node) = action_node
+            && let Some(name) = node.as_str()
+            && step.action.is_none()
+        {
+            let names = action::catalogue().iter().map(|a| a.info().name);
+            let mut problem = Problem::new(format!("unknown action `{name}`"), Some(node.span))
+                .label("not in the catalogue");
+            problem = match did_you_mean(name, names) {
+                Some(close) => problem.help(format!(
+                    "did you mean `{close}`? (`contain actions` lists them all)"
+                )),
+                None => problem.help("`contain actions` lists the actions"),
+            };
+            self.push(problem);
+        }
+        let scope = Scope::Step {
+            earlier: earlier
+                .iter()
+                .filter_map(|s| Some((s.id?.as_str()?, s.action)))
+                .collect(),
+        };
+        if let Some(action) = step.action {
+            self.check_target(step, action, &path, &scope);
+            let with = step.node.get("with");
+            let with_schema = action.with_schema();
+            let empty = Node {
+                value: NodeValue::Map(Vec::new()),
+                span: step.node.span,
+            };
+            schema_check::check(
+                with.unwrap_or(&empty),
+                &with_schema,
+                &with_schema,
+                &join(&path, "with"),
+                self.problems,
+            );
+        }
+        if let Some(with) = step.node.get("with") {
+            self.check_templates_in(with, &join(&path, "with"), &scope);
+        }
+        if let Some(title) = step.node.get("title") {
+            self.check_template(title, &join(&path, "title"), scope.clone());
+        }
+        if let Some(when) = step.node.get("when")
+            && let Some(text) = when.as_str()
+        {
+            if let Err(e) = render::check_condition(text) {
+                let span = narrow(when, e.column.map(|c| c.saturating_sub(1)));
+                self.push(
+                    Problem::new(
+                        format!("`{path}.when` does not compile: {}", e.message),
+                        Some(span),
+                    )
+                    .label("here"),
+                );
+            }
+            self.check_references(when, &refs::in_expression(text), &scope);
+        }
+        if let Some(timeout) = step
+            .node
+            .get("timeout")
+            .and_then(|t| Some((t, t.as_str()?)))
+            && parse_duration(timeout.1).is_some_and(|d| d.is_zero())
+        {
+            self.push(Problem::new(
+                format!("`{path}.timeout` must be longer than zero"),
+                Some(timeout.0.span),
+            ));
+        }
+    }
+
+    fn check_target(
+        &mut self,
+        step: &StepView<'a>,
+        action: &'static dyn action::Action,
+        path: &str,
+        scope: &Scope,
+    ) {
+        let target = step.node.get("target");
+        let rule = &action.info().target;
+        let name = action.info().name;
+        match (rule, target) {
+            (TargetRule::Required(_), None) => {
+                self.push(
+                    Problem::new(
+                        format!("`{name}` needs a target"),
+                        step.node.get("action").map(|n| n.span),
+                    )
+                    .label("this action works on objects")
+                    .help("add `target: {kind: …, name: …, namespace: …}`"),
+                );
+                return;
+            }
+            (TargetRule::None, Some(t)) => {
+                self.push(
+                    Problem::new(format!("`{name}` takes no target"), Some(t.span))
+                        .label("remove this"),
+                );
+                return;
+            }
+            (_, None) => return,
+            _ => {}
+        }
+        let target = target.expect("matched Some above");
+        let tpath = join(path, "target");
+        let kind = self.check_kind(target.get("kind"), rule.kinds(), &tpath);
+        let has_name = target.get("name").is_some();
+        let has_selector = target.get("selector").is_some();
+        if has_name && has_selector {
+            self.push(
+                Problem::new(
+                    format!("`{tpath}` has both `name` and `selector`"),
+                    Some(target.span),
+                )
+                .label("choose one"),
+            );
+        }
+        if let Some(kind) = kind {
+            self.check_scope(kind, target, &tpath);
+            if !has_name && !has_selector && kind.namespaced && target.get("namespace").is_none() {
+                self.push(
+                    Problem::new(format!("`{tpath}` names no object"), Some(target.span))
+                        .label("needs `name`, `selector`, or at least `namespace`"),
+                );
+            }
+            if let Some(node) = target.get("name")
+                && let Some(text) = node.as_str()
+                && !is_template(text)
+                && let Err(e) = object::validate_object_name(kind.kind, text)
+            {
+                self.push(Problem::new(e.to_string(), Some(node.span)).label("invalid name"));
+            }
+        }
+        if let Some(selector) = target.get("selector").and_then(Node::as_map) {
+            for (key, value) in selector {
+                if let Err(e) = object::validate_label_key(&key.name) {
+                    self.push(
+                        Problem::new(e.to_string(), Some(key.span)).label("invalid label key"),
+                    );
+                }
+                if let Some(text) = value.as_str().filter(|t| !is_template(t))
+                    && let Err(e) = object::validate_label_value(&key.name, text)
+                {
+                    self.push(
+                        Problem::new(e.to_string(), Some(value.span)).label("invalid label value"),
+                    );
+                }
+            }
+        }
+        self.check_templates_in(target, &tpath, scope);
+    }
+
+    /// A known kind, and one the action accepts.
+    fn check_kind(
+        &mut self,
+        node: Option<&Node>,
+        allowed: &[&str],
+        path: &str,
+    ) -> Option<&'static kinds::Kind> {
+        let node = node?;
+        let name = node.as_str()?;
+        let Some(kind) = kinds::lookup(name) else {
+            let mut problem = Problem::new(
+                format!("unknown kind `{name}` in `{path}`"),
+                Some(node.span),
+            )
+            .label("unknown kind");
+            if let Some(close) = did_you_mean(name, kinds::names()) {
+                problem = problem.help(format!("did you mean `{close}`?"));
+            }
+            self.push(problem);
+            return None;
+        };
+        if !allowed.is_empty() && !allowed.contains(&name) {
+            self.push(
+                Problem::new(
+                    format!(
+                        "`{path}` must be one of {}, found `{name}`",
+                        allowed.join(", ")
+                    ),
+                    Some(node.span),
+                )
+                .label("not accepted by this action"),
+            );
+            return None;
+        }
+        Some(kind)
+    }
+
+    /// Namespaced kinds need a namespace; cluster-scoped kinds must not have one.
+    fn check_scope(&mut self, kind: &kinds::Kind, node: &Node, path: &str) {
+        match (kind.namespaced, node.get("namespace")) {
+            (true, None) if node.get("name").is_some() => self.push(
+                Problem::new(
+                    format!("`{path}` needs a namespace: {} is namespaced", kind.kind),
+                    Some(node.span),
+                )
+                .label("add `namespace: …`"),
+            ),
+            (false, Some(ns)) => self.push(
+                Problem::new(
+                    format!(
+                        "{} is cluster-scoped: `{path}.namespace` must be removed",
+                        kind.kind
+                    ),
+                    Some(ns.span),
+                )
+                .label("not namespaced"),
+            ),
+            _ => {}
+        }
+    }
+
+    fn check_templates_in(&mut self, node: &Node, path: &str, scope: &Scope) {
+        match &node.value {
+            NodeValue::Str(_) => self.check_template(node, path, scope.clone()),
+            NodeValue::Seq(items) => {
+                for (i, item) in items.iter().enumerate() {
+                    self.check_templates_in(item, &format!("{path}[{i}]"), scope);
+                }
+            }
+            NodeValue::Map(entries) => {
+                for (key, value) in entries {
+                    if is_template(&key.name) {
+                        self.push(
+                            Problem::new(
+                                format!("keys are not templated: `{}`", key.name),
+                                Some(key.span),
+                            )
+                            .label("only values are rendered"),
+                        );
+                    }
+                    self.check_templates_in(value, &join(path, &key.name), scope);
+                }
+            }
+            _ => {}
+        }
+    }
+
+    fn check_template(&mut self, node: &Node, path: &str, scope: Scope) {
+        let Some(text) = node.as_str() else { return };
+        if !is_template(text) {
+            return;
+        }
+        if let Err(e) = render::check_syntax(text) {
+            let span = narrow(node, e.column.map(|c| c.saturating_sub(1)));
+            self.push(
+                Problem::new(
+                    format!("`{path}` is not a valid template: {}", e.message),
+                    Some(span),
+                )
+                .label("here"),
+            );
+            return;
+        }
+        self.check_references(node, &refs::in_template(text), &scope);
+    }
+
+    fn check_references(&mut self, node: &Node, references: &[Reference], scope: &Scope) {
+        for reference in references {
+            if let Some(problem) = self.check_reference(reference, scope) {
+                let span = narrow_to(node, reference.offset, reference.len);
+                self.push(problem.with_span(span));
+            }
+        }
+    }
+
+    fn check_reference(&self, r: &Reference, scope: &Scope) -> Option<Problem> {
+        let first = r.segments.first().map(String::as_str);
+        let shown = std::iter::once(r.root.as_str())
+            .chain(r.segments.iter().map(String::as_str))
+            .collect::<Vec<_>>()
+            .join(".");
+        match (r.root.as_str(), first) {
+            ("params", Some(name)) if !self.params.contains(&name) => {
+                Some(undefined(&shown, "param", name, &self.params))
+            }
+            ("facts", Some(name)) => match scope {
+                Scope::Fact { earlier } if !earlier.contains(&name) => Some(
+                    Problem::new(
+                        format!("`{shown}` is not a fact declared above this one"),
+                        None,
+                    )
+                    .label("undefined here")
+                    .help("facts are resolved in order; a fact can only read the facts above it"),
+                ),
+                _ if !self.facts.contains(&name) => {
+                    Some(undefined(&shown, "fact", name, &self.facts))
+                }
+                _ => None,
+            },
+            ("steps", Some(id)) => {
+                let Scope::Step { earlier } = scope else {
+                    return Some(
+                        Problem::new(
+                            format!("`{shown}`: facts are resolved before any step runs"),
+                            None,
+                        )
+                        .label("not available here"),
+                    );
+                };
+                let Some((_, action)) = earlier.iter().find(|(name, _)| *name == id) else {
+                    let ids: Vec<&str> = earlier.iter().map(|(n, _)| *n).collect();
+                    let mut p = Problem::new(
+                        format!("`{shown}` reads step `{id}`, which does not run before this one"),
+                        None,
+                    )
+                    .label("unknown or later step");
+                    if let Some(close) = did_you_mean(id, ids.iter().copied()) {
+                        p = p.help(format!("did you mean `{close}`?"));
+                    }
+                    return Some(p);
+                };
+                match (
+                    r.segments.get(1).map(String::as_str),
+                    r.segments.get(2),
+                    action,
+                ) {
+                    (Some("outputs"), Some(output), Some(action)) => {
+                        let outputs: Vec<&str> =
+                            action.info().outputs.iter().map(|(n, _)| *n).collect();
+                        (!outputs.contains(&output.as_str())).then(|| {
+                            let help = if outputs.is_empty() {
+                                format!("`{}` has no outputs", action.info().name)
+                            } else {
+                                format!("`{}` outputs: {}", action.info().name, outputs.join(", "))
+                            };
+                            Problem::new(
+                                format!("`{shown}`: step `{id}` has no output `{output}`"),
+                                None,
+                            )
+                            .label("unknown output")
+                            .help(help)
+                        })
+                    }
+                    (Some("outputs" | "status"), _, _) | (None, _, _) => None,
+                    (Some(other), _, _) => Some(
+                        Problem::new(
+                            format!(
+                                "`{shown}`: a step offers `outputs` and `status`, not `{other}`"
+                            ),
+                            None,
+                        )
+                        .label("unknown field"),
+                    ),
+                }
+            }
+            ("run", Some(field)) if !RUN_FIELDS.contains(&field) => {
+                Some(undefined(&shown, "run field", field, RUN_FIELDS))
+            }
+            (root, _) if !ROOTS.contains(&root) => {
+                let mut p = Problem::new(format!("unknown variable `{root}`"), None)
+                    .label("undefined")
+                    .help("templates read `params`, `facts`, `steps` and `run`");
+                if let Some(close) = did_you_mean(root, ROOTS.iter().copied()) {
+                    p = p.help(format!("did you mean `{close}`? templates read `params`, `facts`, `steps` and `run`"));
+                }
+                Some(p)
+            }
+            _ => None,
+        }
+    }
+
+    /// Safety rule 1: a step that can destroy evidence about a pod needs a `forensics.capture`
+    /// of the same target earlier in the run, or an explicit waiver with a reason.
+    fn check_evidence_first(&mut self, steps: &[StepView<'a>]) {
+        for (position, step) in steps.iter().enumerate() {
+            let Some(action) = step.action else { continue };
+            if !action.info().destroys_evidence || step.node.get("evidence").is_some() {
+                continue;
+            }
+            let target = step.node.get("target");
+            let captured = steps[..position].iter().any(|earlier| {
+                earlier.node.get("action").and_then(Node::as_str) == Some("forensics.capture")
+                    && covers(earlier.node.get("target"), target)
+            });
+            if !captured {
+                let id = step.id.and_then(Node::as_str).unwrap_or("?");
+                self.push(
+                    Problem::new(
+                        format!(
+                            "step `{id}` ({}) can destroy evidence, but no `forensics.capture` of its target runs before it",
+                            action.info().name
+                        ),
+                        step.node.get("action").map(|n| n.span),
+                    )
+                    .label("destroys evidence")
+                    .help("capture the target in an earlier step, or waive with `evidence: {waived: \"<reason>\"}`"),
+                );
+            }
+        }
+    }
+}
+
+/// Whether a capture's target covers a destructive step's target: the same object expression,
+/// or any capture when the destructive step targets a node or a workload (whose pods the
+/// capture then names).
+fn covers(capture: Option<&Node>, target: Option<&Node>) -> bool {
+    let (Some(capture), Some(target)) = (capture, target) else {
+        return capture.is_some();
+    };
+    let field = |n: &Node, f: &str| n.get(f).map(|v| compact(&v.to_json()));
+    let kind = target
+        .get("kind")
+        .and_then(Node::as_str)
+        .unwrap_or_default();
+    if kind != "Pod" {
+        return true;
+    }
+    ["name", "namespace", "selector"]
+        .iter()
+        .all(|f| field(capture, f) == field(target, f))
+}
+
+fn compact(value: &Value) -> String {
+    value.to_string().split_whitespace().collect()
+}
+
+#[derive(Clone)]
+enum Scope<'s> {
+    Fact {
+        earlier: &'s [&'s str],
+    },
+    Step {
+        earlier: Vec<(&'s str, Option<&'static dyn action::Action>)>,
+    },
+}
+
+fn undefined(shown: &str, what: &str, name: &str, known: &[&str]) -> Problem {
+    let mut p =
+        Problem::new(format!("`{shown}`: no {what} named `{name}`"), None).label("undefined");
+    p = match did_you_mean(name, known.iter().copied()) {
+        Some(close) => p.help(format!("did you mean `{close}`?")),
+        None if known.is_empty() => p.help(format!("the playbook declares no {what}s")),
+        None => p.help(format!("declared: {}", known.join(", "))),
+    };
+    p
+}
+
+trait WithSpan {
+    fn with_span(self, span: Span) -> Self;
+}
+
+impl WithSpan for Problem {
+    fn with_span(mut self, span: Span) -> Self {
+        self.span = Some(span);
+        self
+    }
+}
+
+/// The span of a part of a plain scalar; the whole scalar when quoting makes offsets unsure.
+fn narrow_to(node: &Node, offset: usize, len: usize) -> Span {
+    match node.as_str() {
+        Some(text) if node.span.len == text.len() => node.span.narrow(offset, len),
+        _ => node.span,
+    }
+}
+
+fn narrow(node: &Node, column: Option<usize>) -> Span {
+    match column {
+        Some(c) => narrow_to(node, c, 1),
+        None => node.span,
+    }
+}
+
+/// Checks a param value (a default, an enum entry, or a `--set` value) against its type.
+pub fn check_param_value(
+    ty: &str,
+    value: &Node,
+    pattern: Option<&regex::Regex>,
+    allowed: Option<&Node>,
+) -> Result<(), String> {
+    let fits = match (ty, &value.value) {
+        ("string", NodeValue::Str(_))
+        | ("int", NodeValue::Int(_))
+        | ("bool", NodeValue::Bool(_)) => true,
+        ("list", NodeValue::Seq(items)) => items.iter().all(|i| i.as_str().is_some()),
+        _ => false,
+    };
+    if !fits {
+        return Err(format!("must be of type {ty}, found {}", value.type_name()));
+    }
+    if let Some(re) = pattern {
+        let texts: Vec<&str> = match &value.value {
+            NodeValue::Str(s) => vec![s],
+            NodeValue::Seq(items) => items.iter().filter_map(Node::as_str).collect(),
+            _ => Vec::new(),
+        };
+        if let Some(bad) = texts.iter().find(|t| !re.is_match(t)) {
+            return Err(format!(
+                "`{bad}` does not match the pattern {}",
+                re.as_str()
+            ));
+        }
+    }
+    if let Some(allowed) = allowed.and_then(Node::as_seq) {
+        let json = value.to_json();
+        if !allowed.iter().any(|a| a.to_json() == json) {
+            let names: Vec<String> = allowed.iter().map(|a| a.to_json().to_string()).collect();
+            return Err(format!("must be one of {}, found {json}", names.join(", ")));
+        }
+    }
+    Ok(())
+}
