@@ -1,1 +1,10 @@
+//! The one integration-test binary: CLI behaviour, diagnostics, schema, hostile input,
+//! rendering safety, the engine on SimCluster, and live tests on the real control plane.
 
+mod engine;
+mod harness;
+mod hostile;
+mod live;
+mod render_props;
+mod schema;
+mod validate;

@@ -24,6 +24,26 @@ pub fn apply(target: &mut Value, patch: &Value) {
     }
 }
 
+/// Merges two patch documents into one, keeping `null`s (they mean "remove" when the result is
+/// applied). Unlike [`apply`], which carries the removals out.
+pub fn combine(into: &mut Value, patch: &Value) {
+    match (into, patch) {
+        (Value::Object(into_map), Value::Object(patch_map)) => {
+            for (key, value) in patch_map {
+                match into_map.get_mut(key) {
+                    Some(existing) if existing.is_object() && value.is_object() => {
+                        combine(existing, value)
+                    }
+                    _ => {
+                        into_map.insert(key.clone(), value.clone());
+                    }
+                }
+            }
+        }
+        (into, patch) => *into = patch.clone(),
+    }
+}
+
 /// Builds the merge patch that sets `path` to `value` (`None` removes it).
 pub fn patch_for(path: &[String], value: Option<&Value>) -> Value {
     let mut patch = value.cloned().unwrap_or(Value::Null);
@@ -51,6 +71,14 @@ mod tests {
         let mut doc = json!({"a": {"b": 1, "c": 2}, "d": [1]});
         apply(&mut doc, &json!({"a": {"b": null, "e": 3}, "d": [2]}));
         assert_eq!(doc, json!({"a": {"c": 2, "e": 3}, "d": [2]}));
+    }
+
+    #[test]
+    fn combining_keeps_removals() {
+        let mut doc = json!({});
+        combine(&mut doc, &json!({"metadata": {"labels": {"a": null}}}));
+        combine(&mut doc, &json!({"metadata": {"labels": {"b": "x"}}}));
+        assert_eq!(doc, json!({"metadata": {"labels": {"a": null, "b": "x"}}}));
     }
 
     #[test]

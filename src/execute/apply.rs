@@ -233,7 +233,7 @@ async fn patch(
                     found: show(now.as_ref()),
                 });
             }
-            merge::apply(
+            merge::combine(
                 &mut document,
                 &merge::patch_for(&change.path, change.after.as_ref()),
             );

@@ -36,6 +36,7 @@ pub fn playbook_schema() -> Value {
         .iter()
         .map(|a| {
             let mut with = a.with_schema();
+            allow_templates(&mut with);
             if let Some(map) = with.as_object_mut() {
                 map.remove("$schema");
                 map.remove("title");
@@ -48,6 +49,34 @@ pub fn playbook_schema() -> Value {
         .collect();
     step["allOf"] = Value::Array(conditions);
     schema
+}
+
+/// A rendered template is a string, so wherever a `with` field wants a number or a boolean,
+/// the editor schema also accepts a string holding a template.
+fn allow_templates(schema: &mut Value) {
+    match schema {
+        Value::Object(map) => {
+            let scalar = match map.get("type") {
+                Some(Value::String(t)) => matches!(t.as_str(), "integer" | "number" | "boolean"),
+                Some(Value::Array(ts)) => ts
+                    .iter()
+                    .any(|t| matches!(t.as_str(), Some("integer" | "number" | "boolean"))),
+                _ => false,
+            };
+            for value in map.values_mut() {
+                allow_templates(value);
+            }
+            if scalar {
+                let original = Value::Object(std::mem::take(map));
+                map.insert(
+                    "anyOf".into(),
+                    serde_json::json!([original, {"type": "string", "pattern": "\\{\\{|\\{%"}]),
+                );
+            }
+        }
+        Value::Array(items) => items.iter_mut().for_each(allow_templates),
+        _ => {}
+    }
 }
 
 /// The schema derived from the types alone, which validation checks against.

@@ -1,0 +1,347 @@
+//! The engine on SimCluster: plans, idempotent and guarded apply, failure policies, rollback.
+
+use contain::cluster::object::{self, ObjectRef};
+use contain::cluster::sim::SimCluster;
+use contain::cluster::{Cluster, WriteMode};
+use contain::event::{EventKind, Outcome, Recorder};
+use contain::execute::apply::{self, ApplyError, AutoApprove, Carry};
+use contain::execute::{Executor, Mode, RunConfig};
+use contain::plan::{FieldChange, Op};
+use contain::playbook::load::{bind_params, load_bytes};
+use contain::source::Source;
+use serde_json::json;
+
+use crate::harness::{Contain, repo};
+
+const POD: &str = "web-fjejlcldef-x7k2p";
+
+fn snapshot() -> SimCluster {
+    let text = std::fs::read_to_string(repo("examples/snapshots/cluster.yaml")).unwrap();
+    SimCluster::load(&Source::new("cluster.yaml", text)).unwrap()
+}
+
+fn pod_ref() -> ObjectRef {
+    ObjectRef::new("Pod", Some("shop"), POD)
+}
+
+async fn run(sim: &SimCluster, playbook: &str, set: &[&str]) -> (Outcome, Vec<EventKind>) {
+    let loaded =
+        load_bytes("test.yaml", playbook.as_bytes().to_vec()).unwrap_or_else(|e| panic!("{e:?}"));
+    let set: Vec<String> = set.iter().map(|s| s.to_string()).collect();
+    let params = bind_params(&loaded, &set).unwrap_or_else(|e| panic!("{e:?}"));
+    let mut recorder = Recorder::default();
+    let config = RunConfig {
+        run_id: "test-run".into(),
+        mode: Mode::Tabletop,
+        params,
+    };
+    let result = Executor::new(sim, &mut recorder, &mut AutoApprove)
+        .run(&loaded, &config)
+        .await
+        .unwrap();
+    (
+        result.outcome,
+        recorder.events.into_iter().map(|e| e.kind).collect(),
+    )
+}
+
+const LABEL_THEN_FAIL: &str = r#"
+apiVersion: contain/v1
+kind: Playbook
+metadata: {name: t}
+on_failure: rollback
+steps:
+  - id: mark
+    action: object.label
+    target: {kind: Pod, name: web-fjejlcldef-x7k2p, namespace: shop}
+    with: {labels: {contain.dev/suspect: "true", app.kubernetes.io/name: quarantined}}
+  - id: scale-missing
+    action: workload.scale
+    target: {kind: Deployment, name: does-not-exist, namespace: shop}
+    with: {replicas: 0}
+    evidence: {waived: test}
+"#;
+
+#[tokio::test]
+async fn rollback_restores_labels_after_a_failed_step() {
+    let sim = snapshot();
+    let before = sim.get(&pod_ref()).await.unwrap().unwrap();
+    let (outcome, events) = run(&sim, LABEL_THEN_FAIL, &[]).await;
+    assert!(
+        matches!(outcome, Outcome::RolledBack { ref step, .. } if step == "scale-missing"),
+        "{outcome:?}"
+    );
+    assert!(events.iter().any(|e| matches!(e, EventKind::RollbackStep { step, outcome } if step == "mark" && outcome == "undone")));
+    let after = sim.get(&pod_ref()).await.unwrap().unwrap();
+    assert_eq!(
+        object::labels(&after),
+        object::labels(&before),
+        "labels restored exactly"
+    );
+}
+
+#[tokio::test]
+async fn continue_policy_goes_on_and_when_skips() {
+    let playbook = r#"
+apiVersion: contain/v1
+kind: Playbook
+metadata: {name: t}
+params:
+  scale: {type: bool, default: false}
+steps:
+  - id: missing
+    action: object.label
+    target: {kind: Pod, name: nope, namespace: shop}
+    with: {labels: {a: b}}
+    on_failure: continue
+  - id: maybe-scale
+    action: workload.scale
+    when: params.scale
+    target: {kind: Deployment, name: web, namespace: shop}
+    with: {replicas: 0}
+    evidence: {waived: test}
+  - id: mark
+    action: object.annotate
+    target: {kind: Deployment, name: web, namespace: shop}
+    with: {annotations: {note: "{{ steps.missing.status }}"}}
+"#;
+    let sim = snapshot();
+    let (outcome, events) = run(&sim, playbook, &[]).await;
+    assert_eq!(outcome, Outcome::Succeeded);
+    assert!(
+        events
+            .iter()
+            .any(|e| matches!(e, EventKind::StepFailed { step, .. } if step == "missing"))
+    );
+    assert!(
+        events
+            .iter()
+            .any(|e| matches!(e, EventKind::StepSkipped { step, .. } if step == "maybe-scale"))
+    );
+    let deploy = sim
+        .get(&ObjectRef::new("Deployment", Some("shop"), "web"))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(deploy["spec"]["replicas"], json!(3));
+    assert_eq!(deploy["metadata"]["annotations"]["note"], json!("failed"));
+}
+
+#[tokio::test]
+async fn scale_outputs_feed_later_steps_and_undo_restores() {
+    let playbook = r#"
+apiVersion: contain/v1
+kind: Playbook
+metadata: {name: t}
+steps:
+  - id: scale
+    action: workload.scale
+    target: {kind: Deployment, name: web, namespace: shop}
+    with: {replicas: "{{ 1 - 1 }}"}
+    evidence: {waived: test}
+  - id: note
+    action: object.annotate
+    target: {kind: Deployment, name: web, namespace: shop}
+    with: {annotations: {before: "{{ steps.scale.outputs.previous_replicas.web }}"}}
+"#;
+    let sim = snapshot();
+    let (outcome, events) = run(&sim, playbook, &[]).await;
+    assert_eq!(outcome, Outcome::Succeeded);
+    let deploy_ref = ObjectRef::new("Deployment", Some("shop"), "web");
+    let deploy = sim.get(&deploy_ref).await.unwrap().unwrap();
+    assert_eq!(deploy["spec"]["replicas"], json!(0));
+    assert_eq!(deploy["metadata"]["annotations"]["before"], json!("3"));
+    let plan = events
+        .iter()
+        .find_map(|e| match e {
+            EventKind::StepPlanned { step, plan } if step == "scale" => Some(plan.clone()),
+            _ => None,
+        })
+        .unwrap();
+    for op in &plan.inverse {
+        apply::apply(
+            op,
+            "scale",
+            "test-run",
+            Carry::Simulated,
+            &sim,
+            &mut AutoApprove,
+        )
+        .await
+        .unwrap();
+    }
+    let restored = sim.get(&deploy_ref).await.unwrap().unwrap();
+    assert_eq!(restored["spec"]["replicas"], json!(3));
+}
+
+#[tokio::test]
+async fn applying_twice_writes_once() {
+    let sim = snapshot();
+    let pod = sim.get(&pod_ref()).await.unwrap().unwrap();
+    let op = Op::Patch {
+        target: pod_ref(),
+        uid: object::uid(&pod).unwrap().to_string(),
+        changes: vec![FieldChange {
+            path: vec![
+                "metadata".into(),
+                "labels".into(),
+                "contain.dev/suspect".into(),
+            ],
+            before: None,
+            after: Some(json!("true")),
+        }],
+    };
+    let first = apply::apply(&op, "s", "r", Carry::Simulated, &sim, &mut AutoApprove)
+        .await
+        .unwrap();
+    let rv = object::resource_version(&sim.get(&pod_ref()).await.unwrap().unwrap())
+        .unwrap()
+        .to_string();
+    let second = apply::apply(&op, "s", "r", Carry::Simulated, &sim, &mut AutoApprove)
+        .await
+        .unwrap();
+    assert_eq!(format!("{first:?}/{second:?}"), "Applied/AlreadyDone");
+    let rv_after = object::resource_version(&sim.get(&pod_ref()).await.unwrap().unwrap())
+        .unwrap()
+        .to_string();
+    assert_eq!(rv, rv_after, "the second apply wrote nothing");
+}
+
+#[tokio::test]
+async fn a_human_change_in_between_is_not_overwritten() {
+    let sim = snapshot();
+    let pod = sim.get(&pod_ref()).await.unwrap().unwrap();
+    let op = Op::Patch {
+        target: pod_ref(),
+        uid: object::uid(&pod).unwrap().to_string(),
+        changes: vec![FieldChange {
+            path: vec!["metadata".into(), "labels".into(), "tier".into()],
+            before: None,
+            after: Some(json!("quarantine")),
+        }],
+    };
+    // Someone sets the label to something else between plan and apply.
+    sim.patch(
+        &pod_ref(),
+        &json!({"metadata": {"labels": {"tier": "human"}}}),
+        WriteMode::Apply,
+    )
+    .await
+    .unwrap();
+    let err = apply::apply(&op, "s", "r", Carry::Simulated, &sim, &mut AutoApprove)
+        .await
+        .unwrap_err();
+    assert!(matches!(err, ApplyError::ChangedMeanwhile { .. }), "{err}");
+    let now = sim.get(&pod_ref()).await.unwrap().unwrap();
+    assert_eq!(object::labels(&now)["tier"], "human");
+}
+
+#[tokio::test]
+async fn a_replaced_object_is_not_deleted() {
+    let sim = snapshot();
+    let op = Op::Delete {
+        target: pod_ref(),
+        uid: Some("some-older-uid".into()),
+        run_id: None,
+        grace_period_seconds: None,
+    };
+    let outcome = apply::apply(&op, "s", "r", Carry::Simulated, &sim, &mut AutoApprove)
+        .await
+        .unwrap();
+    assert_eq!(format!("{outcome:?}"), "AlreadyDone");
+    assert!(
+        sim.get(&pod_ref()).await.unwrap().is_some(),
+        "the pod holding the name now was left alone"
+    );
+}
+
+#[test]
+fn tabletop_of_a_shipped_playbook_prints_plan_changes_and_summary() {
+    let out = Contain::new()
+        .args([
+            "tabletop",
+            &repo("playbooks/scale-down-workload.yaml"),
+            "--snapshot",
+            &repo("examples/snapshots/cluster.yaml"),
+        ])
+        .args([
+            "--set",
+            "deployment=web",
+            "--set",
+            "namespace=shop",
+            "--set",
+            "ticket=INC-7",
+        ])
+        .run();
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    assert!(
+        out.stdout.contains("spec.replicas: 3 → 0"),
+        "{}",
+        out.stdout
+    );
+    assert!(
+        out.stdout
+            .contains("metadata.annotations[\"contain.dev/ticket\"]: (none) → \"INC-7\""),
+        "{}",
+        out.stdout
+    );
+    assert!(out.stdout.contains("summary of run"), "{}", out.stdout);
+}
+
+#[test]
+fn tabletop_json_output_parses() {
+    let out = Contain::new()
+        .args([
+            "-o",
+            "json",
+            "tabletop",
+            &repo("playbooks/restart-pod.yaml"),
+            "--snapshot",
+            &repo("examples/snapshots/cluster.yaml"),
+        ])
+        .args(["--set", &format!("pod={POD}"), "--set", "namespace=shop"])
+        .run();
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    let doc = out.json();
+    assert_eq!(doc["outcome"]["status"], "succeeded");
+    let steps = doc["steps"].as_array().unwrap();
+    assert_eq!(steps.len(), 3);
+    assert_eq!(steps[2]["plan"]["reversible"], "irreversible");
+    assert!(doc["events"].as_array().unwrap().len() > 6);
+}
+
+#[test]
+fn a_live_run_without_a_terminal_or_yes_is_refused() {
+    let out = Contain::new()
+        .args([
+            "run",
+            &repo("playbooks/label-suspect-pod.yaml"),
+            "--set",
+            "pod=x",
+            "--set",
+            "namespace=y",
+        ])
+        .run();
+    assert_eq!(out.code, 5);
+    assert!(out.stderr.contains("pass --yes"), "{}", out.stderr);
+}
+
+#[test]
+fn an_unreachable_cluster_exits_4_with_nothing_written() {
+    let dir = tempfile::tempdir().unwrap();
+    let kubeconfig = dir.path().join("kubeconfig");
+    std::fs::write(&kubeconfig, "apiVersion: v1\nkind: Config\nclusters: [{name: c, cluster: {server: 'https://127.0.0.1:1'}}]\nusers: [{name: u, user: {token: t}}]\ncontexts: [{name: x, context: {cluster: c, user: u}}]\ncurrent-context: x\n").unwrap();
+    let out = Contain::new()
+        .args([
+            "run",
+            "--yes",
+            &repo("playbooks/label-suspect-pod.yaml"),
+            "--set",
+            "pod=x",
+            "--set",
+            "namespace=y",
+        ])
+        .args(["--kubeconfig", &kubeconfig.display().to_string()])
+        .run();
+    assert_eq!(out.code, 4, "{}", out.stderr);
+}

@@ -1,0 +1,354 @@
+//! Live tests on the real control plane that `scripts/test` starts (etcd, kube-apiserver,
+//! controller-manager, scheduler, KWOK). Each test works in its own namespace and removes it.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use contain::cluster::kube::{Connect, KubeCluster};
+use contain::cluster::object::{self, ObjectRef, Selector};
+use contain::cluster::{Cluster, ClusterError, Preconditions, WriteMode, kinds};
+use serde_json::{Value, json};
+
+use crate::harness::{Contain, repo};
+
+/// The admin kubeconfig of the test control plane.
+pub fn kubeconfig() -> PathBuf {
+    let path = std::env::var_os("CONTAIN_TEST_KUBECONFIG")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(repo("target/cluster/admin.kubeconfig")));
+    assert!(
+        path.exists(),
+        "live tests need the test control plane: run `scripts/test` (or `scripts/cluster up`); {} does not exist",
+        path.display()
+    );
+    path
+}
+
+async fn connect(kubeconfig: PathBuf) -> KubeCluster {
+    KubeCluster::connect(&Connect {
+        kubeconfig: Some(kubeconfig),
+        context: None,
+        call_timeout: Some(Duration::from_secs(20)),
+    })
+    .await
+    .expect("the test control plane answers")
+}
+
+/// A namespace of its own for one test, deleted when the test ends.
+struct Namespace {
+    name: String,
+}
+
+impl Namespace {
+    async fn new(cluster: &KubeCluster, test: &str) -> Self {
+        let suffix = &contain::app::new_run_id()[17..];
+        let name = format!("t-{test}-{suffix}");
+        let ns = json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name}});
+        cluster
+            .create(&ns, WriteMode::Apply)
+            .await
+            .expect("namespace created");
+        // The service-account controller creates `default`; pods cannot be created before it.
+        wait_until("the default service account", || async {
+            cluster
+                .get(&ObjectRef::new("ServiceAccount", Some(&name), "default"))
+                .await
+                .ok()
+                .flatten()
+                .is_some()
+        })
+        .await;
+        Namespace { name }
+    }
+}
+
+impl Drop for Namespace {
+    fn drop(&mut self) {
+        let name = self.name.clone();
+        let _ = std::thread::spawn(move || {
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .unwrap();
+            runtime.block_on(async {
+                let cluster = connect(kubeconfig()).await;
+                let r = ObjectRef::new("Namespace", None, &name);
+                let _ = cluster
+                    .delete(&r, &Preconditions::default(), None, WriteMode::Apply)
+                    .await;
+            });
+        })
+        .join();
+    }
+}
+
+/// Polls until `check` is true, for at most 60 s.
+async fn wait_until<F, Fut>(what: &str, mut check: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    for _ in 0..240 {
+        if check().await {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    panic!("timed out waiting for {what}");
+}
+
+async fn deployment(cluster: &KubeCluster, ns: &str, name: &str, replicas: u32) -> Vec<Value> {
+    let labels = json!({"app": name});
+    let object = json!({
+        "apiVersion": "apps/v1", "kind": "Deployment",
+        "metadata": {"name": name, "namespace": ns},
+        "spec": {"replicas": replicas, "selector": {"matchLabels": labels},
+                 "template": {"metadata": {"labels": labels},
+                              "spec": {"containers": [{"name": name, "image": "registry.example/app:1"}]}}}
+    });
+    cluster
+        .create(&object, WriteMode::Apply)
+        .await
+        .expect("deployment created");
+    running_pods(cluster, ns, name, replicas as usize).await
+}
+
+async fn running_pods(cluster: &KubeCluster, ns: &str, app: &str, count: usize) -> Vec<Value> {
+    let pods = kinds::lookup("Pod").unwrap();
+    let selector = Selector::labels([("app".to_string(), app.to_string())].into());
+    for _ in 0..240 {
+        let mut found = cluster.list(pods, Some(ns), &selector).await.unwrap();
+        found.retain(|p| {
+            p["status"]["phase"] == "Running" && p.pointer("/metadata/deletionTimestamp").is_none()
+        });
+        let all = cluster.list(pods, Some(ns), &selector).await.unwrap();
+        if found.len() == count && all.len() == count {
+            return found;
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    panic!("timed out waiting for {count} running pod(s) of {app}");
+}
+
+#[tokio::test]
+async fn kube_cluster_answers_with_preconditions_like_the_api_server() {
+    let cluster = connect(kubeconfig()).await;
+    let ns = Namespace::new(&cluster, "crud").await;
+    let cm = json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "c", "namespace": ns.name, "labels": {"x": "1"}}, "data": {"k": "v"}});
+    let created = cluster.create(&cm, WriteMode::Apply).await.unwrap();
+    let r = ObjectRef::of(&created).unwrap();
+    assert!(matches!(
+        cluster.create(&cm, WriteMode::Apply).await,
+        Err(ClusterError::AlreadyExists { .. })
+    ));
+    let listed = cluster
+        .list(
+            kinds::lookup("ConfigMap").unwrap(),
+            Some(&ns.name),
+            &Selector::labels([("x".into(), "1".into())].into()),
+        )
+        .await
+        .unwrap();
+    assert_eq!(listed.len(), 1);
+    assert_eq!(
+        listed[0]["kind"], "ConfigMap",
+        "list items carry their kind"
+    );
+    let stale = json!({"metadata": {"resourceVersion": "1", "labels": {"y": "2"}}});
+    assert!(matches!(
+        cluster.patch(&r, &stale, WriteMode::Apply).await,
+        Err(ClusterError::Conflict { .. })
+    ));
+    let wrong_uid =
+        json!({"metadata": {"uid": "00000000-0000-0000-0000-000000000000", "labels": {"y": "2"}}});
+    // A uid in a merge patch that does not match is refused as an immutable-field change.
+    assert!(matches!(
+        cluster.patch(&r, &wrong_uid, WriteMode::Apply).await,
+        Err(ClusterError::Invalid { .. })
+    ));
+    let rv = object::resource_version(&created).unwrap();
+    let fresh = json!({"metadata": {"resourceVersion": rv, "labels": {"y": "2"}}});
+    let dry = cluster.patch(&r, &fresh, WriteMode::DryRun).await.unwrap();
+    assert_eq!(object::labels(&dry)["y"], "2");
+    assert!(
+        !object::labels(&cluster.get(&r).await.unwrap().unwrap()).contains_key("y"),
+        "dry run stored nothing"
+    );
+    cluster.patch(&r, &fresh, WriteMode::Apply).await.unwrap();
+    let bad_label = json!({"metadata": {"labels": {"bad key": "v"}}});
+    assert!(matches!(
+        cluster.patch(&r, &bad_label, WriteMode::Apply).await,
+        Err(ClusterError::Invalid { .. })
+    ));
+    let wrong = Preconditions {
+        uid: Some("00000000-0000-0000-0000-000000000000".into()),
+        resource_version: None,
+    };
+    assert!(matches!(
+        cluster.delete(&r, &wrong, None, WriteMode::Apply).await,
+        Err(ClusterError::Conflict { .. })
+    ));
+    let right = Preconditions {
+        uid: object::uid(&created).map(str::to_string),
+        resource_version: None,
+    };
+    cluster
+        .delete(&r, &right, None, WriteMode::Apply)
+        .await
+        .unwrap();
+    assert!(cluster.get(&r).await.unwrap().is_none());
+    assert!(
+        cluster
+            .delete(&r, &right, None, WriteMode::Apply)
+            .await
+            .unwrap_err()
+            .is_not_found()
+    );
+    let identity = cluster.identity().await.unwrap();
+    let kube_system = cluster
+        .get(&ObjectRef::new("Namespace", None, "kube-system"))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(Some(identity.as_str()), object::uid(&kube_system));
+}
+
+fn run_live(kubeconfig: &std::path::Path, args: &[&str]) -> crate::harness::Outcome {
+    Contain::new()
+        .args([
+            "run",
+            "--yes",
+            "--no-progress",
+            "--kubeconfig",
+            &kubeconfig.display().to_string(),
+        ])
+        .args(args.iter().copied())
+        .run()
+}
+
+#[tokio::test]
+async fn label_playbook_runs_live_with_least_privilege() {
+    let admin = connect(kubeconfig()).await;
+    let ns = Namespace::new(&admin, "label").await;
+    let pods = deployment(&admin, &ns.name, "web", 1).await;
+    let pod = object::name(&pods[0]).unwrap().to_string();
+    // The restricted identity (scripts/kwok/restricted-rbac.yaml) is enough for this playbook.
+    let restricted = kubeconfig().with_file_name("restricted.kubeconfig");
+    let out = run_live(
+        &restricted,
+        &[
+            &repo("playbooks/label-suspect-pod.yaml"),
+            "--set",
+            &format!("pod={pod}"),
+            "--set",
+            &format!("namespace={}", ns.name),
+            "--set",
+            "ticket=INC-42",
+        ],
+    );
+    assert_eq!(out.code, 0, "{}\n{}", out.stdout, out.stderr);
+    let now = admin
+        .get(&ObjectRef::new("Pod", Some(&ns.name), &pod))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(object::labels(&now)["contain.dev/suspect"], "true");
+    assert_eq!(object::labels(&now)["contain.dev/ticket"], "INC-42");
+    assert_eq!(
+        now["metadata"]["annotations"]["contain.dev/node"],
+        now["spec"]["nodeName"]
+    );
+}
+
+#[tokio::test]
+async fn scale_down_playbook_takes_the_workload_offline() {
+    let cluster = connect(kubeconfig()).await;
+    let ns = Namespace::new(&cluster, "scale").await;
+    deployment(&cluster, &ns.name, "api", 2).await;
+    let out = run_live(
+        &kubeconfig(),
+        &[
+            &repo("playbooks/scale-down-workload.yaml"),
+            "--set",
+            "deployment=api",
+            "--set",
+            &format!("namespace={}", ns.name),
+        ],
+    );
+    assert_eq!(out.code, 0, "{}\n{}", out.stdout, out.stderr);
+    let deploy = cluster
+        .get(&ObjectRef::new("Deployment", Some(&ns.name), "api"))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(deploy["spec"]["replicas"], 0);
+    assert_eq!(
+        deploy["metadata"]["annotations"]["contain.dev/replicas-before"],
+        "2"
+    );
+    // The controller-manager removes the pods.
+    running_pods(&cluster, &ns.name, "api", 0).await;
+}
+
+#[tokio::test]
+async fn restart_playbook_deletes_the_pod_and_the_controller_replaces_it() {
+    let cluster = connect(kubeconfig()).await;
+    let ns = Namespace::new(&cluster, "restart").await;
+    let pods = deployment(&cluster, &ns.name, "cart", 1).await;
+    let pod = object::name(&pods[0]).unwrap().to_string();
+    let out = run_live(
+        &kubeconfig(),
+        &[
+            &repo("playbooks/restart-pod.yaml"),
+            "--set",
+            &format!("pod={pod}"),
+            "--set",
+            &format!("namespace={}", ns.name),
+            "--set",
+            "grace_seconds=0",
+        ],
+    );
+    assert_eq!(out.code, 0, "{}\n{}", out.stdout, out.stderr);
+    let replacement = running_pods(&cluster, &ns.name, "cart", 1).await;
+    assert_ne!(object::name(&replacement[0]), Some(pod.as_str()));
+}
+
+#[tokio::test]
+async fn server_side_dry_run_writes_nothing() {
+    let cluster = connect(kubeconfig()).await;
+    let ns = Namespace::new(&cluster, "dryrun").await;
+    deployment(&cluster, &ns.name, "web", 1).await;
+    let out = Contain::new()
+        .args([
+            "run",
+            "--dry-run",
+            "--no-progress",
+            "--kubeconfig",
+            &kubeconfig().display().to_string(),
+        ])
+        .args([
+            repo("playbooks/scale-down-workload.yaml"),
+            "--set".into(),
+            "deployment=web".into(),
+            "--set".into(),
+            format!("namespace={}", ns.name),
+        ])
+        .run();
+    assert_eq!(out.code, 0, "{}\n{}", out.stdout, out.stderr);
+    assert!(
+        out.stdout.contains("accepted by server dry-run"),
+        "{}",
+        out.stdout
+    );
+    let deploy = cluster
+        .get(&ObjectRef::new("Deployment", Some(&ns.name), "web"))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(deploy["spec"]["replicas"], 1);
+    assert!(
+        deploy["metadata"]["annotations"]
+            .get("contain.dev/ticket")
+            .is_none()
+    );
+}

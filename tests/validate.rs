@@ -1,0 +1,110 @@
+//! `contain validate`: every mistake reported at once, with its place and a caret.
+
+use crate::harness::{Contain, repo};
+
+fn validate_text(file: &str) -> (i32, String) {
+    let out = Contain::new().args(["validate", file]).run();
+    // Paths differ between machines: pin the diagnostics relative to the repository.
+    (out.code, out.stderr.replace(&repo(""), ""))
+}
+
+#[test]
+fn reports_every_mistake_with_its_place() {
+    let (code, text) = validate_text(&repo("tests/fixtures/many-mistakes.yaml"));
+    assert_eq!(code, 3, "invalid input exits 3");
+    insta::assert_snapshot!("many_mistakes", text);
+}
+
+#[test]
+fn shipped_playbooks_are_valid() {
+    let mut files: Vec<String> = std::fs::read_dir(repo("playbooks"))
+        .unwrap()
+        .filter_map(|e| e.ok())
+        .map(|e| e.path().display().to_string())
+        .filter(|p| p.ends_with(".yaml"))
+        .collect();
+    files.sort();
+    assert!(files.len() >= 3);
+    let out = Contain::new().arg_list(["validate"], &files).run();
+    assert_eq!(out.code, 0, "{}", out.stderr);
+}
+
+#[test]
+fn set_values_are_checked_against_param_types() {
+    let out = Contain::new()
+        .args([
+            "validate",
+            &repo("playbooks/scale-down-workload.yaml"),
+            "--set",
+            "replicas=many",
+            "--set",
+            "deploymnet=web",
+        ])
+        .run();
+    assert_eq!(out.code, 3);
+    assert!(
+        out.stderr
+            .contains("--set:1:10: param `replicas` must be an integer, found `many`"),
+        "{}",
+        out.stderr
+    );
+    assert!(
+        out.stderr
+            .contains("--set:2:1: the playbook has no param `deploymnet`"),
+        "{}",
+        out.stderr
+    );
+    assert!(
+        out.stderr.contains("did you mean `deployment`?"),
+        "{}",
+        out.stderr
+    );
+}
+
+#[test]
+fn missing_required_params_point_at_their_declaration() {
+    let out = Contain::new()
+        .args([
+            "tabletop",
+            &repo("playbooks/label-suspect-pod.yaml"),
+            "--snapshot",
+            &repo("examples/snapshots/cluster.yaml"),
+            "--set",
+            "pod=x",
+        ])
+        .run();
+    assert_eq!(out.code, 3);
+    assert!(
+        out.stderr
+            .contains("label-suspect-pod.yaml:16:3: param `namespace` is required"),
+        "{}",
+        out.stderr
+    );
+}
+
+#[test]
+fn validation_errors_come_out_as_json() {
+    let out = Contain::new()
+        .args([
+            "-o",
+            "json",
+            "validate",
+            &repo("tests/fixtures/many-mistakes.yaml"),
+        ])
+        .run();
+    assert_eq!(out.code, 3);
+    let doc = out.json();
+    let problems = doc[0]["problems"].as_array().unwrap();
+    assert_eq!(problems.len(), 12);
+    assert!(
+        problems
+            .iter()
+            .all(|p| p["line"].as_u64().is_some() && p["column"].as_u64().is_some())
+    );
+}
+
+impl Contain {
+    fn arg_list(self, first: [&str; 1], rest: &[String]) -> Self {
+        self.args(first).args(rest.iter().cloned())
+    }
+}
