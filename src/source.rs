@@ -76,7 +76,7 @@ impl Source {
 
     /// The source as miette wants it for rendering snippets.
     pub fn named(&self) -> miette::NamedSource<String> {
-        miette::NamedSource::new(self.name.to_string(), self.text.to_string())
+        miette::NamedSource::new(&self.name, self.text.to_string())
     }
 }
 

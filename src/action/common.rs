@@ -34,8 +34,11 @@ pub async fn observe(
     Ok(objects)
 }
 
+/// A field path and the value wanted there (`None`: absent).
+pub type Wanted = (Vec<String>, Option<Value>);
+
 /// The changes that set each `(path, value)` on `object`, skipping values already in place.
-pub fn changes_for(object: &Value, wanted: &[(Vec<String>, Option<Value>)]) -> Vec<FieldChange> {
+pub fn changes_for(object: &Value, wanted: &[Wanted]) -> Vec<FieldChange> {
     wanted
         .iter()
         .filter_map(|(path, after)| {

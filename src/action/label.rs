@@ -70,7 +70,7 @@ pub struct AnnotateWith {
 }
 
 impl MetadataAction {
-    fn wanted(&self, with: &Value) -> Result<Vec<(Vec<String>, Option<Value>)>, ActionError> {
+    fn wanted(&self, with: &Value) -> Result<Vec<common::Wanted>, ActionError> {
         let entries = if self.field == "labels" {
             decode_with::<LabelWith>(with)?.labels
         } else {

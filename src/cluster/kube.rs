@@ -284,9 +284,11 @@ impl Cluster for KubeCluster {
     ) -> BoxFuture<'a, Result<Value>> {
         Box::pin(async move {
             let api = self.api_for(r)?;
-            let mut params = PatchParams::default();
-            params.dry_run = mode == WriteMode::DryRun;
-            params.field_manager = Some(FIELD_MANAGER.to_string());
+            let params = PatchParams {
+                dry_run: mode == WriteMode::DryRun,
+                field_manager: Some(FIELD_MANAGER.to_string()),
+                ..PatchParams::default()
+            };
             self.call(&format!("patch {r}"), true, || async {
                 api.patch(&r.name, &params, &Patch::Merge(patch))
                     .await

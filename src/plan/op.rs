@@ -149,7 +149,7 @@ impl fmt::Display for Op {
 }
 
 pub fn human_millis(millis: u64) -> String {
-    if millis % 1000 == 0 {
+    if millis.is_multiple_of(1000) {
         format!("{}s", millis / 1000)
     } else {
         format!("{millis}ms")
