@@ -76,6 +76,7 @@ async fn dispatch(cli: Cli) -> u8 {
             dry_run,
             yes,
         } => live(playbook, global, *dry_run, *yes).await,
+        Command::Snapshot { file } => snapshot(file.as_deref(), global).await,
         Command::Schema => print_json(&playbook_schema()),
         Command::Actions { name } => actions(name.as_deref(), global),
         Command::Completions { shell } => {
@@ -447,6 +448,43 @@ async fn live(args: &PlaybookArgs, global: &Global, dry_run: bool, yes: bool) ->
     )
     .await
     .0
+}
+
+async fn snapshot(file: Option<&Path>, global: &Global) -> u8 {
+    let cluster = match connect(global).await {
+        Ok(cluster) => cluster,
+        Err(code) => return code,
+    };
+    let objects = match crate::snapshot::export(&cluster, global.namespace.as_deref()).await {
+        Ok(objects) => objects,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return exit::CLUSTER;
+        }
+    };
+    let text = match crate::snapshot::to_yaml(&objects, &cluster.info().server) {
+        Ok(text) => text,
+        Err(e) => {
+            eprintln!("error: cannot write the snapshot as YAML: {e}");
+            return exit::INTERNAL;
+        }
+    };
+    match file {
+        Some(path) => match std::fs::write(path, text) {
+            Ok(()) => {
+                eprintln!("wrote {} objects to {}", objects.len(), path.display());
+                exit::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("error: cannot write {}: {e}", path.display());
+                exit::INVALID_INPUT
+            }
+        },
+        None => {
+            print!("{text}");
+            exit::SUCCESS
+        }
+    }
 }
 
 fn actions(name: Option<&str>, global: &Global) -> u8 {

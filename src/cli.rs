@@ -97,6 +97,13 @@ pub enum Command {
         #[arg(long, value_name = "FILE")]
         snapshot: PathBuf,
     },
+    /// Export the objects actions read from the live cluster into a snapshot file for tabletop
+    /// runs (in one namespace with -n, else all). Secret values are never exported.
+    Snapshot {
+        /// Write here instead of standard output.
+        #[arg(long, short = 'f', value_name = "FILE")]
+        file: Option<PathBuf>,
+    },
     /// Print the JSON schema of the playbook format.
     Schema,
     /// List the actions: fields, what they change, whether they can be undone.

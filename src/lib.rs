@@ -16,4 +16,5 @@ pub mod plan;
 pub mod playbook;
 pub mod render;
 pub mod report;
+pub mod snapshot;
 pub mod source;

@@ -24,7 +24,7 @@ pub fn kubeconfig() -> PathBuf {
     path
 }
 
-async fn connect(kubeconfig: PathBuf) -> KubeCluster {
+pub async fn connect(kubeconfig: PathBuf) -> KubeCluster {
     KubeCluster::connect(&Connect {
         kubeconfig: Some(kubeconfig),
         context: None,
@@ -35,12 +35,12 @@ async fn connect(kubeconfig: PathBuf) -> KubeCluster {
 }
 
 /// A namespace of its own for one test, deleted when the test ends.
-struct Namespace {
-    name: String,
+pub struct Namespace {
+    pub name: String,
 }
 
 impl Namespace {
-    async fn new(cluster: &KubeCluster, test: &str) -> Self {
+    pub async fn new(cluster: &KubeCluster, test: &str) -> Self {
         let suffix = &contain::app::new_run_id()[17..];
         let name = format!("t-{test}-{suffix}");
         let ns = json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name}});
@@ -97,7 +97,7 @@ where
     panic!("timed out waiting for {what}");
 }
 
-async fn deployment(cluster: &KubeCluster, ns: &str, name: &str, replicas: u32) -> Vec<Value> {
+pub async fn deployment(cluster: &KubeCluster, ns: &str, name: &str, replicas: u32) -> Vec<Value> {
     let labels = json!({"app": name});
     let object = json!({
         "apiVersion": "apps/v1", "kind": "Deployment",
@@ -350,5 +350,173 @@ async fn server_side_dry_run_writes_nothing() {
         deploy["metadata"]["annotations"]
             .get("contain.dev/ticket")
             .is_none()
+    );
+}
+
+#[tokio::test]
+async fn eviction_is_refused_while_a_disruption_budget_allows_none() {
+    let cluster = connect(kubeconfig()).await;
+    let ns = Namespace::new(&cluster, "evict").await;
+    let pods = deployment(&cluster, &ns.name, "db", 2).await;
+    let pdb = json!({
+        "apiVersion": "policy/v1", "kind": "PodDisruptionBudget",
+        "metadata": {"name": "db", "namespace": ns.name},
+        "spec": {"minAvailable": 2, "selector": {"matchLabels": {"app": "db"}}}
+    });
+    cluster.create(&pdb, WriteMode::Apply).await.unwrap();
+    let pdb_ref = ObjectRef::new("PodDisruptionBudget", Some(&ns.name), "db");
+    // The disruption controller fills in the status once it has seen the pods.
+    wait_until("the budget's status", || async {
+        let pdb = cluster.get(&pdb_ref).await.unwrap().unwrap();
+        pdb.pointer("/status/currentHealthy")
+            .and_then(Value::as_i64)
+            == Some(2)
+    })
+    .await;
+    let victim = ObjectRef::of(&pods[0]).unwrap();
+    let refused = cluster
+        .evict(&victim, object::uid(&pods[0]), WriteMode::Apply)
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(refused, ClusterError::TooManyRequests { .. }),
+        "{refused}"
+    );
+    cluster
+        .patch(
+            &pdb_ref,
+            &json!({"spec": {"minAvailable": 1}}),
+            WriteMode::Apply,
+        )
+        .await
+        .unwrap();
+    wait_until("the budget to allow one disruption", || async {
+        let pdb = cluster.get(&pdb_ref).await.unwrap().unwrap();
+        pdb.pointer("/status/disruptionsAllowed")
+            .and_then(Value::as_i64)
+            == Some(1)
+    })
+    .await;
+    cluster
+        .evict(&victim, object::uid(&pods[0]), WriteMode::Apply)
+        .await
+        .unwrap();
+    wait_until("the evicted pod to go", || async {
+        let now = cluster.get(&victim).await.unwrap();
+        now.is_none_or(|p| {
+            object::uid(&p) != object::uid(&pods[0])
+                || p.pointer("/metadata/deletionTimestamp").is_some()
+        })
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn logs_and_exec_reach_the_pod_through_kwok() {
+    let cluster = connect(kubeconfig()).await;
+    let ns = Namespace::new(&cluster, "debug").await;
+    let pods = deployment(&cluster, &ns.name, "shell", 1).await;
+    let pod = ObjectRef::of(&pods[0]).unwrap();
+    let logs = cluster.logs(&pod, "shell", false).await.unwrap();
+    assert!(logs.contains("simulated container log line 1"), "{logs}");
+    // KWOK runs exec commands on this machine: keep them harmless.
+    let ok = cluster
+        .exec(&pod, "shell", &["echo".into(), "contain-exec-ok".into()])
+        .await
+        .unwrap();
+    assert_eq!(ok.stdout.trim(), "contain-exec-ok");
+    assert_eq!(ok.exit_code, Some(0));
+    let failed = cluster
+        .exec(
+            &pod,
+            "shell",
+            &["sh".into(), "-c".into(), "echo oops >&2; exit 3".into()],
+        )
+        .await
+        .unwrap();
+    assert_eq!(failed.stderr.trim(), "oops");
+    assert_eq!(failed.exit_code, Some(3));
+}
+
+#[tokio::test]
+async fn tokens_are_minted_and_reviewed_by_the_api_server() {
+    let cluster = connect(kubeconfig()).await;
+    let ns = Namespace::new(&cluster, "token").await;
+    let sa = json!({"apiVersion": "v1", "kind": "ServiceAccount", "metadata": {"name": "suspect", "namespace": ns.name}});
+    let created = cluster.create(&sa, WriteMode::Apply).await.unwrap();
+    let account = ObjectRef::of(&created).unwrap();
+    let token = cluster.request_token(&account, 600).await.unwrap();
+    let verdict = cluster.review_token(&token).await.unwrap();
+    assert!(verdict.authenticated, "{verdict:?}");
+    assert_eq!(
+        verdict.username.as_deref(),
+        Some(format!("system:serviceaccount:{}:suspect", ns.name).as_str())
+    );
+    // Deleting the account kills every token bound to it.
+    let pre = Preconditions {
+        uid: object::uid(&created).map(str::to_string),
+        resource_version: None,
+    };
+    cluster
+        .delete(&account, &pre, None, WriteMode::Apply)
+        .await
+        .unwrap();
+    wait_until("the token to be rejected", || async {
+        !cluster.review_token(&token).await.unwrap().authenticated
+    })
+    .await;
+    assert!(
+        !cluster
+            .review_token("not-a-token")
+            .await
+            .unwrap()
+            .authenticated
+    );
+}
+
+#[tokio::test]
+async fn identities_and_permissions_come_from_the_api_server() {
+    let admin = connect(kubeconfig()).await;
+    let me = admin.whoami().await.unwrap();
+    assert_eq!(me.username, "contain-admin");
+    assert!(me.groups.iter().any(|g| g == "system:masters"), "{me:?}");
+    let restricted = connect(kubeconfig().with_file_name("restricted.kubeconfig")).await;
+    assert_eq!(
+        restricted.whoami().await.unwrap().username,
+        "contain-restricted"
+    );
+    let ns = Namespace::new(&admin, "rbac").await;
+    let r = ObjectRef::new("Namespace", None, &ns.name);
+    let denied = restricted
+        .delete(&r, &Preconditions::default(), None, WriteMode::Apply)
+        .await
+        .unwrap_err();
+    assert!(matches!(denied, ClusterError::Forbidden { .. }), "{denied}");
+    assert!(
+        denied.to_string().contains(&ns.name),
+        "the message names the object: {denied}"
+    );
+}
+
+#[tokio::test]
+async fn server_side_apply_creates_then_updates_with_our_field_manager() {
+    let cluster = connect(kubeconfig()).await;
+    let ns = Namespace::new(&cluster, "ssa").await;
+    let cm = json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "applied", "namespace": ns.name}, "data": {"a": "1"}});
+    let first = cluster.apply(&cm, WriteMode::Apply).await.unwrap();
+    let updated = json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "applied", "namespace": ns.name}, "data": {"a": "2"}});
+    let second = cluster.apply(&updated, WriteMode::Apply).await.unwrap();
+    assert_eq!(object::uid(&first), object::uid(&second));
+    assert_eq!(second["data"]["a"], "2");
+    let api: kube::Api<k8s_openapi::api::core::v1::ConfigMap> =
+        kube::Api::namespaced(cluster.client().clone(), &ns.name);
+    let raw = api.get("applied").await.unwrap();
+    let managers = raw.metadata.managed_fields.unwrap_or_default();
+    assert!(
+        managers
+            .iter()
+            .any(|m| m.manager.as_deref() == Some("contain")
+                && m.operation.as_deref() == Some("Apply")),
+        "{managers:?}"
     );
 }

@@ -16,8 +16,14 @@ use serde_json::Value;
 
 use super::object::{self, ObjectRef, Selector};
 use super::{
-    BoxFuture, Cluster, ClusterError, ClusterInfo, Kind, Preconditions, Result, WriteMode, kinds,
+    BoxFuture, Cluster, ClusterError, ClusterInfo, ExecOutput, Kind, Preconditions, Result,
+    TokenVerdict, UserInfo, WriteMode, kinds,
 };
+use k8s_openapi::api::authentication::v1::{
+    SelfSubjectReview, TokenRequest, TokenReview, TokenReviewSpec,
+};
+use k8s_openapi::api::core::v1::Pod;
+use kube::api::{AttachParams, EvictParams, LogParams};
 
 /// The field manager of every write, so `managedFields` show which changes are contain's.
 pub const FIELD_MANAGER: &str = "contain";
@@ -326,4 +332,247 @@ impl Cluster for KubeCluster {
             .await
         })
     }
+
+    fn apply<'a>(&'a self, object: &'a Value, mode: WriteMode) -> BoxFuture<'a, Result<Value>> {
+        Box::pin(async move {
+            let r = ObjectRef::of(object).ok_or_else(|| ClusterError::Invalid {
+                object: "object".into(),
+                message: "kind and metadata.name are required".into(),
+            })?;
+            let api = self.api_for(&r)?;
+            let mut params = PatchParams::apply(FIELD_MANAGER);
+            params.dry_run = mode == WriteMode::DryRun;
+            self.call(&format!("apply {r}"), true, || async {
+                api.patch(&r.name, &params, &Patch::Apply(object))
+                    .await
+                    .map(to_value)
+                    .map_err(|e| map_error(&r.to_string(), e))
+            })
+            .await
+        })
+    }
+
+    fn evict<'a>(
+        &'a self,
+        pod: &'a ObjectRef,
+        uid: Option<&'a str>,
+        mode: WriteMode,
+    ) -> BoxFuture<'a, Result<()>> {
+        Box::pin(async move {
+            let api: Api<Pod> = Api::namespaced(
+                self.client.clone(),
+                pod.namespace.as_deref().unwrap_or("default"),
+            );
+            let dry_run = mode == WriteMode::DryRun;
+            let params = EvictParams {
+                delete_options: Some(DeleteParams {
+                    dry_run,
+                    preconditions: uid.map(|u| kube::api::Preconditions {
+                        uid: Some(u.to_string()),
+                        resource_version: None,
+                    }),
+                    ..DeleteParams::default()
+                }),
+                post_options: PostParams {
+                    dry_run,
+                    field_manager: None,
+                },
+            };
+            // Not retried here: a 429 from a PodDisruptionBudget is an answer, and the drain
+            // logic decides how long to keep asking.
+            match tokio::time::timeout(self.call_timeout, api.evict(&pod.name, &params)).await {
+                Ok(result) => result
+                    .map(|_| ())
+                    .map_err(|e| map_error(&pod.to_string(), e)),
+                Err(_) => Err(ClusterError::Timeout {
+                    operation: format!("evict {pod}"),
+                    seconds: self.call_timeout.as_secs(),
+                }),
+            }
+        })
+    }
+
+    fn logs<'a>(
+        &'a self,
+        pod: &'a ObjectRef,
+        container: &'a str,
+        previous: bool,
+    ) -> BoxFuture<'a, Result<String>> {
+        Box::pin(async move {
+            let api: Api<Pod> = Api::namespaced(
+                self.client.clone(),
+                pod.namespace.as_deref().unwrap_or("default"),
+            );
+            let params = LogParams {
+                container: Some(container.to_string()),
+                previous,
+                timestamps: true,
+                ..LogParams::default()
+            };
+            self.call(&format!("logs of {pod} {container}"), false, || async {
+                api.logs(&pod.name, &params)
+                    .await
+                    .map_err(|e| map_error(&pod.to_string(), e))
+            })
+            .await
+        })
+    }
+
+    fn exec<'a>(
+        &'a self,
+        pod: &'a ObjectRef,
+        container: &'a str,
+        command: &'a [String],
+    ) -> BoxFuture<'a, Result<ExecOutput>> {
+        Box::pin(async move {
+            let api: Api<Pod> = Api::namespaced(
+                self.client.clone(),
+                pod.namespace.as_deref().unwrap_or("default"),
+            );
+            let params = AttachParams::default()
+                .container(container)
+                .stdin(false)
+                .stdout(true)
+                .stderr(true);
+            let run = async {
+                let mut process = api
+                    .exec(&pod.name, command.to_vec(), &params)
+                    .await
+                    .map_err(|e| map_error(&pod.to_string(), e))?;
+                let status = process.take_status();
+                let (stdout, stderr) =
+                    tokio::join!(read_all(process.stdout()), read_all(process.stderr()));
+                let status = match status {
+                    Some(status) => status.await,
+                    None => None,
+                };
+                let _ = process.join().await;
+                Ok(ExecOutput {
+                    stdout,
+                    stderr,
+                    exit_code: status.map(|s| exit_code(&s)),
+                })
+            };
+            match tokio::time::timeout(self.call_timeout, run).await {
+                Ok(result) => result,
+                Err(_) => Err(ClusterError::Timeout {
+                    operation: format!("exec in {pod}"),
+                    seconds: self.call_timeout.as_secs(),
+                }),
+            }
+        })
+    }
+
+    fn request_token<'a>(
+        &'a self,
+        account: &'a ObjectRef,
+        seconds: i64,
+    ) -> BoxFuture<'a, Result<String>> {
+        Box::pin(async move {
+            let ns = account.namespace.as_deref().unwrap_or("default");
+            let path = format!(
+                "/api/v1/namespaces/{ns}/serviceaccounts/{}/token",
+                account.name
+            );
+            let body = serde_json::json!({
+                "apiVersion": "authentication.k8s.io/v1", "kind": "TokenRequest",
+                "spec": {"expirationSeconds": seconds}
+            });
+            let body = serde_json::to_vec(&body).expect("json serializes");
+            let answer: TokenRequest = self
+                .call(&format!("request a token for {account}"), true, || async {
+                    let request = http::Request::post(&path)
+                        .header("content-type", "application/json")
+                        .body(body.clone())
+                        .map_err(|e| ClusterError::Connection(e.to_string()))?;
+                    self.client
+                        .request::<TokenRequest>(request)
+                        .await
+                        .map_err(|e| map_error(&account.to_string(), e))
+                })
+                .await?;
+            answer.status.map(|s| s.token).ok_or_else(|| {
+                ClusterError::Unsupported(format!("the API server returned no token for {account}"))
+            })
+        })
+    }
+
+    fn review_token<'a>(&'a self, token: &'a str) -> BoxFuture<'a, Result<TokenVerdict>> {
+        Box::pin(async move {
+            let api: Api<TokenReview> = Api::all(self.client.clone());
+            let review = TokenReview {
+                spec: TokenReviewSpec {
+                    token: Some(token.to_string()),
+                    ..TokenReviewSpec::default()
+                },
+                ..TokenReview::default()
+            };
+            let answer = self
+                .call("token review", true, || async {
+                    api.create(&PostParams::default(), &review)
+                        .await
+                        .map_err(|e| map_error("TokenReview", e))
+                })
+                .await?;
+            let status = answer.status.unwrap_or_default();
+            Ok(TokenVerdict {
+                authenticated: status.authenticated.unwrap_or(false),
+                username: status.user.and_then(|u| u.username),
+                error: status.error,
+            })
+        })
+    }
+
+    fn whoami(&self) -> BoxFuture<'_, Result<UserInfo>> {
+        Box::pin(async move {
+            let api: Api<SelfSubjectReview> = Api::all(self.client.clone());
+            let answer = self
+                .call("self subject review", true, || async {
+                    api.create(&PostParams::default(), &SelfSubjectReview::default())
+                        .await
+                        .map_err(|e| map_error("SelfSubjectReview", e))
+                })
+                .await?;
+            let user = answer.status.and_then(|s| s.user_info).unwrap_or_default();
+            Ok(UserInfo {
+                username: user.username.unwrap_or_default(),
+                groups: user.groups.unwrap_or_default(),
+            })
+        })
+    }
+}
+
+async fn read_all(half: Option<tokio::io::ReadHalf<tokio::io::SimplexStream>>) -> String {
+    use tokio::io::AsyncReadExt;
+    let mut text = String::new();
+    if let Some(mut half) = half {
+        let _ = half.read_to_string(&mut text).await;
+    }
+    text
+}
+
+/// The exit code in an exec's final status: 0 on success; otherwise the `ExitCode` cause a
+/// kubelet sends with `NonZeroExitCode`, or the `exit status N` that other runtimes (KWOK among
+/// them) put at the end of the message. `-1` when neither says.
+fn exit_code(status: &k8s_openapi::apimachinery::pkg::apis::meta::v1::Status) -> i32 {
+    if status.status.as_deref() == Some("Success") {
+        return 0;
+    }
+    let causes = status
+        .details
+        .as_ref()
+        .and_then(|d| d.causes.as_deref())
+        .unwrap_or_default();
+    let from_cause = causes
+        .iter()
+        .find(|c| c.reason.as_deref() == Some("ExitCode"))
+        .and_then(|c| c.message.as_deref()?.parse().ok());
+    let from_message = || {
+        status
+            .message
+            .as_deref()?
+            .rsplit_once("exit status ")
+            .and_then(|(_, code)| code.trim().parse().ok())
+    };
+    from_cause.or_else(from_message).unwrap_or(-1)
 }

@@ -80,6 +80,35 @@ impl ClusterError {
 
 pub type Result<T, E = ClusterError> = std::result::Result<T, E>;
 
+/// What a command run in a container produced.
+#[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct ExecOutput {
+    pub stdout: String,
+    pub stderr: String,
+    /// The exit code, when the runtime reported one.
+    pub exit_code: Option<i32>,
+}
+
+/// The API server's verdict on a bearer token (TokenReview).
+#[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct TokenVerdict {
+    pub authenticated: bool,
+    pub username: Option<String>,
+    pub error: Option<String>,
+}
+
+/// Who the cluster says we are (SelfSubjectReview).
+#[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct UserInfo {
+    pub username: String,
+    pub groups: Vec<String>,
+}
+
+fn unsupported<'a, T: Send + 'a>(what: &str) -> BoxFuture<'a, Result<T>> {
+    let message = format!("{what} is not available on this cluster");
+    Box::pin(async move { Err(ClusterError::Unsupported(message)) })
+}
+
 /// Object-level access to a cluster, in JSON. Implementations answer like the API server:
 /// uids, resourceVersions, 404 and 409 included.
 pub trait Cluster: Send + Sync {
@@ -119,4 +148,58 @@ pub trait Cluster: Send + Sync {
         grace_period_seconds: Option<i64>,
         mode: WriteMode,
     ) -> BoxFuture<'a, Result<()>>;
+
+    /// Server-side apply with the field manager `contain`: creates or updates the fields the
+    /// object names.
+    fn apply<'a>(&'a self, object: &'a Value, mode: WriteMode) -> BoxFuture<'a, Result<Value>>;
+
+    /// Evicts a pod through the Eviction API, which refuses (429) when a PodDisruptionBudget
+    /// would be violated.
+    fn evict<'a>(
+        &'a self,
+        pod: &'a ObjectRef,
+        uid: Option<&'a str>,
+        mode: WriteMode,
+    ) -> BoxFuture<'a, Result<()>>;
+
+    /// The log of one container, current or previous.
+    fn logs<'a>(
+        &'a self,
+        pod: &'a ObjectRef,
+        container: &'a str,
+        previous: bool,
+    ) -> BoxFuture<'a, Result<String>> {
+        let _ = (pod, container, previous);
+        unsupported("reading pod logs")
+    }
+
+    /// Runs a command in a container and collects its output.
+    fn exec<'a>(
+        &'a self,
+        pod: &'a ObjectRef,
+        container: &'a str,
+        command: &'a [String],
+    ) -> BoxFuture<'a, Result<ExecOutput>> {
+        let _ = (pod, container, command);
+        unsupported("exec")
+    }
+
+    /// Mints a token for a ServiceAccount (TokenRequest).
+    fn request_token<'a>(
+        &'a self,
+        account: &'a ObjectRef,
+        seconds: i64,
+    ) -> BoxFuture<'a, Result<String>> {
+        let _ = (account, seconds);
+        unsupported("TokenRequest")
+    }
+
+    /// Asks the API server whether a token is (still) valid (TokenReview).
+    fn review_token<'a>(&'a self, token: &'a str) -> BoxFuture<'a, Result<TokenVerdict>> {
+        let _ = token;
+        unsupported("TokenReview")
+    }
+
+    /// The identity the cluster sees (SelfSubjectReview).
+    fn whoami(&self) -> BoxFuture<'_, Result<UserInfo>>;
 }

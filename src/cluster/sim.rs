@@ -12,8 +12,8 @@ use sha2::{Digest, Sha256};
 
 use super::object::{self, ObjectRef, Selector};
 use super::{
-    BoxFuture, Cluster, ClusterError, ClusterInfo, Kind, Preconditions, Result, WriteMode, kinds,
-    merge,
+    BoxFuture, Cluster, ClusterError, ClusterInfo, Kind, Preconditions, Result, UserInfo,
+    WriteMode, kinds, merge,
 };
 use crate::diagnostics::{Problem, Report};
 use crate::playbook::node::{self, Limits, Node};
@@ -331,6 +331,84 @@ impl SimCluster {
     }
 }
 
+impl SimCluster {
+    /// Server-side apply, approximated: create, or merge the given fields into the object.
+    fn apply_now(&self, object: &Value, mode: WriteMode) -> Result<Value> {
+        let r = ObjectRef::of(object).ok_or_else(|| ClusterError::Invalid {
+            object: "object".into(),
+            message: "kind and metadata.name are required".into(),
+        })?;
+        if self.get_now(&r).is_none() {
+            return self.create_now(object, mode);
+        }
+        let mut patch = object.clone();
+        if let Some(meta) = patch.get_mut("metadata").and_then(Value::as_object_mut) {
+            meta.remove("resourceVersion");
+            meta.remove("uid");
+        }
+        self.patch_now(&r, &patch, mode)
+    }
+
+    /// The Eviction API: refused with 429 while a PodDisruptionBudget selecting the pod allows
+    /// no disruption; otherwise the pod is deleted and the budget's allowance goes down.
+    fn evict_now(&self, pod: &ObjectRef, uid: Option<&str>, mode: WriteMode) -> Result<()> {
+        let current = self.get_now(pod).ok_or_else(|| ClusterError::NotFound {
+            object: pod.to_string(),
+        })?;
+        let labels = object::labels(&current);
+        let budgets = self.list_now(
+            kinds::lookup("PodDisruptionBudget").expect("known kind"),
+            pod.namespace.as_deref(),
+            &Selector::default(),
+        );
+        let mut covering = Vec::new();
+        for pdb in budgets {
+            let selects = pdb
+                .pointer("/spec/selector")
+                .and_then(Selector::from_value)
+                .is_some_and(|s| !s.is_empty() && s.matches(&labels));
+            if !selects {
+                continue;
+            }
+            let allowed = pdb
+                .pointer("/status/disruptionsAllowed")
+                .and_then(Value::as_i64)
+                .unwrap_or(0);
+            if allowed < 1 {
+                return Err(ClusterError::TooManyRequests {
+                    object: pod.to_string(),
+                    message: "Cannot evict pod as it would violate the pod's disruption budget."
+                        .into(),
+                });
+            }
+            covering.push(pdb);
+        }
+        self.delete_now(
+            pod,
+            &Preconditions {
+                uid: uid.map(str::to_string),
+                resource_version: None,
+            },
+            mode,
+        )?;
+        if mode == WriteMode::Apply {
+            for pdb in covering {
+                let r = ObjectRef::of(&pdb).expect("listed objects have names");
+                let allowed = pdb
+                    .pointer("/status/disruptionsAllowed")
+                    .and_then(Value::as_i64)
+                    .unwrap_or(0);
+                self.patch_now(
+                    &r,
+                    &json!({"status": {"disruptionsAllowed": allowed - 1}}),
+                    mode,
+                )?;
+            }
+        }
+        Ok(())
+    }
+}
+
 impl State {
     fn bump(&mut self) -> String {
         let rv = self.next_resource_version;
@@ -431,6 +509,28 @@ impl Cluster for SimCluster {
     ) -> BoxFuture<'a, Result<()>> {
         Box::pin(async move { self.delete_now(r, preconditions, mode) })
     }
+
+    fn apply<'a>(&'a self, object: &'a Value, mode: WriteMode) -> BoxFuture<'a, Result<Value>> {
+        Box::pin(async move { self.apply_now(object, mode) })
+    }
+
+    fn evict<'a>(
+        &'a self,
+        pod: &'a ObjectRef,
+        uid: Option<&'a str>,
+        mode: WriteMode,
+    ) -> BoxFuture<'a, Result<()>> {
+        Box::pin(async move { self.evict_now(pod, uid, mode) })
+    }
+
+    fn whoami(&self) -> BoxFuture<'_, Result<UserInfo>> {
+        Box::pin(async move {
+            Ok(UserInfo {
+                username: "tabletop".into(),
+                groups: Vec::new(),
+            })
+        })
+    }
 }
 
 #[cfg(test)]
@@ -526,6 +626,22 @@ mod tests {
         sim.patch(&pod(), &patch, WriteMode::DryRun).await.unwrap();
         let now = sim.get(&pod()).await.unwrap().unwrap();
         assert!(!object::labels(&now).contains_key("x"));
+    }
+
+    #[tokio::test]
+    async fn eviction_respects_disruption_budgets() {
+        let text = "kind: Namespace\nmetadata: {name: shop}\n---\nkind: Pod\nmetadata: {name: a, namespace: shop, labels: {app: web}}\n---\nkind: Pod\nmetadata: {name: b, namespace: shop, labels: {app: web}}\n---\napiVersion: policy/v1\nkind: PodDisruptionBudget\nmetadata: {name: web, namespace: shop}\nspec: {minAvailable: 1, selector: {matchLabels: {app: web}}}\nstatus: {disruptionsAllowed: 1}\n";
+        let sim = SimCluster::load(&Source::new("s.yaml", text)).unwrap();
+        let a = ObjectRef::new("Pod", Some("shop"), "a");
+        let b = ObjectRef::new("Pod", Some("shop"), "b");
+        sim.evict(&a, None, WriteMode::Apply).await.unwrap();
+        assert!(sim.get(&a).await.unwrap().is_none());
+        let refused = sim.evict(&b, None, WriteMode::Apply).await.unwrap_err();
+        assert!(
+            matches!(refused, ClusterError::TooManyRequests { .. }),
+            "{refused}"
+        );
+        assert!(sim.get(&b).await.unwrap().is_some());
     }
 
     #[test]
