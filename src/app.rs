@@ -77,6 +77,11 @@ async fn dispatch(cli: Cli) -> u8 {
             yes,
         } => live(playbook, global, *dry_run, *yes).await,
         Command::Snapshot { file } => snapshot(file.as_deref(), global).await,
+        Command::Resume { run, yes } => crate::recover::resume(run, *yes, global).await,
+        Command::Rollback { run, to, yes } => {
+            crate::recover::rollback(run, to.as_deref(), *yes, global).await
+        }
+        Command::Journal { command } => crate::recover::journal(command, global),
         Command::Schema => print_json(&playbook_schema()),
         Command::Actions { name } => actions(name.as_deref(), global),
         Command::Completions { shell } => {
@@ -91,7 +96,7 @@ async fn dispatch(cli: Cli) -> u8 {
     }
 }
 
-fn color() -> bool {
+pub(crate) fn color() -> bool {
     std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none()
 }
 
@@ -109,7 +114,7 @@ fn print_reports(reports: &[Report], global: &Global) {
     }
 }
 
-fn print_output(value: &Value, output: Output) {
+pub(crate) fn print_output(value: &Value, output: Output) {
     let text = match output {
         Output::Yaml => serde_saphyr::to_string(value)
             .unwrap_or_else(|e| format!("# cannot render YAML: {e}\n")),
@@ -124,7 +129,7 @@ fn print_json(value: &Value) -> u8 {
 }
 
 /// Loads a playbook, reporting problems; `Err` carries the exit code.
-fn load_playbook(path: &Path, global: &Global) -> Result<Loaded, u8> {
+pub(crate) fn load_playbook(path: &Path, global: &Global) -> Result<Loaded, u8> {
     match load::load_file(path) {
         Ok(loaded) => Ok(loaded),
         Err(LoadError::Invalid(report)) => {
@@ -221,7 +226,7 @@ fn load_snapshot(path: &Path, global: &Global) -> Result<SimCluster, u8> {
     })
 }
 
-async fn connect(global: &Global) -> Result<KubeCluster, u8> {
+pub(crate) async fn connect(global: &Global) -> Result<KubeCluster, u8> {
     let options = Connect {
         kubeconfig: global.kubeconfig.clone(),
         context: global.context.clone(),
@@ -271,7 +276,7 @@ async fn run_playbook(
 }
 
 /// Executes and reports; returns the exit code and the run's outcome.
-async fn execute_run(
+pub(crate) async fn execute_run(
     loaded: &Loaded,
     params: Map<String, Value>,
     global: &Global,
@@ -283,7 +288,22 @@ async fn execute_run(
         run_id: new_run_id(),
         mode,
         params,
+        resume: None,
     };
+    execute_config(loaded, &config, global, cluster, approver, None).await
+}
+
+/// Executes a run with a given configuration, recording it in `journal` when given (first, so a
+/// record is durable before anything is shown or written).
+pub(crate) async fn execute_config(
+    loaded: &Loaded,
+    config: &RunConfig,
+    global: &Global,
+    cluster: &dyn Cluster,
+    approver: &mut dyn Approver,
+    journal: Option<&mut dyn EventSink>,
+) -> (u8, Option<Outcome>) {
+    let mode = config.mode;
     let mut recorder = Recorder::default();
     let text = global.output == Output::Text;
     let animated = text && !global.no_progress && std::io::stderr().is_terminal();
@@ -291,13 +311,17 @@ async fn execute_run(
     printer.verbose = global.verbose > 0;
     printer.show_inverse = mode != Mode::Live || global.verbose > 0;
     let result = {
-        let mut sinks: Vec<&mut dyn EventSink> = vec![&mut recorder];
+        let mut sinks: Vec<&mut dyn EventSink> = Vec::new();
+        if let Some(journal) = journal {
+            sinks.push(journal);
+        }
+        sinks.push(&mut recorder);
         if text {
             sinks.push(&mut printer);
         }
         let mut fanout = Fanout(sinks);
         Executor::new(cluster, &mut fanout, approver)
-            .run(loaded, &config)
+            .run(loaded, config)
             .await
     };
     let mut summary = RunSummary::from_events(&recorder.events);
@@ -353,7 +377,7 @@ async fn execute_run(
 }
 
 /// Asks on the terminal.
-struct TerminalApprover;
+pub(crate) struct TerminalApprover;
 
 impl Approver for TerminalApprover {
     fn approve(&mut self, step: &str, message: &str) -> bool {
@@ -364,7 +388,7 @@ impl Approver for TerminalApprover {
     }
 }
 
-fn confirm(question: &str) -> bool {
+pub(crate) fn confirm(question: &str) -> bool {
     eprint!("{question} [y/N] ");
     let _ = std::io::stderr().flush();
     let mut answer = String::new();
@@ -427,27 +451,25 @@ async fn live(args: &PlaybookArgs, global: &Global, dry_run: bool, yes: bool) ->
             eprintln!("not confirmed; nothing was written");
             return exit::REFUSED;
         }
-        return execute_run(
+        return crate::recover::journaled_live(
+            &args.playbook,
             &loaded,
             params,
             global,
             &cluster,
-            Mode::Live,
             &mut TerminalApprover,
         )
-        .await
-        .0;
+        .await;
     }
-    execute_run(
+    crate::recover::journaled_live(
+        &args.playbook,
         &loaded,
         params,
         global,
         &cluster,
-        Mode::Live,
         &mut AutoApprove,
     )
     .await
-    .0
 }
 
 async fn snapshot(file: Option<&Path>, global: &Global) -> u8 {

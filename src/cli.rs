@@ -38,6 +38,10 @@ pub struct Global {
     /// Plain lines instead of a progress bar.
     #[arg(long, global = true)]
     pub no_progress: bool,
+    /// The journal directory (default: $XDG_STATE_HOME/contain/journal or
+    /// ~/.local/state/contain/journal).
+    #[arg(long, global = true, env = "CONTAIN_JOURNAL", value_name = "DIR")]
+    pub journal: Option<PathBuf>,
     /// More detail (each operation and verification check).
     #[arg(short = 'v', long, global = true, action = clap::ArgAction::Count)]
     pub verbose: u8,
@@ -57,6 +61,18 @@ pub struct PlaybookArgs {
     /// Set a param: name=value (lists are comma-separated). Repeatable.
     #[arg(long = "set", value_name = "NAME=VALUE")]
     pub set: Vec<String>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum JournalCommand {
+    /// List the runs, oldest first.
+    Ls,
+    /// Show one run: each step's state and plan.
+    Show { run: String },
+    /// Print a run's records as JSON lines (header first).
+    Export { run: String },
+    /// Check a run's hash chain: altered, missing or truncated records.
+    Verify { run: String },
 }
 
 #[derive(Debug, Subcommand)]
@@ -88,6 +104,30 @@ pub enum Command {
         /// Do not ask before writing, and approve `approve` steps. Required when not on a terminal.
         #[arg(long, short = 'y')]
         yes: bool,
+    },
+    /// Continue an interrupted live run from its first unfinished step.
+    Resume {
+        /// The run id (see `contain journal ls`).
+        run: String,
+        /// Do not ask before writing. Required when not on a terminal.
+        #[arg(long, short = 'y')]
+        yes: bool,
+    },
+    /// Undo a live run's completed steps, newest first (irreversible steps are skipped).
+    Rollback {
+        /// The run id (see `contain journal ls`).
+        run: String,
+        /// Keep this step and the ones before it; undo only the later ones.
+        #[arg(long, value_name = "STEP")]
+        to: Option<String>,
+        /// Do not ask before writing. Required when not on a terminal.
+        #[arg(long, short = 'y')]
+        yes: bool,
+    },
+    /// Inspect the journal of live runs.
+    Journal {
+        #[command(subcommand)]
+        command: JournalCommand,
     },
     /// Walk a playbook against a cluster snapshot: plans, simulated changes, summary.
     Tabletop {

@@ -33,6 +33,14 @@ pub enum EventKind {
         fact: String,
         /// The object found, or `None` for an optional fact that was not there.
         object: Option<String>,
+        /// The fact's value as templates see it; journaled so a resumed run reads the same facts
+        /// even when the run itself changed or deleted the object. Not printed.
+        #[serde(skip_serializing)]
+        value: Value,
+    },
+    /// A resumed run found this step finished in the interrupted run.
+    StepAlreadyDone {
+        step: String,
     },
     StepStarted {
         step: String,
@@ -85,7 +93,7 @@ pub enum EventKind {
 }
 
 /// What applying one operation did.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, serde::Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum OpOutcome {
     Applied,

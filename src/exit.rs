@@ -14,7 +14,7 @@ pub const CLUSTER: u8 = 4;
 pub const REFUSED: u8 = 5;
 /// Every step ran but a post-condition check failed.
 pub const VERIFY_FAILED: u8 = 6;
-/// The run could not be recorded.
+/// The run could not be recorded, or a journal fails verification.
 pub const JOURNAL: u8 = 7;
 /// A bug: please report it.
 pub const INTERNAL: u8 = 70;
@@ -37,6 +37,9 @@ pub const TABLE: &[(u8, &str)] = &[
         "live run not confirmed or not approved, or non-interactive without --yes",
     ),
     (VERIFY_FAILED, "a post-condition check failed"),
-    (JOURNAL, "the run could not be recorded"),
+    (
+        JOURNAL,
+        "the run could not be recorded, or the journal fails verification",
+    ),
     (INTERNAL, "internal error"),
 ];

@@ -91,3 +91,10 @@ pub fn redact(object: &mut Value) {
         annotations.remove("kubectl.kubernetes.io/last-applied-configuration");
     }
 }
+
+/// A copy with Secret values redacted, for anything that is stored.
+pub fn redacted(value: &Value) -> Value {
+    let mut copy = value.clone();
+    redact(&mut copy);
+    copy
+}

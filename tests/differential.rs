@@ -66,6 +66,7 @@ async fn run(
         run_id: "differential".into(),
         mode,
         params,
+        resume: None,
     };
     let result = Executor::new(cluster, &mut recorder, &mut AutoApprove)
         .run(&loaded, &config)

@@ -34,6 +34,7 @@ async fn run(sim: &SimCluster, playbook: &str, set: &[&str]) -> (Outcome, Vec<Ev
         run_id: "test-run".into(),
         mode: Mode::Tabletop,
         params,
+        resume: None,
     };
     let result = Executor::new(sim, &mut recorder, &mut AutoApprove)
         .run(&loaded, &config)

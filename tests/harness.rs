@@ -13,6 +13,7 @@ pub fn repo(path: &str) -> String {
 
 pub struct Contain {
     args: Vec<String>,
+    env: Vec<(String, String)>,
 }
 
 pub struct Outcome {
@@ -23,7 +24,10 @@ pub struct Outcome {
 
 impl Contain {
     pub fn new() -> Self {
-        Contain { args: Vec::new() }
+        Contain {
+            args: Vec::new(),
+            env: Vec::new(),
+        }
     }
 
     pub fn args<I: IntoIterator<Item = S>, S: Into<String>>(mut self, args: I) -> Self {
@@ -31,10 +35,16 @@ impl Contain {
         self
     }
 
+    pub fn env(mut self, key: &str, value: &str) -> Self {
+        self.env.push((key.to_string(), value.to_string()));
+        self
+    }
+
     /// Runs with no terminal on stdin, as in CI or a CronJob.
     pub fn run(self) -> Outcome {
         let output = Command::new(env!("CARGO_BIN_EXE_contain"))
             .args(&self.args)
+            .envs(self.env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
             .env("NO_COLOR", "1")
             .stdin(Stdio::null())
             .output()

@@ -65,6 +65,46 @@ pub struct RunConfig {
     pub run_id: String,
     pub mode: Mode,
     pub params: Map<String, Value>,
+    /// What an interrupted run had done, when this run resumes it.
+    pub resume: Option<Resume>,
+}
+
+/// The state of an interrupted run, read back from its journal.
+#[derive(Clone, Debug, Default)]
+pub struct Resume {
+    /// The facts as the interrupted run resolved them.
+    pub facts: Map<String, Value>,
+    pub steps: std::collections::HashMap<String, ResumedStep>,
+}
+
+/// How far an interrupted run got with one step.
+#[derive(Clone, Debug)]
+pub enum ResumedStep {
+    /// Finished: its outputs feed later steps, its plan is kept for rollback.
+    Done {
+        plan: StepPlan,
+        outputs: Map<String, Value>,
+    },
+    Skipped {
+        reason: String,
+    },
+    /// Writing had started (an `Intent` is journaled): its journaled plan is applied again,
+    /// idempotently, instead of planning anew against a half-changed cluster.
+    Started {
+        plan: StepPlan,
+    },
+}
+
+/// Test-only crash injection: `CONTAIN_TEST_FAILPOINT=<point>:<step>` aborts the process at
+/// that point, as `kill -9` would. Points: `before-intent`, `after-intent`, `after-write`,
+/// `in-rollback`.
+fn failpoint(point: &str, step: &str) {
+    if let Ok(spec) = std::env::var("CONTAIN_TEST_FAILPOINT")
+        && spec.split_once(':') == Some((point, step))
+    {
+        eprintln!("failpoint {spec}: aborting");
+        std::process::abort();
+    }
 }
 
 /// What a run left behind: the outcome, and each completed step's plan (for rollback).
@@ -159,18 +199,53 @@ impl<'a> Executor<'a> {
         .as_object()
         .cloned()
         .unwrap_or_default();
-        for (name, spec) in &playbook.facts {
-            let (value, found) = facts::resolve(name, spec, &scope, self.cluster).await?;
-            scope.facts.insert(name.clone(), value);
-            self.emit(EventKind::FactResolved {
-                fact: name.clone(),
-                object: found.map(|r| r.to_string()),
-            })?;
+        match &config.resume {
+            Some(resume) => scope.facts = resume.facts.clone(),
+            None => {
+                for (name, spec) in &playbook.facts {
+                    let (value, found) = facts::resolve(name, spec, &scope, self.cluster).await?;
+                    scope.facts.insert(name.clone(), value.clone());
+                    self.emit(EventKind::FactResolved {
+                        fact: name.clone(),
+                        object: found.map(|r| r.to_string()),
+                        value,
+                    })?;
+                }
+            }
         }
         let mut completed: Vec<StepPlan> = Vec::new();
         let mut outcome = Outcome::Succeeded;
         for (index, step) in playbook.steps.iter().enumerate() {
             let step_started = Instant::now();
+            let resumed = config.resume.as_ref().and_then(|r| r.steps.get(&step.id));
+            match resumed {
+                Some(ResumedStep::Done { plan, outputs }) => {
+                    self.emit(EventKind::StepAlreadyDone {
+                        step: step.id.clone(),
+                    })?;
+                    scope.steps.insert(
+                        step.id.clone(),
+                        json!({"status": "done", "outputs": outputs}),
+                    );
+                    completed.push(plan.clone());
+                    continue;
+                }
+                Some(ResumedStep::Skipped { reason }) => {
+                    self.emit(EventKind::StepSkipped {
+                        step: step.id.clone(),
+                        reason: reason.clone(),
+                    })?;
+                    scope
+                        .steps
+                        .insert(step.id.clone(), json!({"status": "skipped", "outputs": {}}));
+                    continue;
+                }
+                _ => {}
+            }
+            let journaled_plan = match resumed {
+                Some(ResumedStep::Started { plan }) => Some(plan),
+                _ => None,
+            };
             self.emit(EventKind::StepStarted {
                 step: step.id.clone(),
                 action: step.action.clone(),
@@ -215,8 +290,11 @@ impl<'a> Executor<'a> {
                 .as_deref()
                 .and_then(parse_duration)
                 .unwrap_or(DEFAULT_STEP_TIMEOUT);
-            let result =
-                tokio::time::timeout(timeout, self.step(index, step, &renderer, config)).await;
+            let result = tokio::time::timeout(
+                timeout,
+                self.step(index, step, &renderer, config, journaled_plan),
+            )
+            .await;
             let result = match result {
                 Ok(result) => result,
                 Err(_) => Err(StepError::Timeout(timeout)),
@@ -320,6 +398,7 @@ impl<'a> Executor<'a> {
         step: &Step,
         renderer: &Renderer,
         config: &RunConfig,
+        journaled_plan: Option<&StepPlan>,
     ) -> Result<StepPlan, StepError> {
         let action = action::lookup(&step.action).expect("validation checked the action");
         let field = format!("steps[{index}]");
@@ -337,7 +416,10 @@ impl<'a> Executor<'a> {
             target,
             with,
         };
-        let plan = action.plan(&input, self.cluster).await?;
+        let plan = match journaled_plan {
+            Some(plan) => plan.clone(),
+            None => action.plan(&input, self.cluster).await?,
+        };
         self.emit(EventKind::StepPlanned {
             step: step.id.clone(),
             plan: plan.clone(),
@@ -347,9 +429,11 @@ impl<'a> Executor<'a> {
             return Ok(plan);
         }
         if plan.ops.iter().any(Op::is_write) {
+            failpoint("before-intent", &step.id);
             self.emit(EventKind::StepIntent {
                 step: step.id.clone(),
             })?;
+            failpoint("after-intent", &step.id);
         }
         for (i, op) in plan.ops.iter().enumerate() {
             let outcome = apply::apply(
@@ -368,6 +452,7 @@ impl<'a> Executor<'a> {
                 outcome,
             })?;
         }
+        failpoint("after-write", &step.id);
         // A server-side dry run stored nothing, so there is nothing to verify.
         if carry == Carry::ServerDryRun {
             return Ok(plan);
@@ -443,6 +528,7 @@ impl<'a> Executor<'a> {
                         break;
                     }
                 }
+                failpoint("in-rollback", &plan.step);
             }
             self.emit(EventKind::RollbackStep {
                 step: plan.step.clone(),

@@ -67,7 +67,10 @@ impl EventSink for ProgressPrinter {
                     sanitize(&cluster.server)
                 ));
             }
-            EventKind::FactResolved { fact, object } => {
+            EventKind::StepAlreadyDone { step } => {
+                self.line(&format!("\n{step}: done in the interrupted run"));
+            }
+            EventKind::FactResolved { fact, object, .. } => {
                 let found = object.as_deref().map_or("(absent)".to_string(), sanitize);
                 self.line(&format!("fact {fact} = {found}"));
             }

@@ -80,7 +80,10 @@ impl RunSummary {
                     rollback: None,
                 }),
                 EventKind::StepSkipped { step, .. } => {
-                    summary.step(step, |s| s.status = "skipped".into())
+                    summary.entry(step).status = "skipped".into()
+                }
+                EventKind::StepAlreadyDone { step } => {
+                    summary.entry(step).status = "done before".into()
                 }
                 EventKind::StepPlanned { step, plan } => summary.step(step, |s| {
                     s.status = "planned".into();
@@ -91,9 +94,10 @@ impl RunSummary {
                         s.writes += 1;
                     }
                 }),
-                EventKind::StepVerified { step, verification } => {
-                    summary.step(step, |s| s.verified = Some(verification.passed()))
-                }
+                EventKind::StepVerified { step, verification } => summary.step(step, |s| {
+                    // A step with nothing to check (approve, a plain wait) is not "verified".
+                    s.verified = (!verification.checks.is_empty()).then(|| verification.passed());
+                }),
                 EventKind::StepDone {
                     step, elapsed_ms, ..
                 } => summary.step(step, |s| {
@@ -119,6 +123,28 @@ impl RunSummary {
             }
         }
         summary
+    }
+
+    /// The summary of a step, created when a resumed run reports it without starting it.
+    fn entry(&mut self, id: &str) -> &mut StepSummary {
+        if !self.steps.iter().any(|s| s.id == id) {
+            self.steps.push(StepSummary {
+                id: id.to_string(),
+                action: String::new(),
+                status: String::new(),
+                elapsed_ms: 0,
+                plan: None,
+                writes: 0,
+                verified: None,
+                error: None,
+                rollback: None,
+            });
+        }
+        self.steps
+            .iter_mut()
+            .rev()
+            .find(|s| s.id == id)
+            .expect("inserted above")
     }
 
     fn step(&mut self, id: &str, f: impl FnOnce(&mut StepSummary)) {

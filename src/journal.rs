@@ -1,0 +1,349 @@
+//! The run journal as contain uses it: the records of a run, the sink that writes them durably
+//! while the executor runs (before any cluster write), and the reading back of a run for
+//! `resume`, `rollback` and `journal show`.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use journal::{Journal, JournalError};
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+
+use crate::action::Verification;
+use crate::event::{Event, EventKind, EventSink, OpOutcome, SinkError};
+use crate::execute::{Resume, ResumedStep};
+use crate::plan::StepPlan;
+
+/// What the journal knows about a run before its first step.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct RunInfo {
+    pub playbook_path: String,
+    pub playbook_sha256: String,
+    pub playbook_name: String,
+    pub params: Map<String, Value>,
+    /// The uid of the `kube-system` namespace: `resume` refuses any other cluster.
+    pub cluster_id: String,
+    pub server: String,
+    pub context: Option<String>,
+    pub user: String,
+    pub mode: String,
+    pub started_at: String,
+}
+
+/// One journal record.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(tag = "record", rename_all = "snake_case")]
+pub enum Entry {
+    Fact {
+        fact: String,
+        value: Value,
+    },
+    Planned {
+        step: String,
+        plan: StepPlan,
+    },
+    /// Durable before the step's first cluster write.
+    Intent {
+        step: String,
+    },
+    Applied {
+        step: String,
+        index: usize,
+        op: String,
+        outcome: OpOutcome,
+    },
+    Done {
+        step: String,
+        outputs: Map<String, Value>,
+    },
+    Verified {
+        step: String,
+        verification: Verification,
+    },
+    Failed {
+        step: String,
+        error: String,
+    },
+    Skipped {
+        step: String,
+        reason: String,
+    },
+    RollbackStarted {
+        reason: String,
+    },
+    RollbackStep {
+        step: String,
+        outcome: String,
+    },
+    Finished {
+        outcome: Value,
+    },
+}
+
+/// The default journal directory: `$XDG_STATE_HOME/contain/journal`, else
+/// `~/.local/state/contain/journal`.
+pub fn default_dir() -> PathBuf {
+    let state = std::env::var_os("XDG_STATE_HOME")
+        .map(PathBuf::from)
+        .filter(|p| p.is_absolute())
+        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".local/state")))
+        .unwrap_or_else(|| PathBuf::from("."));
+    state.join("contain").join("journal")
+}
+
+/// Opens the journal, waiting a little for another contain process to finish with it.
+pub fn open(dir: &Path) -> Result<Journal, JournalError> {
+    if let Err(e) = std::fs::create_dir_all(dir) {
+        return Err(JournalError::Storage {
+            path: dir.to_path_buf(),
+            source: e.into(),
+        });
+    }
+    Journal::open(dir, Duration::from_secs(5))
+}
+
+/// Writes a run's records as the executor emits events.
+pub struct RunJournal<'a> {
+    journal: &'a Journal,
+    run: String,
+}
+
+impl<'a> RunJournal<'a> {
+    /// Starts recording a new run.
+    pub fn create(journal: &'a Journal, run: &str, info: &RunInfo) -> Result<Self, JournalError> {
+        journal.create_run(
+            run,
+            serde_json::to_value(info).expect("run info serializes"),
+        )?;
+        Ok(RunJournal {
+            journal,
+            run: run.to_string(),
+        })
+    }
+
+    /// Goes on recording an existing run (resume, rollback).
+    pub fn reopen(journal: &'a Journal, run: &str) -> Self {
+        RunJournal {
+            journal,
+            run: run.to_string(),
+        }
+    }
+
+    pub fn append(&self, entry: &Entry) -> Result<(), SinkError> {
+        self.journal
+            .append(
+                &self.run,
+                serde_json::to_value(entry).expect("entries serialize"),
+            )
+            .map(|_| ())
+            .map_err(|e| SinkError(e.to_string()))
+    }
+}
+
+impl EventSink for RunJournal<'_> {
+    fn emit(&mut self, event: &Event) -> Result<(), SinkError> {
+        let entry = match &event.kind {
+            EventKind::FactResolved { fact, value, .. } => Entry::Fact {
+                fact: fact.clone(),
+                value: crate::facts::redacted(value),
+            },
+            EventKind::StepPlanned { step, plan } => Entry::Planned {
+                step: step.clone(),
+                plan: plan.clone(),
+            },
+            EventKind::StepIntent { step } => Entry::Intent { step: step.clone() },
+            EventKind::OpApplied {
+                step,
+                index,
+                op,
+                outcome,
+            } => Entry::Applied {
+                step: step.clone(),
+                index: *index,
+                op: op.clone(),
+                outcome: *outcome,
+            },
+            EventKind::StepVerified { step, verification } => Entry::Verified {
+                step: step.clone(),
+                verification: verification.clone(),
+            },
+            EventKind::StepDone { step, outputs, .. } => Entry::Done {
+                step: step.clone(),
+                outputs: outputs.clone(),
+            },
+            EventKind::StepFailed { step, error, .. } => Entry::Failed {
+                step: step.clone(),
+                error: error.clone(),
+            },
+            EventKind::StepSkipped { step, reason } => Entry::Skipped {
+                step: step.clone(),
+                reason: reason.clone(),
+            },
+            EventKind::RollbackStarted { reason } => Entry::RollbackStarted {
+                reason: reason.clone(),
+            },
+            EventKind::RollbackStep { step, outcome } => Entry::RollbackStep {
+                step: step.clone(),
+                outcome: outcome.clone(),
+            },
+            EventKind::RunFinished { outcome } => Entry::Finished {
+                outcome: serde_json::to_value(outcome).unwrap_or(Value::Null),
+            },
+            EventKind::RunStarted { .. }
+            | EventKind::StepStarted { .. }
+            | EventKind::StepAlreadyDone { .. } => return Ok(()),
+        };
+        self.append(&entry)
+    }
+}
+
+/// One step as the journal saw it.
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct StepState {
+    pub step: String,
+    pub plan: Option<StepPlan>,
+    pub intent: bool,
+    pub applied: usize,
+    pub outputs: Option<Map<String, Value>>,
+    pub failed: Option<String>,
+    pub skipped: Option<String>,
+    pub rolled_back: Option<String>,
+}
+
+/// A run read back from the journal.
+#[derive(Clone, Debug, Serialize)]
+pub struct RunState {
+    pub run: String,
+    pub info: RunInfo,
+    pub facts: Map<String, Value>,
+    /// Steps in the order they were first recorded.
+    pub steps: Vec<StepState>,
+    pub finished: Option<Value>,
+    pub records: usize,
+}
+
+fn step_state<'s>(
+    steps: &'s mut Vec<StepState>,
+    index: &mut HashMap<String, usize>,
+    id: &str,
+) -> &'s mut StepState {
+    let i = *index.entry(id.to_string()).or_insert_with(|| {
+        steps.push(StepState {
+            step: id.to_string(),
+            ..StepState::default()
+        });
+        steps.len() - 1
+    });
+    &mut steps[i]
+}
+
+impl RunState {
+    pub fn read(journal: &Journal, run: &str) -> Result<Self, JournalError> {
+        let header = journal.run(run)?;
+        let info: RunInfo =
+            serde_json::from_value(header.info).map_err(|e| JournalError::Corrupt {
+                run: run.to_string(),
+                seq: 0,
+                message: format!("run header: {e}"),
+            })?;
+        let records = journal.records(run)?;
+        let mut state = RunState {
+            run: run.to_string(),
+            info,
+            facts: Map::new(),
+            steps: Vec::new(),
+            finished: None,
+            records: records.len(),
+        };
+        let mut index: HashMap<String, usize> = HashMap::new();
+        let mut facts = Map::new();
+        let mut finished = None;
+        for record in records {
+            let entry: Entry =
+                serde_json::from_value(record.body).map_err(|e| JournalError::Corrupt {
+                    run: run.to_string(),
+                    seq: record.seq,
+                    message: e.to_string(),
+                })?;
+            let steps = &mut state.steps;
+            match entry {
+                Entry::Fact { fact, value } => {
+                    facts.insert(fact, value);
+                }
+                Entry::Planned { step: id, plan } => {
+                    step_state(steps, &mut index, &id).plan = Some(plan)
+                }
+                Entry::Intent { step: id } => step_state(steps, &mut index, &id).intent = true,
+                Entry::Applied { step: id, .. } => step_state(steps, &mut index, &id).applied += 1,
+                Entry::Done { step: id, outputs } => {
+                    let s = step_state(steps, &mut index, &id);
+                    s.outputs = Some(outputs);
+                    s.failed = None;
+                }
+                Entry::Verified { .. } => {}
+                Entry::Failed { step: id, error } => {
+                    step_state(steps, &mut index, &id).failed = Some(error)
+                }
+                Entry::Skipped { step: id, reason } => {
+                    step_state(steps, &mut index, &id).skipped = Some(reason)
+                }
+                Entry::RollbackStarted { .. } => {}
+                Entry::RollbackStep { step: id, outcome } => {
+                    step_state(steps, &mut index, &id).rolled_back = Some(outcome)
+                }
+                Entry::Finished { outcome } => finished = Some(outcome),
+            }
+        }
+        state.facts = facts;
+        state.finished = finished;
+        Ok(state)
+    }
+
+    /// True once any rollback of this run has started.
+    pub fn rolling_back(&self) -> bool {
+        self.steps.iter().any(|s| s.rolled_back.is_some())
+    }
+
+    /// What `resume` needs: finished steps keep their outputs; a step whose writes had started
+    /// is applied again from its journaled plan; everything else runs anew.
+    pub fn resume(&self) -> Resume {
+        let mut steps = HashMap::new();
+        for s in &self.steps {
+            let resumed = match (&s.outputs, &s.skipped, &s.plan) {
+                (Some(outputs), _, Some(plan)) => ResumedStep::Done {
+                    plan: plan.clone(),
+                    outputs: outputs.clone(),
+                },
+                (_, Some(reason), _) => ResumedStep::Skipped {
+                    reason: reason.clone(),
+                },
+                (None, None, Some(plan)) if s.intent => ResumedStep::Started { plan: plan.clone() },
+                _ => continue,
+            };
+            steps.insert(s.step.clone(), resumed);
+        }
+        Resume {
+            facts: self.facts.clone(),
+            steps,
+        }
+    }
+
+    /// The plans a rollback undoes, oldest first: steps that finished or started writing, and
+    /// have not been rolled back yet. With `to`, only the steps after that one.
+    pub fn to_undo(&self, to: Option<&str>) -> Vec<StepPlan> {
+        let start = match to {
+            Some(id) => self
+                .steps
+                .iter()
+                .position(|s| s.step == id)
+                .map_or(self.steps.len(), |i| i + 1),
+            None => 0,
+        };
+        self.steps[start..]
+            .iter()
+            .filter(|s| s.rolled_back.is_none() && (s.outputs.is_some() || s.intent))
+            .filter_map(|s| s.plan.clone())
+            .collect()
+    }
+}

@@ -1,0 +1,453 @@
+//! Journaled live runs and what the journal makes possible afterwards: `resume`, `rollback`
+//! and `journal ls|show|export|verify`.
+
+use std::io::IsTerminal;
+use std::path::Path;
+
+use serde_json::{Map, Value, json};
+
+use crate::app::{
+    TerminalApprover, confirm, connect, execute_config, load_playbook, new_run_id, print_output,
+};
+use crate::cli::{Global, JournalCommand, Output};
+use crate::cluster::Cluster;
+use crate::cluster::kube::KubeCluster;
+use crate::event::{EventSink, Fanout};
+use crate::execute::{Approver, AutoApprove, Executor, Mode, RunConfig};
+use crate::exit;
+use crate::journal::{self, RunInfo, RunJournal, RunState};
+use crate::plan::display;
+use crate::playbook::load::Loaded;
+use crate::report::progress::ProgressPrinter;
+
+fn open_journal(global: &Global) -> Result<::journal::Journal, u8> {
+    let dir = global.journal.clone().unwrap_or_else(journal::default_dir);
+    journal::open(&dir).map_err(|e| {
+        eprintln!("error: {e}");
+        exit::JOURNAL
+    })
+}
+
+/// The cluster's identity, or the exit code for not getting it.
+async fn identity(cluster: &KubeCluster) -> Result<String, u8> {
+    cluster.identity().await.map_err(|e| {
+        eprintln!("error: cannot read the cluster's identity (the kube-system namespace uid): {e}");
+        exit::CLUSTER
+    })
+}
+
+/// A live run, journaled: the run record is durable before the first step.
+pub async fn journaled_live(
+    path: &Path,
+    loaded: &Loaded,
+    params: Map<String, Value>,
+    global: &Global,
+    cluster: &KubeCluster,
+    approver: &mut dyn Approver,
+) -> u8 {
+    let journal = match open_journal(global) {
+        Ok(journal) => journal,
+        Err(code) => return code,
+    };
+    let cluster_id = match identity(cluster).await {
+        Ok(id) => id,
+        Err(code) => return code,
+    };
+    // Who ran it, as the API server sees it; a cluster that cannot say is still usable.
+    let user = cluster
+        .whoami()
+        .await
+        .map(|u| u.username)
+        .unwrap_or_else(|_| "unknown".into());
+    let run_id = new_run_id();
+    let info = RunInfo {
+        playbook_path: std::fs::canonicalize(path)
+            .unwrap_or_else(|_| path.to_path_buf())
+            .display()
+            .to_string(),
+        playbook_sha256: loaded.sha256.clone(),
+        playbook_name: loaded.playbook.metadata.name.clone(),
+        params: params.clone(),
+        cluster_id,
+        server: cluster.info().server,
+        context: global.context.clone(),
+        user,
+        mode: Mode::Live.as_str().to_string(),
+        started_at: jiff::Timestamp::now().to_string(),
+    };
+    let mut sink = match RunJournal::create(&journal, &run_id, &info) {
+        Ok(sink) => sink,
+        Err(e) => {
+            eprintln!("error: cannot record the run: {e}");
+            return exit::JOURNAL;
+        }
+    };
+    let config = RunConfig {
+        run_id,
+        mode: Mode::Live,
+        params,
+        resume: None,
+    };
+    execute_config(loaded, &config, global, cluster, approver, Some(&mut sink))
+        .await
+        .0
+}
+
+/// Reads a run and checks it belongs to the cluster we are connected to.
+async fn checked_run(
+    run: &str,
+    global: &Global,
+    journal: &::journal::Journal,
+) -> Result<(RunState, KubeCluster), u8> {
+    let state = RunState::read(journal, run).map_err(|e| {
+        eprintln!("error: {e}");
+        exit::INVALID_INPUT
+    })?;
+    let cluster = connect(global).await?;
+    let id = identity(&cluster).await?;
+    if id != state.info.cluster_id {
+        eprintln!(
+            "error: run {run} was made on another cluster ({}, kube-system uid {}); this cluster's kube-system uid is {id}. Refusing.",
+            state.info.server, state.info.cluster_id
+        );
+        return Err(exit::REFUSED);
+    }
+    Ok((state, cluster))
+}
+
+fn refuse_unattended(yes: bool, what: &str) -> Option<u8> {
+    if !yes && !std::io::stdin().is_terminal() {
+        eprintln!("error: refusing to {what} without a terminal to confirm on; pass --yes");
+        return Some(exit::REFUSED);
+    }
+    None
+}
+
+/// `contain resume RUN`.
+pub async fn resume(run: &str, yes: bool, global: &Global) -> u8 {
+    if let Some(code) = refuse_unattended(yes, "resume a run") {
+        return code;
+    }
+    let journal = match open_journal(global) {
+        Ok(journal) => journal,
+        Err(code) => return code,
+    };
+    let (state, cluster) = match checked_run(run, global, &journal).await {
+        Ok(found) => found,
+        Err(code) => return code,
+    };
+    if state.rolling_back() {
+        eprintln!(
+            "error: a rollback of run {run} has started; finish it with `contain rollback {run}`"
+        );
+        return exit::REFUSED;
+    }
+    if state
+        .finished
+        .as_ref()
+        .and_then(|o| o.get("status"))
+        .and_then(Value::as_str)
+        == Some("succeeded")
+    {
+        println!("run {run} already finished successfully: nothing to resume");
+        return exit::SUCCESS;
+    }
+    let loaded = match load_playbook(Path::new(&state.info.playbook_path), global) {
+        Ok(loaded) => loaded,
+        Err(code) => return code,
+    };
+    if loaded.sha256 != state.info.playbook_sha256 {
+        eprintln!(
+            "error: {} changed since run {run} started (sha256 {} then, {} now); refusing to resume with a different playbook",
+            state.info.playbook_path, state.info.playbook_sha256, loaded.sha256
+        );
+        return exit::REFUSED;
+    }
+    let resume = state.resume();
+    let next = loaded
+        .playbook
+        .steps
+        .iter()
+        .find(|s| {
+            !matches!(
+                resume.steps.get(&s.id),
+                Some(
+                    crate::execute::ResumedStep::Done { .. }
+                        | crate::execute::ResumedStep::Skipped { .. }
+                )
+            )
+        })
+        .map(|s| s.id.clone());
+    let Some(next) = next else {
+        println!("run {run}: every step is done");
+        return exit::SUCCESS;
+    };
+    if !yes
+        && !confirm(&format!(
+            "resume run {run} from step {next} on {}?",
+            cluster.info().server
+        ))
+    {
+        eprintln!("not confirmed; nothing was written");
+        return exit::REFUSED;
+    }
+    let mut sink = RunJournal::reopen(&journal, run);
+    let config = RunConfig {
+        run_id: run.to_string(),
+        mode: Mode::Live,
+        params: state.info.params.clone(),
+        resume: Some(resume),
+    };
+    let mut terminal = TerminalApprover;
+    let approver: &mut dyn Approver = if yes { &mut AutoApprove } else { &mut terminal };
+    execute_config(
+        &loaded,
+        &config,
+        global,
+        &cluster,
+        approver,
+        Some(&mut sink),
+    )
+    .await
+    .0
+}
+
+/// `contain rollback RUN [--to STEP]`.
+pub async fn rollback(run: &str, to: Option<&str>, yes: bool, global: &Global) -> u8 {
+    if let Some(code) = refuse_unattended(yes, "roll back a run") {
+        return code;
+    }
+    let journal = match open_journal(global) {
+        Ok(journal) => journal,
+        Err(code) => return code,
+    };
+    let (state, cluster) = match checked_run(run, global, &journal).await {
+        Ok(found) => found,
+        Err(code) => return code,
+    };
+    if let Some(step) = to
+        && !state.steps.iter().any(|s| s.step == step)
+    {
+        eprintln!("error: run {run} has no step `{step}`");
+        return exit::INVALID_INPUT;
+    }
+    let mut plans = state.to_undo(to);
+    if plans.is_empty() {
+        println!("run {run}: nothing to roll back");
+        return exit::SUCCESS;
+    }
+    println!("rollback of run {run} on {}:", cluster.info().server);
+    for plan in plans.iter().rev() {
+        println!("{}: {}", plan.step, crate::report::sanitize(&plan.summary));
+        match &plan.reversibility {
+            crate::plan::Reversibility::Irreversible { reason } => {
+                println!("    skipped: irreversible ({reason})")
+            }
+            crate::plan::Reversibility::Reversible => {
+                let mut text = String::new();
+                for op in &plan.inverse {
+                    display::render_op(&mut text, op, "    ");
+                }
+                print!("{text}");
+            }
+        }
+    }
+    if !yes && !confirm("apply this rollback?") {
+        eprintln!("not confirmed; nothing was written");
+        return exit::REFUSED;
+    }
+    let config = RunConfig {
+        run_id: run.to_string(),
+        mode: Mode::Live,
+        params: state.info.params.clone(),
+        resume: None,
+    };
+    let mut sink = RunJournal::reopen(&journal, run);
+    let mut recorder = crate::event::Recorder::default();
+    let mut printer = ProgressPrinter::new(false);
+    let result = {
+        let mut sinks: Vec<&mut dyn EventSink> = vec![&mut sink, &mut recorder];
+        if global.output == Output::Text {
+            sinks.push(&mut printer);
+        }
+        let mut fanout = Fanout(sinks);
+        let reason = match to {
+            Some(step) => format!("rollback of run {run} to step {step}"),
+            None => format!("rollback of run {run}"),
+        };
+        Executor::new(&cluster, &mut fanout, &mut AutoApprove)
+            .rollback(&mut plans, &reason, &config)
+            .await
+    };
+    if let Err(e) = result {
+        eprintln!("error: {e}");
+        return exit::JOURNAL;
+    }
+    let failed = recorder.events.iter().any(|e| {
+        matches!(&e.kind, crate::event::EventKind::RollbackStep { outcome, .. } if outcome.starts_with("failed"))
+    });
+    if global.output != Output::Text {
+        print_output(
+            &serde_json::to_value(&recorder.events).unwrap_or(Value::Null),
+            global.output,
+        );
+    }
+    if failed {
+        exit::STEP_FAILED
+    } else {
+        exit::SUCCESS
+    }
+}
+
+/// `contain journal ls|show|export|verify`.
+pub fn journal(command: &JournalCommand, global: &Global) -> u8 {
+    let journal = match open_journal(global) {
+        Ok(journal) => journal,
+        Err(code) => return code,
+    };
+    let result = match command {
+        JournalCommand::Ls => list(&journal, global),
+        JournalCommand::Show { run } => show(&journal, run, global),
+        JournalCommand::Export { run } => export(&journal, run),
+        JournalCommand::Verify { run } => verify(&journal, run, global),
+    };
+    result.unwrap_or_else(|e| {
+        eprintln!("error: {e}");
+        match e {
+            ::journal::JournalError::UnknownRun(_) => exit::INVALID_INPUT,
+            _ => exit::JOURNAL,
+        }
+    })
+}
+
+fn status_of(state: &RunState) -> String {
+    if state.rolling_back() {
+        return "rolled back".into();
+    }
+    match state
+        .finished
+        .as_ref()
+        .and_then(|o| o.get("status"))
+        .and_then(Value::as_str)
+    {
+        Some(status) => status.replace('_', " "),
+        None => "incomplete".into(),
+    }
+}
+
+fn list(journal: &::journal::Journal, global: &Global) -> Result<u8, ::journal::JournalError> {
+    let mut rows = Vec::new();
+    for header in journal.runs()? {
+        let state = RunState::read(journal, &header.run)?;
+        rows.push(json!({
+            "run": header.run,
+            "playbook": state.info.playbook_name,
+            "status": status_of(&state),
+            "user": state.info.user,
+            "server": state.info.server,
+            "started_at": state.info.started_at,
+            "records": state.records,
+        }));
+    }
+    if global.output != Output::Text {
+        print_output(&Value::Array(rows), global.output);
+        return Ok(exit::SUCCESS);
+    }
+    println!(
+        "{:<26} {:<24} {:<14} {:<20} server",
+        "run", "playbook", "status", "user"
+    );
+    for row in rows {
+        println!(
+            "{:<26} {:<24} {:<14} {:<20} {}",
+            row["run"].as_str().unwrap_or_default(),
+            row["playbook"].as_str().unwrap_or_default(),
+            row["status"].as_str().unwrap_or_default(),
+            row["user"].as_str().unwrap_or_default(),
+            row["server"].as_str().unwrap_or_default()
+        );
+    }
+    Ok(exit::SUCCESS)
+}
+
+fn show(
+    journal: &::journal::Journal,
+    run: &str,
+    global: &Global,
+) -> Result<u8, ::journal::JournalError> {
+    let state = RunState::read(journal, run)?;
+    if global.output != Output::Text {
+        print_output(
+            &serde_json::to_value(&state).unwrap_or(Value::Null),
+            global.output,
+        );
+        return Ok(exit::SUCCESS);
+    }
+    println!(
+        "run {run}: {} ({})",
+        state.info.playbook_name,
+        status_of(&state)
+    );
+    println!(
+        "  playbook {} (sha256 {})",
+        state.info.playbook_path, state.info.playbook_sha256
+    );
+    println!(
+        "  cluster {} (kube-system uid {}), user {}",
+        state.info.server, state.info.cluster_id, state.info.user
+    );
+    for step in &state.steps {
+        let status = if let Some(outcome) = &step.rolled_back {
+            format!("rolled back: {outcome}")
+        } else if step.outputs.is_some() {
+            "done".to_string()
+        } else if let Some(error) = &step.failed {
+            format!("failed: {error}")
+        } else if let Some(reason) = &step.skipped {
+            format!("skipped: {reason}")
+        } else if step.intent {
+            format!("interrupted after {} write(s)", step.applied)
+        } else {
+            "planned".to_string()
+        };
+        println!("\n{}: {}", step.step, crate::report::sanitize(&status));
+        if let Some(plan) = &step.plan {
+            print!("{}", display::render_step(plan, true));
+        }
+    }
+    Ok(exit::SUCCESS)
+}
+
+fn export(journal: &::journal::Journal, run: &str) -> Result<u8, ::journal::JournalError> {
+    let header = journal.run(run)?;
+    println!("{}", serde_json::to_string(&header).unwrap_or_default());
+    for record in journal.records(run)? {
+        println!("{}", serde_json::to_string(&record).unwrap_or_default());
+    }
+    Ok(exit::SUCCESS)
+}
+
+fn verify(
+    journal: &::journal::Journal,
+    run: &str,
+    global: &Global,
+) -> Result<u8, ::journal::JournalError> {
+    let verification = journal.verify(run)?;
+    if global.output != Output::Text {
+        print_output(
+            &serde_json::to_value(&verification).unwrap_or(Value::Null),
+            global.output,
+        );
+    } else if verification.is_intact() {
+        println!("run {run}: {} records, chain intact", verification.records);
+    } else {
+        for problem in &verification.problems {
+            println!("run {run}: {problem}");
+        }
+    }
+    Ok(if verification.is_intact() {
+        exit::SUCCESS
+    } else {
+        exit::JOURNAL
+    })
+}

@@ -1,0 +1,373 @@
+//! Crash at every boundary, on the live control plane: the process is aborted (as `kill -9`
+//! would) before a step's intent is journaled, after it and before the write, after the write
+//! and before the step is done, and in the middle of a rollback. After `resume`, the cluster
+//! must be exactly as an uninterrupted run leaves it, with no write done twice and no object
+//! recreated; after `rollback`, exactly as it was before the run.
+
+use contain::cluster::kube::KubeCluster;
+use contain::cluster::object::{self, ObjectRef};
+use contain::cluster::{Cluster, WriteMode};
+use serde_json::{Value, json};
+
+use crate::harness::{Contain, Outcome};
+use crate::live::{self, Namespace};
+
+const PLAYBOOK: &str = r#"apiVersion: contain/v1
+kind: Playbook
+metadata: {name: crash-test}
+params:
+  namespace: {type: string, required: true}
+  pod: {type: string, required: true}
+facts:
+  pod: {kind: Pod, name: "{{ params.pod }}", namespace: "{{ params.namespace }}"}
+steps:
+  - id: mark
+    action: object.label
+    target: {kind: Pod, name: "{{ params.pod }}", namespace: "{{ params.namespace }}"}
+    with: {labels: {contain.dev/suspect: "true", app.kubernetes.io/role: null}}
+  - id: note
+    action: object.annotate
+    target: {kind: Deployment, name: web, namespace: "{{ params.namespace }}"}
+    with: {annotations: {contain.dev/ticket: INC-9, contain.dev/node: "{{ facts.pod.spec.nodeName }}"}}
+  - id: shrink
+    action: workload.scale
+    target: {kind: Deployment, name: api, namespace: "{{ params.namespace }}"}
+    with: {replicas: 1}
+    evidence: {waived: crash test}
+  - id: tag-account
+    action: object.label
+    target: {kind: ServiceAccount, name: worker, namespace: "{{ params.namespace }}"}
+    with: {labels: {tier: frozen}}
+"#;
+
+const STEPS: &[&str] = &["mark", "note", "shrink", "tag-account"];
+
+/// The objects the playbook touches, in a namespace of their own.
+struct Scenario {
+    ns: Namespace,
+    pod: String,
+    journal: tempfile::TempDir,
+    playbook: tempfile::NamedTempFile,
+}
+
+impl Scenario {
+    async fn new(cluster: &KubeCluster, name: &str) -> Self {
+        let ns = Namespace::new(cluster, name).await;
+        let pods = live::deployment(cluster, &ns.name, "web", 1).await;
+        live::deployment(cluster, &ns.name, "api", 2).await;
+        let account = json!({"apiVersion": "v1", "kind": "ServiceAccount", "metadata": {"name": "worker", "namespace": ns.name, "labels": {"tier": "hot"}}});
+        cluster.create(&account, WriteMode::Apply).await.unwrap();
+        let pod = object::name(&pods[0]).unwrap().to_string();
+        let pod_ref = ObjectRef::new("Pod", Some(&ns.name), &pod);
+        let role = json!({"metadata": {"labels": {"app.kubernetes.io/role": "frontend"}}});
+        cluster
+            .patch(&pod_ref, &role, WriteMode::Apply)
+            .await
+            .unwrap();
+        let mut playbook = tempfile::NamedTempFile::new().unwrap();
+        std::io::Write::write_all(&mut playbook, PLAYBOOK.as_bytes()).unwrap();
+        Scenario {
+            ns,
+            pod,
+            journal: tempfile::tempdir().unwrap(),
+            playbook,
+        }
+    }
+
+    fn contain(&self, args: &[&str]) -> Contain {
+        Contain::new()
+            .args([
+                "--no-progress",
+                "--kubeconfig",
+                &live::kubeconfig().display().to_string(),
+            ])
+            .args(["--journal", &self.journal.path().display().to_string()])
+            .args(args.iter().copied())
+    }
+
+    fn run(&self, failpoint: Option<&str>) -> Outcome {
+        let mut contain = self
+            .contain(&["run", "--yes", &self.playbook.path().display().to_string()])
+            .args([
+                "--set".to_string(),
+                format!("namespace={}", self.ns.name),
+                "--set".to_string(),
+                format!("pod={}", self.pod),
+            ]);
+        if let Some(point) = failpoint {
+            contain = contain.env("CONTAIN_TEST_FAILPOINT", point);
+        }
+        contain.run()
+    }
+
+    fn run_id(&self) -> String {
+        let out = self.contain(&["-o", "json", "journal", "ls"]).run();
+        let runs = out.json();
+        runs.as_array()
+            .and_then(|r| r.last())
+            .and_then(|r| r["run"].as_str())
+            .expect("a run is journaled")
+            .to_string()
+    }
+
+    /// What the playbook's objects look like now: the fields it changes, and the uids that must
+    /// never change (no object recreated).
+    async fn state(&self, cluster: &KubeCluster) -> Value {
+        let get = |kind: &str, name: &str| ObjectRef::new(kind, Some(&self.ns.name), name);
+        let pod = cluster.get(&get("Pod", &self.pod)).await.unwrap().unwrap();
+        let web = cluster
+            .get(&get("Deployment", "web"))
+            .await
+            .unwrap()
+            .unwrap();
+        let api = cluster
+            .get(&get("Deployment", "api"))
+            .await
+            .unwrap()
+            .unwrap();
+        let account = cluster
+            .get(&get("ServiceAccount", "worker"))
+            .await
+            .unwrap()
+            .unwrap();
+        let annotations = |o: &Value| {
+            let mut map = o["metadata"]["annotations"]
+                .as_object()
+                .cloned()
+                .unwrap_or_default();
+            // The deployment controller owns this one; it is not the playbook's doing.
+            map.remove("deployment.kubernetes.io/revision");
+            Value::Object(map)
+        };
+        json!({
+            "pod": {"uid": object::uid(&pod), "labels": object::labels(&pod)},
+            "web": {"uid": object::uid(&web), "annotations": annotations(&web)},
+            "api": {"uid": object::uid(&api), "replicas": api["spec"]["replicas"]},
+            "account": {"uid": object::uid(&account), "labels": object::labels(&account)},
+        })
+    }
+
+    /// Each planned write is applied exactly once across the crashed run and its resume.
+    fn assert_each_write_once(&self, run: &str) {
+        let out = self.contain(&["journal", "export", run]).run();
+        assert_eq!(out.code, 0, "{}", out.stderr);
+        let records: Vec<Value> = out
+            .stdout
+            .lines()
+            .skip(1)
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect();
+        for step in STEPS {
+            let writes = records
+                .iter()
+                .rev()
+                .find(|r| r["body"]["record"] == "planned" && r["body"]["step"] == *step)
+                .map(|r| r["body"]["plan"]["ops"].as_array().unwrap().len())
+                .unwrap_or(0);
+            let applied = records
+                .iter()
+                .filter(|r| {
+                    r["body"]["record"] == "applied"
+                        && r["body"]["step"] == *step
+                        && r["body"]["outcome"] == "applied"
+                })
+                .count();
+            assert_eq!(
+                applied, writes,
+                "step {step}: {applied} write(s) applied for {writes} planned"
+            );
+        }
+        let verify = self.contain(&["journal", "verify", run]).run();
+        assert_eq!(verify.code, 0, "{}{}", verify.stdout, verify.stderr);
+    }
+}
+
+/// Before, and after an uninterrupted run: the reference every crashed run must match.
+async fn reference(cluster: &KubeCluster) -> (Value, Value) {
+    let scenario = Scenario::new(cluster, "crash-ref").await;
+    let before = normalize(scenario.state(cluster).await);
+    let out = scenario.run(None);
+    assert_eq!(out.code, 0, "{}\n{}", out.stdout, out.stderr);
+    let after = normalize(scenario.state(cluster).await);
+    (before, after)
+}
+
+/// Uids and names differ between namespaces: keep only what the playbook decides.
+fn normalize(mut state: Value) -> Value {
+    for key in ["pod", "web", "api", "account"] {
+        state[key].as_object_mut().unwrap().remove("uid");
+    }
+    if let Some(labels) = state["pod"]["labels"].as_object_mut() {
+        labels.remove("pod-template-hash");
+    }
+    if let Some(annotations) = state["web"]["annotations"].as_object_mut() {
+        annotations.remove("contain.dev/node");
+    }
+    state
+}
+
+fn crashed(out: &Outcome) -> bool {
+    out.code == -1 && out.stderr.contains("failpoint")
+}
+
+async fn crash_and_resume(point: &str) {
+    let cluster = live::connect(live::kubeconfig()).await;
+    let (before, expected) = reference(&cluster).await;
+    for step in STEPS {
+        let scenario = Scenario::new(&cluster, &format!("crash-{}", &point[..5])).await;
+        let original = scenario.state(&cluster).await;
+        let out = scenario.run(Some(&format!("{point}:{step}")));
+        assert!(
+            crashed(&out),
+            "{point}:{step} did not crash: {}\n{}",
+            out.stdout,
+            out.stderr
+        );
+        let run = scenario.run_id();
+        let resumed = scenario.contain(&["resume", "--yes", &run]).run();
+        assert_eq!(
+            resumed.code, 0,
+            "resume after {point}:{step}\n{}\n{}",
+            resumed.stdout, resumed.stderr
+        );
+        let after = scenario.state(&cluster).await;
+        for key in ["pod", "web", "api", "account"] {
+            assert_eq!(
+                after[key]["uid"], original[key]["uid"],
+                "{point}:{step}: {key} was recreated"
+            );
+        }
+        assert_eq!(
+            normalize(after.clone()),
+            expected,
+            "{point}:{step}: resumed run differs from an uninterrupted one"
+        );
+        scenario.assert_each_write_once(&run);
+        let rolled = scenario.contain(&["rollback", "--yes", &run]).run();
+        assert_eq!(
+            rolled.code, 0,
+            "rollback after {point}:{step}\n{}\n{}",
+            rolled.stdout, rolled.stderr
+        );
+        assert_eq!(
+            normalize(scenario.state(&cluster).await),
+            before,
+            "{point}:{step}: rollback did not restore the objects"
+        );
+    }
+}
+
+#[tokio::test]
+async fn crash_before_the_intent_then_resume() {
+    crash_and_resume("before-intent").await;
+}
+
+#[tokio::test]
+async fn crash_after_the_intent_before_the_write_then_resume() {
+    crash_and_resume("after-intent").await;
+}
+
+#[tokio::test]
+async fn crash_after_the_write_before_done_then_resume() {
+    crash_and_resume("after-write").await;
+}
+
+#[tokio::test]
+async fn crash_in_the_middle_of_a_rollback_then_roll_back_again() {
+    let cluster = live::connect(live::kubeconfig()).await;
+    for step in ["mark", "shrink"] {
+        let scenario = Scenario::new(&cluster, "crash-rollb").await;
+        let before = scenario.state(&cluster).await;
+        let out = scenario.run(None);
+        assert_eq!(out.code, 0, "{}\n{}", out.stdout, out.stderr);
+        let run = scenario.run_id();
+        let crashed_rollback = scenario
+            .contain(&["rollback", "--yes", &run])
+            .env("CONTAIN_TEST_FAILPOINT", &format!("in-rollback:{step}"))
+            .run();
+        assert!(
+            crashed(&crashed_rollback),
+            "{}\n{}",
+            crashed_rollback.stdout,
+            crashed_rollback.stderr
+        );
+        let again = scenario.contain(&["rollback", "--yes", &run]).run();
+        assert_eq!(again.code, 0, "{}\n{}", again.stdout, again.stderr);
+        assert_eq!(
+            scenario.state(&cluster).await,
+            before,
+            "in-rollback:{step}: objects not restored"
+        );
+        // A third rollback has nothing left to do and changes nothing.
+        let third = scenario.contain(&["rollback", "--yes", &run]).run();
+        assert_eq!(third.code, 0);
+        assert!(
+            third.stdout.contains("nothing to roll back"),
+            "{}",
+            third.stdout
+        );
+        assert_eq!(scenario.state(&cluster).await, before);
+    }
+}
+
+#[test]
+fn resume_refuses_a_changed_playbook() {
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    runtime.block_on(async {
+        let cluster = live::connect(live::kubeconfig()).await;
+        let scenario = Scenario::new(&cluster, "crash-chg").await;
+        let out = scenario.run(Some("before-intent:note"));
+        assert!(crashed(&out));
+        let run = scenario.run_id();
+        std::fs::write(
+            scenario.playbook.path(),
+            PLAYBOOK.replace("INC-9", "INC-10"),
+        )
+        .unwrap();
+        let refused = scenario.contain(&["resume", "--yes", &run]).run();
+        assert_eq!(refused.code, 5, "{}", refused.stderr);
+        assert!(
+            refused.stderr.contains("changed since run"),
+            "{}",
+            refused.stderr
+        );
+    });
+}
+
+#[test]
+fn resume_and_rollback_refuse_another_cluster() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let journal = journal::Journal::open(dir.path(), std::time::Duration::ZERO).unwrap();
+        let info = contain::journal::RunInfo {
+            playbook_path: crate::harness::repo("playbooks/label-suspect-pod.yaml"),
+            playbook_sha256: "0".repeat(64),
+            playbook_name: "label-suspect-pod".into(),
+            params: serde_json::Map::new(),
+            cluster_id: "00000000-0000-0000-0000-000000000000".into(),
+            server: "https://elsewhere.example:6443".into(),
+            context: None,
+            user: "someone".into(),
+            mode: "live".into(),
+            started_at: "2026-11-27T00:00:00Z".into(),
+        };
+        contain::journal::RunJournal::create(&journal, "20261127T000000Z-aaaaaa", &info).unwrap();
+    }
+    for command in ["resume", "rollback"] {
+        let out = Contain::new()
+            .args([
+                "--kubeconfig",
+                &live::kubeconfig().display().to_string(),
+                "--journal",
+                &dir.path().display().to_string(),
+            ])
+            .args([command, "--yes", "20261127T000000Z-aaaaaa"])
+            .run();
+        assert_eq!(out.code, 5, "{command}: {}", out.stderr);
+        assert!(
+            out.stderr.contains("was made on another cluster"),
+            "{command}: {}",
+            out.stderr
+        );
+    }
+}
