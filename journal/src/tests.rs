@@ -7,8 +7,10 @@ use serde_json::json;
 
 use super::*;
 
+/// sled releases its file lock asynchronously after a handle is dropped, so reopening in the
+/// same process waits for it, as `contain` itself does.
 fn open(dir: &Path) -> Journal {
-    Journal::open(dir, Duration::ZERO).expect("journal opens")
+    Journal::open(dir, Duration::from_secs(5)).expect("journal opens")
 }
 
 #[test]
