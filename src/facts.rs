@@ -24,6 +24,75 @@ pub enum FactError {
     },
 }
 
+/// The fact kind that expands a pod into its whole context.
+pub const POD_CONTEXT: &str = "PodContext";
+
+/// A pod and what a responder needs around it: the controller chain up to the workload, its
+/// ServiceAccount and its node. Missing pieces are null (a bare pod has no workload).
+async fn pod_context(pod: Value, cluster: &dyn Cluster) -> Result<Value, ClusterError> {
+    let namespace = object::namespace(&pod).map(str::to_string);
+    let mut owners = Vec::new();
+    let mut current = pod.clone();
+    // Follow controller references: Pod → ReplicaSet → Deployment, Pod → Job → CronJob, …
+    for _ in 0..4 {
+        let Some(owner) = controller_of(&current) else {
+            break;
+        };
+        let Some(kind) = kinds::lookup(&owner.0) else {
+            break;
+        };
+        let r = ObjectRef::new(kind.kind, namespace.as_deref(), &owner.1);
+        match cluster.get(&r).await? {
+            Some(mut found) => {
+                redact(&mut found);
+                owners.push(found.clone());
+                current = found;
+            }
+            None => break,
+        }
+    }
+    let workload = owners.last().map(|o| {
+        serde_json::json!({"kind": o["kind"], "name": o["metadata"]["name"], "namespace": o["metadata"]["namespace"]})
+    });
+    let account_name = pod
+        .pointer("/spec/serviceAccountName")
+        .and_then(Value::as_str)
+        .unwrap_or("default");
+    let account = cluster
+        .get(&ObjectRef::new(
+            "ServiceAccount",
+            namespace.as_deref(),
+            account_name,
+        ))
+        .await?;
+    let node = match pod.pointer("/spec/nodeName").and_then(Value::as_str) {
+        Some(node) => cluster.get(&ObjectRef::new("Node", None, node)).await?,
+        None => None,
+    };
+    Ok(serde_json::json!({
+        "pod": pod,
+        "owners": owners,
+        "workload": workload,
+        "serviceAccount": account,
+        "node": node,
+    }))
+}
+
+/// The (kind, name) of an object's controller owner reference.
+pub fn controller_of(object: &Value) -> Option<(String, String)> {
+    object
+        .pointer("/metadata/ownerReferences")?
+        .as_array()?
+        .iter()
+        .find(|r| r.get("controller").and_then(Value::as_bool) == Some(true))
+        .and_then(|r| {
+            Some((
+                r.get("kind")?.as_str()?.to_string(),
+                r.get("name")?.as_str()?.to_string(),
+            ))
+        })
+}
+
 /// Looks up one fact, rendering its name with the scope so far.
 pub async fn resolve(
     name: &str,
@@ -33,7 +102,9 @@ pub async fn resolve(
 ) -> Result<(Value, Option<ObjectRef>), FactError> {
     let renderer = Renderer::new(scope);
     let field = format!("facts.{name}");
-    let kind = kinds::lookup(&spec.kind).ok_or_else(|| RenderError {
+    let context = spec.kind == POD_CONTEXT;
+    let kind_name = if context { "Pod" } else { spec.kind.as_str() };
+    let kind = kinds::lookup(kind_name).ok_or_else(|| RenderError {
         field: format!("{field}.kind"),
         message: format!("unknown kind `{}`", spec.kind),
         column: None,
@@ -58,6 +129,16 @@ pub async fn resolve(
     match cluster.get(&r).await {
         Ok(Some(mut found)) => {
             redact(&mut found);
+            if context {
+                let value =
+                    pod_context(found, cluster)
+                        .await
+                        .map_err(|source| FactError::Cluster {
+                            fact: name.to_string(),
+                            source,
+                        })?;
+                return Ok((value, Some(r)));
+            }
             Ok((found, Some(r)))
         }
         Ok(None) if spec.optional => Ok((Value::Null, None)),

@@ -243,7 +243,10 @@ pub async fn rollback(run: &str, to: Option<&str>, yes: bool, global: &Global) -
             crate::plan::Reversibility::Irreversible { reason } => {
                 println!("    skipped: irreversible ({reason})")
             }
-            crate::plan::Reversibility::Reversible => {
+            crate::plan::Reversibility::Reversible | crate::plan::Reversibility::Partial { .. } => {
+                if let crate::plan::Reversibility::Partial { reason } = &plan.reversibility {
+                    println!("    partly: {reason}");
+                }
                 let mut text = String::new();
                 for op in &plan.inverse {
                     display::render_op(&mut text, op, "    ");

@@ -445,7 +445,7 @@ async fn tokens_are_minted_and_reviewed_by_the_api_server() {
     let sa = json!({"apiVersion": "v1", "kind": "ServiceAccount", "metadata": {"name": "suspect", "namespace": ns.name}});
     let created = cluster.create(&sa, WriteMode::Apply).await.unwrap();
     let account = ObjectRef::of(&created).unwrap();
-    let token = cluster.request_token(&account, 600).await.unwrap();
+    let token = cluster.request_token(&account, 600, None).await.unwrap();
     let verdict = cluster.review_token(&token).await.unwrap();
     assert!(verdict.authenticated, "{verdict:?}");
     assert_eq!(

@@ -4,8 +4,13 @@
 
 pub mod approve;
 pub mod common;
+pub mod detach;
+pub mod isolate;
 pub mod label;
+pub mod node;
 pub mod pod_delete;
+pub mod policies;
+pub mod revoke;
 pub mod scale;
 pub mod wait;
 
@@ -88,6 +93,16 @@ pub struct StepInput {
     pub target: Option<ResolvedTarget>,
     /// The step's `with`, rendered and checked against the action's schema.
     pub with: Value,
+    /// Tokens minted by the step's `MintCanary` operations, for verification. Never stored.
+    pub canaries: Vec<crate::execute::apply::Canary>,
+}
+
+impl StepInput {
+    /// True when the cluster is a simulation, where controllers, the scheduler and the token
+    /// machinery do not run: checks that need them are reported as not checked.
+    pub fn simulated(cluster: &dyn Cluster) -> bool {
+        cluster.info().kind == "simulated"
+    }
 }
 
 /// The result of checking a step's post-condition against the cluster.
@@ -140,6 +155,12 @@ pub trait Action: Send + Sync {
     /// The JSON schema of the action's `with` fields.
     fn with_schema(&self) -> Value;
 
+    /// Whether this step, with these `with` fields, can destroy evidence about a pod.
+    fn destroys_evidence(&self, with: &Value) -> bool {
+        let _ = with;
+        self.info().destroys_evidence
+    }
+
     /// Observes the cluster and returns what the step will do. Never writes.
     fn plan<'a>(
         &'a self,
@@ -159,10 +180,17 @@ pub trait Action: Send + Sync {
 /// Every action, in catalogue order.
 pub fn catalogue() -> &'static [&'static dyn Action] {
     static ACTIONS: &[&dyn Action] = &[
+        &isolate::Isolate,
         &label::LABEL,
         &label::ANNOTATE,
         &scale::Scale,
+        &detach::Detach,
         &pod_delete::PodDelete,
+        &revoke::Revoke,
+        &node::QUARANTINE,
+        &node::CORDON,
+        &node::TAINT,
+        &node::DRAIN,
         &wait::Wait,
         &approve::Approve,
     ];

@@ -467,6 +467,7 @@ impl Cluster for KubeCluster {
         &'a self,
         account: &'a ObjectRef,
         seconds: i64,
+        pod: Option<&'a super::BoundPod>,
     ) -> BoxFuture<'a, Result<String>> {
         Box::pin(async move {
             let ns = account.namespace.as_deref().unwrap_or("default");
@@ -474,10 +475,13 @@ impl Cluster for KubeCluster {
                 "/api/v1/namespaces/{ns}/serviceaccounts/{}/token",
                 account.name
             );
-            let body = serde_json::json!({
+            let mut body = serde_json::json!({
                 "apiVersion": "authentication.k8s.io/v1", "kind": "TokenRequest",
                 "spec": {"expirationSeconds": seconds}
             });
+            if let Some(pod) = pod {
+                body["spec"]["boundObjectRef"] = serde_json::json!({"apiVersion": "v1", "kind": "Pod", "name": pod.name, "uid": pod.uid});
+            }
             let body = serde_json::to_vec(&body).expect("json serializes");
             let answer: TokenRequest = self
                 .call(&format!("request a token for {account}"), true, || async {

@@ -55,10 +55,100 @@ pub fn patch_for(path: &[String], value: Option<&Value>) -> Value {
     patch
 }
 
+/// A path segment naming the element of a list whose `field` is `value`, e.g. a node's taint
+/// `[key=contain.dev/quarantine]`. Lists are replaced whole by merge patches, so changes through
+/// such a segment rebuild the list from the object as it is when the change is applied.
+pub fn keyed(field: &str, value: &str) -> String {
+    format!("[{field}={value}]")
+}
+
+/// The `(field, value)` of a keyed segment.
+pub fn parse_keyed(segment: &str) -> Option<(&str, &str)> {
+    segment
+        .strip_prefix('[')?
+        .strip_suffix(']')?
+        .split_once('=')
+}
+
 /// The value at `path` (segments, not a pointer: label keys contain `/` and `.`).
 pub fn get<'a>(object: &'a Value, path: &[String]) -> Option<&'a Value> {
     path.iter()
-        .try_fold(object, |node, segment| node.get(segment))
+        .try_fold(object, |node, segment| match (parse_keyed(segment), node) {
+            (Some((field, value)), Value::Array(items)) => items
+                .iter()
+                .find(|i| i.get(field).and_then(Value::as_str) == Some(value)),
+            _ => node.get(segment),
+        })
+}
+
+/// Sets (or with `None` removes) the value at `path` inside `object`, keyed segments included.
+pub fn set(object: &mut Value, path: &[String], value: Option<Value>) {
+    let Some((last, parents)) = path.split_last() else {
+        if let Some(value) = value {
+            *object = value;
+        }
+        return;
+    };
+    let mut node = object;
+    for segment in parents {
+        node = match (parse_keyed(segment), node) {
+            (Some((field, key)), Value::Array(items)) => {
+                let index = match items
+                    .iter()
+                    .position(|i| i.get(field).and_then(Value::as_str) == Some(key))
+                {
+                    Some(index) => index,
+                    None => {
+                        items.push(serde_json::json!({field: key}));
+                        items.len() - 1
+                    }
+                };
+                &mut items[index]
+            }
+            (_, node) => {
+                if !node.is_object() {
+                    *node = Value::Object(serde_json::Map::new());
+                }
+                node.as_object_mut()
+                    .expect("made an object above")
+                    .entry(segment.clone())
+                    .or_insert(Value::Null)
+            }
+        };
+    }
+    match (parse_keyed(last), node) {
+        (Some((field, key)), node) => {
+            if !node.is_array() {
+                *node = Value::Array(Vec::new());
+            }
+            let items = node.as_array_mut().expect("made an array above");
+            let index = items
+                .iter()
+                .position(|i| i.get(field).and_then(Value::as_str) == Some(key));
+            match (index, value) {
+                (Some(i), Some(v)) => items[i] = v,
+                (None, Some(v)) => items.push(v),
+                (Some(i), None) => {
+                    items.remove(i);
+                }
+                (None, None) => {}
+            }
+        }
+        (None, node) => {
+            if !node.is_object() {
+                *node = Value::Object(serde_json::Map::new());
+            }
+            let map = node.as_object_mut().expect("made an object above");
+            match value {
+                Some(v) => {
+                    map.insert(last.clone(), v);
+                }
+                None => {
+                    map.remove(last);
+                }
+            }
+        }
+    }
 }
 
 #[cfg(test)]
@@ -79,6 +169,32 @@ mod tests {
         combine(&mut doc, &json!({"metadata": {"labels": {"a": null}}}));
         combine(&mut doc, &json!({"metadata": {"labels": {"b": "x"}}}));
         assert_eq!(doc, json!({"metadata": {"labels": {"a": null, "b": "x"}}}));
+    }
+
+    #[test]
+    fn keyed_segments_address_list_elements() {
+        let mut node = json!({"spec": {"taints": [{"key": "other", "effect": "NoSchedule"}]}});
+        let path = vec![
+            "spec".to_string(),
+            "taints".to_string(),
+            keyed("key", "ours"),
+        ];
+        assert_eq!(get(&node, &path), None);
+        set(
+            &mut node,
+            &path,
+            Some(json!({"key": "ours", "effect": "NoSchedule"})),
+        );
+        assert_eq!(
+            get(&node, &path),
+            Some(&json!({"key": "ours", "effect": "NoSchedule"}))
+        );
+        assert_eq!(node["spec"]["taints"].as_array().unwrap().len(), 2);
+        set(&mut node, &path, None);
+        assert_eq!(
+            node,
+            json!({"spec": {"taints": [{"key": "other", "effect": "NoSchedule"}]}})
+        );
     }
 
     #[test]

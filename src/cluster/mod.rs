@@ -89,6 +89,13 @@ pub struct ExecOutput {
     pub exit_code: Option<i32>,
 }
 
+/// A pod a token is bound to: the token dies with the pod.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct BoundPod {
+    pub name: String,
+    pub uid: String,
+}
+
 /// The API server's verdict on a bearer token (TokenReview).
 #[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct TokenVerdict {
@@ -184,13 +191,14 @@ pub trait Cluster: Send + Sync {
         unsupported("exec")
     }
 
-    /// Mints a token for a ServiceAccount (TokenRequest).
+    /// Mints a token for a ServiceAccount (TokenRequest), bound to a pod when `pod` is given.
     fn request_token<'a>(
         &'a self,
         account: &'a ObjectRef,
         seconds: i64,
+        pod: Option<&'a BoundPod>,
     ) -> BoxFuture<'a, Result<String>> {
-        let _ = (account, seconds);
+        let _ = (account, seconds, pod);
         unsupported("TokenRequest")
     }
 

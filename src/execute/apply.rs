@@ -62,6 +62,12 @@ pub enum ApplyError {
     },
     #[error("not approved: {0}")]
     Declined(String),
+    #[error("{object}: eviction still refused after {waited_millis} ms: {message}")]
+    DisruptionBudget {
+        object: String,
+        message: String,
+        waited_millis: u64,
+    },
 }
 
 /// How operations are carried out in this run.
@@ -79,6 +85,27 @@ pub enum Carry {
 
 const CONFLICT_RETRIES: usize = 5;
 
+/// A token minted before a revocation, to prove it afterwards. Held in memory only.
+#[derive(Clone)]
+pub struct Canary {
+    pub account: ObjectRef,
+    /// The pod the token is bound to, if any.
+    pub bound_pod: Option<String>,
+    pub token: String,
+}
+
+impl std::fmt::Debug for Canary {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Canary({}, token redacted)", self.account)
+    }
+}
+
+/// What applying operations produced besides cluster changes.
+#[derive(Debug, Default)]
+pub struct Effects {
+    pub canaries: Vec<Canary>,
+}
+
 /// Applies one operation.
 pub async fn apply(
     op: &Op,
@@ -87,6 +114,28 @@ pub async fn apply(
     carry: Carry,
     cluster: &dyn Cluster,
     approver: &mut dyn Approver,
+) -> Result<OpOutcome, ApplyError> {
+    apply_with(
+        op,
+        step,
+        run_id,
+        carry,
+        cluster,
+        approver,
+        &mut Effects::default(),
+    )
+    .await
+}
+
+/// Applies one operation, collecting its side effects (canary tokens) into `effects`.
+pub async fn apply_with(
+    op: &Op,
+    step: &str,
+    run_id: &str,
+    carry: Carry,
+    cluster: &dyn Cluster,
+    approver: &mut dyn Approver,
+    effects: &mut Effects,
 ) -> Result<OpOutcome, ApplyError> {
     let mode = match carry {
         Carry::Nothing => return Ok(OpOutcome::Skipped),
@@ -140,6 +189,56 @@ pub async fn apply(
                 OpOutcome::AlreadyDone
             }
         }),
+        Op::Evict {
+            target,
+            uid,
+            timeout_millis,
+        } => {
+            // Only a live run waits out a disruption budget; elsewhere one answer is the answer.
+            let wait = if carry == Carry::Live {
+                *timeout_millis
+            } else {
+                0
+            };
+            evict(target, uid, wait, mode, cluster).await.map(|wrote| {
+                if wrote {
+                    written
+                } else {
+                    OpOutcome::AlreadyDone
+                }
+            })
+        }
+        Op::MintCanary {
+            account,
+            uid,
+            bound_pod,
+        } => {
+            if carry != Carry::Live {
+                return Ok(OpOutcome::Skipped);
+            }
+            let current = cluster.get(account).await?;
+            if current.as_ref().and_then(object::uid) != Some(uid.as_str()) {
+                // Already rotated or deleted (a resumed step): there is nothing left to mint for.
+                return Ok(OpOutcome::AlreadyDone);
+            }
+            let token = match cluster
+                .request_token(account, 600, bound_pod.as_ref())
+                .await
+            {
+                Ok(token) => token,
+                // The pod went away since the plan: no pod-bound canary, nothing else is wrong.
+                Err(ClusterError::NotFound { .. }) if bound_pod.is_some() => {
+                    return Ok(OpOutcome::AlreadyDone);
+                }
+                Err(e) => return Err(e.into()),
+            };
+            effects.canaries.push(Canary {
+                account: account.clone(),
+                bound_pod: bound_pod.as_ref().map(|p| p.name.clone()),
+                token,
+            });
+            Ok(OpOutcome::Applied)
+        }
         Op::Sleep { millis } => {
             if carry != Carry::Live {
                 return Ok(OpOutcome::Skipped);
@@ -219,6 +318,8 @@ async fn patch(
             });
         }
         let mut document = json!({});
+        // Lists touched through keyed segments, rebuilt from the object as read just now.
+        let mut lists: Vec<(Vec<String>, Value)> = Vec::new();
         let mut pending = 0;
         for change in changes {
             let now = merge::get(&current, &change.path).cloned();
@@ -233,14 +334,41 @@ async fn patch(
                     found: show(now.as_ref()),
                 });
             }
-            merge::combine(
-                &mut document,
-                &merge::patch_for(&change.path, change.after.as_ref()),
-            );
+            match change
+                .path
+                .iter()
+                .position(|s| merge::parse_keyed(s).is_some())
+            {
+                Some(at) => {
+                    let list_path = change.path[..at].to_vec();
+                    let index = match lists.iter().position(|(p, _)| *p == list_path) {
+                        Some(index) => index,
+                        None => {
+                            let list = merge::get(&current, &list_path)
+                                .cloned()
+                                .unwrap_or(json!([]));
+                            lists.push((list_path.clone(), list));
+                            lists.len() - 1
+                        }
+                    };
+                    merge::set(
+                        &mut lists[index].1,
+                        &change.path[at..],
+                        change.after.clone(),
+                    );
+                }
+                None => merge::combine(
+                    &mut document,
+                    &merge::patch_for(&change.path, change.after.as_ref()),
+                ),
+            }
             pending += 1;
         }
         if pending == 0 {
             return Ok(false);
+        }
+        for (path, list) in lists {
+            merge::combine(&mut document, &merge::patch_for(&path, Some(&list)));
         }
         document["metadata"]["uid"] = json!(found_uid);
         document["metadata"]["resourceVersion"] =
@@ -248,7 +376,11 @@ async fn patch(
         match cluster.patch(target, &document, mode).await {
             Ok(_) => return Ok(true),
             // A stale resourceVersion: someone wrote in between. Re-read and re-check.
-            Err(ClusterError::Conflict { .. }) if attempt + 1 < CONFLICT_RETRIES => continue,
+            Err(ClusterError::Conflict { .. }) if attempt + 1 < CONFLICT_RETRIES => {
+                // Controllers update status often; give them a moment before re-reading.
+                tokio::time::sleep(Duration::from_millis(50 * (attempt as u64 + 1))).await;
+                continue;
+            }
             Err(e) => return Err(e.into()),
         }
     }
@@ -291,6 +423,39 @@ async fn delete(
         Ok(()) => Ok(true),
         Err(ClusterError::NotFound { .. }) => Ok(false),
         Err(e) => Err(e.into()),
+    }
+}
+
+/// Evicts a pod, retrying a PodDisruptionBudget's 429 with backoff until `wait_millis` pass.
+/// Returns false when the pod was already gone (or replaced).
+async fn evict(
+    target: &ObjectRef,
+    uid: &str,
+    wait_millis: u64,
+    mode: WriteMode,
+    cluster: &dyn Cluster,
+) -> Result<bool, ApplyError> {
+    let deadline = tokio::time::Instant::now() + Duration::from_millis(wait_millis);
+    let mut backoff = Duration::from_millis(500);
+    loop {
+        match cluster.evict(target, Some(uid), mode).await {
+            Ok(()) => return Ok(true),
+            Err(ClusterError::NotFound { .. }) => return Ok(false),
+            // The uid precondition failed: the pod we planned to evict is already gone.
+            Err(ClusterError::Conflict { .. }) => return Ok(false),
+            Err(ClusterError::TooManyRequests { object, message }) => {
+                if tokio::time::Instant::now() + backoff > deadline {
+                    return Err(ApplyError::DisruptionBudget {
+                        object,
+                        message,
+                        waited_millis: wait_millis,
+                    });
+                }
+                tokio::time::sleep(backoff).await;
+                backoff = (backoff * 2).min(Duration::from_secs(10));
+            }
+            Err(e) => return Err(e.into()),
+        }
     }
 }
 

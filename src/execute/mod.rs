@@ -415,6 +415,7 @@ impl<'a> Executor<'a> {
             run_id: config.run_id.clone(),
             target,
             with,
+            canaries: Vec::new(),
         };
         let plan = match journaled_plan {
             Some(plan) => plan.clone(),
@@ -435,14 +436,16 @@ impl<'a> Executor<'a> {
             })?;
             failpoint("after-intent", &step.id);
         }
+        let mut effects = apply::Effects::default();
         for (i, op) in plan.ops.iter().enumerate() {
-            let outcome = apply::apply(
+            let outcome = apply::apply_with(
                 op,
                 &step.id,
                 &config.run_id,
                 carry,
                 self.cluster,
                 self.approver,
+                &mut effects,
             )
             .await?;
             self.emit(EventKind::OpApplied {
@@ -457,6 +460,10 @@ impl<'a> Executor<'a> {
         if carry == Carry::ServerDryRun {
             return Ok(plan);
         }
+        let input = StepInput {
+            canaries: effects.canaries,
+            ..input
+        };
         let verification = action.verify(&input, &plan, self.cluster).await?;
         let passed = verification.passed();
         let failures: Vec<String> = verification
@@ -503,6 +510,12 @@ impl<'a> Executor<'a> {
                 })?;
                 continue;
             }
+            let partly = match &plan.reversibility {
+                crate::plan::Reversibility::Partial { reason } => {
+                    format!(" (not undone: {reason})")
+                }
+                _ => String::new(),
+            };
             let mut outcome = if plan.inverse.is_empty() {
                 "nothing to undo".to_string()
             } else {
@@ -529,6 +542,9 @@ impl<'a> Executor<'a> {
                     }
                 }
                 failpoint("in-rollback", &plan.step);
+            }
+            if !outcome.starts_with("failed") {
+                outcome.push_str(&partly);
             }
             self.emit(EventKind::RollbackStep {
                 step: plan.step.clone(),

@@ -13,6 +13,7 @@ pub fn render_step(plan: &StepPlan, with_inverse: bool) -> String {
     let mut out = String::new();
     let reversible = match &plan.reversibility {
         Reversibility::Reversible => "reversible".to_string(),
+        Reversibility::Partial { reason } => format!("partly reversible: {}", sanitize(reason)),
         Reversibility::Irreversible { reason } => format!("IRREVERSIBLE: {}", sanitize(reason)),
     };
     let _ = writeln!(out, "  {}", sanitize(&plan.summary));
@@ -51,6 +52,23 @@ pub fn render_op(out: &mut String, op: &Op, indent: &str) {
             }
         }
         Op::Create { object } => {
+            if object.get("kind").and_then(Value::as_str) == Some("NetworkPolicy") {
+                let spec = &object["spec"];
+                let _ = writeln!(
+                    out,
+                    "{indent}    podSelector: {}",
+                    sanitize(&spec["podSelector"].to_string())
+                );
+                for direction in ["ingress", "egress"] {
+                    let rules = spec[direction].as_array().map_or(0, Vec::len);
+                    let text = if rules == 0 {
+                        "deny all".to_string()
+                    } else {
+                        format!("allow only {}", sanitize(&spec[direction].to_string()))
+                    };
+                    let _ = writeln!(out, "{indent}    {direction}: {text}");
+                }
+            }
             for (key, value) in crate::cluster::object::labels(object) {
                 let _ = writeln!(
                     out,

@@ -13,7 +13,13 @@ pub use op::{FieldChange, Op};
 #[serde(tag = "reversible", rename_all = "snake_case")]
 pub enum Reversibility {
     Reversible,
-    Irreversible { reason: String },
+    /// A rollback applies the inverse operations but cannot undo everything (`reason`).
+    Partial {
+        reason: String,
+    },
+    Irreversible {
+        reason: String,
+    },
 }
 
 impl Reversibility {

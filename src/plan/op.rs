@@ -34,7 +34,9 @@ impl FieldChange {
             let plain = segment
                 .chars()
                 .all(|c| c.is_ascii_alphanumeric() || c == '_');
-            if plain {
+            if crate::cluster::merge::parse_keyed(segment).is_some() {
+                out.push_str(segment);
+            } else if plain {
                 if i > 0 {
                     out.push('.');
                 }
@@ -71,6 +73,22 @@ pub enum Op {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         grace_period_seconds: Option<i64>,
     },
+    /// Evict a pod through the Eviction API; a PodDisruptionBudget's 429 is retried with
+    /// backoff for up to `timeout_millis`.
+    Evict {
+        target: ObjectRef,
+        uid: String,
+        timeout_millis: u64,
+    },
+    /// Mint a short-lived token for a ServiceAccount before revoking it, so verification can
+    /// prove the revocation with a TokenReview. Minted only while the account still has `uid`;
+    /// the token is kept in memory, never journaled.
+    MintCanary {
+        account: ObjectRef,
+        uid: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        bound_pod: Option<crate::cluster::BoundPod>,
+    },
     /// Pause for a fixed time.
     Sleep { millis: u64 },
     /// Poll an object until a field has a value.
@@ -89,7 +107,7 @@ impl Op {
     pub fn is_write(&self) -> bool {
         matches!(
             self,
-            Op::Create { .. } | Op::Patch { .. } | Op::Delete { .. }
+            Op::Create { .. } | Op::Patch { .. } | Op::Delete { .. } | Op::Evict { .. }
         )
     }
 
@@ -97,9 +115,11 @@ impl Op {
     pub fn target(&self) -> Option<ObjectRef> {
         match self {
             Op::Create { object } => ObjectRef::of(object),
-            Op::Patch { target, .. } | Op::Delete { target, .. } | Op::WaitFor { target, .. } => {
-                Some(target.clone())
-            }
+            Op::Patch { target, .. }
+            | Op::Delete { target, .. }
+            | Op::WaitFor { target, .. }
+            | Op::Evict { target, .. } => Some(target.clone()),
+            Op::MintCanary { account, .. } => Some(account.clone()),
             Op::Sleep { .. } | Op::Approve { .. } => None,
         }
     }
@@ -110,6 +130,8 @@ impl Op {
             Op::Create { .. } => '+',
             Op::Patch { .. } => '~',
             Op::Delete { .. } => '-',
+            Op::Evict { .. } => '!',
+            Op::MintCanary { .. } => '*',
             Op::Sleep { .. } | Op::WaitFor { .. } => '…',
             Op::Approve { .. } => '?',
         }
@@ -134,6 +156,19 @@ impl fmt::Display for Op {
                 )
             }
             Op::Delete { target, .. } => write!(f, "delete {target}"),
+            Op::Evict { target, .. } => write!(f, "evict {target}"),
+            Op::MintCanary {
+                account,
+                bound_pod: Some(pod),
+                ..
+            } => {
+                write!(
+                    f,
+                    "mint a canary token of {account} bound to pod {}",
+                    pod.name
+                )
+            }
+            Op::MintCanary { account, .. } => write!(f, "mint a canary token of {account}"),
             Op::Sleep { millis } => write!(f, "sleep {}", human_millis(*millis)),
             Op::WaitFor {
                 target,

@@ -28,6 +28,7 @@ pub fn playbook_schema() -> Value {
         .iter()
         .map(|a| Value::from(a.info().name))
         .collect();
+    let mut definitions = serde_json::Map::new();
     let step = schema
         .pointer_mut("/$defs/Step")
         .expect("Step is in the schema");
@@ -37,9 +38,17 @@ pub fn playbook_schema() -> Value {
         .map(|a| {
             let mut with = a.with_schema();
             allow_templates(&mut with);
+            // The action's own definitions move to the root, under the action's name.
+            let prefix = format!("{}.", a.info().name);
+            rename_refs(&mut with, &prefix);
             if let Some(map) = with.as_object_mut() {
                 map.remove("$schema");
                 map.remove("title");
+                if let Some(Value::Object(defs)) = map.remove("$defs") {
+                    for (name, def) in defs {
+                        definitions.insert(format!("{prefix}{name}"), def);
+                    }
+                }
             }
             serde_json::json!({
                 "if": {"properties": {"action": {"const": a.info().name}}, "required": ["action"]},
@@ -48,6 +57,9 @@ pub fn playbook_schema() -> Value {
         })
         .collect();
     step["allOf"] = Value::Array(conditions);
+    if let Some(defs) = schema.get_mut("$defs").and_then(Value::as_object_mut) {
+        defs.extend(definitions);
+    }
     schema
 }
 
@@ -56,13 +68,16 @@ pub fn playbook_schema() -> Value {
 fn allow_templates(schema: &mut Value) {
     match schema {
         Value::Object(map) => {
+            // Numbers, booleans, and strings constrained by a pattern or an enum: a template's
+            // value is only known after rendering, where the action checks it.
             let scalar = match map.get("type") {
                 Some(Value::String(t)) => matches!(t.as_str(), "integer" | "number" | "boolean"),
                 Some(Value::Array(ts)) => ts
                     .iter()
                     .any(|t| matches!(t.as_str(), Some("integer" | "number" | "boolean"))),
                 _ => false,
-            };
+            } || map.contains_key("pattern")
+                || map.contains_key("enum");
             for value in map.values_mut() {
                 allow_templates(value);
             }
@@ -75,6 +90,26 @@ fn allow_templates(schema: &mut Value) {
             }
         }
         Value::Array(items) => items.iter_mut().for_each(allow_templates),
+        _ => {}
+    }
+}
+
+/// Points `#/$defs/X` references at `#/$defs/<prefix>X`.
+fn rename_refs(schema: &mut Value, prefix: &str) {
+    match schema {
+        Value::Object(map) => {
+            for (key, value) in map.iter_mut() {
+                match value {
+                    Value::String(reference) if key == "$ref" => {
+                        if let Some(name) = reference.strip_prefix("#/$defs/") {
+                            *reference = format!("#/$defs/{prefix}{name}");
+                        }
+                    }
+                    other => rename_refs(other, prefix),
+                }
+            }
+        }
+        Value::Array(items) => items.iter_mut().for_each(|i| rename_refs(i, prefix)),
         _ => {}
     }
 }
@@ -230,7 +265,14 @@ impl<'a> Checks<'a> {
         };
         for (position, (key, spec)) in facts.iter().enumerate() {
             let path = join("facts", &key.name);
-            let kind = self.check_kind(spec.get("kind"), &[], &path);
+            // A PodContext is a Pod with its surroundings: it is addressed like a Pod.
+            let is_context =
+                spec.get("kind").and_then(Node::as_str) == Some(crate::facts::POD_CONTEXT);
+            let kind = if is_context {
+                kinds::lookup("Pod")
+            } else {
+                self.check_kind(spec.get("kind"), &[], &path)
+            };
             let earlier: Vec<&str> = facts[..position]
                 .iter()
                 .map(|(k, _)| k.name.as_str())
@@ -660,7 +702,8 @@ impl<'a> Checks<'a> {
     fn check_evidence_first(&mut self, steps: &[StepView<'a>]) {
         for (position, step) in steps.iter().enumerate() {
             let Some(action) = step.action else { continue };
-            if !action.info().destroys_evidence || step.node.get("evidence").is_some() {
+            let with = step.node.get("with").map_or(Value::Null, Node::to_json);
+            if !action.destroys_evidence(&with) || step.node.get("evidence").is_some() {
                 continue;
             }
             let target = step.node.get("target");

@@ -168,9 +168,16 @@ impl RunSummary {
             .max()
             .unwrap_or(4)
             .max(4);
+        let action_width = self
+            .steps
+            .iter()
+            .map(|s| s.action.len())
+            .max()
+            .unwrap_or(6)
+            .max(6);
         let _ = writeln!(
             out,
-            "  {:<width$}  {:<16} {:<8} {:>6} {:>9}  verified",
+            "  {:<width$}  {:<action_width$} {:<11} {:>6} {:>9}  verified",
             "step", "action", "status", "writes", "time"
         );
         for s in &self.steps {
@@ -181,7 +188,7 @@ impl RunSummary {
             };
             let _ = writeln!(
                 out,
-                "  {:<width$}  {:<16} {:<8} {:>6} {:>7}ms  {verified}",
+                "  {:<width$}  {:<action_width$} {:<11} {:>6} {:>7}ms  {verified}",
                 s.id, s.action, s.status, s.writes, s.elapsed_ms
             );
             if let Some(rollback) = &s.rollback {

@@ -1,0 +1,306 @@
+//! `pod.detach`: take a suspect pod out of its controller's and Services' selectors, so the
+//! controller starts a clean replacement and no traffic is routed to the suspect, which keeps
+//! running for investigation. The removed labels are kept in an annotation and the journal.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use schemars::JsonSchema;
+use serde::Deserialize;
+use serde_json::Value;
+
+use super::common::{self, meta_path};
+use super::{
+    Action, ActionError, ActionInfo, StepInput, TargetRule, Verification, decode_with, schema_of,
+};
+use crate::cluster::object::{self, ObjectRef, Selector};
+use crate::cluster::{BoxFuture, Cluster, kinds};
+use crate::facts::controller_of;
+use crate::plan::{Op, Reversibility, StepPlan};
+
+pub struct Detach;
+
+/// Marks a detached pod.
+pub const DETACHED_LABEL: &str = "contain.dev/detached";
+/// The labels taken off the pod, as JSON.
+pub const DETACHED_LABELS: &str = "contain.dev/detached-labels";
+
+static INFO: ActionInfo = ActionInfo {
+    name: "pod.detach",
+    summary: "Relabel a pod out of its controller's and Services' selectors; a clean replica takes its place.",
+    changes: "the pod's labels (the selector labels removed, contain.dev/detached added) and an annotation keeping the originals",
+    undo: "restores the original labels (the controller then adopts the pod again and scales back to its replica count)",
+    reversible: true,
+    destroys_evidence: false,
+    target: TargetRule::Required(&["Pod"]),
+    outputs: &[
+        (
+            "controller",
+            "Kind/name of the controller that will replace the pod, if any",
+        ),
+        (
+            "services",
+            "names of the Services that stop routing to the pod",
+        ),
+        ("removed_labels", "the labels taken off the pod"),
+    ],
+};
+
+/// `with` of `pod.detach`.
+#[derive(Deserialize, JsonSchema, Default)]
+#[serde(deny_unknown_fields)]
+pub struct DetachWith {
+    /// How long verification waits for the replacement and the endpoints (default 60s).
+    #[serde(default)]
+    #[schemars(regex(pattern = r"^([0-9]+(ms|s|m|h))+$"))]
+    pub wait: Option<String>,
+}
+
+fn selector_keys(selector: &Selector) -> Vec<String> {
+    let mut keys: Vec<String> = selector.match_labels.keys().cloned().collect();
+    keys.extend(
+        selector
+            .match_expressions
+            .iter()
+            .filter(|r| matches!(r.operator.as_str(), "In" | "Exists"))
+            .map(|r| r.key.clone()),
+    );
+    keys
+}
+
+impl Action for Detach {
+    fn info(&self) -> &'static ActionInfo {
+        &INFO
+    }
+
+    fn with_schema(&self) -> Value {
+        schema_of::<DetachWith>()
+    }
+
+    fn plan<'a>(
+        &'a self,
+        input: &'a StepInput,
+        cluster: &'a dyn Cluster,
+    ) -> BoxFuture<'a, Result<StepPlan, ActionError>> {
+        Box::pin(async move {
+            let _: DetachWith = decode_with(&input.with)?;
+            let target = input
+                .target
+                .as_ref()
+                .ok_or_else(|| ActionError::InvalidParams("a target is required".into()))?;
+            if target.name.is_none() {
+                return Err(ActionError::InvalidParams(
+                    "pod.detach works on one pod: give the target a name".into(),
+                ));
+            }
+            let pod = common::observe(target, cluster).await?.remove(0);
+            let namespace = object::namespace(&pod).unwrap_or_default().to_string();
+            let labels = object::labels(&pod);
+            let mut keys = Vec::new();
+            let mut notes = Vec::new();
+            let mut controller = Value::Null;
+            match controller_of(&pod) {
+                Some((kind, name)) if kind == "StatefulSet" => {
+                    return Err(ActionError::Refused(format!(
+                        "pod {} belongs to StatefulSet {name}, which keeps pods by name: a replacement cannot start while the suspect keeps its name; isolate it with network.isolate instead",
+                        object::name(&pod).unwrap_or_default()
+                    )));
+                }
+                Some((kind, name)) => {
+                    let owner = match kinds::lookup(&kind) {
+                        Some(k) => {
+                            cluster
+                                .get(&ObjectRef::new(k.kind, Some(&namespace), &name))
+                                .await?
+                        }
+                        None => None,
+                    };
+                    match owner.as_ref().and_then(|o| o.pointer("/spec/selector")).and_then(Selector::from_value) {
+                        Some(selector) => {
+                            keys.extend(selector_keys(&selector));
+                            notes.push(format!("{kind} {name} will no longer count this pod and will start a replacement"));
+                        }
+                        None => notes.push(format!("{kind} {name} not found or has no selector: nothing will replace the pod")),
+                    }
+                    controller = Value::from(format!("{kind}/{name}"));
+                }
+                None => notes.push("the pod has no controller: nothing will replace it".into()),
+            }
+            let services = cluster
+                .list(
+                    kinds::lookup("Service").expect("known kind"),
+                    Some(&namespace),
+                    &Selector::default(),
+                )
+                .await?;
+            let mut routed = Vec::new();
+            for service in &services {
+                let selector = object::string_map(service.pointer("/spec/selector"));
+                if !selector.is_empty() && selector.iter().all(|(k, v)| labels.get(k) == Some(v)) {
+                    keys.extend(selector.keys().cloned());
+                    routed.push(object::name(service).unwrap_or_default().to_string());
+                }
+            }
+            if !routed.is_empty() {
+                notes.push(format!(
+                    "traffic from Service(s) {} no longer reaches the pod",
+                    routed.join(", ")
+                ));
+            }
+            let removed: BTreeMap<String, String> = keys
+                .iter()
+                .filter_map(|k| Some((k.clone(), labels.get(k)?.clone())))
+                .collect();
+            let mut wanted: Vec<common::Wanted> = removed
+                .keys()
+                .map(|k| (meta_path("labels", k), None))
+                .collect();
+            wanted.push((
+                meta_path("labels", DETACHED_LABEL),
+                Some(Value::from("true")),
+            ));
+            wanted.push((
+                meta_path("annotations", DETACHED_LABELS),
+                Some(Value::from(
+                    serde_json::to_string(&removed).unwrap_or_default(),
+                )),
+            ));
+            let (ops, inverse): (Vec<Op>, Vec<Op>) =
+                match common::patch_pair(&pod, common::changes_for(&pod, &wanted)) {
+                    Some((op, undo)) => (vec![op], vec![undo]),
+                    None => (Vec::new(), Vec::new()),
+                };
+            let mut outputs = serde_json::Map::new();
+            outputs.insert("controller".into(), controller);
+            outputs.insert("services".into(), Value::from(routed));
+            outputs.insert(
+                "removed_labels".into(),
+                serde_json::to_value(&removed).unwrap_or_default(),
+            );
+            Ok(StepPlan {
+                step: input.step_id.clone(),
+                action: INFO.name.to_string(),
+                summary: format!("detach {target} from its controller and Services"),
+                ops,
+                inverse,
+                reversibility: Reversibility::Reversible,
+                notes,
+                outputs,
+            })
+        })
+    }
+
+    fn verify<'a>(
+        &'a self,
+        input: &'a StepInput,
+        plan: &'a StepPlan,
+        cluster: &'a dyn Cluster,
+    ) -> BoxFuture<'a, Result<Verification, ActionError>> {
+        Box::pin(async move {
+            let with: DetachWith = decode_with(&input.with)?;
+            let mut verification = common::verify_patches(&plan.ops, cluster).await?;
+            let Some(Op::Patch { target, uid, .. }) = plan.ops.first() else {
+                return Ok(verification);
+            };
+            if StepInput::simulated(cluster) {
+                verification.check(
+                    "a replacement pod and updated endpoints",
+                    true,
+                    Some("not checked: a simulated cluster runs no controllers".into()),
+                );
+                return Ok(verification);
+            }
+            let wait = with
+                .wait
+                .as_deref()
+                .and_then(crate::playbook::types::parse_duration)
+                .unwrap_or(Duration::from_secs(60));
+            let namespace = target.namespace.clone().unwrap_or_default();
+            if let Some((kind, name)) = plan
+                .outputs
+                .get("controller")
+                .and_then(Value::as_str)
+                .and_then(|c| c.split_once('/'))
+            {
+                let owner_ref = ObjectRef::new(kind, Some(&namespace), name);
+                let replaced = common::poll(wait, || async {
+                    let Some(owner) = cluster.get(&owner_ref).await? else {
+                        return Ok(false);
+                    };
+                    let want = owner
+                        .pointer("/spec/replicas")
+                        .and_then(Value::as_i64)
+                        .unwrap_or(1) as usize;
+                    let selector = owner
+                        .pointer("/spec/selector")
+                        .and_then(Selector::from_value)
+                        .unwrap_or_default();
+                    let pods = cluster
+                        .list(
+                            kinds::lookup("Pod").expect("known kind"),
+                            Some(&namespace),
+                            &selector,
+                        )
+                        .await?;
+                    let running = pods
+                        .iter()
+                        .filter(|p| {
+                            object::uid(p) != Some(uid.as_str())
+                                && p.pointer("/metadata/deletionTimestamp").is_none()
+                        })
+                        .count();
+                    Ok(running >= want
+                        && !pods.iter().any(|p| object::uid(p) == Some(uid.as_str())))
+                })
+                .await?;
+                verification.check(
+                    format!("{kind} {name} has its replicas without the detached pod"),
+                    replaced,
+                    None,
+                );
+            }
+            for service in plan
+                .outputs
+                .get("services")
+                .and_then(Value::as_array)
+                .into_iter()
+                .flatten()
+                .filter_map(Value::as_str)
+            {
+                let selector = Selector::labels(
+                    [(
+                        "kubernetes.io/service-name".to_string(),
+                        service.to_string(),
+                    )]
+                    .into(),
+                );
+                let gone = common::poll(wait, || async {
+                    let slices = cluster
+                        .list(
+                            kinds::lookup("EndpointSlice").expect("known kind"),
+                            Some(&namespace),
+                            &selector,
+                        )
+                        .await?;
+                    Ok(!slices.iter().any(|slice| {
+                        slice["endpoints"]
+                            .as_array()
+                            .into_iter()
+                            .flatten()
+                            .any(|e| {
+                                e.pointer("/targetRef/uid").and_then(Value::as_str)
+                                    == Some(uid.as_str())
+                            })
+                    }))
+                })
+                .await?;
+                verification.check(
+                    format!("Service {service}'s EndpointSlices no longer list the pod"),
+                    gone,
+                    None,
+                );
+            }
+            Ok(verification)
+        })
+    }
+}

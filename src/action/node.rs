@@ -1,0 +1,519 @@
+//! Node quarantine: `node.cordon`, `node.taint`, `node.drain` and `node.quarantine` (all of them
+//! in one step). The taint is always `NoSchedule` with contain's own key: `NoExecute` would
+//! kill the pods on the node, and the evidence with them.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use schemars::JsonSchema;
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+use super::common::{self, meta_path};
+use super::{
+    Action, ActionError, ActionInfo, StepInput, TargetRule, Verification, decode_with, schema_of,
+};
+use crate::cluster::object::{self, ObjectRef, Selector};
+use crate::cluster::{BoxFuture, Cluster, kinds, merge};
+use crate::facts::controller_of;
+use crate::plan::{FieldChange, Op, Reversibility, StepPlan};
+
+/// The key of contain's taint and label on a quarantined node.
+pub const QUARANTINE_KEY: &str = "contain.dev/quarantine";
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Part {
+    Cordon,
+    Taint,
+    Drain,
+    Quarantine,
+}
+
+pub struct NodeAction {
+    part: Part,
+    info: &'static ActionInfo,
+}
+
+pub static CORDON: NodeAction = NodeAction {
+    part: Part::Cordon,
+    info: &ActionInfo {
+        name: "node.cordon",
+        summary: "Mark a node unschedulable.",
+        changes: "spec.unschedulable of the node",
+        undo: "restores spec.unschedulable as it was (a node cordoned before stays cordoned)",
+        reversible: true,
+        destroys_evidence: false,
+        target: TargetRule::Required(&["Node"]),
+        outputs: &[],
+    },
+};
+
+pub static TAINT: NodeAction = NodeAction {
+    part: Part::Taint,
+    info: &ActionInfo {
+        name: "node.taint",
+        summary: "Add contain's NoSchedule taint to a node (never NoExecute, which would kill the evidence).",
+        changes: "one element of spec.taints of the node",
+        undo: "removes that taint, leaving the others as they are",
+        reversible: true,
+        destroys_evidence: false,
+        target: TargetRule::Required(&["Node"]),
+        outputs: &[],
+    },
+};
+
+pub static DRAIN: NodeAction = NodeAction {
+    part: Part::Drain,
+    info: &ActionInfo {
+        name: "node.drain",
+        summary: "Evict the pods of a node through the Eviction API, like kubectl drain, keeping the suspects.",
+        changes: "evicts pods (their controllers recreate them elsewhere)",
+        undo: "none: evicted pods are not brought back",
+        reversible: false,
+        destroys_evidence: true,
+        target: TargetRule::Required(&["Node"]),
+        outputs: &[
+            ("evicted", "pods evicted, as namespace/name"),
+            ("kept", "pods left on the node, with why"),
+        ],
+    },
+};
+
+pub static QUARANTINE: NodeAction = NodeAction {
+    part: Part::Quarantine,
+    info: &ActionInfo {
+        name: "node.quarantine",
+        summary: "Cordon, taint and label a node; optionally drain it.",
+        changes: "spec.unschedulable, contain's taint and label on the node; with `drain`, evicts its pods",
+        undo: "restores the node as it was; evicted pods are not brought back",
+        reversible: true,
+        destroys_evidence: false,
+        target: TargetRule::Required(&["Node"]),
+        outputs: &[
+            ("evicted", "pods evicted, as namespace/name"),
+            ("kept", "pods left on the node, with why"),
+        ],
+    },
+};
+
+/// `with` of `node.cordon`.
+#[derive(Deserialize, JsonSchema, Default)]
+#[serde(deny_unknown_fields)]
+pub struct CordonWith {}
+
+/// `with` of `node.taint`.
+#[derive(Deserialize, JsonSchema, Default)]
+#[serde(deny_unknown_fields)]
+pub struct TaintWith {
+    /// Value of the taint (default: the run id).
+    #[serde(default)]
+    pub value: Option<String>,
+}
+
+/// `with` of `node.drain`.
+#[derive(Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct DrainWith {
+    /// Pods to keep on the node, by name (the suspects).
+    #[serde(default)]
+    pub keep: Vec<String>,
+    /// Pods with all these labels stay too (default `contain.dev/suspect: "true"`).
+    #[serde(default = "suspect_selector")]
+    pub keep_labels: BTreeMap<String, String>,
+    /// Evict pods that use emptyDir volumes (their data is lost); refused otherwise.
+    #[serde(default)]
+    pub delete_emptydir_data: bool,
+    /// Evict pods no controller will recreate; refused otherwise.
+    #[serde(default)]
+    pub force: bool,
+    /// How long to keep retrying evictions a PodDisruptionBudget refuses (default 5m).
+    #[serde(default)]
+    #[schemars(regex(pattern = r"^([0-9]+(ms|s|m|h))+$"))]
+    pub timeout: Option<String>,
+}
+
+impl Default for DrainWith {
+    fn default() -> Self {
+        DrainWith {
+            keep: Vec::new(),
+            keep_labels: suspect_selector(),
+            delete_emptydir_data: false,
+            force: false,
+            timeout: None,
+        }
+    }
+}
+
+fn suspect_selector() -> BTreeMap<String, String> {
+    [("contain.dev/suspect".to_string(), "true".to_string())].into()
+}
+
+fn yes() -> bool {
+    true
+}
+
+/// `with` of `node.quarantine`.
+#[derive(Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct QuarantineWith {
+    #[serde(default = "yes")]
+    pub cordon: bool,
+    #[serde(default = "yes")]
+    pub taint: bool,
+    /// Label the node `contain.dev/quarantine=<run id>`.
+    #[serde(default = "yes")]
+    pub label: bool,
+    /// Also drain the node (see node.drain for the other fields).
+    #[serde(default)]
+    pub drain: bool,
+    #[serde(default)]
+    pub keep: Vec<String>,
+    #[serde(default = "suspect_selector")]
+    pub keep_labels: BTreeMap<String, String>,
+    #[serde(default)]
+    pub delete_emptydir_data: bool,
+    #[serde(default)]
+    pub force: bool,
+    #[serde(default)]
+    #[schemars(regex(pattern = r"^([0-9]+(ms|s|m|h))+$"))]
+    pub timeout: Option<String>,
+}
+
+/// What one step does to the node.
+struct Wanted {
+    cordon: bool,
+    taint: Option<String>,
+    label: bool,
+    drain: Option<DrainWith>,
+}
+
+impl NodeAction {
+    fn wanted(&self, with: &Value, run_id: &str) -> Result<Wanted, ActionError> {
+        Ok(match self.part {
+            Part::Cordon => {
+                let _: CordonWith = decode_with(with)?;
+                Wanted {
+                    cordon: true,
+                    taint: None,
+                    label: false,
+                    drain: None,
+                }
+            }
+            Part::Taint => {
+                let w: TaintWith = decode_with(with)?;
+                Wanted {
+                    cordon: false,
+                    taint: Some(w.value.unwrap_or_else(|| run_id.to_string())),
+                    label: false,
+                    drain: None,
+                }
+            }
+            Part::Drain => Wanted {
+                cordon: false,
+                taint: None,
+                label: false,
+                drain: Some(decode_with(with)?),
+            },
+            Part::Quarantine => {
+                let w: QuarantineWith = decode_with(with)?;
+                let drain = w.drain.then_some(DrainWith {
+                    keep: w.keep,
+                    keep_labels: w.keep_labels,
+                    delete_emptydir_data: w.delete_emptydir_data,
+                    force: w.force,
+                    timeout: w.timeout,
+                });
+                Wanted {
+                    cordon: w.cordon,
+                    taint: w.taint.then(|| run_id.to_string()),
+                    label: w.label,
+                    drain,
+                }
+            }
+        })
+    }
+}
+
+fn taint_path() -> Vec<String> {
+    vec![
+        "spec".into(),
+        "taints".into(),
+        merge::keyed("key", QUARANTINE_KEY),
+    ]
+}
+
+/// The pods a drain evicts, and the ones it leaves with why. Refuses like kubectl drain does.
+async fn drain_plan(
+    node: &str,
+    options: &DrainWith,
+    cluster: &dyn Cluster,
+) -> Result<(Vec<Value>, Vec<String>), ActionError> {
+    let pods = cluster
+        .list(
+            kinds::lookup("Pod").expect("known kind"),
+            None,
+            &Selector::default(),
+        )
+        .await?;
+    let keep = Selector::labels(options.keep_labels.clone());
+    let mut evict = Vec::new();
+    let mut kept = Vec::new();
+    let mut refusals = Vec::new();
+    for pod in pods
+        .into_iter()
+        .filter(|p| p.pointer("/spec/nodeName").and_then(Value::as_str) == Some(node))
+    {
+        let name = format!(
+            "{}/{}",
+            object::namespace(&pod).unwrap_or_default(),
+            object::name(&pod).unwrap_or_default()
+        );
+        let phase = pod
+            .pointer("/status/phase")
+            .and_then(Value::as_str)
+            .unwrap_or_default();
+        let reason = if matches!(phase, "Succeeded" | "Failed") {
+            Some("finished")
+        } else if pod
+            .pointer("/metadata/annotations/kubernetes.io~1config.mirror")
+            .is_some()
+        {
+            Some("mirror pod (the kubelet owns it)")
+        } else if controller_of(&pod).is_some_and(|(kind, _)| kind == "DaemonSet") {
+            Some("DaemonSet pod (it would come straight back)")
+        } else if options
+            .keep
+            .iter()
+            .any(|k| Some(k.as_str()) == object::name(&pod))
+            || (!keep.is_empty() && keep.matches(&object::labels(&pod)))
+        {
+            Some("kept for investigation")
+        } else if pod.pointer("/metadata/deletionTimestamp").is_some() {
+            Some("already terminating")
+        } else {
+            None
+        };
+        if let Some(reason) = reason {
+            kept.push(format!("{name}: {reason}"));
+            continue;
+        }
+        if controller_of(&pod).is_none() && !options.force {
+            refusals.push(format!("{name} has no controller and would not come back (set force: true to evict it anyway)"));
+        }
+        let empty_dir = pod
+            .pointer("/spec/volumes")
+            .and_then(Value::as_array)
+            .is_some_and(|v| v.iter().any(|v| v.get("emptyDir").is_some()));
+        if empty_dir && !options.delete_emptydir_data {
+            refusals.push(format!("{name} uses emptyDir volumes whose data eviction deletes (set delete_emptydir_data: true)"));
+        }
+        evict.push(pod);
+    }
+    if !refusals.is_empty() {
+        return Err(ActionError::Refused(format!(
+            "cannot drain {node}: {}",
+            refusals.join("; ")
+        )));
+    }
+    Ok((evict, kept))
+}
+
+impl Action for NodeAction {
+    fn info(&self) -> &'static ActionInfo {
+        self.info
+    }
+
+    fn with_schema(&self) -> Value {
+        match self.part {
+            Part::Cordon => schema_of::<CordonWith>(),
+            Part::Taint => schema_of::<TaintWith>(),
+            Part::Drain => schema_of::<DrainWith>(),
+            Part::Quarantine => schema_of::<QuarantineWith>(),
+        }
+    }
+
+    fn destroys_evidence(&self, with: &Value) -> bool {
+        match self.part {
+            Part::Drain => true,
+            Part::Quarantine => with.get("drain").is_some_and(|d| d != &Value::Bool(false)),
+            _ => false,
+        }
+    }
+
+    fn plan<'a>(
+        &'a self,
+        input: &'a StepInput,
+        cluster: &'a dyn Cluster,
+    ) -> BoxFuture<'a, Result<StepPlan, ActionError>> {
+        Box::pin(async move {
+            let wanted = self.wanted(&input.with, &input.run_id)?;
+            let target = input
+                .target
+                .as_ref()
+                .ok_or_else(|| ActionError::InvalidParams("a target is required".into()))?;
+            if target.name.is_none() {
+                return Err(ActionError::InvalidParams(
+                    "node actions work on one node: give the target a name".into(),
+                ));
+            }
+            let node = common::observe(target, cluster).await?.remove(0);
+            let node_name = object::name(&node).unwrap_or_default().to_string();
+            let mut fields: Vec<common::Wanted> = Vec::new();
+            if wanted.cordon {
+                fields.push((
+                    vec!["spec".into(), "unschedulable".into()],
+                    Some(Value::Bool(true)),
+                ));
+            }
+            if let Some(value) = &wanted.taint {
+                object::validate_label_value(QUARANTINE_KEY, value)
+                    .map_err(|e| ActionError::InvalidParams(e.to_string()))?;
+                fields.push((
+                    taint_path(),
+                    Some(json!({"key": QUARANTINE_KEY, "value": value, "effect": "NoSchedule"})),
+                ));
+            }
+            if wanted.label {
+                fields.push((
+                    meta_path("labels", QUARANTINE_KEY),
+                    Some(Value::from(input.run_id.clone())),
+                ));
+            }
+            let mut changes: Vec<FieldChange> = common::changes_for(&node, &fields);
+            // An existing quarantine taint with another value is left alone: the node is
+            // already tainted by contain, and rewriting it would make the undo remove it.
+            changes.retain(|c| !(c.path == taint_path() && c.before.is_some()));
+            let mut notes = Vec::new();
+            if wanted.cordon && node.pointer("/spec/unschedulable") == Some(&Value::Bool(true)) {
+                notes.push(format!(
+                    "{node_name} is already cordoned; the undo leaves it cordoned"
+                ));
+            }
+            let mut ops = Vec::new();
+            let mut inverse = Vec::new();
+            if let Some((op, undo)) = common::patch_pair(&node, changes) {
+                ops.push(op);
+                inverse.push(undo);
+            }
+            let mut outputs = serde_json::Map::new();
+            let mut reversibility = Reversibility::Reversible;
+            if let Some(drain) = &wanted.drain {
+                let (evict, kept) = drain_plan(&node_name, drain, cluster).await?;
+                let timeout = drain
+                    .timeout
+                    .as_deref()
+                    .and_then(crate::playbook::types::parse_duration)
+                    .unwrap_or(Duration::from_secs(300));
+                for pod in &evict {
+                    ops.push(Op::Evict {
+                        target: ObjectRef::of(pod).expect("listed objects have names"),
+                        uid: object::uid(pod).unwrap_or_default().to_string(),
+                        timeout_millis: timeout.as_millis() as u64,
+                    });
+                }
+                if !kept.is_empty() {
+                    notes.push(format!("left on the node: {}", kept.join("; ")));
+                }
+                notes.push(format!(
+                    "evictions a PodDisruptionBudget refuses are retried for up to {}s; the budgets are never overridden",
+                    timeout.as_secs()
+                ));
+                let evicted: Vec<String> = evict
+                    .iter()
+                    .map(|p| {
+                        format!(
+                            "{}/{}",
+                            object::namespace(p).unwrap_or_default(),
+                            object::name(p).unwrap_or_default()
+                        )
+                    })
+                    .collect();
+                outputs.insert("evicted".into(), Value::from(evicted));
+                outputs.insert("kept".into(), Value::from(kept));
+                reversibility = if self.part == Part::Drain {
+                    Reversibility::Irreversible { reason: "evicted pods are not brought back (their controllers recreated them elsewhere)".into() }
+                } else {
+                    Reversibility::Partial {
+                        reason: "evicted pods are not brought back".into(),
+                    }
+                };
+            }
+            Ok(StepPlan {
+                step: input.step_id.clone(),
+                action: self.info.name.to_string(),
+                summary: format!("{} {target}", self.info.name.trim_start_matches("node.")),
+                ops,
+                inverse,
+                reversibility,
+                notes,
+                outputs,
+            })
+        })
+    }
+
+    fn verify<'a>(
+        &'a self,
+        input: &'a StepInput,
+        plan: &'a StepPlan,
+        cluster: &'a dyn Cluster,
+    ) -> BoxFuture<'a, Result<Verification, ActionError>> {
+        Box::pin(async move {
+            let wanted = self.wanted(&input.with, &input.run_id)?;
+            let mut verification = common::verify_patches(&plan.ops, cluster).await?;
+            let Some(target) = input.target.as_ref().and_then(|t| t.name.clone()) else {
+                return Ok(verification);
+            };
+            let node = cluster
+                .get(&ObjectRef::new("Node", None, &target))
+                .await?
+                .unwrap_or(Value::Null);
+            if wanted.cordon {
+                verification.check(
+                    format!("{target} is unschedulable"),
+                    node.pointer("/spec/unschedulable") == Some(&Value::Bool(true)),
+                    None,
+                );
+            }
+            if wanted.taint.is_some() {
+                let tainted = merge::get(&node, &taint_path())
+                    .is_some_and(|t| t.get("effect").and_then(Value::as_str) == Some("NoSchedule"));
+                verification.check(
+                    format!("{target} has the {QUARANTINE_KEY}:NoSchedule taint"),
+                    tainted,
+                    None,
+                );
+            }
+            if wanted.drain.is_some() {
+                let evicted: Vec<&Op> = plan
+                    .ops
+                    .iter()
+                    .filter(|op| matches!(op, Op::Evict { .. }))
+                    .collect();
+                if StepInput::simulated(cluster) {
+                    verification.check(
+                        "evicted pods are rescheduled elsewhere",
+                        true,
+                        Some("not checked: a simulated cluster runs no controllers".into()),
+                    );
+                }
+                for op in evicted {
+                    let Op::Evict {
+                        target: pod, uid, ..
+                    } = op
+                    else {
+                        continue;
+                    };
+                    let gone = common::poll(Duration::from_secs(60), || async {
+                        Ok(match cluster.get(pod).await? {
+                            None => true,
+                            Some(p) => object::uid(&p) != Some(uid.as_str()),
+                        })
+                    })
+                    .await?;
+                    verification.check(format!("{pod} is off the node"), gone, None);
+                }
+            }
+            Ok(verification)
+        })
+    }
+}

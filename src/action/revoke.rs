@@ -1,0 +1,442 @@
+//! `serviceaccount.revoke`: take away what a compromised ServiceAccount holds.
+//!
+//! Modes: `rotate` (delete and recreate the account: a new uid, so every token it ever had dies),
+//! `legacy-secrets` (delete its `kubernetes.io/service-account-token` Secrets), `unbind` (remove
+//! it from every RoleBinding and ClusterRoleBinding) and `delete-pods` (delete the pods that run
+//! as it). Only `unbind` can be undone: a rollback must never revive a compromised credential.
+
+use std::time::Duration;
+
+use schemars::JsonSchema;
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+use super::common::{self, RUN_ID_LABEL, STEP_LABEL};
+use super::{
+    Action, ActionError, ActionInfo, StepInput, TargetRule, Verification, decode_with, schema_of,
+};
+use crate::cluster::object::{self, ObjectRef, Selector};
+use crate::cluster::{BoundPod, BoxFuture, Cluster, kinds};
+use crate::plan::{FieldChange, Op, Reversibility, StepPlan};
+
+pub struct Revoke;
+
+static INFO: ActionInfo = ActionInfo {
+    name: "serviceaccount.revoke",
+    summary: "Revoke a ServiceAccount: rotate it, delete its legacy token Secrets, unbind its roles, delete its pods.",
+    changes: "depending on `modes`: the ServiceAccount (recreated), its token Secrets, RoleBinding/ClusterRoleBinding subjects, its pods",
+    undo: "`unbind` is restored; `rotate`, `legacy-secrets` and `delete-pods` are not (a rollback never revives a compromised credential)",
+    reversible: false,
+    destroys_evidence: false,
+    target: TargetRule::Required(&["ServiceAccount"]),
+    outputs: &[
+        ("pods", "pods that run as the account"),
+        ("secrets", "its legacy token Secrets"),
+        ("bindings", "bindings that name it, as Kind namespace/name"),
+    ],
+};
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize, serde::Serialize, JsonSchema)]
+#[serde(rename_all = "kebab-case")]
+pub enum RevokeMode {
+    /// Delete and recreate the account: a new uid, so every token minted for it is rejected.
+    Rotate,
+    /// Delete its `kubernetes.io/service-account-token` Secrets.
+    LegacySecrets,
+    /// Remove it from every RoleBinding and ClusterRoleBinding.
+    Unbind,
+    /// Delete the pods that run as it.
+    DeletePods,
+}
+
+/// `with` of `serviceaccount.revoke`.
+#[derive(Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RevokeWith {
+    /// What to revoke, in any combination.
+    #[schemars(length(min = 1))]
+    pub modes: Vec<RevokeMode>,
+}
+
+const CREDENTIALS: &str = "a rollback never revives a compromised credential";
+
+fn names_account(
+    subject: &Value,
+    account: &str,
+    namespace: &str,
+    binding_namespace: Option<&str>,
+) -> bool {
+    subject.get("kind").and_then(Value::as_str) == Some("ServiceAccount")
+        && subject.get("name").and_then(Value::as_str) == Some(account)
+        && subject
+            .get("namespace")
+            .and_then(Value::as_str)
+            .or(binding_namespace)
+            == Some(namespace)
+}
+
+impl Action for Revoke {
+    fn info(&self) -> &'static ActionInfo {
+        &INFO
+    }
+
+    fn with_schema(&self) -> Value {
+        schema_of::<RevokeWith>()
+    }
+
+    fn destroys_evidence(&self, with: &Value) -> bool {
+        with.get("modes")
+            .and_then(Value::as_array)
+            .is_some_and(|m| m.iter().any(|v| v == "delete-pods"))
+    }
+
+    fn plan<'a>(
+        &'a self,
+        input: &'a StepInput,
+        cluster: &'a dyn Cluster,
+    ) -> BoxFuture<'a, Result<StepPlan, ActionError>> {
+        Box::pin(async move {
+            let with: RevokeWith = decode_with(&input.with)?;
+            let has = |mode: RevokeMode| with.modes.contains(&mode);
+            let target = input
+                .target
+                .as_ref()
+                .ok_or_else(|| ActionError::InvalidParams("a target is required".into()))?;
+            if target.name.is_none() {
+                return Err(ActionError::InvalidParams(
+                    "serviceaccount.revoke works on one account: give the target a name".into(),
+                ));
+            }
+            let account = common::observe(target, cluster).await?.remove(0);
+            let account_ref = ObjectRef::of(&account).expect("observed objects have names");
+            let name = account_ref.name.clone();
+            let namespace = account_ref.namespace.clone().unwrap_or_default();
+            let uid = object::uid(&account).unwrap_or_default().to_string();
+
+            // The blast radius: everything that holds or uses the account.
+            let pods: Vec<Value> = cluster
+                .list(
+                    kinds::lookup("Pod").expect("known kind"),
+                    Some(&namespace),
+                    &Selector::default(),
+                )
+                .await?
+                .into_iter()
+                .filter(|p| {
+                    p.pointer("/spec/serviceAccountName")
+                        .and_then(Value::as_str)
+                        .unwrap_or("default")
+                        == name
+                })
+                .collect();
+            let secrets: Vec<Value> = cluster
+                .list(
+                    kinds::lookup("Secret").expect("known kind"),
+                    Some(&namespace),
+                    &Selector::default(),
+                )
+                .await?
+                .into_iter()
+                .filter(|s| {
+                    s.get("type").and_then(Value::as_str)
+                        == Some("kubernetes.io/service-account-token")
+                        && s.pointer("/metadata/annotations/kubernetes.io~1service-account.name")
+                            .and_then(Value::as_str)
+                            == Some(name.as_str())
+                })
+                .collect();
+            let mut bindings = Vec::new();
+            for kind in ["RoleBinding", "ClusterRoleBinding"] {
+                for binding in cluster
+                    .list(
+                        kinds::lookup(kind).expect("known kind"),
+                        None,
+                        &Selector::default(),
+                    )
+                    .await?
+                {
+                    let subjects = binding
+                        .get("subjects")
+                        .and_then(Value::as_array)
+                        .cloned()
+                        .unwrap_or_default();
+                    if subjects
+                        .iter()
+                        .any(|s| names_account(s, &name, &namespace, object::namespace(&binding)))
+                    {
+                        bindings.push(binding);
+                    }
+                }
+            }
+            let mut notes = vec![format!(
+                "blast radius: {} pod(s) run as {name}{}, {} legacy token Secret(s), {} binding(s)",
+                pods.len(),
+                if pods.is_empty() {
+                    String::new()
+                } else {
+                    format!(
+                        " ({})",
+                        pods.iter()
+                            .filter_map(object::name)
+                            .collect::<Vec<_>>()
+                            .join(", ")
+                    )
+                },
+                secrets.len(),
+                bindings.len()
+            )];
+            let mut ops = Vec::new();
+            let mut inverse = Vec::new();
+            if has(RevokeMode::Rotate) {
+                ops.push(Op::MintCanary {
+                    account: account_ref.clone(),
+                    uid: uid.clone(),
+                    bound_pod: None,
+                });
+                if let Some(pod) = pods.first() {
+                    ops.push(Op::MintCanary {
+                        account: account_ref.clone(),
+                        uid: uid.clone(),
+                        bound_pod: Some(BoundPod {
+                            name: object::name(pod).unwrap_or_default().to_string(),
+                            uid: object::uid(pod).unwrap_or_default().to_string(),
+                        }),
+                    });
+                }
+            }
+            if has(RevokeMode::Unbind) {
+                for binding in &bindings {
+                    let before = binding
+                        .get("subjects")
+                        .cloned()
+                        .unwrap_or(Value::Array(Vec::new()));
+                    let after: Vec<Value> = before
+                        .as_array()
+                        .into_iter()
+                        .flatten()
+                        .filter(|s| {
+                            !names_account(s, &name, &namespace, object::namespace(binding))
+                        })
+                        .cloned()
+                        .collect();
+                    let change = FieldChange {
+                        path: vec!["subjects".into()],
+                        before: Some(before),
+                        after: Some(Value::Array(after)),
+                    };
+                    if let Some((op, undo)) = common::patch_pair(binding, vec![change]) {
+                        ops.push(op);
+                        inverse.push(undo);
+                    }
+                }
+            }
+            if has(RevokeMode::LegacySecrets) {
+                for secret in &secrets {
+                    ops.push(Op::Delete {
+                        target: ObjectRef::of(secret).expect("listed objects have names"),
+                        uid: object::uid(secret).map(str::to_string),
+                        run_id: None,
+                        grace_period_seconds: None,
+                    });
+                }
+            }
+            if has(RevokeMode::Rotate) {
+                let mut fresh = json!({
+                    "apiVersion": "v1",
+                    "kind": "ServiceAccount",
+                    "metadata": {"name": name, "namespace": namespace, "labels": object::labels(&account)},
+                });
+                fresh["metadata"]["labels"][RUN_ID_LABEL] = json!(input.run_id);
+                fresh["metadata"]["labels"][STEP_LABEL] = json!(input.step_id);
+                if let Some(annotations) = account
+                    .pointer("/metadata/annotations")
+                    .and_then(Value::as_object)
+                {
+                    let mut kept = annotations.clone();
+                    kept.remove("kubectl.kubernetes.io/last-applied-configuration");
+                    fresh["metadata"]["annotations"] = Value::Object(kept);
+                }
+                for field in ["automountServiceAccountToken", "imagePullSecrets"] {
+                    if let Some(value) = account.get(field) {
+                        fresh[field] = value.clone();
+                    }
+                }
+                ops.push(Op::Delete {
+                    target: account_ref.clone(),
+                    uid: Some(uid.clone()),
+                    run_id: None,
+                    grace_period_seconds: None,
+                });
+                ops.push(Op::Create { object: fresh });
+                if !pods.is_empty() {
+                    notes.push(format!("rotate: the {} running pod(s) keep running, but their tokens are rejected from now on", pods.len()));
+                }
+            }
+            if has(RevokeMode::DeletePods) {
+                for pod in &pods {
+                    ops.push(Op::Delete {
+                        target: ObjectRef::of(pod).expect("listed objects have names"),
+                        uid: object::uid(pod).map(str::to_string),
+                        run_id: None,
+                        grace_period_seconds: None,
+                    });
+                }
+            }
+            let irreversible = has(RevokeMode::Rotate)
+                || has(RevokeMode::LegacySecrets)
+                || has(RevokeMode::DeletePods);
+            let reversibility = match (irreversible, has(RevokeMode::Unbind)) {
+                (false, _) => Reversibility::Reversible,
+                (true, true) => Reversibility::Partial {
+                    reason: format!(
+                        "the bindings are restored; credentials and pods are not: {CREDENTIALS}"
+                    ),
+                },
+                (true, false) => Reversibility::Irreversible {
+                    reason: CREDENTIALS.into(),
+                },
+            };
+            inverse.reverse();
+            let mut outputs = serde_json::Map::new();
+            outputs.insert("pods".into(), common::names(&pods));
+            outputs.insert("secrets".into(), common::names(&secrets));
+            outputs.insert(
+                "bindings".into(),
+                Value::from(
+                    bindings
+                        .iter()
+                        .filter_map(ObjectRef::of)
+                        .map(|r| r.to_string())
+                        .collect::<Vec<_>>(),
+                ),
+            );
+            let modes: Vec<String> = with
+                .modes
+                .iter()
+                .map(|m| {
+                    serde_json::to_value(m)
+                        .ok()
+                        .and_then(|v| v.as_str().map(str::to_string))
+                        .unwrap_or_default()
+                })
+                .collect();
+            Ok(StepPlan {
+                step: input.step_id.clone(),
+                action: INFO.name.to_string(),
+                summary: format!("revoke {account_ref} ({})", modes.join(", ")),
+                ops,
+                inverse,
+                reversibility,
+                notes,
+                outputs,
+            })
+        })
+    }
+
+    fn verify<'a>(
+        &'a self,
+        input: &'a StepInput,
+        plan: &'a StepPlan,
+        cluster: &'a dyn Cluster,
+    ) -> BoxFuture<'a, Result<Verification, ActionError>> {
+        Box::pin(async move {
+            let with: RevokeWith = decode_with(&input.with)?;
+            let mut verification = common::verify_patches(&plan.ops, cluster).await?;
+            let simulated = StepInput::simulated(cluster);
+            for op in &plan.ops {
+                match op {
+                    Op::Delete { target, uid, .. } => {
+                        let now = cluster.get(target).await?;
+                        let gone = match &now {
+                            None => true,
+                            Some(o) => {
+                                object::uid(o) != uid.as_deref()
+                                    || o.pointer("/metadata/deletionTimestamp").is_some()
+                            }
+                        };
+                        verification.check(
+                            format!("{target} (uid {}) is gone", uid.as_deref().unwrap_or("?")),
+                            gone,
+                            None,
+                        );
+                    }
+                    Op::Create { object: fresh } => {
+                        let r = ObjectRef::of(fresh).expect("planned objects have names");
+                        verification.check(
+                            format!("{r} exists again, with a new uid"),
+                            cluster.get(&r).await?.is_some(),
+                            None,
+                        );
+                    }
+                    _ => {}
+                }
+            }
+            if with.modes.contains(&RevokeMode::Rotate) {
+                if simulated {
+                    verification.check(
+                        "tokens minted before the rotation are rejected",
+                        true,
+                        Some("not checked: a simulated cluster has no TokenReview".into()),
+                    );
+                } else if input.canaries.is_empty() {
+                    verification.check(
+                        "tokens minted before the rotation are rejected",
+                        true,
+                        Some(
+                            "no canary: the account was already rotated when this step was resumed"
+                                .into(),
+                        ),
+                    );
+                }
+                for canary in &input.canaries {
+                    let what = match &canary.bound_pod {
+                        Some(pod) => format!(
+                            "a token bound to pod {pod}, minted before the rotation, is rejected by TokenReview"
+                        ),
+                        None => "a token minted before the rotation is rejected by TokenReview"
+                            .to_string(),
+                    };
+                    let rejected = common::poll(Duration::from_secs(30), || async {
+                        Ok(!cluster.review_token(&canary.token).await?.authenticated)
+                    })
+                    .await?;
+                    verification.check(what, rejected, None);
+                }
+            }
+            if with.modes.contains(&RevokeMode::Unbind)
+                && let Some(account) = input.target.as_ref()
+            {
+                let name = account.name.clone().unwrap_or_default();
+                let namespace = account.namespace.clone().unwrap_or_default();
+                let mut still = Vec::new();
+                for kind in ["RoleBinding", "ClusterRoleBinding"] {
+                    for binding in cluster
+                        .list(
+                            kinds::lookup(kind).expect("known kind"),
+                            None,
+                            &Selector::default(),
+                        )
+                        .await?
+                    {
+                        let subjects = binding
+                            .get("subjects")
+                            .and_then(Value::as_array)
+                            .cloned()
+                            .unwrap_or_default();
+                        if subjects.iter().any(|s| {
+                            names_account(s, &name, &namespace, object::namespace(&binding))
+                        }) {
+                            still.extend(ObjectRef::of(&binding).map(|r| r.to_string()));
+                        }
+                    }
+                }
+                verification.check(
+                    format!("no binding names {namespace}/{name}"),
+                    still.is_empty(),
+                    (!still.is_empty()).then(|| still.join(", ")),
+                );
+            }
+            Ok(verification)
+        })
+    }
+}
