@@ -92,15 +92,49 @@ pub fn default_dir() -> PathBuf {
     state.join("contain").join("journal")
 }
 
-/// Opens the journal, waiting a little for another contain process to finish with it.
-pub fn open(dir: &Path) -> Result<Journal, JournalError> {
-    if let Err(e) = std::fs::create_dir_all(dir) {
+/// Each run has a store of its own under the journal directory, so runs started side by side
+/// never wait for each other; two processes on the same run (a resume while the run still
+/// goes on) get a clear "in use" error instead.
+fn run_dir(root: &Path, run: &str) -> PathBuf {
+    root.join(run)
+}
+
+/// Opens the store of a new run.
+pub fn open_new(root: &Path, run: &str) -> Result<Journal, JournalError> {
+    let dir = run_dir(root, run);
+    if let Err(e) = std::fs::create_dir_all(&dir) {
         return Err(JournalError::Storage {
-            path: dir.to_path_buf(),
+            path: dir,
             source: e.into(),
         });
     }
-    Journal::open(dir, Duration::from_secs(5))
+    Journal::open(&dir, Duration::from_secs(5))
+}
+
+/// Opens the store of an existing run, waiting up to `wait` for another process to release it.
+pub fn open_run(root: &Path, run: &str, wait: Duration) -> Result<Journal, JournalError> {
+    let dir = run_dir(root, run);
+    // Run ids are file names here: refuse anything that could walk out of the journal.
+    if run.is_empty() || run.contains(['/', '\\']) || run.starts_with('.') || !dir.is_dir() {
+        return Err(JournalError::UnknownRun(run.to_string()));
+    }
+    Journal::open(&dir, wait)
+}
+
+/// The ids of every run in the journal directory, oldest first (ids sort by time).
+pub fn run_ids(root: &Path) -> Vec<String> {
+    let mut ids: Vec<String> = std::fs::read_dir(root)
+        .map(|entries| {
+            entries
+                .filter_map(Result::ok)
+                .filter(|e| e.path().is_dir())
+                .filter_map(|e| e.file_name().into_string().ok())
+                .filter(|name| !name.starts_with('.'))
+                .collect()
+        })
+        .unwrap_or_default();
+    ids.sort();
+    ids
 }
 
 /// Writes a run's records as the executor emits events.

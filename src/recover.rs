@@ -20,11 +20,22 @@ use crate::plan::display;
 use crate::playbook::load::Loaded;
 use crate::report::progress::ProgressPrinter;
 
-fn open_journal(global: &Global) -> Result<::journal::Journal, u8> {
-    let dir = global.journal.clone().unwrap_or_else(journal::default_dir);
-    journal::open(&dir).map_err(|e| {
+fn journal_root(global: &Global) -> std::path::PathBuf {
+    global.journal.clone().unwrap_or_else(journal::default_dir)
+}
+
+fn open_run(global: &Global, run: &str) -> Result<::journal::Journal, u8> {
+    journal::open_run(
+        &journal_root(global),
+        run,
+        std::time::Duration::from_secs(5),
+    )
+    .map_err(|e| {
         eprintln!("error: {e}");
-        exit::JOURNAL
+        match e {
+            ::journal::JournalError::UnknownRun(_) => exit::INVALID_INPUT,
+            _ => exit::JOURNAL,
+        }
     })
 }
 
@@ -45,10 +56,6 @@ pub async fn journaled_live(
     cluster: &KubeCluster,
     approver: &mut dyn Approver,
 ) -> u8 {
-    let journal = match open_journal(global) {
-        Ok(journal) => journal,
-        Err(code) => return code,
-    };
     let cluster_id = match identity(cluster).await {
         Ok(id) => id,
         Err(code) => return code,
@@ -60,6 +67,13 @@ pub async fn journaled_live(
         .map(|u| u.username)
         .unwrap_or_else(|_| "unknown".into());
     let run_id = new_run_id();
+    let journal = match journal::open_new(&journal_root(global), &run_id) {
+        Ok(journal) => journal,
+        Err(e) => {
+            eprintln!("error: cannot record the run: {e}");
+            return exit::JOURNAL;
+        }
+    };
     let info = RunInfo {
         playbook_path: std::fs::canonicalize(path)
             .unwrap_or_else(|_| path.to_path_buf())
@@ -128,7 +142,7 @@ pub async fn resume(run: &str, yes: bool, global: &Global) -> u8 {
     if let Some(code) = refuse_unattended(yes, "resume a run") {
         return code;
     }
-    let journal = match open_journal(global) {
+    let journal = match open_run(global, run) {
         Ok(journal) => journal,
         Err(code) => return code,
     };
@@ -217,7 +231,7 @@ pub async fn rollback(run: &str, to: Option<&str>, yes: bool, global: &Global) -
     if let Some(code) = refuse_unattended(yes, "roll back a run") {
         return code;
     }
-    let journal = match open_journal(global) {
+    let journal = match open_run(global, run) {
         Ok(journal) => journal,
         Err(code) => return code,
     };
@@ -304,15 +318,21 @@ pub async fn rollback(run: &str, to: Option<&str>, yes: bool, global: &Global) -
 
 /// `contain journal ls|show|export|verify`.
 pub fn journal(command: &JournalCommand, global: &Global) -> u8 {
-    let journal = match open_journal(global) {
-        Ok(journal) => journal,
-        Err(code) => return code,
-    };
     let result = match command {
-        JournalCommand::Ls => list(&journal, global),
-        JournalCommand::Show { run } => show(&journal, run, global),
-        JournalCommand::Export { run } => export(&journal, run),
-        JournalCommand::Verify { run } => verify(&journal, run, global),
+        JournalCommand::Ls => list(&journal_root(global), global),
+        JournalCommand::Show { run }
+        | JournalCommand::Export { run }
+        | JournalCommand::Verify { run } => {
+            let journal = match open_run(global, run) {
+                Ok(journal) => journal,
+                Err(code) => return code,
+            };
+            match command {
+                JournalCommand::Show { .. } => show(&journal, run, global),
+                JournalCommand::Export { .. } => export(&journal, run),
+                _ => verify(&journal, run, global),
+            }
+        }
     };
     result.unwrap_or_else(|e| {
         eprintln!("error: {e}");
@@ -338,19 +358,24 @@ fn status_of(state: &RunState) -> String {
     }
 }
 
-fn list(journal: &::journal::Journal, global: &Global) -> Result<u8, ::journal::JournalError> {
+fn list(root: &Path, global: &Global) -> Result<u8, ::journal::JournalError> {
     let mut rows = Vec::new();
-    for header in journal.runs()? {
-        let state = RunState::read(journal, &header.run)?;
-        rows.push(json!({
-            "run": header.run,
-            "playbook": state.info.playbook_name,
-            "status": status_of(&state),
-            "user": state.info.user,
-            "server": state.info.server,
-            "started_at": state.info.started_at,
-            "records": state.records,
-        }));
+    for run in journal::run_ids(root) {
+        // A run another process is writing right now cannot be opened: say so and go on.
+        let state = journal::open_run(root, &run, std::time::Duration::ZERO)
+            .and_then(|j| RunState::read(&j, &run));
+        rows.push(match state {
+            Ok(state) => json!({
+                "run": run,
+                "playbook": state.info.playbook_name,
+                "status": status_of(&state),
+                "user": state.info.user,
+                "server": state.info.server,
+                "started_at": state.info.started_at,
+                "records": state.records,
+            }),
+            Err(e) => json!({"run": run, "playbook": "", "status": format!("unreadable: {e}"), "user": "", "server": ""}),
+        });
     }
     if global.output != Output::Text {
         print_output(&Value::Array(rows), global.output);

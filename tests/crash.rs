@@ -338,7 +338,7 @@ fn resume_refuses_a_changed_playbook() {
 fn resume_and_rollback_refuse_another_cluster() {
     let dir = tempfile::tempdir().unwrap();
     {
-        let journal = journal::Journal::open(dir.path(), std::time::Duration::ZERO).unwrap();
+        let journal = contain::journal::open_new(dir.path(), "20261127T000000Z-aaaaaa").unwrap();
         let info = contain::journal::RunInfo {
             playbook_path: crate::harness::repo("playbooks/label-suspect-pod.yaml"),
             playbook_sha256: "0".repeat(64),
@@ -370,4 +370,71 @@ fn resume_and_rollback_refuse_another_cluster() {
             out.stderr
         );
     }
+}
+
+const SLOW: &str = r#"apiVersion: contain/v1
+kind: Playbook
+metadata: {name: slow}
+params:
+  namespace: {type: string, required: true}
+steps:
+  - id: pause
+    action: wait
+    with: {duration: 8s}
+  - id: tag-account
+    action: object.label
+    target: {kind: ServiceAccount, name: worker, namespace: "{{ params.namespace }}"}
+    with: {labels: {tier: frozen}}
+"#;
+
+#[tokio::test]
+async fn runs_side_by_side_share_a_journal_but_one_run_has_one_writer() {
+    let cluster = live::connect(live::kubeconfig()).await;
+    let scenario = Scenario::new(&cluster, "crash-conc").await;
+    let slow_playbook = tempfile::NamedTempFile::new().unwrap();
+    std::fs::write(slow_playbook.path(), SLOW).unwrap();
+    let journal = scenario.journal.path().display().to_string();
+    let kubeconfig = live::kubeconfig().display().to_string();
+    let mut slow = std::process::Command::new(env!("CARGO_BIN_EXE_contain"))
+        .args([
+            "--no-progress",
+            "--kubeconfig",
+            &kubeconfig,
+            "--journal",
+            &journal,
+            "run",
+            "--yes",
+        ])
+        .arg(slow_playbook.path())
+        .args(["--set", &format!("namespace={}", scenario.ns.name)])
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    // The slow run's store appears as soon as the run starts.
+    let mut run = None;
+    for _ in 0..40 {
+        run = contain::journal::run_ids(scenario.journal.path())
+            .into_iter()
+            .next();
+        if run.is_some() {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    let run = run.expect("the slow run started");
+    // Another run on the same journal goes ahead at once.
+    let side = scenario.run(None);
+    assert_eq!(side.code, 0, "{}\n{}", side.stdout, side.stderr);
+    // A second writer on the slow run is refused with a clear message.
+    let second = scenario.contain(&["resume", "--yes", &run]).run();
+    assert_eq!(second.code, 7, "{}\n{}", second.stdout, second.stderr);
+    assert!(
+        second.stderr.contains("in use by another process"),
+        "{}",
+        second.stderr
+    );
+    assert!(slow.wait().unwrap().success());
+    let verify = scenario.contain(&["journal", "verify", &run]).run();
+    assert_eq!(verify.code, 0, "{}", verify.stdout);
 }

@@ -1,6 +1,7 @@
 //! The one integration-test binary: CLI behaviour, diagnostics, schema, hostile input,
 //! rendering safety, the engine on SimCluster, and live tests on the real control plane.
 
+mod containment;
 mod crash;
 mod differential;
 mod engine;

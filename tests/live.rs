@@ -113,7 +113,7 @@ pub async fn deployment(cluster: &KubeCluster, ns: &str, name: &str, replicas: u
     running_pods(cluster, ns, name, replicas as usize).await
 }
 
-async fn running_pods(cluster: &KubeCluster, ns: &str, app: &str, count: usize) -> Vec<Value> {
+pub async fn running_pods(cluster: &KubeCluster, ns: &str, app: &str, count: usize) -> Vec<Value> {
     let pods = kinds::lookup("Pod").unwrap();
     let selector = Selector::labels([("app".to_string(), app.to_string())].into());
     for _ in 0..240 {
@@ -214,6 +214,8 @@ async fn kube_cluster_answers_with_preconditions_like_the_api_server() {
 }
 
 fn run_live(kubeconfig: &std::path::Path, args: &[&str]) -> crate::harness::Outcome {
+    // A journal of the test's own: the default one belongs to whoever runs the tests.
+    let journal = tempfile::tempdir().unwrap();
     Contain::new()
         .args([
             "run",
@@ -222,6 +224,7 @@ fn run_live(kubeconfig: &std::path::Path, args: &[&str]) -> crate::harness::Outc
             "--kubeconfig",
             &kubeconfig.display().to_string(),
         ])
+        .args(["--journal", &journal.path().display().to_string()])
         .args(args.iter().copied())
         .run()
 }

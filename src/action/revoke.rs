@@ -219,10 +219,12 @@ impl Action for Revoke {
                         })
                         .cloned()
                         .collect();
+                    // The API server stores an empty subject list as no field at all.
+                    let after = (!after.is_empty()).then_some(Value::Array(after));
                     let change = FieldChange {
                         path: vec!["subjects".into()],
                         before: Some(before),
-                        after: Some(Value::Array(after)),
+                        after,
                     };
                     if let Some((op, undo)) = common::patch_pair(binding, vec![change]) {
                         ops.push(op);
@@ -271,6 +273,7 @@ impl Action for Revoke {
                 if !pods.is_empty() {
                     notes.push(format!("rotate: the {} running pod(s) keep running, but their tokens are rejected from now on", pods.len()));
                 }
+                notes.push("the API server caches successful token authentications for a few seconds: a token used just before the rotation can pass for that long".into());
             }
             if has(RevokeMode::DeletePods) {
                 for pod in &pods {

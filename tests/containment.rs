@@ -1,0 +1,653 @@
+//! The containment actions on the real control plane: each shows its effect, passes its own
+//! verification (a run exits 0 only then), and a rollback restores the objects as they were.
+
+use std::time::Duration;
+
+use contain::cluster::kube::KubeCluster;
+use contain::cluster::object::{self, ObjectRef, Selector};
+use contain::cluster::{Cluster, Preconditions, WriteMode, kinds};
+use serde_json::{Value, json};
+
+use crate::harness::{Contain, Outcome};
+use crate::live::{self, Namespace};
+
+/// Runs a playbook text live, journaled in its own directory; returns the outcome and run id.
+struct Runner {
+    journal: tempfile::TempDir,
+}
+
+impl Runner {
+    fn new() -> Self {
+        Runner {
+            journal: tempfile::tempdir().unwrap(),
+        }
+    }
+
+    fn contain(&self) -> Contain {
+        Contain::new()
+            .args([
+                "--no-progress",
+                "--kubeconfig",
+                &live::kubeconfig().display().to_string(),
+            ])
+            .args(["--journal", &self.journal.path().display().to_string()])
+    }
+
+    fn run(&self, playbook: &str, set: &[String]) -> (Outcome, String) {
+        let file = tempfile::Builder::new().suffix(".yaml").tempfile().unwrap();
+        std::fs::write(file.path(), playbook).unwrap();
+        let mut args = vec![
+            "run".to_string(),
+            "--yes".into(),
+            file.path().display().to_string(),
+        ];
+        for s in set {
+            args.push("--set".into());
+            args.push(s.clone());
+        }
+        let out = self.contain().args(args).run();
+        let runs = self
+            .contain()
+            .args(["-o", "json", "journal", "ls"])
+            .run()
+            .json();
+        let run = runs
+            .as_array()
+            .and_then(|r| r.last())
+            .and_then(|r| r["run"].as_str())
+            .unwrap_or_default()
+            .to_string();
+        (out, run)
+    }
+
+    fn rollback(&self, run: &str) -> Outcome {
+        self.contain().args(["rollback", "--yes", run]).run()
+    }
+}
+
+fn ok(out: &Outcome) {
+    assert_eq!(
+        out.code, 0,
+        "exit {}\n{}\n{}",
+        out.code, out.stdout, out.stderr
+    );
+}
+
+async fn get(cluster: &KubeCluster, kind: &str, ns: Option<&str>, name: &str) -> Option<Value> {
+    cluster.get(&ObjectRef::new(kind, ns, name)).await.unwrap()
+}
+
+async fn policies(cluster: &KubeCluster, ns: &str) -> Vec<String> {
+    let mut names: Vec<String> = cluster
+        .list(
+            kinds::lookup("NetworkPolicy").unwrap(),
+            Some(ns),
+            &Selector::default(),
+        )
+        .await
+        .unwrap()
+        .iter()
+        .filter_map(|p| object::name(p).map(str::to_string))
+        .collect();
+    names.sort();
+    names
+}
+
+const ISOLATE: &str = r#"apiVersion: contain/v1
+kind: Playbook
+metadata: {name: isolate-test}
+params:
+  pod: {type: string, required: true}
+  namespace: {type: string, required: true}
+  exclusive: {type: bool, default: false}
+steps:
+  - id: isolate
+    action: network.isolate
+    target: {kind: Pod, name: "{{ params.pod }}", namespace: "{{ params.namespace }}"}
+    with: {allow_namespaces: [forensics], exclusive: "{{ params.exclusive }}"}
+"#;
+
+#[tokio::test]
+async fn isolate_selects_the_pod_exactly_and_rolls_back() {
+    let cluster = live::connect(live::kubeconfig()).await;
+    let ns = Namespace::new(&cluster, "isolate").await;
+    let pods = live::deployment(&cluster, &ns.name, "web", 2).await;
+    let allow = json!({
+        "apiVersion": "networking.k8s.io/v1", "kind": "NetworkPolicy",
+        "metadata": {"name": "allow-web", "namespace": ns.name},
+        "spec": {"podSelector": {"matchLabels": {"app": "web"}}, "policyTypes": ["Ingress"], "ingress": [{"from": [{"podSelector": {}}]}]}
+    });
+    cluster.create(&allow, WriteMode::Apply).await.unwrap();
+    let pod = object::name(&pods[0]).unwrap().to_string();
+    let before = get(&cluster, "Pod", Some(&ns.name), &pod).await.unwrap();
+    for exclusive in [false, true] {
+        let runner = Runner::new();
+        let (out, run) = runner.run(
+            ISOLATE,
+            &[
+                format!("pod={pod}"),
+                format!("namespace={}", ns.name),
+                format!("exclusive={exclusive}"),
+            ],
+        );
+        ok(&out);
+        let now = get(&cluster, "Pod", Some(&ns.name), &pod).await.unwrap();
+        assert_eq!(
+            policies(&cluster, &ns.name).await,
+            ["allow-web", "contain-isolate-isolate"]
+        );
+        let ours = get(
+            &cluster,
+            "NetworkPolicy",
+            Some(&ns.name),
+            "contain-isolate-isolate",
+        )
+        .await
+        .unwrap();
+        assert_eq!(ours["spec"]["policyTypes"], json!(["Ingress", "Egress"]));
+        assert_eq!(
+            ours["spec"]["podSelector"]["matchLabels"]["contain.dev/quarantine"],
+            json!(run)
+        );
+        assert_eq!(object::labels(&now)["contain.dev/quarantine"], run);
+        let all = cluster
+            .list(
+                kinds::lookup("NetworkPolicy").unwrap(),
+                Some(&ns.name),
+                &Selector::default(),
+            )
+            .await
+            .unwrap();
+        let selecting: Vec<&str> = all
+            .iter()
+            .filter(|p| contain::action::policies::selects(p, &now))
+            .filter_map(object::name)
+            .collect();
+        if exclusive {
+            assert!(
+                !object::labels(&now).contains_key("app"),
+                "exclusive relabels the pod out of allow-web"
+            );
+            assert_eq!(selecting, ["contain-isolate-isolate"]);
+        } else {
+            assert_eq!(selecting, ["allow-web", "contain-isolate-isolate"]);
+            assert!(
+                out.stdout.contains("allow-web still selects"),
+                "the plan names the other policy: {}",
+                out.stdout
+            );
+        }
+        ok(&runner.rollback(&run));
+        assert_eq!(policies(&cluster, &ns.name).await, ["allow-web"]);
+        let after = get(&cluster, "Pod", Some(&ns.name), &pod).await.unwrap();
+        assert_eq!(after["metadata"]["labels"], before["metadata"]["labels"]);
+        assert_eq!(
+            after["metadata"].get("annotations"),
+            before["metadata"].get("annotations")
+        );
+        assert_eq!(after["spec"], before["spec"]);
+    }
+}
+
+const DETACH: &str = r#"apiVersion: contain/v1
+kind: Playbook
+metadata: {name: detach-test}
+params:
+  pod: {type: string, required: true}
+  namespace: {type: string, required: true}
+steps:
+  - id: detach
+    action: pod.detach
+    target: {kind: Pod, name: "{{ params.pod }}", namespace: "{{ params.namespace }}"}
+"#;
+
+#[tokio::test]
+async fn detach_gets_a_replacement_and_leaves_the_endpoints() {
+    let cluster = live::connect(live::kubeconfig()).await;
+    let ns = Namespace::new(&cluster, "detach").await;
+    let pods = live::deployment(&cluster, &ns.name, "web", 2).await;
+    let service = json!({
+        "apiVersion": "v1", "kind": "Service", "metadata": {"name": "web", "namespace": ns.name},
+        "spec": {"selector": {"app": "web"}, "ports": [{"port": 80, "targetPort": 8080}]}
+    });
+    cluster.create(&service, WriteMode::Apply).await.unwrap();
+    let pod = object::name(&pods[0]).unwrap().to_string();
+    let uid = object::uid(&pods[0]).unwrap().to_string();
+    // The endpoints controller lists the pod before the detach.
+    let slices =
+        Selector::labels([("kubernetes.io/service-name".to_string(), "web".to_string())].into());
+    let listed = |uid: String| {
+        let cluster = cluster.clone();
+        let ns = ns.name.clone();
+        let slices = slices.clone();
+        async move {
+            cluster
+                .list(kinds::lookup("EndpointSlice").unwrap(), Some(&ns), &slices)
+                .await
+                .unwrap()
+                .iter()
+                .any(|s| {
+                    s["endpoints"].as_array().into_iter().flatten().any(|e| {
+                        e.pointer("/targetRef/uid").and_then(Value::as_str) == Some(uid.as_str())
+                    })
+                })
+        }
+    };
+    for _ in 0..120 {
+        if listed(uid.clone()).await {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    assert!(
+        listed(uid.clone()).await,
+        "the Service's EndpointSlice lists the pod before the detach"
+    );
+    let before = get(&cluster, "Pod", Some(&ns.name), &pod).await.unwrap();
+    let runner = Runner::new();
+    let (out, run) = runner.run(
+        DETACH,
+        &[format!("pod={pod}"), format!("namespace={}", ns.name)],
+    );
+    ok(&out);
+    let detached = get(&cluster, "Pod", Some(&ns.name), &pod).await.unwrap();
+    assert_eq!(
+        object::uid(&detached),
+        Some(uid.as_str()),
+        "the suspect keeps running"
+    );
+    assert_eq!(object::labels(&detached)["contain.dev/detached"], "true");
+    assert!(!object::labels(&detached).contains_key("app"));
+    assert!(
+        contain::facts::controller_of(&detached).is_none(),
+        "the ReplicaSet released the pod"
+    );
+    assert_eq!(
+        live::running_pods(&cluster, &ns.name, "web", 2).await.len(),
+        2,
+        "a clean replacement runs"
+    );
+    assert!(
+        !listed(uid.clone()).await,
+        "the EndpointSlices no longer list the suspect"
+    );
+    ok(&runner.rollback(&run));
+    // With its labels back, the ReplicaSet adopts the pod again and keeps two replicas; if it
+    // chose to keep the suspect, its labels are exactly the original ones.
+    if let Some(after) = get(&cluster, "Pod", Some(&ns.name), &pod).await {
+        assert_eq!(after["metadata"]["labels"], before["metadata"]["labels"]);
+    }
+    live::running_pods(&cluster, &ns.name, "web", 2).await;
+}
+
+const REVOKE: &str = r#"apiVersion: contain/v1
+kind: Playbook
+metadata: {name: revoke-test}
+params:
+  namespace: {type: string, required: true}
+steps:
+  - id: revoke
+    action: serviceaccount.revoke
+    target: {kind: ServiceAccount, name: suspect, namespace: "{{ params.namespace }}"}
+    with: {modes: [unbind, legacy-secrets, rotate]}
+"#;
+
+#[tokio::test]
+async fn revoke_kills_tokens_and_a_rollback_restores_only_the_bindings() {
+    let cluster = live::connect(live::kubeconfig()).await;
+    let ns = Namespace::new(&cluster, "revoke").await;
+    let account = json!({"apiVersion": "v1", "kind": "ServiceAccount", "metadata": {"name": "suspect", "namespace": ns.name}});
+    let account = cluster.create(&account, WriteMode::Apply).await.unwrap();
+    let account_ref = ObjectRef::of(&account).unwrap();
+    let subject = json!({"kind": "ServiceAccount", "name": "suspect", "namespace": ns.name});
+    let other = json!({"kind": "ServiceAccount", "name": "default", "namespace": ns.name});
+    let binding = json!({
+        "apiVersion": "rbac.authorization.k8s.io/v1", "kind": "RoleBinding", "metadata": {"name": "reader", "namespace": ns.name},
+        "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": "view"}, "subjects": [subject, other]
+    });
+    cluster.create(&binding, WriteMode::Apply).await.unwrap();
+    let cluster_binding_name = format!("{}-suspect", ns.name);
+    let cluster_binding = json!({
+        "apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRoleBinding", "metadata": {"name": cluster_binding_name},
+        "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": "view"}, "subjects": [subject]
+    });
+    cluster
+        .create(&cluster_binding, WriteMode::Apply)
+        .await
+        .unwrap();
+    let secret = json!({
+        "apiVersion": "v1", "kind": "Secret", "type": "kubernetes.io/service-account-token",
+        "metadata": {"name": "suspect-token", "namespace": ns.name, "annotations": {"kubernetes.io/service-account.name": "suspect"}}
+    });
+    cluster.create(&secret, WriteMode::Apply).await.unwrap();
+    // A pod running as the account, for the pod-bound canary.
+    let pod = json!({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "worker", "namespace": ns.name},
+        "spec": {"serviceAccountName": "suspect", "containers": [{"name": "w", "image": "registry.example/w:1"}]}});
+    cluster.create(&pod, WriteMode::Apply).await.unwrap();
+    // A token minted before the run, held by the "attacker".
+    let stolen = cluster
+        .request_token(&account_ref, 600, None)
+        .await
+        .unwrap();
+    assert!(cluster.review_token(&stolen).await.unwrap().authenticated);
+    let bindings_before = get(&cluster, "RoleBinding", Some(&ns.name), "reader")
+        .await
+        .unwrap()["subjects"]
+        .clone();
+
+    let runner = Runner::new();
+    let (out, run) = runner.run(REVOKE, &[format!("namespace={}", ns.name)]);
+    ok(&out);
+    assert!(
+        out.stdout.contains(
+            "blast radius: 1 pod(s) run as suspect (worker), 1 legacy token Secret(s), 2 binding(s)"
+        ),
+        "{}",
+        out.stdout
+    );
+    let rotated = get(&cluster, "ServiceAccount", Some(&ns.name), "suspect")
+        .await
+        .unwrap();
+    assert_ne!(
+        object::uid(&rotated),
+        object::uid(&account),
+        "rotate gives the account a new uid"
+    );
+    // The API server caches successful token authentications for a few seconds, so a token
+    // reviewed just before the rotation may pass for that long; it must not pass after it.
+    let mut rejected = false;
+    for _ in 0..60 {
+        if !cluster.review_token(&stolen).await.unwrap().authenticated {
+            rejected = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    assert!(
+        rejected,
+        "the stolen token is rejected within 30 s of the rotation"
+    );
+    assert!(
+        get(&cluster, "Secret", Some(&ns.name), "suspect-token")
+            .await
+            .is_none()
+    );
+    assert_eq!(
+        get(&cluster, "RoleBinding", Some(&ns.name), "reader")
+            .await
+            .unwrap()["subjects"],
+        json!([other])
+    );
+    assert!(
+        get(&cluster, "ClusterRoleBinding", None, &cluster_binding_name)
+            .await
+            .unwrap()
+            .get("subjects")
+            .is_none()
+    );
+
+    let rolled = runner.rollback(&run);
+    ok(&rolled);
+    assert!(
+        rolled.stdout.contains("not undone"),
+        "the rollback says what it cannot undo: {}",
+        rolled.stdout
+    );
+    assert_eq!(
+        get(&cluster, "RoleBinding", Some(&ns.name), "reader")
+            .await
+            .unwrap()["subjects"],
+        bindings_before
+    );
+    assert_eq!(
+        get(&cluster, "ClusterRoleBinding", None, &cluster_binding_name)
+            .await
+            .unwrap()["subjects"],
+        json!([subject])
+    );
+    let after = get(&cluster, "ServiceAccount", Some(&ns.name), "suspect")
+        .await
+        .unwrap();
+    assert_eq!(
+        object::uid(&after),
+        object::uid(&rotated),
+        "the compromised account is never brought back"
+    );
+    assert!(
+        get(&cluster, "Secret", Some(&ns.name), "suspect-token")
+            .await
+            .is_none(),
+        "nor its legacy token"
+    );
+    assert!(!cluster.review_token(&stolen).await.unwrap().authenticated);
+    let _ = cluster
+        .delete(
+            &ObjectRef::new("ClusterRoleBinding", None, &cluster_binding_name),
+            &Preconditions::default(),
+            None,
+            WriteMode::Apply,
+        )
+        .await;
+}
+
+/// A KWOK node of the test's own, tainted so that other tests' pods stay away from it.
+async fn dedicated_node(cluster: &KubeCluster, name: &str, cordoned: bool) -> Value {
+    let node = json!({
+        "apiVersion": "v1", "kind": "Node",
+        "metadata": {"name": name, "annotations": {"kwok.x-k8s.io/node": "fake"}, "labels": {"kubernetes.io/hostname": name, "type": "kwok"}},
+        "spec": {"taints": [{"key": "test-dedicated", "value": name, "effect": "NoSchedule"}], "unschedulable": cordoned},
+        "status": {"allocatable": {"cpu": "32", "memory": "256Gi", "pods": "110"}, "capacity": {"cpu": "32", "memory": "256Gi", "pods": "110"}}
+    });
+    cluster.create(&node, WriteMode::Apply).await.unwrap();
+    for _ in 0..120 {
+        let now = get(cluster, "Node", None, name).await.unwrap();
+        let ready = now["status"]["conditions"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .any(|c| c["type"] == "Ready" && c["status"] == "True");
+        if ready {
+            return now;
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    panic!("node {name} did not become Ready");
+}
+
+async fn delete_node(cluster: &KubeCluster, name: &str) {
+    let _ = cluster
+        .delete(
+            &ObjectRef::new("Node", None, name),
+            &Preconditions::default(),
+            None,
+            WriteMode::Apply,
+        )
+        .await;
+}
+
+const QUARANTINE: &str = r#"apiVersion: contain/v1
+kind: Playbook
+metadata: {name: quarantine-test}
+params:
+  node: {type: string, required: true}
+steps:
+  - id: quarantine
+    action: node.quarantine
+    target: {kind: Node, name: "{{ params.node }}"}
+    with: {drain: true, timeout: 60s}
+    evidence: {waived: test}
+"#;
+
+#[tokio::test]
+async fn quarantine_drains_around_a_budget_keeps_the_suspect_and_rolls_back() {
+    let cluster = live::connect(live::kubeconfig()).await;
+    let ns = Namespace::new(&cluster, "quarantine").await;
+    let suffix = &ns.name[ns.name.len() - 6..];
+    let (node, spare) = (format!("q-node-{suffix}"), format!("q-spare-{suffix}"));
+    dedicated_node(&cluster, &node, false).await;
+    // The spare starts cordoned, so the workload lands on `node`; it takes the evicted pods later.
+    dedicated_node(&cluster, &spare, true).await;
+    let affinity = json!({"nodeAffinity": {"requiredDuringSchedulingIgnoredDuringExecution": {"nodeSelectorTerms": [
+        {"matchExpressions": [{"key": "kubernetes.io/hostname", "operator": "In", "values": [node, spare]}]}]}}});
+    let tolerations =
+        json!([{"key": "test-dedicated", "operator": "Exists", "effect": "NoSchedule"}]);
+    let deployment = json!({
+        "apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "app", "namespace": ns.name},
+        "spec": {"replicas": 3, "selector": {"matchLabels": {"app": "app"}}, "template": {"metadata": {"labels": {"app": "app"}},
+            "spec": {"affinity": affinity, "tolerations": tolerations, "containers": [{"name": "app", "image": "registry.example/app:1"}]}}}
+    });
+    cluster.create(&deployment, WriteMode::Apply).await.unwrap();
+    let pods = live::running_pods(&cluster, &ns.name, "app", 3).await;
+    assert!(pods.iter().all(|p| p["spec"]["nodeName"] == json!(node)));
+    let suspect = object::name(&pods[0]).unwrap().to_string();
+    let mark = json!({"metadata": {"labels": {"contain.dev/suspect": "true"}}});
+    cluster
+        .patch(
+            &ObjectRef::new("Pod", Some(&ns.name), &suspect),
+            &mark,
+            WriteMode::Apply,
+        )
+        .await
+        .unwrap();
+    // Two of three must stay available: the second eviction waits for a replacement.
+    let pdb = json!({"apiVersion": "policy/v1", "kind": "PodDisruptionBudget", "metadata": {"name": "app", "namespace": ns.name},
+        "spec": {"minAvailable": 2, "selector": {"matchLabels": {"app": "app"}}}});
+    cluster.create(&pdb, WriteMode::Apply).await.unwrap();
+    for _ in 0..120 {
+        let pdb = get(&cluster, "PodDisruptionBudget", Some(&ns.name), "app")
+            .await
+            .unwrap();
+        if pdb
+            .pointer("/status/disruptionsAllowed")
+            .and_then(Value::as_i64)
+            == Some(1)
+        {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    let uncordon = json!({"spec": {"unschedulable": false}});
+    cluster
+        .patch(
+            &ObjectRef::new("Node", None, &spare),
+            &uncordon,
+            WriteMode::Apply,
+        )
+        .await
+        .unwrap();
+    let before = get(&cluster, "Node", None, &node).await.unwrap();
+
+    let runner = Runner::new();
+    let (out, run) = runner.run(QUARANTINE, &[format!("node={node}")]);
+    ok(&out);
+    let quarantined = get(&cluster, "Node", None, &node).await.unwrap();
+    assert_eq!(quarantined["spec"]["unschedulable"], json!(true));
+    let taints = quarantined["spec"]["taints"].as_array().unwrap();
+    assert!(
+        taints
+            .iter()
+            .any(|t| t["key"] == "contain.dev/quarantine" && t["effect"] == "NoSchedule")
+    );
+    assert!(
+        !taints
+            .iter()
+            .any(|t| t["effect"] == "NoExecute" && t["key"] == "contain.dev/quarantine")
+    );
+    assert_eq!(object::labels(&quarantined)["contain.dev/quarantine"], run);
+    let now = live::running_pods(&cluster, &ns.name, "app", 3).await;
+    let on_node: Vec<&str> = now
+        .iter()
+        .filter(|p| p["spec"]["nodeName"] == json!(node))
+        .filter_map(object::name)
+        .collect();
+    assert_eq!(
+        on_node,
+        [suspect.as_str()],
+        "only the suspect stays on the quarantined node"
+    );
+    // A new pod that could only go to the quarantined node is not scheduled there.
+    let probe = json!({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "probe", "namespace": ns.name},
+        "spec": {"tolerations": tolerations, "nodeSelector": {"kubernetes.io/hostname": node}, "containers": [{"name": "p", "image": "registry.example/p:1"}]}});
+    cluster.create(&probe, WriteMode::Apply).await.unwrap();
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let probe = get(&cluster, "Pod", Some(&ns.name), "probe").await.unwrap();
+    assert!(
+        probe["spec"].get("nodeName").is_none(),
+        "the scheduler placed a pod on a quarantined node"
+    );
+    let pdb = get(&cluster, "PodDisruptionBudget", Some(&ns.name), "app")
+        .await
+        .unwrap();
+    assert!(
+        pdb["status"]["currentHealthy"].as_i64() >= pdb["status"]["desiredHealthy"].as_i64(),
+        "{pdb}"
+    );
+
+    let rolled = runner.rollback(&run);
+    ok(&rolled);
+    assert!(
+        rolled
+            .stdout
+            .contains("not undone: evicted pods are not brought back"),
+        "{}",
+        rolled.stdout
+    );
+    // The controller removes its own unschedulable taint once the node is uncordoned.
+    let mut after = Value::Null;
+    for _ in 0..120 {
+        after = get(&cluster, "Node", None, &node).await.unwrap();
+        if after["spec"]["taints"] == before["spec"]["taints"] {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    assert_eq!(
+        after["spec"], before["spec"],
+        "the node's spec is restored exactly"
+    );
+    assert_eq!(after["metadata"]["labels"], before["metadata"]["labels"]);
+    delete_node(&cluster, &node).await;
+    delete_node(&cluster, &spare).await;
+}
+
+const CORDON: &str = r#"apiVersion: contain/v1
+kind: Playbook
+metadata: {name: cordon-test}
+params:
+  node: {type: string, required: true}
+steps:
+  - id: cordon
+    action: node.cordon
+    target: {kind: Node, name: "{{ params.node }}"}
+  - id: taint
+    action: node.taint
+    target: {kind: Node, name: "{{ params.node }}"}
+"#;
+
+#[tokio::test]
+async fn a_node_cordoned_before_stays_cordoned_after_rollback() {
+    let cluster = live::connect(live::kubeconfig()).await;
+    let suffix = &contain::app::new_run_id()[17..];
+    let node = format!("c-node-{suffix}");
+    let before = dedicated_node(&cluster, &node, true).await;
+    let runner = Runner::new();
+    let (out, run) = runner.run(CORDON, &[format!("node={node}")]);
+    ok(&out);
+    assert!(out.stdout.contains("already cordoned"), "{}", out.stdout);
+    ok(&runner.rollback(&run));
+    let after = get(&cluster, "Node", None, &node).await.unwrap();
+    assert_eq!(
+        after["spec"]["unschedulable"],
+        json!(true),
+        "still cordoned"
+    );
+    let ours = |n: &Value| {
+        n["spec"]["taints"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .any(|t| t["key"] == "contain.dev/quarantine")
+    };
+    assert!(!ours(&after) && !ours(&before));
+    delete_node(&cluster, &node).await;
+}
