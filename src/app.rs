@@ -82,6 +82,9 @@ async fn dispatch(cli: Cli) -> u8 {
             crate::recover::rollback(run, to.as_deref(), *yes, global).await
         }
         Command::Journal { command } => crate::recover::journal(command, global),
+        Command::Evidence {
+            command: crate::cli::EvidenceCommand::Verify { dir },
+        } => crate::recover::verify_evidence(dir, global),
         Command::Schema => print_json(&playbook_schema()),
         Command::Actions { name } => actions(name.as_deref(), global),
         Command::Completions { shell } => {
@@ -289,6 +292,7 @@ pub(crate) async fn execute_run(
         mode,
         params,
         resume: None,
+        evidence: None,
     };
     execute_config(loaded, &config, global, cluster, approver, None).await
 }

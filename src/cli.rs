@@ -42,6 +42,10 @@ pub struct Global {
     /// ~/.local/state/contain/journal).
     #[arg(long, global = true, env = "CONTAIN_JOURNAL", value_name = "DIR")]
     pub journal: Option<PathBuf>,
+    /// Where evidence bundles go (default: beside the journal, e.g.
+    /// ~/.local/state/contain/evidence).
+    #[arg(long, global = true, env = "CONTAIN_EVIDENCE", value_name = "DIR")]
+    pub evidence: Option<PathBuf>,
     /// More detail (each operation and verification check).
     #[arg(short = 'v', long, global = true, action = clap::ArgAction::Count)]
     pub verbose: u8,
@@ -61,6 +65,14 @@ pub struct PlaybookArgs {
     /// Set a param: name=value (lists are comma-separated). Repeatable.
     #[arg(long = "set", value_name = "NAME=VALUE")]
     pub set: Vec<String>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum EvidenceCommand {
+    /// Re-hash a bundle (a step's directory, a run's, or the whole evidence directory) and name
+    /// every artifact that changed, vanished or appeared; cross-check the manifest against the
+    /// journal when the run is there.
+    Verify { dir: PathBuf },
 }
 
 #[derive(Debug, Subcommand)]
@@ -123,6 +135,11 @@ pub enum Command {
         /// Do not ask before writing. Required when not on a terminal.
         #[arg(long, short = 'y')]
         yes: bool,
+    },
+    /// Check evidence bundles.
+    Evidence {
+        #[command(subcommand)]
+        command: EvidenceCommand,
     },
     /// Inspect the journal of live runs.
     Journal {

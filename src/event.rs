@@ -66,6 +66,15 @@ pub enum EventKind {
         op: String,
         outcome: OpOutcome,
     },
+    /// One artifact of an evidence capture is on disk (progress per artifact).
+    Captured {
+        step: String,
+        index: usize,
+        artifact: String,
+        size: u64,
+        sha256: String,
+        outcome: String,
+    },
     StepVerified {
         step: String,
         verification: Verification,

@@ -57,6 +57,13 @@ pub enum Entry {
         step: String,
         outputs: Map<String, Value>,
     },
+    /// One evidence artifact and its hash, as it was written.
+    Captured {
+        step: String,
+        artifact: String,
+        sha256: String,
+        size: u64,
+    },
     Verified {
         step: String,
         verification: Verification,
@@ -198,6 +205,18 @@ impl EventSink for RunJournal<'_> {
                 op: op.clone(),
                 outcome: *outcome,
             },
+            EventKind::Captured {
+                step,
+                artifact,
+                sha256,
+                size,
+                ..
+            } => Entry::Captured {
+                step: step.clone(),
+                artifact: artifact.clone(),
+                sha256: sha256.clone(),
+                size: *size,
+            },
             EventKind::StepVerified { step, verification } => Entry::Verified {
                 step: step.clone(),
                 verification: verification.clone(),
@@ -315,7 +334,7 @@ impl RunState {
                     s.outputs = Some(outputs);
                     s.failed = None;
                 }
-                Entry::Verified { .. } => {}
+                Entry::Verified { .. } | Entry::Captured { .. } => {}
                 Entry::Failed { step: id, error } => {
                     step_state(steps, &mut index, &id).failed = Some(error)
                 }

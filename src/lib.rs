@@ -9,6 +9,7 @@ pub mod cli;
 pub mod cluster;
 pub mod diagnostics;
 pub mod event;
+pub mod evidence;
 pub mod execute;
 pub mod exit;
 pub mod facts;

@@ -39,6 +39,23 @@ fn open_run(global: &Global, run: &str) -> Result<::journal::Journal, u8> {
     })
 }
 
+/// Where a live run's evidence goes (`--evidence`, else beside the journal), and whom it is
+/// attributed to.
+fn evidence_config(
+    global: &Global,
+    cluster_id: &str,
+    collector: &str,
+) -> crate::evidence::EvidenceConfig {
+    crate::evidence::EvidenceConfig {
+        root: global
+            .evidence
+            .clone()
+            .unwrap_or_else(crate::evidence::default_root),
+        cluster_id: cluster_id.to_string(),
+        collector: collector.to_string(),
+    }
+}
+
 /// The cluster's identity, or the exit code for not getting it.
 async fn identity(cluster: &KubeCluster) -> Result<String, u8> {
     cluster.identity().await.map_err(|e| {
@@ -96,11 +113,13 @@ pub async fn journaled_live(
             return exit::JOURNAL;
         }
     };
+    let evidence = evidence_config(global, &info.cluster_id, &info.user);
     let config = RunConfig {
         run_id,
         mode: Mode::Live,
         params,
         resume: None,
+        evidence: Some(evidence),
     };
     execute_config(loaded, &config, global, cluster, approver, Some(&mut sink))
         .await
@@ -211,6 +230,11 @@ pub async fn resume(run: &str, yes: bool, global: &Global) -> u8 {
         mode: Mode::Live,
         params: state.info.params.clone(),
         resume: Some(resume),
+        evidence: Some(evidence_config(
+            global,
+            &state.info.cluster_id,
+            &state.info.user,
+        )),
     };
     let mut terminal = TerminalApprover;
     let approver: &mut dyn Approver = if yes { &mut AutoApprove } else { &mut terminal };
@@ -278,6 +302,7 @@ pub async fn rollback(run: &str, to: Option<&str>, yes: bool, global: &Global) -
         mode: Mode::Live,
         params: state.info.params.clone(),
         resume: None,
+        evidence: None,
     };
     let mut sink = RunJournal::reopen(&journal, run);
     let mut recorder = crate::event::Recorder::default();
@@ -478,4 +503,88 @@ fn verify(
     } else {
         exit::JOURNAL
     })
+}
+
+/// `contain evidence verify DIR`: every bundle at or below DIR, re-hashed; each manifest's
+/// sha256 compared with the one the journal recorded when the run is in the journal.
+pub fn verify_evidence(dir: &Path, global: &Global) -> u8 {
+    let bundles = match crate::evidence::bundles(dir) {
+        Ok(bundles) => bundles,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return exit::INVALID_INPUT;
+        }
+    };
+    let mut intact = true;
+    let mut reports = Vec::new();
+    for bundle in bundles {
+        let check = match crate::evidence::verify(&bundle) {
+            Ok(check) => check,
+            Err(e) => {
+                eprintln!("error: {e}");
+                intact = false;
+                continue;
+            }
+        };
+        let journal = journal_manifest_hash(&bundle, global);
+        let journal_matches = journal
+            .as_ref()
+            .map(|recorded| recorded == &check.manifest_sha256);
+        intact &= check.intact() && journal_matches != Some(false);
+        if global.output == Output::Text {
+            let verdict = if check.intact() { "intact" } else { "ALTERED" };
+            println!("{}: {} artifacts, {verdict}", check.dir, check.artifacts);
+            for (what, files) in [
+                ("changed", &check.changed),
+                ("vanished", &check.vanished),
+                ("appeared", &check.appeared),
+            ] {
+                for file in files {
+                    println!("  {what}: {}", crate::report::sanitize(file));
+                }
+            }
+            match journal_matches {
+                Some(true) => println!(
+                    "  manifest sha256 {} matches the journal",
+                    check.manifest_sha256
+                ),
+                Some(false) => println!(
+                    "  manifest sha256 {} does NOT match the journal ({})",
+                    check.manifest_sha256,
+                    journal.clone().unwrap_or_default()
+                ),
+                None => println!(
+                    "  manifest sha256 {} (run not in this journal: not cross-checked)",
+                    check.manifest_sha256
+                ),
+            }
+        }
+        reports.push(json!({"bundle": check, "journal_manifest_sha256": journal, "matches_journal": journal_matches}));
+    }
+    if global.output != Output::Text {
+        print_output(&Value::Array(reports), global.output);
+    }
+    if intact {
+        exit::SUCCESS
+    } else {
+        exit::VERIFY_FAILED
+    }
+}
+
+/// The manifest sha256 the journal recorded for a bundle's step, if the run is there.
+fn journal_manifest_hash(bundle: &Path, global: &Global) -> Option<String> {
+    let (manifest, _) = crate::evidence::read_manifest(bundle).ok()?;
+    let journal = journal::open_run(
+        &journal_root(global),
+        &manifest.run_id,
+        std::time::Duration::from_secs(5),
+    )
+    .ok()?;
+    let state = RunState::read(&journal, &manifest.run_id).ok()?;
+    let step = state.steps.iter().find(|s| s.step == manifest.step)?;
+    step.outputs
+        .as_ref()?
+        .get("manifest_sha256")?
+        .as_str()
+        .map(str::to_string)
 }

@@ -67,6 +67,7 @@ async fn run(
         mode,
         params,
         resume: None,
+        evidence: None,
     };
     let result = Executor::new(cluster, &mut recorder, &mut AutoApprove)
         .run(&loaded, &config)

@@ -35,6 +35,7 @@ async fn run(sim: &SimCluster, playbook: &str, set: &[&str]) -> (Outcome, Vec<Ev
         mode: Mode::Tabletop,
         params,
         resume: None,
+        evidence: None,
     };
     let result = Executor::new(sim, &mut recorder, &mut AutoApprove)
         .run(&loaded, &config)

@@ -5,6 +5,7 @@ mod containment;
 mod crash;
 mod differential;
 mod engine;
+mod forensics;
 mod harness;
 mod hostile;
 mod live;

@@ -106,3 +106,67 @@ impl Contain {
         self.args(first).args(rest.iter().cloned())
     }
 }
+
+const DESTROY_THEN_CAPTURE: &str = r#"apiVersion: contain/v1
+kind: Playbook
+metadata: {name: evidence-order}
+params:
+  pod: {type: string, required: true}
+steps:
+  - id: kill-it
+    action: pod.delete
+    target: {kind: Pod, name: "{{ params.pod }}", namespace: shop}
+  - id: capture
+    action: forensics.capture
+    target: {kind: Pod, name: "{{ params.pod }}", namespace: shop}
+"#;
+
+#[test]
+fn a_destructive_step_before_the_capture_is_rejected_by_name() {
+    let file = tempfile::Builder::new().suffix(".yaml").tempfile().unwrap();
+    std::fs::write(file.path(), DESTROY_THEN_CAPTURE).unwrap();
+    let out = Contain::new()
+        .args(["validate", &file.path().display().to_string()])
+        .run();
+    assert_eq!(out.code, 3);
+    assert!(
+        out.stderr
+            .contains(":8:13: step `kill-it` (pod.delete) can destroy evidence"),
+        "{}",
+        out.stderr
+    );
+
+    // The same steps the other way round are fine: the capture covers the pod.
+    let reordered = DESTROY_THEN_CAPTURE.replace("  - id: kill-it\n    action: pod.delete\n    target: {kind: Pod, name: \"{{ params.pod }}\", namespace: shop}\n", "")
+        + "  - id: kill-it\n    action: pod.delete\n    target: {kind: Pod, name: \"{{ params.pod }}\", namespace: shop}\n";
+    std::fs::write(file.path(), reordered).unwrap();
+    let out = Contain::new()
+        .args(["validate", &file.path().display().to_string()])
+        .run();
+    assert_eq!(out.code, 0, "{}", out.stderr);
+
+    // A drain through node.quarantine counts too, and a waiver with a reason lifts the rule.
+    let drain = "apiVersion: contain/v1\nkind: Playbook\nmetadata: {name: d}\nsteps:\n  - id: q\n    action: node.quarantine\n    target: {kind: Node, name: n1}\n    with: {drain: true}\n";
+    std::fs::write(file.path(), drain).unwrap();
+    let out = Contain::new()
+        .args(["validate", &file.path().display().to_string()])
+        .run();
+    assert!(
+        out.stderr
+            .contains("step `q` (node.quarantine) can destroy evidence"),
+        "{}",
+        out.stderr
+    );
+    std::fs::write(
+        file.path(),
+        format!("{drain}    evidence: {{waived: \"EDR already holds a memory image\"}}\n"),
+    )
+    .unwrap();
+    assert_eq!(
+        Contain::new()
+            .args(["validate", &file.path().display().to_string()])
+            .run()
+            .code,
+        0
+    );
+}

@@ -3,6 +3,7 @@
 //! Actions never write: the executor applies their plans.
 
 pub mod approve;
+pub mod capture;
 pub mod common;
 pub mod detach;
 pub mod isolate;
@@ -180,6 +181,7 @@ pub trait Action: Send + Sync {
 /// Every action, in catalogue order.
 pub fn catalogue() -> &'static [&'static dyn Action] {
     static ACTIONS: &[&dyn Action] = &[
+        &capture::Capture,
         &isolate::Isolate,
         &label::LABEL,
         &label::ANNOTATE,

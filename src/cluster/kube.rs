@@ -447,10 +447,15 @@ impl Cluster for KubeCluster {
                     None => None,
                 };
                 let _ = process.join().await;
+                let error = status
+                    .as_ref()
+                    .filter(|s| s.status.as_deref() != Some("Success"))
+                    .and_then(|s| s.message.clone());
                 Ok(ExecOutput {
                     stdout,
                     stderr,
                     exit_code: status.map(|s| exit_code(&s)),
+                    error,
                 })
             };
             match tokio::time::timeout(self.call_timeout, run).await {
@@ -542,6 +547,89 @@ impl Cluster for KubeCluster {
                 username: user.username.unwrap_or_default(),
                 groups: user.groups.unwrap_or_default(),
             })
+        })
+    }
+
+    fn stream_logs<'a>(
+        &'a self,
+        pod: &'a ObjectRef,
+        container: &'a str,
+        previous: bool,
+        sink: &'a mut (dyn tokio::io::AsyncWrite + Unpin + Send),
+    ) -> BoxFuture<'a, Result<u64>> {
+        Box::pin(async move {
+            use futures::AsyncReadExt;
+            use tokio::io::AsyncWriteExt;
+            let api: Api<Pod> = Api::namespaced(
+                self.client.clone(),
+                pod.namespace.as_deref().unwrap_or("default"),
+            );
+            let params = LogParams {
+                container: Some(container.to_string()),
+                previous,
+                timestamps: true,
+                ..LogParams::default()
+            };
+            let stream =
+                tokio::time::timeout(self.call_timeout, api.log_stream(&pod.name, &params))
+                    .await
+                    .map_err(|_| ClusterError::Timeout {
+                        operation: format!("logs of {pod} {container}"),
+                        seconds: self.call_timeout.as_secs(),
+                    })?
+                    .map_err(|e| map_error(&format!("{pod} container {container}"), e))?;
+            let mut stream = Box::pin(stream);
+            let mut buffer = vec![0u8; 1 << 16];
+            let mut written = 0u64;
+            loop {
+                // Each read has the call deadline: a stalled stream fails instead of hanging.
+                let n = tokio::time::timeout(self.call_timeout, stream.read(&mut buffer))
+                    .await
+                    .map_err(|_| ClusterError::Timeout {
+                        operation: format!("reading logs of {pod} {container}"),
+                        seconds: self.call_timeout.as_secs(),
+                    })?
+                    .map_err(|e| {
+                        ClusterError::Connection(format!("logs of {pod} {container}: {e}"))
+                    })?;
+                if n == 0 {
+                    break;
+                }
+                sink.write_all(&buffer[..n])
+                    .await
+                    .map_err(|e| ClusterError::Connection(format!("writing logs of {pod}: {e}")))?;
+                written += n as u64;
+            }
+            sink.flush()
+                .await
+                .map_err(|e| ClusterError::Connection(format!("writing logs of {pod}: {e}")))?;
+            Ok(written)
+        })
+    }
+
+    fn checkpoint<'a>(
+        &'a self,
+        node: &'a str,
+        pod: &'a ObjectRef,
+        container: &'a str,
+    ) -> BoxFuture<'a, Result<String>> {
+        Box::pin(async move {
+            let path = format!(
+                "/api/v1/nodes/{node}/proxy/checkpoint/{}/{}/{container}",
+                pod.namespace.as_deref().unwrap_or("default"),
+                pod.name
+            );
+            let what = format!("checkpoint of {pod} container {container} on node {node}");
+            self.call(&what, true, || async {
+                let request = http::Request::post(&path)
+                    .body(Vec::new())
+                    .map_err(|e| ClusterError::Connection(e.to_string()))?;
+                self.client
+                    .request_text(request)
+                    .await
+                    .map_err(|e| map_error(&what, e))
+            })
+            .await
         })
     }
 }

@@ -87,6 +87,9 @@ pub struct ExecOutput {
     pub stderr: String,
     /// The exit code, when the runtime reported one.
     pub exit_code: Option<i32>,
+    /// Why it failed, when the runtime said (a missing binary, for example).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
 }
 
 /// A pod a token is bound to: the token dies with the pod.
@@ -178,6 +181,31 @@ pub trait Cluster: Send + Sync {
     ) -> BoxFuture<'a, Result<String>> {
         let _ = (pod, container, previous);
         unsupported("reading pod logs")
+    }
+
+    /// Streams the log of one container (with timestamps) into `sink`; returns the bytes written.
+    /// Memory stays bounded whatever the log's size.
+    fn stream_logs<'a>(
+        &'a self,
+        pod: &'a ObjectRef,
+        container: &'a str,
+        previous: bool,
+        sink: &'a mut (dyn tokio::io::AsyncWrite + Unpin + Send),
+    ) -> BoxFuture<'a, Result<u64>> {
+        let _ = (pod, container, previous, sink);
+        unsupported("reading pod logs")
+    }
+
+    /// Asks the kubelet for a checkpoint of a container through the node proxy
+    /// (`POST /api/v1/nodes/{node}/proxy/checkpoint/{namespace}/{pod}/{container}`).
+    fn checkpoint<'a>(
+        &'a self,
+        node: &'a str,
+        pod: &'a ObjectRef,
+        container: &'a str,
+    ) -> BoxFuture<'a, Result<String>> {
+        let _ = (node, pod, container);
+        unsupported("container checkpoints")
     }
 
     /// Runs a command in a container and collects its output.

@@ -62,6 +62,8 @@ pub enum ApplyError {
     },
     #[error("not approved: {0}")]
     Declined(String),
+    #[error("evidence: {0}")]
+    Evidence(String),
     #[error("{object}: eviction still refused after {waited_millis} ms: {message}")]
     DisruptionBudget {
         object: String,
@@ -239,6 +241,8 @@ pub async fn apply_with(
             });
             Ok(OpOutcome::Applied)
         }
+        // The executor carries these out itself: they need the run's evidence directory.
+        Op::Capture { .. } | Op::Seal { .. } => Ok(OpOutcome::Skipped),
         Op::Sleep { millis } => {
             if carry != Carry::Live {
                 return Ok(OpOutcome::Skipped);

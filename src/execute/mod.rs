@@ -2,6 +2,7 @@
 //! emitting events as it goes. Failure policies (stop, continue, rollback) live here too.
 
 pub mod apply;
+pub mod capture;
 
 use std::time::{Duration, Instant};
 
@@ -17,6 +18,9 @@ use crate::plan::{Op, StepPlan};
 use crate::playbook::load::Loaded;
 use crate::playbook::types::{RunFailurePolicy, Step, StepFailurePolicy, parse_duration};
 use crate::render::{self, Renderer, Scope};
+
+/// How many artifacts a capture collects at once.
+pub const CAPTURE_CONCURRENCY: usize = 4;
 
 /// The default time a step may take when it sets no `timeout`.
 pub const DEFAULT_STEP_TIMEOUT: Duration = Duration::from_secs(600);
@@ -67,6 +71,8 @@ pub struct RunConfig {
     pub params: Map<String, Value>,
     /// What an interrupted run had done, when this run resumes it.
     pub resume: Option<Resume>,
+    /// Where captured evidence goes; captures are skipped without it.
+    pub evidence: Option<crate::evidence::EvidenceConfig>,
 }
 
 /// The state of an interrupted run, read back from its journal.
@@ -437,23 +443,53 @@ impl<'a> Executor<'a> {
             failpoint("after-intent", &step.id);
         }
         let mut effects = apply::Effects::default();
-        for (i, op) in plan.ops.iter().enumerate() {
-            let outcome = apply::apply_with(
-                op,
-                &step.id,
-                &config.run_id,
-                carry,
-                self.cluster,
-                self.approver,
-                &mut effects,
-            )
-            .await?;
+        let mut artifacts: Vec<crate::evidence::Artifact> = Vec::new();
+        let mut plan = plan;
+        let mut i = 0;
+        while i < plan.ops.len() {
+            if matches!(plan.ops[i], Op::Capture { .. }) {
+                // A run of captures: read-only on the cluster, so several at once, bounded.
+                let end = plan.ops[i..]
+                    .iter()
+                    .position(|op| !matches!(op, Op::Capture { .. }))
+                    .map_or(plan.ops.len(), |n| i + n);
+                artifacts.extend(
+                    self.captures(&plan.ops[i..end], i, &step.id, config, carry)
+                        .await?,
+                );
+                i = end;
+                continue;
+            }
+            let op = &plan.ops[i];
+            let outcome = match op {
+                Op::Seal { archive } => self.seal(
+                    *archive,
+                    &step.id,
+                    config,
+                    carry,
+                    &artifacts,
+                    &mut plan.outputs,
+                )?,
+                _ => {
+                    apply::apply_with(
+                        op,
+                        &step.id,
+                        &config.run_id,
+                        carry,
+                        self.cluster,
+                        self.approver,
+                        &mut effects,
+                    )
+                    .await?
+                }
+            };
             self.emit(EventKind::OpApplied {
                 step: step.id.clone(),
                 index: i,
-                op: op.to_string(),
+                op: plan.ops[i].to_string(),
                 outcome,
             })?;
+            i += 1;
         }
         failpoint("after-write", &step.id);
         // A server-side dry run stored nothing, so there is nothing to verify.
@@ -489,6 +525,107 @@ impl<'a> Executor<'a> {
             return Err(StepError::Verify(failures.join("; ")));
         }
         Ok(plan)
+    }
+
+    /// Carries out consecutive `Capture` operations, `CAPTURE_CONCURRENCY` at a time, emitting an
+    /// event for each artifact as it lands.
+    async fn captures(
+        &mut self,
+        ops: &[Op],
+        first_index: usize,
+        step: &str,
+        config: &RunConfig,
+        carry: Carry,
+    ) -> Result<Vec<crate::evidence::Artifact>, StepError> {
+        use futures::StreamExt;
+        let dir = match (&config.evidence, carry) {
+            (Some(evidence), Carry::Live) => evidence.step_dir(&config.run_id, step),
+            _ => {
+                // Only a live run collects evidence; elsewhere the plan says what would be.
+                for (n, op) in ops.iter().enumerate() {
+                    self.emit(EventKind::OpApplied {
+                        step: step.to_string(),
+                        index: first_index + n,
+                        op: op.to_string(),
+                        outcome: OpOutcome::Skipped,
+                    })?;
+                }
+                return Ok(Vec::new());
+            }
+        };
+        let cluster = self.cluster;
+        let dir_ref = &dir;
+        let mut pending = futures::stream::iter(ops.iter().enumerate().map(|(n, op)| async move {
+            let Op::Capture { artifact, source } = op else {
+                unreachable!("only captures are passed")
+            };
+            (
+                n,
+                op,
+                capture::capture(artifact, source, dir_ref, cluster).await,
+            )
+        }))
+        .buffer_unordered(CAPTURE_CONCURRENCY);
+        let mut artifacts = Vec::new();
+        while let Some((n, op, result)) = pending.next().await {
+            let artifact = result?;
+            self.emit(EventKind::Captured {
+                step: step.to_string(),
+                index: first_index + n,
+                artifact: artifact.path.clone(),
+                size: artifact.size,
+                sha256: artifact.sha256.clone(),
+                outcome: artifact.outcome.clone(),
+            })?;
+            self.emit(EventKind::OpApplied {
+                step: step.to_string(),
+                index: first_index + n,
+                op: op.to_string(),
+                outcome: OpOutcome::Applied,
+            })?;
+            artifacts.push(artifact);
+        }
+        artifacts.sort_by(|a, b| a.path.cmp(&b.path));
+        Ok(artifacts)
+    }
+
+    /// Writes the step's manifest; its sha256 and place become step outputs (and so go into the
+    /// journal with the step's `Done` record).
+    fn seal(
+        &mut self,
+        archive: bool,
+        step: &str,
+        config: &RunConfig,
+        carry: Carry,
+        artifacts: &[crate::evidence::Artifact],
+        outputs: &mut Map<String, Value>,
+    ) -> Result<OpOutcome, StepError> {
+        let Some(evidence) = config.evidence.as_ref().filter(|_| carry == Carry::Live) else {
+            return Ok(OpOutcome::Skipped);
+        };
+        let dir = evidence.step_dir(&config.run_id, step);
+        let manifest = crate::evidence::Manifest {
+            format: 1,
+            run_id: config.run_id.clone(),
+            step: step.to_string(),
+            cluster_id: evidence.cluster_id.clone(),
+            collector: evidence.collector.clone(),
+            sealed_at: jiff::Timestamp::now().to_string(),
+            artifacts: artifacts.to_vec(),
+        };
+        let evidence_error = |e: std::io::Error| {
+            StepError::Apply(ApplyError::Evidence(format!("{}: {e}", dir.display())))
+        };
+        let sha256 = crate::evidence::seal(&dir, &manifest).map_err(evidence_error)?;
+        outputs.insert("bundle".into(), Value::from(dir.display().to_string()));
+        outputs.insert("manifest_sha256".into(), Value::from(sha256));
+        outputs.insert("artifacts".into(), Value::from(artifacts.len()));
+        if archive {
+            let (path, sha) = crate::evidence::archive(&dir).map_err(evidence_error)?;
+            outputs.insert("archive".into(), Value::from(path.display().to_string()));
+            outputs.insert("archive_sha256".into(), Value::from(sha));
+        }
+        Ok(OpOutcome::Applied)
     }
 
     /// Applies the inverses of completed steps, newest first. Irreversible steps are skipped

@@ -49,6 +49,77 @@ impl FieldChange {
     }
 }
 
+/// Where a captured artifact comes from.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "from", rename_all = "snake_case")]
+pub enum CaptureSource {
+    /// The object as served (managedFields stripped, Secret values redacted).
+    Object { target: ObjectRef },
+    /// Events about one object.
+    Events {
+        namespace: Option<String>,
+        kind: String,
+        name: String,
+    },
+    /// A container's log, with timestamps.
+    Logs {
+        pod: ObjectRef,
+        container: String,
+        previous: bool,
+    },
+    /// A command run in a container: stdout, stderr and exit code.
+    Exec {
+        pod: ObjectRef,
+        container: String,
+        command: Vec<String>,
+        timeout_millis: u64,
+    },
+    /// A kubelet checkpoint through the node proxy.
+    Checkpoint {
+        node: String,
+        pod: ObjectRef,
+        container: String,
+    },
+    /// The NetworkPolicies that select a pod.
+    Policies { pod: ObjectRef },
+    /// The bindings (and their roles) that name a ServiceAccount.
+    Bindings { account: ObjectRef },
+    /// A pod's controller chain.
+    Owners { pod: ObjectRef },
+}
+
+impl fmt::Display for CaptureSource {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            CaptureSource::Object { target } => write!(f, "{target}"),
+            CaptureSource::Events { kind, name, .. } => write!(f, "events of {kind} {name}"),
+            CaptureSource::Logs {
+                pod,
+                container,
+                previous,
+            } => {
+                write!(
+                    f,
+                    "{}logs of {pod} container {container}",
+                    if *previous { "previous " } else { "" }
+                )
+            }
+            CaptureSource::Exec {
+                pod,
+                container,
+                command,
+                ..
+            } => write!(f, "exec {command:?} in {pod} container {container}"),
+            CaptureSource::Checkpoint { pod, container, .. } => {
+                write!(f, "checkpoint of {pod} container {container}")
+            }
+            CaptureSource::Policies { pod } => write!(f, "NetworkPolicies selecting {pod}"),
+            CaptureSource::Bindings { account } => write!(f, "bindings of {account}"),
+            CaptureSource::Owners { pod } => write!(f, "controller chain of {pod}"),
+        }
+    }
+}
+
 /// An operation, as planned, journaled and applied.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "op", rename_all = "snake_case")]
@@ -89,6 +160,15 @@ pub enum Op {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         bound_pod: Option<crate::cluster::BoundPod>,
     },
+    /// Collect one artifact into the step's evidence bundle. Reads the cluster, writes only to
+    /// the local bundle.
+    Capture {
+        artifact: String,
+        source: CaptureSource,
+    },
+    /// Write the bundle's manifest (and, with `archive`, a `.tar.gz` and its sha256); the
+    /// manifest's sha256 becomes a step output, and so goes into the journal.
+    Seal { archive: bool },
     /// Pause for a fixed time.
     Sleep { millis: u64 },
     /// Poll an object until a field has a value.
@@ -120,6 +200,7 @@ impl Op {
             | Op::WaitFor { target, .. }
             | Op::Evict { target, .. } => Some(target.clone()),
             Op::MintCanary { account, .. } => Some(account.clone()),
+            Op::Capture { .. } | Op::Seal { .. } => None,
             Op::Sleep { .. } | Op::Approve { .. } => None,
         }
     }
@@ -132,6 +213,7 @@ impl Op {
             Op::Delete { .. } => '-',
             Op::Evict { .. } => '!',
             Op::MintCanary { .. } => '*',
+            Op::Capture { .. } | Op::Seal { .. } => '>',
             Op::Sleep { .. } | Op::WaitFor { .. } => '…',
             Op::Approve { .. } => '?',
         }
@@ -169,6 +251,15 @@ impl fmt::Display for Op {
                 )
             }
             Op::MintCanary { account, .. } => write!(f, "mint a canary token of {account}"),
+            Op::Capture { artifact, source } => write!(f, "capture {source} → {artifact}"),
+            Op::Seal { archive: true } => write!(
+                f,
+                "seal the bundle: manifest.json and a .tar.gz, with their sha256"
+            ),
+            Op::Seal { archive: false } => write!(
+                f,
+                "seal the bundle: manifest.json, its sha256 into the journal"
+            ),
             Op::Sleep { millis } => write!(f, "sleep {}", human_millis(*millis)),
             Op::WaitFor {
                 target,

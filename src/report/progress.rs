@@ -16,6 +16,8 @@ pub struct ProgressPrinter {
     pub show_inverse: bool,
     /// Print each operation's outcome and each verification check.
     pub verbose: bool,
+    /// Operations of the current step not carried out in this mode, told once per step.
+    skipped: usize,
 }
 
 impl ProgressPrinter {
@@ -33,6 +35,7 @@ impl ProgressPrinter {
             }),
             show_inverse: false,
             verbose: false,
+            skipped: 0,
         }
     }
 
@@ -44,6 +47,16 @@ impl ProgressPrinter {
                 let _ = writeln!(out, "{}", text.trim_end_matches('\n'));
             }
         }
+    }
+}
+
+/// `512 B`, `12.3 KiB`, `200.0 MiB`.
+pub fn human_size(size: u64) -> String {
+    match size {
+        s if s < 1024 => format!("{s} B"),
+        s if s < 1 << 20 => format!("{:.1} KiB", s as f64 / 1024.0),
+        s if s < 1 << 30 => format!("{:.1} MiB", s as f64 / (1u64 << 20) as f64),
+        s => format!("{:.1} GiB", s as f64 / (1u64 << 30) as f64),
     }
 }
 
@@ -100,9 +113,31 @@ impl EventSink for ProgressPrinter {
                     OpOutcome::Skipped => "not carried out",
                     OpOutcome::Approved => "approved",
                 };
-                if self.verbose || *outcome != OpOutcome::Applied {
+                if *outcome == OpOutcome::Skipped && !self.verbose {
+                    self.skipped += 1;
+                } else if self.verbose || *outcome != OpOutcome::Applied {
                     self.line(&format!("  {word}: {}", sanitize(op)));
                 }
+            }
+            EventKind::Captured {
+                artifact,
+                size,
+                outcome,
+                ..
+            } => {
+                if let Some(bar) = &self.bar {
+                    bar.set_message(format!("captured {artifact}"));
+                }
+                let note = if outcome == "captured" {
+                    String::new()
+                } else {
+                    format!(" [{}]", sanitize(outcome))
+                };
+                self.line(&format!(
+                    "  captured {} ({}){note}",
+                    sanitize(artifact),
+                    human_size(*size)
+                ));
             }
             EventKind::StepVerified { verification, .. } => {
                 let failed = verification.checks.iter().filter(|c| !c.ok).count();
@@ -123,6 +158,12 @@ impl EventSink for ProgressPrinter {
                 }
             }
             EventKind::StepDone { elapsed_ms, .. } => {
+                let skipped = std::mem::take(&mut self.skipped);
+                if skipped > 0 {
+                    self.line(&format!(
+                        "  {skipped} operation(s) not carried out in this mode (evidence is collected, and waits waited, only in live runs)"
+                    ));
+                }
                 self.line(&format!("  done in {elapsed_ms} ms"))
             }
             EventKind::StepFailed { error, .. } => {

@@ -89,8 +89,18 @@ impl RunSummary {
                     s.status = "planned".into();
                     s.plan = Some(plan.clone());
                 }),
-                EventKind::OpApplied { step, outcome, .. } => summary.step(step, |s| {
-                    if matches!(outcome, OpOutcome::Applied | OpOutcome::DryRun) {
+                EventKind::OpApplied {
+                    step,
+                    index,
+                    outcome,
+                    ..
+                } => summary.step(step, |s| {
+                    let write = s
+                        .plan
+                        .as_ref()
+                        .and_then(|p| p.ops.get(*index))
+                        .is_some_and(crate::plan::Op::is_write);
+                    if write && matches!(outcome, OpOutcome::Applied | OpOutcome::DryRun) {
                         s.writes += 1;
                     }
                 }),

@@ -1,0 +1,333 @@
+//! Forensic capture on the real control plane (KWOK serves logs from files and runs exec
+//! commands on this machine): a bundle whose manifest verifies and matches the journal, one
+//! edited byte detected, the unsupported-checkpoint path recorded, many pods at once, and a log
+//! of hundreds of megabytes captured with bounded memory.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use contain::cluster::{Cluster, object};
+use serde_json::Value;
+
+use crate::harness::Contain;
+use crate::live::{self, Namespace};
+
+struct Capture {
+    evidence: tempfile::TempDir,
+    journal: tempfile::TempDir,
+}
+
+impl Capture {
+    fn new() -> Self {
+        Capture {
+            evidence: tempfile::tempdir().unwrap(),
+            journal: tempfile::tempdir().unwrap(),
+        }
+    }
+
+    fn contain(&self) -> Contain {
+        Contain::new()
+            .args([
+                "--no-progress",
+                "--kubeconfig",
+                &live::kubeconfig().display().to_string(),
+            ])
+            .args(["--journal", &self.journal.path().display().to_string()])
+            .args(["--evidence", &self.evidence.path().display().to_string()])
+    }
+
+    fn playbook(&self, text: &str) -> tempfile::NamedTempFile {
+        let file = tempfile::Builder::new().suffix(".yaml").tempfile().unwrap();
+        std::fs::write(file.path(), text).unwrap();
+        file
+    }
+
+    /// The sealed bundle of the only run: (directory, manifest).
+    fn bundle(&self) -> (PathBuf, Value) {
+        let run = std::fs::read_dir(self.evidence.path())
+            .unwrap()
+            .filter_map(Result::ok)
+            .find(|e| e.path().is_dir())
+            .unwrap()
+            .path();
+        let dir = run.join("capture");
+        let manifest =
+            serde_json::from_slice(&std::fs::read(dir.join("manifest.json")).unwrap()).unwrap();
+        (dir, manifest)
+    }
+}
+
+fn artifact<'a>(manifest: &'a Value, suffix: &str) -> &'a Value {
+    manifest["artifacts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|a| a["path"].as_str().unwrap().ends_with(suffix))
+        .unwrap_or_else(|| panic!("no artifact {suffix}"))
+}
+
+const CAPTURE: &str = r#"apiVersion: contain/v1
+kind: Playbook
+metadata: {name: capture-test}
+params:
+  namespace: {type: string, required: true}
+steps:
+  - id: capture
+    action: forensics.capture
+    target: {kind: Deployment, name: web, namespace: "{{ params.namespace }}"}
+    with:
+      archive: true
+      exec:
+        - {name: hello, command: [echo, hello]}
+        - {name: missing, command: [no-such-binary-for-contain-tests]}
+"#;
+
+#[tokio::test]
+async fn a_live_capture_verifies_and_one_edited_byte_is_detected() {
+    let cluster = live::connect(live::kubeconfig()).await;
+    let ns = Namespace::new(&cluster, "capture").await;
+    let pods = live::deployment(&cluster, &ns.name, "web", 3).await;
+    let capture = Capture::new();
+    let playbook = capture.playbook(CAPTURE);
+    let out = capture
+        .contain()
+        .args([
+            "run",
+            "--yes",
+            &playbook.path().display().to_string(),
+            "--set",
+            &format!("namespace={}", ns.name),
+        ])
+        .run();
+    assert_eq!(out.code, 0, "{}\n{}", out.stdout, out.stderr);
+    // Progress per artifact: three pods, each with its full set.
+    assert!(
+        out.stdout.matches("  captured ").count() >= 3 * 12,
+        "{}",
+        out.stdout
+    );
+    let (dir, manifest) = capture.bundle();
+    assert_eq!(manifest["collector"], "contain-admin");
+    let pod = object::name(&pods[0]).unwrap();
+    for suffix in [
+        "pod.json",
+        "owners.json",
+        "events.json",
+        "node.json",
+        "networkpolicies.json",
+        "serviceaccount-bindings.json",
+        "logs/web.log",
+        "logs/web.previous.log",
+    ] {
+        let a = artifact(&manifest, &format!("{pod}/{suffix}"));
+        assert!(a["source"].as_str().unwrap().starts_with("/api"), "{a}");
+    }
+    let log = std::fs::read_to_string(dir.join(format!("{}/{pod}/logs/web.log", ns.name))).unwrap();
+    assert!(log.contains("simulated container log line 1"), "{log}");
+    let previous =
+        std::fs::read_to_string(dir.join(format!("{}/{pod}/logs/web.previous.log", ns.name)))
+            .unwrap();
+    assert!(previous.contains("segfault"), "{previous}");
+    let hello: Value = serde_json::from_slice(
+        &std::fs::read(dir.join(format!("{}/{pod}/exec/hello.json", ns.name))).unwrap(),
+    )
+    .unwrap();
+    assert_eq!(
+        (hello["stdout"].as_str(), hello["exit_code"].as_i64()),
+        (Some("hello\n"), Some(0))
+    );
+    let missing: Value = serde_json::from_slice(
+        &std::fs::read(dir.join(format!("{}/{pod}/exec/missing.json", ns.name))).unwrap(),
+    )
+    .unwrap();
+    assert_ne!(missing["exit_code"].as_i64(), Some(0), "{missing}");
+    assert!(
+        missing["error"]
+            .as_str()
+            .is_some_and(|e| e.contains("no-such-binary")),
+        "a missing binary is a recorded result: {missing}"
+    );
+    assert_eq!(
+        artifact(&manifest, &format!("{pod}/checkpoints/web.json"))["outcome"],
+        "not supported by this cluster"
+    );
+    // The archive's recorded sha256 is its real one.
+    let archive = dir.with_file_name("capture.tar.gz");
+    let recorded = std::fs::read_to_string(dir.with_file_name("capture.tar.gz.sha256")).unwrap();
+    let digest = sha256_file(&archive);
+    assert!(recorded.starts_with(&digest));
+
+    let evidence = capture.evidence.path().display().to_string();
+    let verify = capture
+        .contain()
+        .args(["evidence", "verify", &evidence])
+        .run();
+    assert_eq!(verify.code, 0, "{}{}", verify.stdout, verify.stderr);
+    assert!(
+        verify.stdout.contains("matches the journal"),
+        "{}",
+        verify.stdout
+    );
+
+    let log_path = dir.join(format!("{}/{pod}/logs/web.log", ns.name));
+    let original = std::fs::read(&log_path).unwrap();
+    let mut edited = original.clone();
+    edited[5] ^= 0x01;
+    std::fs::write(&log_path, &edited).unwrap();
+    let tampered = capture
+        .contain()
+        .args(["evidence", "verify", &evidence])
+        .run();
+    assert_eq!(tampered.code, 6, "{}", tampered.stdout);
+    assert!(
+        tampered
+            .stdout
+            .contains(&format!("changed: {}/{pod}/logs/web.log", ns.name)),
+        "{}",
+        tampered.stdout
+    );
+    std::fs::write(&log_path, &original).unwrap();
+
+    // Re-hashing a forged manifest passes on its own; the journal's copy of its hash does not.
+    let manifest_path = dir.join("manifest.json");
+    let forged = std::fs::read_to_string(&manifest_path)
+        .unwrap()
+        .replace("contain-admin", "someone-else");
+    std::fs::write(&manifest_path, forged).unwrap();
+    let forgery = capture
+        .contain()
+        .args(["evidence", "verify", &evidence])
+        .run();
+    assert_eq!(forgery.code, 6, "{}", forgery.stdout);
+    assert!(
+        forgery.stdout.contains("does NOT match the journal"),
+        "{}",
+        forgery.stdout
+    );
+}
+
+fn sha256_file(path: &Path) -> String {
+    use sha2::Digest;
+    hex::encode(sha2::Sha256::digest(std::fs::read(path).unwrap()))
+}
+
+const BIG: &str = r#"apiVersion: contain/v1
+kind: Playbook
+metadata: {name: big-log}
+params:
+  namespace: {type: string, required: true}
+steps:
+  - id: capture
+    action: forensics.capture
+    target: {kind: Deployment, name: big, namespace: "{{ params.namespace }}"}
+    with: {previous_logs: false, checkpoint: false}
+"#;
+
+/// Writes a CRI-format log of about `bytes` to the file KWOK serves for `big-logger` containers.
+fn write_big_log(bytes: usize) -> u64 {
+    let path = live::kubeconfig()
+        .with_file_name("kwok-logs")
+        .join("big.log");
+    let mut file = std::io::BufWriter::new(std::fs::File::create(&path).unwrap());
+    let payload = "x".repeat(180);
+    let mut written = 0;
+    let mut line = 0u64;
+    while written < bytes {
+        let text = format!("2026-01-01T00:00:00.000000000Z stdout F line {line:09} {payload}\n");
+        file.write_all(text.as_bytes()).unwrap();
+        written += text.len();
+        line += 1;
+    }
+    file.flush().unwrap();
+    line
+}
+
+/// The peak resident memory (VmHWM, in KiB) of a running process, as last seen.
+fn peak_rss_kib(pid: u32) -> Option<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+}
+
+#[tokio::test]
+async fn a_log_of_200_mb_is_captured_with_bounded_memory() {
+    let cluster = live::connect(live::kubeconfig()).await;
+    let ns = Namespace::new(&cluster, "biglog").await;
+    let lines = write_big_log(260 << 20);
+    let object = serde_json::json!({
+        "apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "big", "namespace": ns.name},
+        "spec": {"replicas": 1, "selector": {"matchLabels": {"app": "big"}}, "template": {"metadata": {"labels": {"app": "big"}},
+            "spec": {"containers": [{"name": "big-logger", "image": "registry.example/big:1"}]}}}
+    });
+    cluster
+        .create(&object, contain::cluster::WriteMode::Apply)
+        .await
+        .unwrap();
+    live::running_pods(&cluster, &ns.name, "big", 1).await;
+    let capture = Capture::new();
+    let playbook = capture.playbook(BIG);
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_contain"))
+        .args([
+            "--no-progress",
+            "--kubeconfig",
+            &live::kubeconfig().display().to_string(),
+        ])
+        .args([
+            "--journal",
+            &capture.journal.path().display().to_string(),
+            "--evidence",
+            &capture.evidence.path().display().to_string(),
+        ])
+        .args([
+            "run",
+            "--yes",
+            &playbook.path().display().to_string(),
+            "--set",
+            &format!("namespace={}", ns.name),
+        ])
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut peak = 0;
+    let status = loop {
+        if let Some(kib) = peak_rss_kib(child.id()) {
+            peak = peak.max(kib);
+        }
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    assert!(status.success());
+    let (_, manifest) = capture.bundle();
+    let log = artifact(&manifest, "logs/big-logger.log");
+    let size = log["size"].as_u64().unwrap();
+    println!(
+        "captured a {} MiB log ({lines} lines) with a peak RSS of {} MiB",
+        size >> 20,
+        peak >> 10
+    );
+    assert!(size >= 200 << 20, "the log is {size} bytes");
+    assert!(
+        peak > 0 && peak < 128 << 10,
+        "peak RSS {peak} KiB: memory must not grow with the log"
+    );
+    let verify = capture
+        .contain()
+        .args([
+            "evidence",
+            "verify",
+            &capture.evidence.path().display().to_string(),
+        ])
+        .run();
+    assert_eq!(verify.code, 0, "{}", verify.stdout);
+    let _ = std::fs::remove_file(
+        live::kubeconfig()
+            .with_file_name("kwok-logs")
+            .join("big.log"),
+    );
+}
