@@ -85,6 +85,11 @@ async fn dispatch(cli: Cli) -> u8 {
         Command::Evidence {
             command: crate::cli::EvidenceCommand::Verify { dir },
         } => crate::recover::verify_evidence(dir, global),
+        Command::VerifyImage {
+            image,
+            keys,
+            registry_config,
+        } => verify_image(image, keys, registry_config.as_deref(), global).await,
         Command::Schema => print_json(&playbook_schema()),
         Command::Actions { name } => actions(name.as_deref(), global),
         Command::Completions { shell } => {
@@ -474,6 +479,73 @@ async fn live(args: &PlaybookArgs, global: &Global, dry_run: bool, yes: bool) ->
         &mut AutoApprove,
     )
     .await
+}
+
+/// `contain verify-image`: exit 0 when signed by one of the keys, 6 when not, 4 when the
+/// registry cannot be reached, 3 for a bad reference or key.
+async fn verify_image(
+    image: &str,
+    keys: &[std::path::PathBuf],
+    registry_config: Option<&Path>,
+    global: &Global,
+) -> u8 {
+    use crate::registry::{ImageRef, Registry, RegistryError, cosign};
+    let reference = match ImageRef::parse(image) {
+        Ok(reference) => reference,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return exit::INVALID_INPUT;
+        }
+    };
+    let keys: Vec<cosign::Key> = match keys.iter().map(|k| cosign::Key::from_file(k)).collect() {
+        Ok(keys) => keys,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return exit::INVALID_INPUT;
+        }
+    };
+    let registry = match Registry::new(registry_config) {
+        Ok(registry) => registry,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return exit::INVALID_INPUT;
+        }
+    };
+    let registry_code = |e: &RegistryError| match e {
+        RegistryError::Unreachable { .. } => exit::CLUSTER,
+        _ => exit::VERIFY_FAILED,
+    };
+    let digest = match registry.resolve(&reference).await {
+        Ok(digest) => digest,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return registry_code(&e);
+        }
+    };
+    match cosign::verify(&registry, &reference, &digest, &keys).await {
+        Ok(verified) => {
+            if global.output == Output::Text {
+                println!(
+                    "{image} → {}: signed, verified with {}",
+                    verified.image, verified.key
+                );
+            } else {
+                print_output(
+                    &serde_json::to_value(&verified).unwrap_or(Value::Null),
+                    global.output,
+                );
+            }
+            exit::SUCCESS
+        }
+        Err(cosign::SignatureError::Registry(e)) => {
+            eprintln!("error: {e}");
+            registry_code(&e)
+        }
+        Err(e) => {
+            eprintln!("refused: {e}");
+            exit::VERIFY_FAILED
+        }
+    }
 }
 
 async fn snapshot(file: Option<&Path>, global: &Global) -> u8 {

@@ -136,6 +136,17 @@ pub enum Command {
         #[arg(long, short = 'y')]
         yes: bool,
     },
+    /// Resolve an image to its digest and verify its cosign signature with one of the keys.
+    VerifyImage {
+        /// `registry/repository:tag` or `registry/repository@sha256:…`.
+        image: String,
+        /// ECDSA P-256 public key (PEM); repeat for several, any one suffices.
+        #[arg(long = "key", value_name = "FILE", required = true)]
+        keys: Vec<PathBuf>,
+        /// Docker config.json with registry credentials.
+        #[arg(long, value_name = "FILE")]
+        registry_config: Option<PathBuf>,
+    },
     /// Check evidence bundles.
     Evidence {
         #[command(subcommand)]

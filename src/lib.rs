@@ -17,6 +17,7 @@ pub mod journal;
 pub mod plan;
 pub mod playbook;
 pub mod recover;
+pub mod registry;
 pub mod render;
 pub mod report;
 pub mod snapshot;

@@ -105,6 +105,13 @@ fn comparable(mut object: Value) -> Value {
     if let Some(map) = object.as_object_mut() {
         map.remove("status");
     }
+    // Set by the deployment controller whenever it gets to it: a controller's field, not ours.
+    if let Some(annotations) = object
+        .pointer_mut("/metadata/annotations")
+        .and_then(Value::as_object_mut)
+    {
+        annotations.remove("deployment.kubernetes.io/revision");
+    }
     object
 }
 

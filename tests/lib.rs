@@ -9,6 +9,7 @@ mod forensics;
 mod harness;
 mod hostile;
 mod live;
+mod redeploy;
 mod render_props;
 mod schema;
 mod validate;

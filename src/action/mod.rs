@@ -11,7 +11,9 @@ pub mod label;
 pub mod node;
 pub mod pod_delete;
 pub mod policies;
+pub mod redeploy;
 pub mod revoke;
+pub mod rollout;
 pub mod scale;
 pub mod wait;
 
@@ -193,6 +195,7 @@ pub fn catalogue() -> &'static [&'static dyn Action] {
         &node::CORDON,
         &node::TAINT,
         &node::DRAIN,
+        &redeploy::Redeploy,
         &wait::Wait,
         &approve::Approve,
     ];

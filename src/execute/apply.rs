@@ -64,6 +64,14 @@ pub enum ApplyError {
     Declined(String),
     #[error("evidence: {0}")]
     Evidence(String),
+    #[error("image refused: {0}")]
+    Signature(String),
+    #[error("{object}: the rollout did not complete within {seconds} s ({detail})")]
+    Rollout {
+        object: String,
+        seconds: u64,
+        detail: String,
+    },
     #[error("{object}: eviction still refused after {waited_millis} ms: {message}")]
     DisruptionBudget {
         object: String,
@@ -239,6 +247,27 @@ pub async fn apply_with(
                 bound_pod: bound_pod.as_ref().map(|p| p.name.clone()),
                 token,
             });
+            Ok(OpOutcome::Applied)
+        }
+        Op::VerifyImage {
+            image,
+            keys,
+            registry_config,
+        } => {
+            if !matches!(carry, Carry::Live | Carry::ServerDryRun) {
+                return Ok(OpOutcome::Skipped);
+            }
+            verify_image(image, keys, registry_config.as_deref()).await?;
+            Ok(OpOutcome::Applied)
+        }
+        Op::WaitRollout {
+            target,
+            timeout_millis,
+        } => {
+            if carry != Carry::Live {
+                return Ok(OpOutcome::Skipped);
+            }
+            wait_rollout(target, *timeout_millis, cluster).await?;
             Ok(OpOutcome::Applied)
         }
         // The executor carries these out itself: they need the run's evidence directory.
@@ -427,6 +456,62 @@ async fn delete(
         Ok(()) => Ok(true),
         Err(ClusterError::NotFound { .. }) => Ok(false),
         Err(e) => Err(e.into()),
+    }
+}
+
+/// Checks a pinned image's signature again, just before the write that deploys it.
+async fn verify_image(
+    image: &str,
+    keys: &[String],
+    registry_config: Option<&str>,
+) -> Result<(), ApplyError> {
+    use crate::registry::{ImageRef, Registry, cosign};
+    let refused = |e: String| ApplyError::Signature(e);
+    let reference = ImageRef::parse(image).map_err(|e| refused(e.to_string()))?;
+    let digest = reference
+        .digest
+        .clone()
+        .ok_or_else(|| refused(format!("{image} is not pinned by digest")))?;
+    let keys: Vec<cosign::Key> = keys
+        .iter()
+        .enumerate()
+        .map(|(i, pem)| cosign::Key::from_pem(&format!("key {}", i + 1), pem))
+        .collect::<Result<_, _>>()
+        .map_err(refused)?;
+    let registry = Registry::new(registry_config.map(std::path::Path::new))
+        .map_err(|e| refused(e.to_string()))?;
+    cosign::verify(&registry, &reference, &digest, &keys)
+        .await
+        .map_err(|e| refused(e.to_string()))?;
+    Ok(())
+}
+
+/// Polls a workload until its rollout is complete.
+async fn wait_rollout(
+    target: &ObjectRef,
+    timeout_millis: u64,
+    cluster: &dyn Cluster,
+) -> Result<(), ApplyError> {
+    let deadline = tokio::time::Instant::now() + Duration::from_millis(timeout_millis);
+    loop {
+        let current = cluster
+            .get(target)
+            .await?
+            .ok_or_else(|| ClusterError::NotFound {
+                object: target.to_string(),
+            })?;
+        let (done, detail) = crate::action::rollout::status(&current);
+        if done {
+            return Ok(());
+        }
+        if tokio::time::Instant::now() >= deadline {
+            return Err(ApplyError::Rollout {
+                object: target.to_string(),
+                seconds: timeout_millis / 1000,
+                detail,
+            });
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
     }
 }
 

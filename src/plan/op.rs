@@ -169,6 +169,19 @@ pub enum Op {
     /// Write the bundle's manifest (and, with `archive`, a `.tar.gz` and its sha256); the
     /// manifest's sha256 becomes a step output, and so goes into the journal.
     Seal { archive: bool },
+    /// Verify, right before the write, that an image digest carries a valid cosign signature
+    /// by one of `keys` (PEM public keys).
+    VerifyImage {
+        image: String,
+        keys: Vec<String>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        registry_config: Option<String>,
+    },
+    /// Wait until a workload's rollout is complete: every replica updated and available.
+    WaitRollout {
+        target: ObjectRef,
+        timeout_millis: u64,
+    },
     /// Pause for a fixed time.
     Sleep { millis: u64 },
     /// Poll an object until a field has a value.
@@ -200,7 +213,8 @@ impl Op {
             | Op::WaitFor { target, .. }
             | Op::Evict { target, .. } => Some(target.clone()),
             Op::MintCanary { account, .. } => Some(account.clone()),
-            Op::Capture { .. } | Op::Seal { .. } => None,
+            Op::Capture { .. } | Op::Seal { .. } | Op::VerifyImage { .. } => None,
+            Op::WaitRollout { target, .. } => Some(target.clone()),
             Op::Sleep { .. } | Op::Approve { .. } => None,
         }
     }
@@ -214,6 +228,8 @@ impl Op {
             Op::Evict { .. } => '!',
             Op::MintCanary { .. } => '*',
             Op::Capture { .. } | Op::Seal { .. } => '>',
+            Op::VerifyImage { .. } => '✓',
+            Op::WaitRollout { .. } => '…',
             Op::Sleep { .. } | Op::WaitFor { .. } => '…',
             Op::Approve { .. } => '?',
         }
@@ -252,6 +268,19 @@ impl fmt::Display for Op {
             }
             Op::MintCanary { account, .. } => write!(f, "mint a canary token of {account}"),
             Op::Capture { artifact, source } => write!(f, "capture {source} → {artifact}"),
+            Op::VerifyImage { image, keys, .. } => write!(
+                f,
+                "verify the cosign signature of {image} ({} key(s))",
+                keys.len()
+            ),
+            Op::WaitRollout {
+                target,
+                timeout_millis,
+            } => write!(
+                f,
+                "wait for the rollout of {target} (up to {})",
+                human_millis(*timeout_millis)
+            ),
             Op::Seal { archive: true } => write!(
                 f,
                 "seal the bundle: manifest.json and a .tar.gz, with their sha256"

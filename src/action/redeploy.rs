@@ -1,0 +1,264 @@
+//! `workload.redeploy`: bring a workload back clean, from images pinned by digest whose cosign
+//! signature is verified before any pod template changes. A tag is resolved to its digest
+//! through the registry; the plan shows old → new image per container; the apply verifies the
+//! signature again right before the patch, then waits for the rollout.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use schemars::JsonSchema;
+use serde::Deserialize;
+use serde_json::Value;
+
+use super::common;
+use super::{
+    Action, ActionError, ActionInfo, StepInput, TargetRule, Verification, decode_with, schema_of,
+};
+use crate::cluster::object::ObjectRef;
+use crate::cluster::{BoxFuture, Cluster, merge};
+use crate::plan::{Op, Reversibility, StepPlan};
+use crate::registry::{ImageRef, Registry, cosign};
+
+pub struct Redeploy;
+
+static INFO: ActionInfo = ActionInfo {
+    name: "workload.redeploy",
+    summary: "Redeploy a workload from images pinned by digest, after verifying their cosign signatures.",
+    changes: "the image of the named containers in the pod template (repo@sha256:…); the controller rolls the pods",
+    undo: "restores the previous images in the pod template and waits for that rollout",
+    reversible: true,
+    // A redeploy replaces every pod of the workload, and with them their evidence.
+    destroys_evidence: true,
+    target: TargetRule::Required(&["Deployment", "StatefulSet", "DaemonSet"]),
+    outputs: &[
+        ("images", "container → the pinned image deployed"),
+        ("previous", "container → the image it replaced"),
+        (
+            "verified_by",
+            "container → the key that verified its signature",
+        ),
+    ],
+};
+
+/// One container and the image to run in it.
+#[derive(Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ContainerImage {
+    pub name: String,
+    /// `repo:tag` is resolved to its digest; `repo@sha256:…` is kept.
+    pub image: String,
+}
+
+/// `with` of `workload.redeploy`.
+#[derive(Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RedeployWith {
+    /// The containers to redeploy (a list, so that names can come from params).
+    #[schemars(length(min = 1))]
+    pub containers: Vec<ContainerImage>,
+    /// Files holding the ECDSA P-256 public keys (PEM) that may have signed the images; any one
+    /// suffices. Relative paths are relative to the working directory.
+    #[schemars(length(min = 1))]
+    pub keys: Vec<String>,
+    /// Docker config.json with registry credentials (default: $DOCKER_CONFIG or ~/.docker).
+    #[serde(default)]
+    pub registry_config: Option<String>,
+    /// How long to wait for the rollout (default 5m).
+    #[serde(default)]
+    #[schemars(regex(pattern = r"^([0-9]+(ms|s|m|h))+$"))]
+    pub rollout_timeout: Option<String>,
+}
+
+fn image_path(container: &str) -> Vec<String> {
+    ["spec", "template", "spec", "containers"]
+        .iter()
+        .map(|s| s.to_string())
+        .chain([merge::keyed("name", container), "image".to_string()])
+        .collect()
+}
+
+impl Action for Redeploy {
+    fn info(&self) -> &'static ActionInfo {
+        &INFO
+    }
+
+    fn with_schema(&self) -> Value {
+        schema_of::<RedeployWith>()
+    }
+
+    fn plan<'a>(
+        &'a self,
+        input: &'a StepInput,
+        cluster: &'a dyn Cluster,
+    ) -> BoxFuture<'a, Result<StepPlan, ActionError>> {
+        Box::pin(async move {
+            let with: RedeployWith = decode_with(&input.with)?;
+            let mut requested = BTreeMap::new();
+            for c in &with.containers {
+                if requested.insert(c.name.clone(), c.image.clone()).is_some() {
+                    return Err(ActionError::InvalidParams(format!(
+                        "container `{}` is named twice",
+                        c.name
+                    )));
+                }
+            }
+            if requested.is_empty() {
+                return Err(ActionError::InvalidParams(
+                    "`containers` names no container".into(),
+                ));
+            }
+            let target = input
+                .target
+                .as_ref()
+                .ok_or_else(|| ActionError::InvalidParams("a target is required".into()))?;
+            if target.name.is_none() {
+                return Err(ActionError::InvalidParams(
+                    "workload.redeploy works on one workload: give the target a name".into(),
+                ));
+            }
+            let keys: Vec<cosign::Key> = with
+                .keys
+                .iter()
+                .map(|path| cosign::Key::from_file(std::path::Path::new(path)))
+                .collect::<Result<_, _>>()
+                .map_err(ActionError::InvalidParams)?;
+            let workload = common::observe(target, cluster).await?.remove(0);
+            let workload_ref = ObjectRef::of(&workload).expect("observed objects have names");
+            let simulated = StepInput::simulated(cluster);
+            let registry = if simulated {
+                None
+            } else {
+                Some(
+                    Registry::new(with.registry_config.as_deref().map(std::path::Path::new))
+                        .map_err(|e| ActionError::Refused(e.to_string()))?,
+                )
+            };
+            let mut wanted = Vec::new();
+            let mut ops = Vec::new();
+            let mut notes = Vec::new();
+            let (mut images, mut previous, mut verified_by) = (
+                serde_json::Map::new(),
+                serde_json::Map::new(),
+                serde_json::Map::new(),
+            );
+            for (container, image) in &requested {
+                let current = merge::get(&workload, &image_path(container))
+                    .cloned()
+                    .ok_or_else(|| {
+                        ActionError::InvalidParams(format!(
+                            "{workload_ref} has no container `{container}`"
+                        ))
+                    })?;
+                let reference = ImageRef::parse(image)
+                    .map_err(|e| ActionError::InvalidParams(e.to_string()))?;
+                let pinned = match &registry {
+                    // Resolve, then verify before anything is planned: an unsigned or wrongly
+                    // signed image stops the plan, so nothing is ever written for it.
+                    Some(registry) => {
+                        let digest = registry
+                            .resolve(&reference)
+                            .await
+                            .map_err(|e| ActionError::Refused(e.to_string()))?;
+                        let verified = cosign::verify(registry, &reference, &digest, &keys)
+                            .await
+                            .map_err(|e| ActionError::Refused(e.to_string()))?;
+                        notes.push(format!(
+                            "{container}: {image} is {digest}, signed (verified with {})",
+                            verified.key
+                        ));
+                        verified_by.insert(container.clone(), Value::from(verified.key));
+                        reference.pinned(&digest)
+                    }
+                    None => {
+                        notes.push(format!("{container}: tabletop: {image} would be resolved to its digest and its signature verified"));
+                        match &reference.digest {
+                            Some(digest) => reference.pinned(digest),
+                            None => format!("{reference}@sha256:<resolved at run time>"),
+                        }
+                    }
+                };
+                previous.insert(container.clone(), current.clone());
+                images.insert(container.clone(), Value::from(pinned.clone()));
+                if current.as_str() != Some(pinned.as_str()) {
+                    if registry.is_some() {
+                        ops.push(Op::VerifyImage {
+                            image: pinned.clone(),
+                            keys: keys.iter().map(|k| k.pem.clone()).collect(),
+                            registry_config: with.registry_config.clone(),
+                        });
+                    }
+                    wanted.push((image_path(container), Some(Value::from(pinned))));
+                }
+            }
+            let timeout = with
+                .rollout_timeout
+                .as_deref()
+                .and_then(crate::playbook::types::parse_duration)
+                .unwrap_or(Duration::from_secs(300));
+            let mut inverse = Vec::new();
+            if let Some((patch, undo)) =
+                common::patch_pair(&workload, common::changes_for(&workload, &wanted))
+            {
+                ops.push(patch);
+                ops.push(Op::WaitRollout {
+                    target: workload_ref.clone(),
+                    timeout_millis: timeout.as_millis() as u64,
+                });
+                inverse.push(undo);
+                inverse.push(Op::WaitRollout {
+                    target: workload_ref.clone(),
+                    timeout_millis: timeout.as_millis() as u64,
+                });
+            } else {
+                notes.push("every container already runs the pinned image".into());
+            }
+            let mut outputs = serde_json::Map::new();
+            outputs.insert("images".into(), Value::Object(images));
+            outputs.insert("previous".into(), Value::Object(previous));
+            outputs.insert("verified_by".into(), Value::Object(verified_by));
+            Ok(StepPlan {
+                step: input.step_id.clone(),
+                action: INFO.name.to_string(),
+                summary: format!("redeploy {workload_ref} from signed digests"),
+                ops,
+                inverse,
+                reversibility: Reversibility::Reversible,
+                notes,
+                outputs,
+            })
+        })
+    }
+
+    fn verify<'a>(
+        &'a self,
+        _input: &'a StepInput,
+        plan: &'a StepPlan,
+        cluster: &'a dyn Cluster,
+    ) -> BoxFuture<'a, Result<Verification, ActionError>> {
+        Box::pin(async move {
+            let mut verification = common::verify_patches(&plan.ops, cluster).await?;
+            let Some(target) = plan.ops.iter().find_map(|op| match op {
+                Op::WaitRollout { target, .. } => Some(target.clone()),
+                _ => None,
+            }) else {
+                return Ok(verification);
+            };
+            if StepInput::simulated(cluster) {
+                verification.check(
+                    "the rollout completes",
+                    true,
+                    Some("not checked: a simulated cluster runs no controllers".into()),
+                );
+                return Ok(verification);
+            }
+            let workload = cluster.get(&target).await?.unwrap_or(Value::Null);
+            let (done, detail) = super::rollout::status(&workload);
+            verification.check(
+                format!("the rollout of {target} is complete"),
+                done,
+                Some(detail),
+            );
+            Ok(verification)
+        })
+    }
+}
