@@ -331,3 +331,61 @@ async fn a_log_of_200_mb_is_captured_with_bounded_memory() {
             .join("big.log"),
     );
 }
+
+#[tokio::test]
+async fn secret_values_never_reach_the_bundle() {
+    let cluster = live::connect(live::kubeconfig()).await;
+    let ns = Namespace::new(&cluster, "nosecret").await;
+    let secret = serde_json::json!({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "db", "namespace": ns.name},
+        "stringData": {"password": "hunter2-in-a-secret"}});
+    cluster
+        .create(&secret, contain::cluster::WriteMode::Apply)
+        .await
+        .unwrap();
+    // A pod that reads the Secret through env, and carries a kubectl last-applied annotation
+    // holding a value (as `kubectl apply` of a manifest with inline values would).
+    let pod = serde_json::json!({"apiVersion": "v1", "kind": "Pod",
+        "metadata": {"name": "app", "namespace": ns.name,
+            "annotations": {"kubectl.kubernetes.io/last-applied-configuration": "{\"data\":{\"password\":\"hunter2-in-annotation\"}}"}},
+        "spec": {"containers": [{"name": "app", "image": "registry.example/app:1",
+            "env": [{"name": "DB_PASSWORD", "valueFrom": {"secretKeyRef": {"name": "db", "key": "password"}}}]}]}});
+    cluster
+        .create(&pod, contain::cluster::WriteMode::Apply)
+        .await
+        .unwrap();
+    let capture = Capture::new();
+    let playbook = capture.playbook(&format!(
+        "apiVersion: contain/v1\nkind: Playbook\nmetadata: {{name: s}}\nsteps:\n  - id: capture\n    action: forensics.capture\n    target: {{kind: Pod, name: app, namespace: {}}}\n    with: {{checkpoint: false}}\n",
+        ns.name
+    ));
+    let out = capture
+        .contain()
+        .args(["run", "--yes", &playbook.path().display().to_string()])
+        .run();
+    assert_eq!(out.code, 0, "{}\n{}", out.stdout, out.stderr);
+    let (dir, _) = capture.bundle();
+    let mut pending = vec![dir];
+    let mut files = 0;
+    while let Some(path) = pending.pop() {
+        for entry in std::fs::read_dir(&path).unwrap() {
+            let path = entry.unwrap().path();
+            if path.is_dir() {
+                pending.push(path);
+                continue;
+            }
+            files += 1;
+            let text = String::from_utf8_lossy(&std::fs::read(&path).unwrap()).into_owned();
+            assert!(
+                !text.contains("hunter2"),
+                "{} holds a secret value",
+                path.display()
+            );
+        }
+    }
+    assert!(files > 5);
+    // The reference itself (which Secret, which key) is evidence, and is kept.
+    let pod_json =
+        std::fs::read_to_string(capture.bundle().0.join(format!("{}/app/pod.json", ns.name)))
+            .unwrap();
+    assert!(pod_json.contains("secretKeyRef"));
+}

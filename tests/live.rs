@@ -523,3 +523,51 @@ async fn server_side_apply_creates_then_updates_with_our_field_manager() {
         "{managers:?}"
     );
 }
+
+#[tokio::test]
+async fn snapshot_exports_a_namespace_that_tabletop_accepts_without_secret_values() {
+    let cluster = connect(kubeconfig()).await;
+    let ns = Namespace::new(&cluster, "snap").await;
+    let pods = deployment(&cluster, &ns.name, "web", 1).await;
+    let secret = json!({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "db", "namespace": ns.name},
+        "stringData": {"password": "hunter2-never-exported"}});
+    cluster.create(&secret, WriteMode::Apply).await.unwrap();
+    let file = tempfile::Builder::new().suffix(".yaml").tempfile().unwrap();
+    let out = Contain::new()
+        .args([
+            "--kubeconfig",
+            &kubeconfig().display().to_string(),
+            "-n",
+            &ns.name,
+            "snapshot",
+            "-f",
+            &file.path().display().to_string(),
+        ])
+        .run();
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    let text = std::fs::read_to_string(file.path()).unwrap();
+    assert!(
+        text.contains("kind: Secret") && text.contains("name: db"),
+        "Secrets are listed by name"
+    );
+    assert!(
+        !text.contains("hunter2") && !text.contains("aHVudGVyMi"),
+        "Secret values never leave the cluster"
+    );
+    let pod = object::name(&pods[0]).unwrap();
+    let tabletop = Contain::new()
+        .args([
+            "tabletop",
+            &repo("playbooks/label-suspect-pod.yaml"),
+            "--snapshot",
+            &file.path().display().to_string(),
+        ])
+        .args([
+            "--set",
+            &format!("pod={pod}"),
+            "--set",
+            &format!("namespace={}", ns.name),
+        ])
+        .run();
+    assert_eq!(tabletop.code, 0, "{}\n{}", tabletop.stdout, tabletop.stderr);
+}

@@ -152,3 +152,49 @@ where
         tokio::time::sleep(std::time::Duration::from_millis(500)).await;
     }
 }
+
+/// True when a binding subject is the ServiceAccount `namespace/name` (a RoleBinding's subject
+/// without a namespace means the binding's own).
+pub fn names_account(
+    subject: &Value,
+    name: &str,
+    namespace: &str,
+    binding_namespace: Option<&str>,
+) -> bool {
+    subject.get("kind").and_then(Value::as_str) == Some("ServiceAccount")
+        && subject.get("name").and_then(Value::as_str) == Some(name)
+        && subject
+            .get("namespace")
+            .and_then(Value::as_str)
+            .or(binding_namespace)
+            == Some(namespace)
+}
+
+/// Every RoleBinding (in any namespace) and ClusterRoleBinding that names the ServiceAccount.
+pub async fn bindings_naming(
+    cluster: &dyn Cluster,
+    name: &str,
+    namespace: &str,
+) -> Result<Vec<Value>, crate::cluster::ClusterError> {
+    let mut found = Vec::new();
+    for kind in ["RoleBinding", "ClusterRoleBinding"] {
+        let kind = crate::cluster::kinds::lookup(kind).expect("known kind");
+        for binding in cluster
+            .list(kind, None, &crate::cluster::Selector::default())
+            .await?
+        {
+            let subjects = binding
+                .get("subjects")
+                .and_then(Value::as_array)
+                .cloned()
+                .unwrap_or_default();
+            if subjects
+                .iter()
+                .any(|s| names_account(s, name, namespace, object::namespace(&binding)))
+            {
+                found.push(binding);
+            }
+        }
+    }
+    Ok(found)
+}

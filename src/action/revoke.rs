@@ -60,21 +60,6 @@ pub struct RevokeWith {
 
 const CREDENTIALS: &str = "a rollback never revives a compromised credential";
 
-fn names_account(
-    subject: &Value,
-    account: &str,
-    namespace: &str,
-    binding_namespace: Option<&str>,
-) -> bool {
-    subject.get("kind").and_then(Value::as_str) == Some("ServiceAccount")
-        && subject.get("name").and_then(Value::as_str) == Some(account)
-        && subject
-            .get("namespace")
-            .and_then(Value::as_str)
-            .or(binding_namespace)
-            == Some(namespace)
-}
-
 impl Action for Revoke {
     fn info(&self) -> &'static ActionInfo {
         &INFO
@@ -145,29 +130,7 @@ impl Action for Revoke {
                             == Some(name.as_str())
                 })
                 .collect();
-            let mut bindings = Vec::new();
-            for kind in ["RoleBinding", "ClusterRoleBinding"] {
-                for binding in cluster
-                    .list(
-                        kinds::lookup(kind).expect("known kind"),
-                        None,
-                        &Selector::default(),
-                    )
-                    .await?
-                {
-                    let subjects = binding
-                        .get("subjects")
-                        .and_then(Value::as_array)
-                        .cloned()
-                        .unwrap_or_default();
-                    if subjects
-                        .iter()
-                        .any(|s| names_account(s, &name, &namespace, object::namespace(&binding)))
-                    {
-                        bindings.push(binding);
-                    }
-                }
-            }
+            let bindings = common::bindings_naming(cluster, &name, &namespace).await?;
             let mut notes = vec![format!(
                 "blast radius: {} pod(s) run as {name}{}, {} legacy token Secret(s), {} binding(s)",
                 pods.len(),
@@ -215,7 +178,7 @@ impl Action for Revoke {
                         .into_iter()
                         .flatten()
                         .filter(|s| {
-                            !names_account(s, &name, &namespace, object::namespace(binding))
+                            !common::names_account(s, &name, &namespace, object::namespace(binding))
                         })
                         .cloned()
                         .collect();
@@ -411,28 +374,12 @@ impl Action for Revoke {
             {
                 let name = account.name.clone().unwrap_or_default();
                 let namespace = account.namespace.clone().unwrap_or_default();
-                let mut still = Vec::new();
-                for kind in ["RoleBinding", "ClusterRoleBinding"] {
-                    for binding in cluster
-                        .list(
-                            kinds::lookup(kind).expect("known kind"),
-                            None,
-                            &Selector::default(),
-                        )
-                        .await?
-                    {
-                        let subjects = binding
-                            .get("subjects")
-                            .and_then(Value::as_array)
-                            .cloned()
-                            .unwrap_or_default();
-                        if subjects.iter().any(|s| {
-                            names_account(s, &name, &namespace, object::namespace(&binding))
-                        }) {
-                            still.extend(ObjectRef::of(&binding).map(|r| r.to_string()));
-                        }
-                    }
-                }
+                let still: Vec<String> = common::bindings_naming(cluster, &name, &namespace)
+                    .await?
+                    .iter()
+                    .filter_map(ObjectRef::of)
+                    .map(|r| r.to_string())
+                    .collect();
                 verification.check(
                     format!("no binding names {namespace}/{name}"),
                     still.is_empty(),

@@ -109,6 +109,14 @@ impl KubeCluster {
         }
     }
 
+    /// The pods API of the namespace a pod reference names.
+    fn pods(&self, pod: &ObjectRef) -> Api<Pod> {
+        Api::namespaced(
+            self.client.clone(),
+            pod.namespace.as_deref().unwrap_or("default"),
+        )
+    }
+
     fn api_for(&self, r: &ObjectRef) -> Result<Api<DynamicObject>> {
         let kind = kinds::lookup(&r.kind)
             .ok_or_else(|| ClusterError::Unsupported(format!("unknown kind `{}`", r.kind)))?;
@@ -359,10 +367,7 @@ impl Cluster for KubeCluster {
         mode: WriteMode,
     ) -> BoxFuture<'a, Result<()>> {
         Box::pin(async move {
-            let api: Api<Pod> = Api::namespaced(
-                self.client.clone(),
-                pod.namespace.as_deref().unwrap_or("default"),
-            );
+            let api = self.pods(pod);
             let dry_run = mode == WriteMode::DryRun;
             let params = EvictParams {
                 delete_options: Some(DeleteParams {
@@ -399,16 +404,8 @@ impl Cluster for KubeCluster {
         previous: bool,
     ) -> BoxFuture<'a, Result<String>> {
         Box::pin(async move {
-            let api: Api<Pod> = Api::namespaced(
-                self.client.clone(),
-                pod.namespace.as_deref().unwrap_or("default"),
-            );
-            let params = LogParams {
-                container: Some(container.to_string()),
-                previous,
-                timestamps: true,
-                ..LogParams::default()
-            };
+            let api = self.pods(pod);
+            let params = log_params(container, previous);
             self.call(&format!("logs of {pod} {container}"), false, || async {
                 api.logs(&pod.name, &params)
                     .await
@@ -425,10 +422,7 @@ impl Cluster for KubeCluster {
         command: &'a [String],
     ) -> BoxFuture<'a, Result<ExecOutput>> {
         Box::pin(async move {
-            let api: Api<Pod> = Api::namespaced(
-                self.client.clone(),
-                pod.namespace.as_deref().unwrap_or("default"),
-            );
+            let api = self.pods(pod);
             let params = AttachParams::default()
                 .container(container)
                 .stdin(false)
@@ -560,16 +554,8 @@ impl Cluster for KubeCluster {
         Box::pin(async move {
             use futures::AsyncReadExt;
             use tokio::io::AsyncWriteExt;
-            let api: Api<Pod> = Api::namespaced(
-                self.client.clone(),
-                pod.namespace.as_deref().unwrap_or("default"),
-            );
-            let params = LogParams {
-                container: Some(container.to_string()),
-                previous,
-                timestamps: true,
-                ..LogParams::default()
-            };
+            let api = self.pods(pod);
+            let params = log_params(container, previous);
             let stream =
                 tokio::time::timeout(self.call_timeout, api.log_stream(&pod.name, &params))
                     .await
@@ -631,6 +617,16 @@ impl Cluster for KubeCluster {
             })
             .await
         })
+    }
+}
+
+/// Logs with timestamps, so every line of evidence carries its time.
+fn log_params(container: &str, previous: bool) -> LogParams {
+    LogParams {
+        container: Some(container.to_string()),
+        previous,
+        timestamps: true,
+        ..LogParams::default()
     }
 }
 

@@ -238,52 +238,29 @@ async fn json_artifact(
         }
         CaptureSource::Bindings { account } => {
             let mut found = Vec::new();
-            for kind in ["RoleBinding", "ClusterRoleBinding"] {
-                for binding in cluster
-                    .list(
-                        kinds::lookup(kind).expect("known kind"),
-                        None,
-                        &Selector::default(),
-                    )
-                    .await?
-                {
-                    let names = binding
-                        .get("subjects")
-                        .and_then(Value::as_array)
-                        .is_some_and(|subjects| {
-                            subjects.iter().any(|s| {
-                                s.get("kind").and_then(Value::as_str) == Some("ServiceAccount")
-                                    && s.get("name").and_then(Value::as_str)
-                                        == Some(account.name.as_str())
-                                    && s.get("namespace")
-                                        .and_then(Value::as_str)
-                                        .or(object::namespace(&binding))
-                                        == account.namespace.as_deref()
-                            })
-                        });
-                    if !names {
-                        continue;
-                    }
-                    let role_kind = binding
-                        .pointer("/roleRef/kind")
-                        .and_then(Value::as_str)
-                        .unwrap_or_default();
-                    let role_name = binding
-                        .pointer("/roleRef/name")
-                        .and_then(Value::as_str)
-                        .unwrap_or_default();
-                    let role_ns = if role_kind == "Role" {
-                        object::namespace(&binding)
-                    } else {
-                        None
-                    };
-                    let role = cluster
-                        .get(&ObjectRef::new(role_kind, role_ns, role_name))
-                        .await
-                        .ok()
-                        .flatten();
-                    found.push(json!({"binding": binding, "role": role}));
-                }
+            let namespace = account.namespace.as_deref().unwrap_or_default();
+            for binding in
+                crate::action::common::bindings_naming(cluster, &account.name, namespace).await?
+            {
+                let role_kind = binding
+                    .pointer("/roleRef/kind")
+                    .and_then(Value::as_str)
+                    .unwrap_or_default();
+                let role_name = binding
+                    .pointer("/roleRef/name")
+                    .and_then(Value::as_str)
+                    .unwrap_or_default();
+                let role_ns = if role_kind == "Role" {
+                    object::namespace(&binding)
+                } else {
+                    None
+                };
+                let role = cluster
+                    .get(&ObjectRef::new(role_kind, role_ns, role_name))
+                    .await
+                    .ok()
+                    .flatten();
+                found.push(json!({"binding": binding, "role": role}));
             }
             (
                 "/apis/rbac.authorization.k8s.io/v1/{rolebindings,clusterrolebindings}".to_string(),
