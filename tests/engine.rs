@@ -347,3 +347,71 @@ fn an_unreachable_cluster_exits_4_with_nothing_written() {
         .run();
     assert_eq!(out.code, 4, "{}", out.stderr);
 }
+
+#[test]
+fn tabletop_of_the_compromised_pod_playbook_shows_every_containment_step() {
+    let out = Contain::new()
+        .args([
+            "-o",
+            "json",
+            "tabletop",
+            &repo("playbooks/compromised-pod.yaml"),
+            "--snapshot",
+            &repo("examples/snapshots/cluster.yaml"),
+        ])
+        .args([
+            "--set",
+            &format!("pod={POD}"),
+            "--set",
+            "namespace=shop",
+            "--set",
+            "ticket=INC-4211",
+        ])
+        .args([
+            "--set",
+            "clean_image=ghcr.io/example/shop-web:1.8.3",
+            "--set",
+            "container=web",
+        ])
+        .args([
+            "--set",
+            &format!("signing_key={}", repo("examples/keys/cosign.pub")),
+        ])
+        .run();
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    let doc = out.json();
+    let steps: Vec<(&str, &str, usize)> = doc["steps"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| {
+            (
+                s["id"].as_str().unwrap(),
+                s["status"].as_str().unwrap(),
+                s["plan"]["ops"].as_array().map_or(0, Vec::len),
+            )
+        })
+        .collect();
+    let ids: Vec<&str> = steps.iter().map(|(id, _, _)| *id).collect();
+    assert_eq!(
+        ids,
+        [
+            "capture",
+            "mark",
+            "isolate",
+            "detach",
+            "revoke",
+            "rotate",
+            "quarantine-node",
+            "redeploy"
+        ]
+    );
+    for (id, status, ops) in steps {
+        if id == "rotate" {
+            assert_eq!(status, "skipped");
+        } else {
+            assert_eq!(status, "done", "{id}");
+            assert!(ops > 0, "{id} shows its changes");
+        }
+    }
+}
