@@ -8,34 +8,19 @@ use contain::cluster::object::{self, ObjectRef, Selector};
 use contain::cluster::{Cluster, Preconditions, WriteMode, kinds};
 use serde_json::{Value, json};
 
-use crate::harness::{Contain, Outcome};
+use crate::harness::{Live, Outcome, playbook_file};
 use crate::live::{self, Namespace};
 
 /// Runs a playbook text live, journaled in its own directory; returns the outcome and run id.
-struct Runner {
-    journal: tempfile::TempDir,
-}
+struct Runner(Live);
 
 impl Runner {
     fn new() -> Self {
-        Runner {
-            journal: tempfile::tempdir().unwrap(),
-        }
-    }
-
-    fn contain(&self) -> Contain {
-        Contain::new()
-            .args([
-                "--no-progress",
-                "--kubeconfig",
-                &live::kubeconfig().display().to_string(),
-            ])
-            .args(["--journal", &self.journal.path().display().to_string()])
+        Runner(Live::new())
     }
 
     fn run(&self, playbook: &str, set: &[String]) -> (Outcome, String) {
-        let file = tempfile::Builder::new().suffix(".yaml").tempfile().unwrap();
-        std::fs::write(file.path(), playbook).unwrap();
+        let file = playbook_file(playbook);
         let mut args = vec![
             "run".to_string(),
             "--yes".into(),
@@ -45,23 +30,12 @@ impl Runner {
             args.push("--set".into());
             args.push(s.clone());
         }
-        let out = self.contain().args(args).run();
-        let runs = self
-            .contain()
-            .args(["-o", "json", "journal", "ls"])
-            .run()
-            .json();
-        let run = runs
-            .as_array()
-            .and_then(|r| r.last())
-            .and_then(|r| r["run"].as_str())
-            .unwrap_or_default()
-            .to_string();
-        (out, run)
+        let out = self.0.contain().args(args).run();
+        (out, self.0.last_run())
     }
 
     fn rollback(&self, run: &str) -> Outcome {
-        self.contain().args(["rollback", "--yes", run]).run()
+        self.0.contain().args(["rollback", "--yes", run]).run()
     }
 }
 

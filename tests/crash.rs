@@ -9,7 +9,7 @@ use contain::cluster::object::{self, ObjectRef};
 use contain::cluster::{Cluster, WriteMode};
 use serde_json::{Value, json};
 
-use crate::harness::{Contain, Outcome};
+use crate::harness::{Contain, Live, Outcome};
 use crate::live::{self, Namespace};
 
 const PLAYBOOK: &str = r#"apiVersion: contain/v1
@@ -46,7 +46,7 @@ const STEPS: &[&str] = &["mark", "note", "shrink", "tag-account"];
 struct Scenario {
     ns: Namespace,
     pod: String,
-    journal: tempfile::TempDir,
+    live: Live,
     playbook: tempfile::NamedTempFile,
 }
 
@@ -69,20 +69,13 @@ impl Scenario {
         Scenario {
             ns,
             pod,
-            journal: tempfile::tempdir().unwrap(),
+            live: Live::new(),
             playbook,
         }
     }
 
     fn contain(&self, args: &[&str]) -> Contain {
-        Contain::new()
-            .args([
-                "--no-progress",
-                "--kubeconfig",
-                &live::kubeconfig().display().to_string(),
-            ])
-            .args(["--journal", &self.journal.path().display().to_string()])
-            .args(args.iter().copied())
+        self.live.contain().args(args.iter().copied())
     }
 
     fn run(&self, failpoint: Option<&str>) -> Outcome {
@@ -101,13 +94,7 @@ impl Scenario {
     }
 
     fn run_id(&self) -> String {
-        let out = self.contain(&["-o", "json", "journal", "ls"]).run();
-        let runs = out.json();
-        runs.as_array()
-            .and_then(|r| r.last())
-            .and_then(|r| r["run"].as_str())
-            .expect("a run is journaled")
-            .to_string()
+        self.live.last_run()
     }
 
     /// What the playbook's objects look like now: the fields it changes, and the uids that must
@@ -393,7 +380,7 @@ async fn runs_side_by_side_share_a_journal_but_one_run_has_one_writer() {
     let scenario = Scenario::new(&cluster, "crash-conc").await;
     let slow_playbook = tempfile::NamedTempFile::new().unwrap();
     std::fs::write(slow_playbook.path(), SLOW).unwrap();
-    let journal = scenario.journal.path().display().to_string();
+    let journal = scenario.live.journal.path().display().to_string();
     let kubeconfig = live::kubeconfig().display().to_string();
     let mut slow = std::process::Command::new(env!("CARGO_BIN_EXE_contain"))
         .args([
@@ -414,7 +401,7 @@ async fn runs_side_by_side_share_a_journal_but_one_run_has_one_writer() {
     // The slow run's store appears as soon as the run starts.
     let mut run = None;
     for _ in 0..40 {
-        run = contain::journal::run_ids(scenario.journal.path())
+        run = contain::journal::run_ids(scenario.live.journal.path())
             .into_iter()
             .next();
         if run.is_some() {

@@ -10,42 +10,32 @@ use std::time::Duration;
 use contain::cluster::{Cluster, object};
 use serde_json::Value;
 
-use crate::harness::Contain;
+use crate::harness::{Contain, Live, playbook_file};
 use crate::live::{self, Namespace};
 
-struct Capture {
-    evidence: tempfile::TempDir,
-    journal: tempfile::TempDir,
-}
+/// A live contain whose evidence goes to a directory of the test's own.
+struct Capture(Live);
 
 impl Capture {
     fn new() -> Self {
-        Capture {
-            evidence: tempfile::tempdir().unwrap(),
-            journal: tempfile::tempdir().unwrap(),
-        }
+        Capture(Live::new())
     }
 
     fn contain(&self) -> Contain {
-        Contain::new()
-            .args([
-                "--no-progress",
-                "--kubeconfig",
-                &live::kubeconfig().display().to_string(),
-            ])
-            .args(["--journal", &self.journal.path().display().to_string()])
-            .args(["--evidence", &self.evidence.path().display().to_string()])
+        self.0.contain()
     }
 
     fn playbook(&self, text: &str) -> tempfile::NamedTempFile {
-        let file = tempfile::Builder::new().suffix(".yaml").tempfile().unwrap();
-        std::fs::write(file.path(), text).unwrap();
-        file
+        playbook_file(text)
+    }
+
+    fn evidence(&self) -> &Path {
+        self.0.evidence.path()
     }
 
     /// The sealed bundle of the only run: (directory, manifest).
     fn bundle(&self) -> (PathBuf, Value) {
-        let run = std::fs::read_dir(self.evidence.path())
+        let run = std::fs::read_dir(self.evidence())
             .unwrap()
             .filter_map(Result::ok)
             .find(|e| e.path().is_dir())
@@ -158,7 +148,7 @@ async fn a_live_capture_verifies_and_one_edited_byte_is_detected() {
     let digest = sha256_file(&archive);
     assert!(recorded.starts_with(&digest));
 
-    let evidence = capture.evidence.path().display().to_string();
+    let evidence = capture.evidence().display().to_string();
     let verify = capture
         .contain()
         .args(["evidence", "verify", &evidence])
@@ -277,9 +267,9 @@ async fn a_log_of_200_mb_is_captured_with_bounded_memory() {
         ])
         .args([
             "--journal",
-            &capture.journal.path().display().to_string(),
+            &capture.0.journal.path().display().to_string(),
             "--evidence",
-            &capture.evidence.path().display().to_string(),
+            &capture.evidence().display().to_string(),
         ])
         .args([
             "run",
@@ -321,7 +311,7 @@ async fn a_log_of_200_mb_is_captured_with_bounded_memory() {
         .args([
             "evidence",
             "verify",
-            &capture.evidence.path().display().to_string(),
+            &capture.evidence().display().to_string(),
         ])
         .run();
     assert_eq!(verify.code, 0, "{}", verify.stdout);

@@ -67,3 +67,51 @@ impl Outcome {
         })
     }
 }
+
+/// A `contain` for live runs against the test control plane, with a journal and an evidence
+/// directory of its own (the default ones belong to whoever runs the tests).
+pub struct Live {
+    pub journal: tempfile::TempDir,
+    pub evidence: tempfile::TempDir,
+}
+
+impl Live {
+    pub fn new() -> Self {
+        Live {
+            journal: tempfile::tempdir().unwrap(),
+            evidence: tempfile::tempdir().unwrap(),
+        }
+    }
+
+    pub fn contain(&self) -> Contain {
+        Contain::new()
+            .args([
+                "--no-progress",
+                "--kubeconfig",
+                &crate::live::kubeconfig().display().to_string(),
+            ])
+            .args(["--journal", &self.journal.path().display().to_string()])
+            .args(["--evidence", &self.evidence.path().display().to_string()])
+    }
+
+    /// The id of the newest run in the journal.
+    pub fn last_run(&self) -> String {
+        let runs = self
+            .contain()
+            .args(["-o", "json", "journal", "ls"])
+            .run()
+            .json();
+        runs.as_array()
+            .and_then(|r| r.last())
+            .and_then(|r| r["run"].as_str())
+            .expect("a run is journaled")
+            .to_string()
+    }
+}
+
+/// A playbook text in a file of its own.
+pub fn playbook_file(text: &str) -> tempfile::NamedTempFile {
+    let file = tempfile::Builder::new().suffix(".yaml").tempfile().unwrap();
+    std::fs::write(file.path(), text).unwrap();
+    file
+}

@@ -12,7 +12,7 @@ use p256::ecdsa::{Signature, SigningKey};
 use p256::pkcs8::EncodePublicKey;
 use serde_json::{Value, json};
 
-use crate::harness::Contain;
+use crate::harness::{Contain, Live, playbook_file};
 use crate::live::{self, Namespace};
 
 fn registry_address() -> String {
@@ -131,28 +131,20 @@ steps:
 "#;
 
 struct Run {
-    journal: tempfile::TempDir,
+    live: Live,
     playbook: tempfile::NamedTempFile,
 }
 
 impl Run {
     fn new() -> Self {
-        let playbook = tempfile::Builder::new().suffix(".yaml").tempfile().unwrap();
-        std::fs::write(playbook.path(), REDEPLOY).unwrap();
         Run {
-            journal: tempfile::tempdir().unwrap(),
-            playbook,
+            live: Live::new(),
+            playbook: playbook_file(REDEPLOY),
         }
     }
 
     fn contain(&self) -> Contain {
-        Contain::new()
-            .args([
-                "--no-progress",
-                "--kubeconfig",
-                &live::kubeconfig().display().to_string(),
-            ])
-            .args(["--journal", &self.journal.path().display().to_string()])
+        self.live.contain()
     }
 
     fn redeploy(
