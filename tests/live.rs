@@ -571,3 +571,69 @@ async fn snapshot_exports_a_namespace_that_tabletop_accepts_without_secret_value
         .run();
     assert_eq!(tabletop.code, 0, "{}\n{}", tabletop.stdout, tabletop.stderr);
 }
+
+#[tokio::test]
+async fn guarded_writes_respect_a_human_change_and_a_replaced_object() {
+    use contain::execute::apply::{self, ApplyError, AutoApprove, Carry};
+    use contain::plan::{FieldChange, Op};
+    let cluster = connect(kubeconfig()).await;
+    let ns = Namespace::new(&cluster, "guard").await;
+    let account = json!({"apiVersion": "v1", "kind": "ServiceAccount", "metadata": {"name": "worker", "namespace": ns.name}});
+    let created = cluster.create(&account, WriteMode::Apply).await.unwrap();
+    let r = ObjectRef::of(&created).unwrap();
+    let planned = Op::Patch {
+        target: r.clone(),
+        uid: object::uid(&created).unwrap().to_string(),
+        changes: vec![FieldChange {
+            path: vec!["metadata".into(), "labels".into(), "tier".into()],
+            before: None,
+            after: Some(json!("quarantine")),
+        }],
+    };
+    // Someone labels the account between the plan and the apply.
+    cluster
+        .patch(
+            &r,
+            &json!({"metadata": {"labels": {"tier": "human"}}}),
+            WriteMode::Apply,
+        )
+        .await
+        .unwrap();
+    let err = apply::apply(&planned, "s", "r", Carry::Live, &cluster, &mut AutoApprove)
+        .await
+        .unwrap_err();
+    assert!(matches!(err, ApplyError::ChangedMeanwhile { .. }), "{err}");
+    assert_eq!(
+        object::labels(&cluster.get(&r).await.unwrap().unwrap())["tier"],
+        "human"
+    );
+
+    // The account is deleted and recreated under the same name: a delete planned for the old
+    // one leaves the new one alone.
+    let old_uid = object::uid(&created).unwrap().to_string();
+    let pre = Preconditions {
+        uid: Some(old_uid.clone()),
+        resource_version: None,
+    };
+    cluster
+        .delete(&r, &pre, None, WriteMode::Apply)
+        .await
+        .unwrap();
+    let fresh = cluster.create(&account, WriteMode::Apply).await.unwrap();
+    let delete = Op::Delete {
+        target: r.clone(),
+        uid: Some(old_uid),
+        run_id: None,
+        grace_period_seconds: None,
+    };
+    let outcome = apply::apply(&delete, "s", "r", Carry::Live, &cluster, &mut AutoApprove)
+        .await
+        .unwrap();
+    assert_eq!(format!("{outcome:?}"), "AlreadyDone");
+    let now = cluster
+        .get(&r)
+        .await
+        .unwrap()
+        .expect("the new account is still there");
+    assert_eq!(object::uid(&now), object::uid(&fresh));
+}

@@ -115,10 +115,7 @@ impl Action for Capture {
     ) -> BoxFuture<'a, Result<StepPlan, ActionError>> {
         Box::pin(async move {
             let with: CaptureWith = decode_with(&input.with)?;
-            let target = input
-                .target
-                .as_ref()
-                .ok_or_else(|| ActionError::InvalidParams("a target is required".into()))?;
+            let target = input.required_target()?;
             let pods = if target.kind.kind == "Pod" {
                 common::observe(target, cluster).await?
             } else {

@@ -37,6 +37,22 @@ pub async fn observe(
 /// A field path and the value wanted there (`None`: absent).
 pub type Wanted = (Vec<String>, Option<Value>);
 
+/// The one object a step's target names by name, as it is now. `action` names the action in
+/// the error when the target is a selector instead.
+pub async fn observe_named(
+    input: &super::StepInput,
+    action: &str,
+    cluster: &dyn Cluster,
+) -> Result<Value, ActionError> {
+    let target = input.required_target()?;
+    if target.name.is_none() {
+        return Err(ActionError::InvalidParams(format!(
+            "{action} works on one object: give the target a name"
+        )));
+    }
+    Ok(observe(target, cluster).await?.remove(0))
+}
+
 /// The changes that set each `(path, value)` on `object`, skipping values already in place.
 pub fn changes_for(object: &Value, wanted: &[Wanted]) -> Vec<FieldChange> {
     wanted

@@ -84,16 +84,8 @@ impl Action for Detach {
     ) -> BoxFuture<'a, Result<StepPlan, ActionError>> {
         Box::pin(async move {
             let _: DetachWith = decode_with(&input.with)?;
-            let target = input
-                .target
-                .as_ref()
-                .ok_or_else(|| ActionError::InvalidParams("a target is required".into()))?;
-            if target.name.is_none() {
-                return Err(ActionError::InvalidParams(
-                    "pod.detach works on one pod: give the target a name".into(),
-                ));
-            }
-            let pod = common::observe(target, cluster).await?.remove(0);
+            let target = input.required_target()?;
+            let pod = common::observe_named(input, INFO.name, cluster).await?;
             let namespace = object::namespace(&pod).unwrap_or_default().to_string();
             let labels = object::labels(&pod);
             let mut keys = Vec::new();

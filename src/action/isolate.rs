@@ -207,10 +207,7 @@ impl Action for Isolate {
                 object::validate_namespace(ns)
                     .map_err(|e| ActionError::InvalidParams(e.to_string()))?;
             }
-            let target = input
-                .target
-                .as_ref()
-                .ok_or_else(|| ActionError::InvalidParams("a target is required".into()))?;
+            let target = input.required_target()?;
             let scope = scope(target, &input.run_id, cluster).await?;
             let name = with
                 .policy_name

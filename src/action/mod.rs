@@ -101,6 +101,13 @@ pub struct StepInput {
 }
 
 impl StepInput {
+    /// The step's target; validation guarantees one for the actions that require it.
+    pub fn required_target(&self) -> Result<&ResolvedTarget, ActionError> {
+        self.target
+            .as_ref()
+            .ok_or_else(|| ActionError::InvalidParams("a target is required".into()))
+    }
+
     /// True when the cluster is a simulation, where controllers, the scheduler and the token
     /// machinery do not run: checks that need them are reported as not checked.
     pub fn simulated(cluster: &dyn Cluster) -> bool {

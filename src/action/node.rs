@@ -347,16 +347,8 @@ impl Action for NodeAction {
     ) -> BoxFuture<'a, Result<StepPlan, ActionError>> {
         Box::pin(async move {
             let wanted = self.wanted(&input.with, &input.run_id)?;
-            let target = input
-                .target
-                .as_ref()
-                .ok_or_else(|| ActionError::InvalidParams("a target is required".into()))?;
-            if target.name.is_none() {
-                return Err(ActionError::InvalidParams(
-                    "node actions work on one node: give the target a name".into(),
-                ));
-            }
-            let node = common::observe(target, cluster).await?.remove(0);
+            let target = input.required_target()?;
+            let node = common::observe_named(input, self.info.name, cluster).await?;
             let node_name = object::name(&node).unwrap_or_default().to_string();
             let mut fields: Vec<common::Wanted> = Vec::new();
             if wanted.cordon {

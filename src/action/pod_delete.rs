@@ -54,10 +54,7 @@ impl Action for PodDelete {
     ) -> BoxFuture<'a, Result<StepPlan, ActionError>> {
         Box::pin(async move {
             let with: DeleteWith = decode_with(&input.with)?;
-            let target = input
-                .target
-                .as_ref()
-                .ok_or_else(|| ActionError::InvalidParams("a target is required".into()))?;
+            let target = input.required_target()?;
             let pods = common::observe(target, cluster).await?;
             let ops: Vec<Op> = pods
                 .iter()

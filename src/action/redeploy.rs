@@ -107,22 +107,13 @@ impl Action for Redeploy {
                     "`containers` names no container".into(),
                 ));
             }
-            let target = input
-                .target
-                .as_ref()
-                .ok_or_else(|| ActionError::InvalidParams("a target is required".into()))?;
-            if target.name.is_none() {
-                return Err(ActionError::InvalidParams(
-                    "workload.redeploy works on one workload: give the target a name".into(),
-                ));
-            }
             let keys: Vec<cosign::Key> = with
                 .keys
                 .iter()
                 .map(|path| cosign::Key::from_file(std::path::Path::new(path)))
                 .collect::<Result<_, _>>()
                 .map_err(ActionError::InvalidParams)?;
-            let workload = common::observe(target, cluster).await?.remove(0);
+            let workload = common::observe_named(input, INFO.name, cluster).await?;
             let workload_ref = ObjectRef::of(&workload).expect("observed objects have names");
             let simulated = StepInput::simulated(cluster);
             let registry = if simulated {

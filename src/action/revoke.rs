@@ -83,16 +83,7 @@ impl Action for Revoke {
         Box::pin(async move {
             let with: RevokeWith = decode_with(&input.with)?;
             let has = |mode: RevokeMode| with.modes.contains(&mode);
-            let target = input
-                .target
-                .as_ref()
-                .ok_or_else(|| ActionError::InvalidParams("a target is required".into()))?;
-            if target.name.is_none() {
-                return Err(ActionError::InvalidParams(
-                    "serviceaccount.revoke works on one account: give the target a name".into(),
-                ));
-            }
-            let account = common::observe(target, cluster).await?.remove(0);
+            let account = common::observe_named(input, INFO.name, cluster).await?;
             let account_ref = ObjectRef::of(&account).expect("observed objects have names");
             let name = account_ref.name.clone();
             let namespace = account_ref.namespace.clone().unwrap_or_default();

@@ -57,10 +57,7 @@ impl Action for Scale {
     ) -> BoxFuture<'a, Result<StepPlan, ActionError>> {
         Box::pin(async move {
             let with: ScaleWith = decode_with(&input.with)?;
-            let target = input
-                .target
-                .as_ref()
-                .ok_or_else(|| ActionError::InvalidParams("a target is required".into()))?;
+            let target = input.required_target()?;
             let objects = common::observe(target, cluster).await?;
             let mut ops = Vec::new();
             let mut inverse = Vec::new();

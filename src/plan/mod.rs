@@ -22,12 +22,6 @@ pub enum Reversibility {
     },
 }
 
-impl Reversibility {
-    pub fn is_reversible(&self) -> bool {
-        matches!(self, Reversibility::Reversible)
-    }
-}
-
 /// What one step will do.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct StepPlan {
@@ -46,11 +40,4 @@ pub struct StepPlan {
     /// Values later steps can read as `steps.<id>.outputs`.
     #[serde(default)]
     pub outputs: serde_json::Map<String, serde_json::Value>,
-}
-
-impl StepPlan {
-    /// True when the step writes nothing to the cluster.
-    pub fn is_read_only(&self) -> bool {
-        self.ops.iter().all(|op| !op.is_write())
-    }
 }

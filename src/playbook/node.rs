@@ -37,14 +37,6 @@ pub struct Key {
 }
 
 impl Node {
-    /// A node with no place in any file, for values made by the program (defaults, `--set`).
-    pub fn synthetic(value: NodeValue) -> Node {
-        Node {
-            value,
-            span: Span::default(),
-        }
-    }
-
     /// The JSON type name used in error messages.
     pub fn type_name(&self) -> &'static str {
         match self.value {
