@@ -5,19 +5,21 @@ use std::io::{IsTerminal, Write};
 use std::path::Path;
 use std::process::ExitCode;
 
-use clap::{CommandFactory, Parser};
+use clap::{CommandFactory, FromArgMatches};
 use serde_json::{Map, Value, json};
 use sha2::{Digest, Sha256};
 
 use crate::action;
-use crate::cli::{Cli, Command, Global, Output, PlaybookArgs};
+use crate::cli::{Cli, Command, Global, Output, PlaybookArgs, RunArgs};
 use crate::cluster::Cluster;
 use crate::cluster::kube::{Connect, KubeCluster};
+use crate::cluster::overlay::Overlay;
 use crate::cluster::sim::SimCluster;
 use crate::diagnostics::Report;
 use crate::event::{EventSink, Fanout, Outcome, Recorder};
 use crate::execute::{Approver, AutoApprove, Executor, Mode, RunConfig, RunError};
 use crate::exit;
+use crate::plan::RunPlan;
 use crate::playbook::load::{self, LoadError, Loaded};
 use crate::playbook::node::Limits;
 use crate::playbook::validate::playbook_schema;
@@ -27,7 +29,12 @@ use crate::source::Source;
 
 /// Entry point of the binary.
 pub fn main() -> ExitCode {
-    let cli = Cli::parse();
+    quiet_on_closed_pipe();
+    let matches = Cli::command().after_help(exit::help_text()).get_matches();
+    let cli = match Cli::from_arg_matches(&matches) {
+        Ok(cli) => cli,
+        Err(e) => e.exit(),
+    };
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -42,11 +49,25 @@ pub fn main() -> ExitCode {
     ExitCode::from(runtime.block_on(dispatch(cli)))
 }
 
+/// A closed standard output (`contain tabletop … | head`) ends the process quietly, as it does
+/// other Unix tools, instead of a panic on the failed write.
+fn quiet_on_closed_pipe() {
+    // SAFETY: restoring the default disposition of SIGPIPE before any thread starts; no
+    // handler runs Rust code.
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+    }
+}
+
 async fn dispatch(cli: Cli) -> u8 {
     let global = &cli.global;
     match &cli.command {
         Command::Validate { playbooks, set } => validate(playbooks, set, global),
-        Command::Plan { playbook, snapshot } => {
+        Command::Plan {
+            playbook,
+            snapshot,
+            out,
+        } => {
             let cluster = match snapshot {
                 Some(path) => load_snapshot(path, global).map(|s| Box::new(s) as Box<dyn Cluster>),
                 None => connect(global)
@@ -60,7 +81,7 @@ async fn dispatch(cli: Cli) -> u8 {
                         global,
                         cluster.as_ref(),
                         Mode::Plan,
-                        &mut AutoApprove,
+                        out.as_deref(),
                     )
                     .await
                 }
@@ -68,14 +89,10 @@ async fn dispatch(cli: Cli) -> u8 {
             }
         }
         Command::Tabletop { playbook, snapshot } => match load_snapshot(snapshot, global) {
-            Ok(sim) => run_playbook(playbook, global, &sim, Mode::Tabletop, &mut AutoApprove).await,
+            Ok(sim) => run_playbook(playbook, global, &sim, Mode::Tabletop, None).await,
             Err(code) => code,
         },
-        Command::Run {
-            playbook,
-            dry_run,
-            yes,
-        } => live(playbook, global, *dry_run, *yes).await,
+        Command::Run(args) => live(args, global).await,
         Command::Snapshot { file } => snapshot(file.as_deref(), global).await,
         Command::Resume { run, yes } => crate::recover::resume(run, *yes, global).await,
         Command::Rollback { run, to, yes } => {
@@ -259,130 +276,161 @@ pub fn new_run_id() -> String {
     format!("{}-{}", now.strftime("%Y%m%dT%H%M%SZ"), &digest[..6])
 }
 
-/// Runs a playbook in one mode and prints the outcome; returns the exit code.
+/// Runs a playbook in one mode (plan, tabletop) and prints the outcome; returns the exit code.
 async fn run_playbook(
     args: &PlaybookArgs,
     global: &Global,
     cluster: &dyn Cluster,
     mode: Mode,
-    approver: &mut dyn Approver,
+    out: Option<&Path>,
 ) -> u8 {
-    let loaded = match load_playbook(&args.playbook, global) {
-        Ok(loaded) => loaded,
+    let (loaded, params) = match load_with_params(args, global) {
+        Ok(found) => found,
         Err(code) => return code,
     };
-    let params = match load::bind_params(&loaded, &assignments(&loaded, args, global)) {
-        Ok(params) => params,
-        Err(reports) => {
-            print_reports(&reports, global);
-            return exit::INVALID_INPUT;
-        }
-    };
-    execute_run(&loaded, params, global, cluster, mode, approver)
-        .await
-        .0
-}
-
-/// Executes and reports; returns the exit code and the run's outcome.
-pub(crate) async fn execute_run(
-    loaded: &Loaded,
-    params: Map<String, Value>,
-    global: &Global,
-    cluster: &dyn Cluster,
-    mode: Mode,
-    approver: &mut dyn Approver,
-) -> (u8, Option<Outcome>) {
-    let config = RunConfig {
-        run_id: new_run_id(),
-        mode,
-        params,
-        resume: None,
-        evidence: None,
-    };
-    execute_config(loaded, &config, global, cluster, approver, None).await
-}
-
-/// Executes a run with a given configuration, recording it in `journal` when given (first, so a
-/// record is durable before anything is shown or written).
-pub(crate) async fn execute_config(
-    loaded: &Loaded,
-    config: &RunConfig,
-    global: &Global,
-    cluster: &dyn Cluster,
-    approver: &mut dyn Approver,
-    journal: Option<&mut dyn EventSink>,
-) -> (u8, Option<Outcome>) {
-    let mode = config.mode;
-    let mut recorder = Recorder::default();
-    let text = global.output == Output::Text;
-    let animated = text && !global.no_progress && std::io::stderr().is_terminal();
-    let mut printer = ProgressPrinter::new(animated);
-    printer.verbose = global.verbose > 0;
-    printer.show_inverse = mode != Mode::Live || global.verbose > 0;
+    let run_id = new_run_id();
+    let config = RunConfig::new(&run_id, mode, params, &playbook_path(&args.playbook));
+    let mut reporting = Reporting::new(global, mode);
     let result = {
+        let mut sinks = reporting.sinks(None);
+        Executor::new(cluster, &mut sinks, &mut AutoApprove)
+            .run(&loaded, &config)
+            .await
+    };
+    let result = match result {
+        Ok(result) => result,
+        Err(e) => return run_error(&e),
+    };
+    if let (Some(path), Some(plan)) = (out, &result.plan)
+        && let Err(code) = save_plan(path, plan)
+    {
+        return code;
+    }
+    reporting.report(global, mode, result.plan.as_ref())
+}
+
+/// Loads the playbook and binds its params; `Err` carries the exit code (problems printed).
+pub(crate) fn load_with_params(
+    args: &PlaybookArgs,
+    global: &Global,
+) -> Result<(Loaded, Map<String, Value>), u8> {
+    let loaded = load_playbook(&args.playbook, global)?;
+    let params =
+        load::bind_params(&loaded, &assignments(&loaded, args, global)).map_err(|reports| {
+            print_reports(&reports, global);
+            exit::INVALID_INPUT
+        })?;
+    Ok((loaded, params))
+}
+
+/// The playbook path a plan and the journal record: absolute, so `resume` finds it anywhere.
+pub(crate) fn playbook_path(path: &Path) -> String {
+    std::fs::canonicalize(path)
+        .unwrap_or_else(|_| path.to_path_buf())
+        .display()
+        .to_string()
+}
+
+/// The exit code of a run that could not start or go on, with its message printed.
+pub(crate) fn run_error(error: &RunError) -> u8 {
+    eprintln!("error: {error}");
+    match error {
+        RunError::Fact(crate::facts::FactError::Render(_)) => exit::INVALID_INPUT,
+        RunError::Fact(_) | RunError::Preflight(_) => exit::CLUSTER,
+        RunError::Sink(_) => exit::JOURNAL,
+    }
+}
+
+/// The sinks every run reports through: a recorder (summary, JSON output) and, for text
+/// output, the progress printer.
+pub(crate) struct Reporting {
+    recorder: Recorder,
+    printer: ProgressPrinter,
+    text: bool,
+}
+
+impl Reporting {
+    pub(crate) fn new(global: &Global, mode: Mode) -> Self {
+        let text = global.output == Output::Text;
+        let animated = text && !global.no_progress && std::io::stderr().is_terminal();
+        let mut printer = ProgressPrinter::new(animated);
+        printer.verbose = global.verbose > 0;
+        printer.show_inverse = mode != Mode::Live || global.verbose > 0;
+        Reporting {
+            recorder: Recorder::default(),
+            printer,
+            text,
+        }
+    }
+
+    /// The sinks of one executor; `journal` first, so a record is durable before anything is
+    /// shown.
+    pub(crate) fn sinks<'s>(&'s mut self, journal: Option<&'s mut dyn EventSink>) -> Fanout<'s> {
         let mut sinks: Vec<&mut dyn EventSink> = Vec::new();
         if let Some(journal) = journal {
             sinks.push(journal);
         }
-        sinks.push(&mut recorder);
-        if text {
-            sinks.push(&mut printer);
+        sinks.push(&mut self.recorder);
+        if self.text {
+            sinks.push(&mut self.printer);
         }
-        let mut fanout = Fanout(sinks);
-        Executor::new(cluster, &mut fanout, approver)
-            .run(loaded, config)
-            .await
-    };
-    let mut summary = RunSummary::from_events(&recorder.events);
-    if mode == Mode::Tabletop {
-        summary
-            .notes
-            .push("tabletop: changes were applied to a simulated copy of the snapshot; no controllers ran there (no pods were replaced or rescheduled)".into());
+        Fanout(sinks)
     }
-    if mode == Mode::Plan {
-        summary.notes.push(
-            "plan: nothing was written; each step was planned against the cluster as it is now"
-                .into(),
-        );
+
+    /// The outcome of the run so far, if it finished.
+    pub(crate) fn outcome(&self) -> Option<Outcome> {
+        self.recorder
+            .events
+            .iter()
+            .rev()
+            .find_map(|e| match &e.kind {
+                crate::event::EventKind::RunFinished { outcome } => Some(outcome.clone()),
+                _ => None,
+            })
     }
-    match result {
-        Ok(run) => {
-            if text {
-                print!("{}", summary.render_text());
-            } else {
-                let mut document = serde_json::to_value(&summary).unwrap_or(Value::Null);
-                document["events"] = serde_json::to_value(&recorder.events).unwrap_or(Value::Null);
-                print_output(&document, global.output);
+
+    /// Prints the summary (text) or the document (JSON/YAML); returns the outcome's exit code.
+    pub(crate) fn report(&self, global: &Global, mode: Mode, plan: Option<&RunPlan>) -> u8 {
+        let mut summary = RunSummary::from_events(&self.recorder.events);
+        match mode {
+            Mode::Tabletop => summary.notes.push(
+                "tabletop: changes were applied to a simulated copy of the snapshot; no controllers ran there (no pods were replaced or rescheduled)".into(),
+            ),
+            Mode::Plan => summary.notes.push(
+                "plan: nothing was written; each step was planned against the cluster as the steps before it leave it".into(),
+            ),
+            Mode::DryRun => summary.notes.push(
+                "dry run: the API server validated each write to an object no earlier step changes (dryRun=All) and stored nothing; writes to objects an earlier step changes were checked against the planned state".into(),
+            ),
+            Mode::Live => {}
+        }
+        if let Some(plan) = plan {
+            summary.notes.extend(plan.notes.iter().cloned());
+        }
+        if self.text {
+            print!("{}", summary.render_text());
+        } else {
+            let mut document = serde_json::to_value(&summary).unwrap_or(Value::Null);
+            if let Some(plan) = plan {
+                document["plan"] = serde_json::to_value(plan).unwrap_or(Value::Null);
             }
-            let code = match &run.outcome {
-                Outcome::Succeeded => {
-                    let planning_failed =
-                        mode == Mode::Plan && summary.steps.iter().any(|s| s.status == "failed");
-                    if planning_failed {
-                        exit::STEP_FAILED
-                    } else {
-                        exit::SUCCESS
-                    }
-                }
-                Outcome::Failed { .. } | Outcome::RolledBack { .. } => exit::STEP_FAILED,
-                Outcome::VerifyFailed { .. } => exit::VERIFY_FAILED,
-                Outcome::Declined { .. } => exit::REFUSED,
-            };
-            (code, Some(run.outcome))
+            document["events"] = serde_json::to_value(&self.recorder.events).unwrap_or(Value::Null);
+            print_output(&document, global.output);
         }
-        Err(RunError::Fact(e)) => {
-            eprintln!("error: {e}");
-            let code = match e {
-                crate::facts::FactError::Render(_) => exit::INVALID_INPUT,
-                _ => exit::CLUSTER,
-            };
-            (code, None)
-        }
-        Err(RunError::Sink(e)) => {
-            eprintln!("error: {e}");
-            (exit::JOURNAL, None)
-        }
+        self.outcome()
+            .map_or(exit::INTERNAL, |outcome| outcome.exit_code())
     }
+}
+
+/// Writes a saved plan (`plan --out`).
+fn save_plan(path: &Path, plan: &RunPlan) -> Result<(), u8> {
+    let text = serde_json::to_string_pretty(plan).expect("plans serialize") + "\n";
+    std::fs::write(path, text).map_err(|e| {
+        eprintln!("error: cannot write the plan to {}: {e}", path.display());
+        exit::INVALID_INPUT
+    })?;
+    eprintln!("wrote the plan to {}", path.display());
+    Ok(())
 }
 
 /// Asks on the terminal.
@@ -407,78 +455,50 @@ pub(crate) fn confirm(question: &str) -> bool {
     matches!(answer.trim(), "y" | "Y" | "yes" | "YES")
 }
 
-async fn live(args: &PlaybookArgs, global: &Global, dry_run: bool, yes: bool) -> u8 {
+async fn live(args: &RunArgs, global: &Global) -> u8 {
     let interactive = std::io::stdin().is_terminal();
-    if !dry_run && !yes && !interactive {
+    if !args.dry_run && !args.yes && !interactive {
         eprintln!(
             "error: refusing a live run without a terminal to confirm on; pass --yes to run unattended, or --dry-run"
         );
         return exit::REFUSED;
     }
-    let loaded = match load_playbook(&args.playbook, global) {
-        Ok(loaded) => loaded,
-        Err(code) => return code,
+    if let Some(saved) = &args.plan {
+        return crate::recover::apply_saved_plan(saved, args, global).await;
+    }
+    let Some(playbook) = &args.playbook else {
+        eprintln!("error: name a playbook, or a saved plan with --plan FILE");
+        return exit::USAGE;
     };
-    let params = match load::bind_params(&loaded, &assignments(&loaded, args, global)) {
-        Ok(params) => params,
-        Err(reports) => {
-            print_reports(&reports, global);
-            return exit::INVALID_INPUT;
-        }
+    let playbook_args = PlaybookArgs {
+        playbook: playbook.clone(),
+        set: args.set.clone(),
+    };
+    let (loaded, params) = match load_with_params(&playbook_args, global) {
+        Ok(found) => found,
+        Err(code) => return code,
     };
     let cluster = match connect(global).await {
         Ok(cluster) => cluster,
         Err(code) => return code,
     };
-    if dry_run {
-        return execute_run(
-            &loaded,
-            params,
-            global,
-            &cluster,
-            Mode::DryRun,
-            &mut AutoApprove,
-        )
-        .await
-        .0;
+    if args.dry_run {
+        let forwarding = Overlay::forwarding_dry_run(&cluster);
+        let run_id = new_run_id();
+        let config = RunConfig::new(&run_id, Mode::DryRun, params, &playbook_path(playbook));
+        let mut reporting = Reporting::new(global, Mode::DryRun);
+        let result = {
+            let mut sinks = reporting.sinks(None);
+            Executor::new(&forwarding, &mut sinks, &mut AutoApprove)
+                .run(&loaded, &config)
+                .await
+        };
+        return match result {
+            Ok(result) => reporting.report(global, Mode::DryRun, result.plan.as_ref()),
+            Err(e) => run_error(&e),
+        };
     }
-    if !yes {
-        let (code, _) = execute_run(
-            &loaded,
-            params.clone(),
-            global,
-            &cluster,
-            Mode::Plan,
-            &mut AutoApprove,
-        )
-        .await;
-        if code != exit::SUCCESS {
-            eprintln!("error: the plan has failures; nothing was written");
-            return code;
-        }
-        if !confirm(&format!("apply this plan to {}?", cluster.info().server)) {
-            eprintln!("not confirmed; nothing was written");
-            return exit::REFUSED;
-        }
-        return crate::recover::journaled_live(
-            &args.playbook,
-            &loaded,
-            params,
-            global,
-            &cluster,
-            &mut TerminalApprover,
-        )
-        .await;
-    }
-    crate::recover::journaled_live(
-        &args.playbook,
-        &loaded,
-        params,
-        global,
-        &cluster,
-        &mut AutoApprove,
-    )
-    .await
+    crate::recover::journaled_live(playbook, &loaded, params, global, &cluster, args.yes).await
 }
 
 /// `contain verify-image`: exit 0 when signed by one of the keys, 6 when not, 4 when the

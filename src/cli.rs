@@ -10,9 +10,7 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
     version,
     about = "Run incident-containment playbooks against Kubernetes",
     long_about = "Run declarative incident-containment playbooks against Kubernetes: live, as a dry run, \
-or as a tabletop exercise against a cluster snapshot.",
-    after_help = "Exit codes: 0 success, 1 step failed, 2 usage, 3 invalid input, 4 cluster unreachable, \
-5 refused, 6 verification failed, 7 journal, 70 internal."
+or as a tabletop exercise against a cluster snapshot."
 )]
 pub struct Cli {
     #[command(flatten)]
@@ -67,6 +65,27 @@ pub struct PlaybookArgs {
     pub set: Vec<String>,
 }
 
+#[derive(Debug, Args)]
+pub struct RunArgs {
+    /// The playbook file (omit it with --plan: the saved plan names its playbook).
+    #[arg(required_unless_present = "plan")]
+    pub playbook: Option<PathBuf>,
+    /// Set a param: name=value (lists are comma-separated). Repeatable. With --plan, the values
+    /// must be the plan's own.
+    #[arg(long = "set", value_name = "NAME=VALUE")]
+    pub set: Vec<String>,
+    /// Apply a plan saved with `contain plan --out`, exactly; refused when the playbook, the
+    /// params or the cluster differ, or an object it depends on changed.
+    #[arg(long, value_name = "FILE", conflicts_with = "dry_run")]
+    pub plan: Option<PathBuf>,
+    /// Send every write with dryRun=All: the API server validates it and stores nothing.
+    #[arg(long)]
+    pub dry_run: bool,
+    /// Do not ask before writing, and approve `approve` steps. Required when not on a terminal.
+    #[arg(long, short = 'y')]
+    pub yes: bool,
+}
+
 #[derive(Debug, Subcommand)]
 pub enum EvidenceCommand {
     /// Re-hash a bundle (a step's directory, a run's, or the whole evidence directory) and name
@@ -98,25 +117,21 @@ pub enum Command {
         #[arg(long = "set", value_name = "NAME=VALUE")]
         set: Vec<String>,
     },
-    /// Show what a playbook would do against the cluster (or a snapshot), writing nothing.
+    /// Show what a playbook would do against the cluster (or a snapshot), writing nothing:
+    /// every step planned against the state the steps before it leave, guards and permissions
+    /// checked.
     Plan {
         #[command(flatten)]
         playbook: PlaybookArgs,
         /// Plan against a snapshot file instead of a live cluster.
         #[arg(long, value_name = "FILE")]
         snapshot: Option<PathBuf>,
+        /// Save the plan, to be applied exactly later with `contain run --plan FILE`.
+        #[arg(long, value_name = "FILE")]
+        out: Option<PathBuf>,
     },
-    /// Run a playbook against the cluster.
-    Run {
-        #[command(flatten)]
-        playbook: PlaybookArgs,
-        /// Send every write with dryRun=All: the API server validates it and stores nothing.
-        #[arg(long)]
-        dry_run: bool,
-        /// Do not ask before writing, and approve `approve` steps. Required when not on a terminal.
-        #[arg(long, short = 'y')]
-        yes: bool,
-    },
+    /// Plan a playbook, show the plan, and (once approved) apply exactly that plan.
+    Run(RunArgs),
     /// Continue an interrupted live run from its first unfinished step.
     Resume {
         /// The run id (see `contain journal ls`).

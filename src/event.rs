@@ -6,7 +6,9 @@ use serde_json::{Map, Value};
 
 use crate::action::Verification;
 use crate::cluster::ClusterInfo;
-use crate::plan::StepPlan;
+pub use crate::execute::rollback::RollbackOutcome;
+pub use crate::outcome::Outcome;
+use crate::plan::{RunPlan, StepPlan};
 
 /// Something that happened during a run, and when.
 #[derive(Clone, Debug, Serialize)]
@@ -33,10 +35,38 @@ pub enum EventKind {
         fact: String,
         /// The object found, or `None` for an optional fact that was not there.
         object: Option<String>,
-        /// The fact's value as templates see it; journaled so a resumed run reads the same facts
-        /// even when the run itself changed or deleted the object. Not printed.
-        #[serde(skip_serializing)]
-        value: Value,
+    },
+    /// A `require:` guard was evaluated; a false one refuses the run.
+    GuardChecked {
+        that: String,
+        holds: bool,
+        message: String,
+    },
+    /// The permissions the plan needs were asked of the API server.
+    Preflight {
+        checked: usize,
+        /// Every permission denied (the run is refused when any is).
+        denied: Vec<String>,
+        /// Why permissions could not be checked (a snapshot has no authorizer).
+        #[serde(skip_serializing_if = "Option::is_none")]
+        not_checked: Option<String>,
+    },
+    /// The whole plan, approved: journaled (durable) before the first write.
+    PlanApproved {
+        plan: RunPlan,
+    },
+    /// An interrupted run goes on applying its approved plan.
+    Resumed {
+        run_id: String,
+    },
+    /// A step whose writes had started before the interruption is applied again.
+    StepResumed {
+        step: String,
+    },
+    /// What a step depends on moved since the plan was approved: the run stops before it.
+    StepStale {
+        step: String,
+        changes: Vec<String>,
     },
     /// A resumed run found this step finished in the interrupted run.
     StepAlreadyDone {
@@ -94,7 +124,7 @@ pub enum EventKind {
     },
     RollbackStep {
         step: String,
-        outcome: String,
+        outcome: RollbackOutcome,
     },
     RunFinished {
         outcome: Outcome,
@@ -113,17 +143,6 @@ pub enum OpOutcome {
     /// Not carried out because the run only plans, or a tabletop run does not sleep.
     Skipped,
     Approved,
-}
-
-/// How a run ended.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
-#[serde(tag = "status", rename_all = "snake_case")]
-pub enum Outcome {
-    Succeeded,
-    Failed { step: String, error: String },
-    VerifyFailed { step: String },
-    RolledBack { step: String, error: String },
-    Declined { step: String },
 }
 
 /// Why a sink could not take an event.

@@ -1,32 +1,42 @@
-//! Exit codes, documented in the README. Errors are mapped onto them in one place (`app`).
+//! Exit codes. [`TABLE`] is the one list: `--help`, the README (a test compares them) and
+//! `contain exit-codes -o json` are generated from it. A run's outcome maps onto a code in
+//! `outcome::Outcome::exit_code`; command errors map onto one in `app`.
 
 /// The run (or command) did what it was asked.
 pub const SUCCESS: u8 = 0;
-/// A step failed and the run stopped (or rolled back).
+/// A step failed (the run stopped, went on, or rolled back), or a rollback left undo pending.
 pub const STEP_FAILED: u8 = 1;
 /// The command line is wrong (unknown flag, missing argument).
 pub const USAGE: u8 = 2;
-/// A playbook, snapshot or `--set` value is invalid. Nothing was written.
+/// A playbook, snapshot, saved plan or `--set` value is invalid. Nothing was written.
 pub const INVALID_INPUT: u8 = 3;
 /// The cluster could not be reached, or a fact could not be read. Nothing was written.
 pub const CLUSTER: u8 = 4;
-/// A live run was refused: not confirmed, not approved, or non-interactive without `--yes`.
+/// Refused before any write: a guard, the preflight (permissions), the responder, or a
+/// non-interactive live run without `--yes`.
 pub const REFUSED: u8 = 5;
 /// Every step ran but a post-condition check failed.
 pub const VERIFY_FAILED: u8 = 6;
 /// The run could not be recorded, or a journal fails verification.
 pub const JOURNAL: u8 = 7;
+/// The cluster changed since the plan was approved; the run stopped before the stale step.
+pub const STALE_PLAN: u8 = 8;
+/// The run never started (no approved plan was recorded): nothing was written.
+pub const NEVER_STARTED: u8 = 9;
 /// A bug: please report it.
 pub const INTERNAL: u8 = 70;
 
-/// Every code with its meaning, for `--help` and the README.
+/// Every code with its meaning.
 pub const TABLE: &[(u8, &str)] = &[
-    (SUCCESS, "success"),
-    (STEP_FAILED, "a step failed; the run stopped or rolled back"),
+    (SUCCESS, "success (also: planned, rolled back on request)"),
+    (
+        STEP_FAILED,
+        "a step failed (the run stopped, went on, or rolled back), or a rollback is incomplete",
+    ),
     (USAGE, "bad command line"),
     (
         INVALID_INPUT,
-        "invalid playbook, snapshot or --set value; nothing written",
+        "invalid playbook, snapshot, saved plan or --set value; nothing written",
     ),
     (
         CLUSTER,
@@ -34,12 +44,35 @@ pub const TABLE: &[(u8, &str)] = &[
     ),
     (
         REFUSED,
-        "live run not confirmed or not approved, or non-interactive without --yes",
+        "refused before any write: a guard, a missing permission, not confirmed, or no --yes without a terminal",
     ),
     (VERIFY_FAILED, "a post-condition check failed"),
     (
         JOURNAL,
         "the run could not be recorded, or the journal fails verification",
     ),
+    (
+        STALE_PLAN,
+        "the cluster changed since the plan was approved; stopped before the stale step",
+    ),
+    (NEVER_STARTED, "the run never started; nothing was written"),
     (INTERNAL, "internal error"),
 ];
+
+/// The table as `--help` prints it.
+pub fn help_text() -> String {
+    let mut out = String::from("Exit codes:\n");
+    for (code, meaning) in TABLE {
+        out.push_str(&format!("  {code:>2}  {meaning}\n"));
+    }
+    out
+}
+
+/// The table as the README shows it (a Markdown table).
+pub fn markdown_table() -> String {
+    let mut out = String::from("| code | meaning |\n|---|---|\n");
+    for (code, meaning) in TABLE {
+        out.push_str(&format!("| {code} | {meaning} |\n"));
+    }
+    out
+}

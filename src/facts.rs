@@ -69,7 +69,21 @@ async fn pod_context(pod: Value, cluster: &dyn Cluster) -> Result<Value, Cluster
         Some(node) => cluster.get(&ObjectRef::new("Node", None, node)).await?,
         None => None,
     };
+    let annotations = object::string_map(pod.pointer("/metadata/annotations"));
+    let labels = object::labels(&pod);
+    // A mirror pod is the API's shadow of a static pod its kubelet runs from a file.
+    let static_pod = annotations.contains_key("kubernetes.io/config.mirror");
+    let control_plane = labels.get("tier").map(String::as_str) == Some("control-plane")
+        || (namespace.as_deref() == Some("kube-system")
+            && labels.get("component").is_some_and(|c| {
+                matches!(
+                    c.as_str(),
+                    "kube-apiserver" | "kube-controller-manager" | "kube-scheduler" | "etcd"
+                )
+            }));
     Ok(serde_json::json!({
+        "static_pod": static_pod,
+        "control_plane": control_plane,
         "pod": pod,
         "owners": owners,
         "workload": workload,

@@ -11,9 +11,9 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
 use crate::action::Verification;
-use crate::event::{Event, EventKind, EventSink, OpOutcome, SinkError};
-use crate::execute::{Resume, ResumedStep};
-use crate::plan::StepPlan;
+use crate::event::{Event, EventKind, EventSink, OpOutcome, Outcome, RollbackOutcome, SinkError};
+use crate::execute::Resume;
+use crate::plan::{PlannedState, RunPlan, StepPlan};
 
 /// What the journal knows about a run before its first step.
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -35,13 +35,15 @@ pub struct RunInfo {
 #[derive(Clone, Debug, Serialize, Deserialize)]
 #[serde(tag = "record", rename_all = "snake_case")]
 pub enum Entry {
-    Fact {
-        fact: String,
-        value: Value,
+    /// The whole approved plan: durable before the first write. A run without one never
+    /// started, and nothing was written.
+    Approved {
+        plan: Box<RunPlan>,
     },
-    Planned {
+    /// A run stopped because the cluster moved under a step's plan.
+    Stale {
         step: String,
-        plan: StepPlan,
+        changes: Vec<String>,
     },
     /// Durable before the step's first cluster write.
     Intent {
@@ -81,7 +83,7 @@ pub enum Entry {
     },
     RollbackStep {
         step: String,
-        outcome: String,
+        outcome: RollbackOutcome,
     },
     Finished {
         outcome: Value,
@@ -185,13 +187,12 @@ impl<'a> RunJournal<'a> {
 impl EventSink for RunJournal<'_> {
     fn emit(&mut self, event: &Event) -> Result<(), SinkError> {
         let entry = match &event.kind {
-            EventKind::FactResolved { fact, value, .. } => Entry::Fact {
-                fact: fact.clone(),
-                value: crate::facts::redacted(value),
+            EventKind::PlanApproved { plan } => Entry::Approved {
+                plan: Box::new(plan.clone()),
             },
-            EventKind::StepPlanned { step, plan } => Entry::Planned {
+            EventKind::StepStale { step, changes } => Entry::Stale {
                 step: step.clone(),
-                plan: plan.clone(),
+                changes: changes.clone(),
             },
             EventKind::StepIntent { step } => Entry::Intent { step: step.clone() },
             EventKind::OpApplied {
@@ -243,7 +244,15 @@ impl EventSink for RunJournal<'_> {
             EventKind::RunFinished { outcome } => Entry::Finished {
                 outcome: serde_json::to_value(outcome).unwrap_or(Value::Null),
             },
+            // Planning events precede the journal (nothing is written before the approved plan
+            // is); the others carry nothing resume or rollback needs.
             EventKind::RunStarted { .. }
+            | EventKind::FactResolved { .. }
+            | EventKind::GuardChecked { .. }
+            | EventKind::Preflight { .. }
+            | EventKind::StepPlanned { .. }
+            | EventKind::Resumed { .. }
+            | EventKind::StepResumed { .. }
             | EventKind::StepStarted { .. }
             | EventKind::StepAlreadyDone { .. } => return Ok(()),
         };
@@ -261,7 +270,8 @@ pub struct StepState {
     pub outputs: Option<Map<String, Value>>,
     pub failed: Option<String>,
     pub skipped: Option<String>,
-    pub rolled_back: Option<String>,
+    pub stale: Option<Vec<String>>,
+    pub rolled_back: Option<RollbackOutcome>,
 }
 
 /// A run read back from the journal.
@@ -269,26 +279,12 @@ pub struct StepState {
 pub struct RunState {
     pub run: String,
     pub info: RunInfo,
-    pub facts: Map<String, Value>,
-    /// Steps in the order they were first recorded.
+    /// The approved plan; `None` when the run never got that far (nothing was written).
+    pub plan: Option<RunPlan>,
+    /// Steps in plan order.
     pub steps: Vec<StepState>,
     pub finished: Option<Value>,
     pub records: usize,
-}
-
-fn step_state<'s>(
-    steps: &'s mut Vec<StepState>,
-    index: &mut HashMap<String, usize>,
-    id: &str,
-) -> &'s mut StepState {
-    let i = *index.entry(id.to_string()).or_insert_with(|| {
-        steps.push(StepState {
-            step: id.to_string(),
-            ..StepState::default()
-        });
-        steps.len() - 1
-    });
-    &mut steps[i]
 }
 
 impl RunState {
@@ -304,14 +300,12 @@ impl RunState {
         let mut state = RunState {
             run: run.to_string(),
             info,
-            facts: Map::new(),
+            plan: None,
             steps: Vec::new(),
             finished: None,
             records: records.len(),
         };
         let mut index: HashMap<String, usize> = HashMap::new();
-        let mut facts = Map::new();
-        let mut finished = None;
         for record in records {
             let entry: Entry =
                 serde_json::from_value(record.body).map_err(|e| JournalError::Corrupt {
@@ -319,38 +313,80 @@ impl RunState {
                     seq: record.seq,
                     message: e.to_string(),
                 })?;
-            let steps = &mut state.steps;
+            if let Entry::Approved { plan } = &entry {
+                state.steps = plan
+                    .steps
+                    .iter()
+                    .map(|s| StepState {
+                        step: s.id.clone(),
+                        plan: s.plan().cloned(),
+                        skipped: match &s.state {
+                            PlannedState::Skipped { reason } => Some(reason.clone()),
+                            _ => None,
+                        },
+                        ..StepState::default()
+                    })
+                    .collect();
+                index = state
+                    .steps
+                    .iter()
+                    .enumerate()
+                    .map(|(i, s)| (s.step.clone(), i))
+                    .collect();
+                state.plan = Some((**plan).clone());
+                continue;
+            }
+            let step_of = |id: &str| index.get(id).copied();
             match entry {
-                Entry::Fact { fact, value } => {
-                    facts.insert(fact, value);
+                Entry::Approved { .. } => {}
+                Entry::Intent { step } => {
+                    if let Some(i) = step_of(&step) {
+                        state.steps[i].intent = true;
+                    }
                 }
-                Entry::Planned { step: id, plan } => {
-                    step_state(steps, &mut index, &id).plan = Some(plan)
+                Entry::Applied { step, .. } => {
+                    if let Some(i) = step_of(&step) {
+                        state.steps[i].applied += 1;
+                    }
                 }
-                Entry::Intent { step: id } => step_state(steps, &mut index, &id).intent = true,
-                Entry::Applied { step: id, .. } => step_state(steps, &mut index, &id).applied += 1,
-                Entry::Done { step: id, outputs } => {
-                    let s = step_state(steps, &mut index, &id);
-                    s.outputs = Some(outputs);
-                    s.failed = None;
+                Entry::Done { step, outputs } => {
+                    if let Some(i) = step_of(&step) {
+                        state.steps[i].outputs = Some(outputs);
+                        state.steps[i].failed = None;
+                        state.steps[i].stale = None;
+                    }
                 }
-                Entry::Verified { .. } | Entry::Captured { .. } => {}
-                Entry::Failed { step: id, error } => {
-                    step_state(steps, &mut index, &id).failed = Some(error)
+                Entry::Verified { .. } | Entry::Captured { .. } | Entry::RollbackStarted { .. } => {
                 }
-                Entry::Skipped { step: id, reason } => {
-                    step_state(steps, &mut index, &id).skipped = Some(reason)
+                Entry::Failed { step, error } => {
+                    if let Some(i) = step_of(&step) {
+                        state.steps[i].failed = Some(error);
+                    }
                 }
-                Entry::RollbackStarted { .. } => {}
-                Entry::RollbackStep { step: id, outcome } => {
-                    step_state(steps, &mut index, &id).rolled_back = Some(outcome)
+                Entry::Skipped { step, reason } => {
+                    if let Some(i) = step_of(&step) {
+                        state.steps[i].skipped = Some(reason);
+                    }
                 }
-                Entry::Finished { outcome } => finished = Some(outcome),
+                Entry::Stale { step, changes } => {
+                    if let Some(i) = step_of(&step) {
+                        state.steps[i].stale = Some(changes);
+                    }
+                }
+                Entry::RollbackStep { step, outcome } => {
+                    if let Some(i) = step_of(&step) {
+                        state.steps[i].rolled_back = Some(outcome);
+                    }
+                }
+                Entry::Finished { outcome } => state.finished = Some(outcome),
             }
         }
-        state.facts = facts;
-        state.finished = finished;
         Ok(state)
+    }
+
+    /// True when no approved plan was recorded: the run wrote nothing.
+    pub fn never_started(&self) -> bool {
+        self.plan.is_none()
     }
 
     /// True once any rollback of this run has started.
@@ -358,32 +394,34 @@ impl RunState {
         self.steps.iter().any(|s| s.rolled_back.is_some())
     }
 
-    /// What `resume` needs: finished steps keep their outputs; a step whose writes had started
-    /// is applied again from its journaled plan; everything else runs anew.
-    pub fn resume(&self) -> Resume {
-        let mut steps = HashMap::new();
-        for s in &self.steps {
-            let resumed = match (&s.outputs, &s.skipped, &s.plan) {
-                (Some(outputs), _, Some(plan)) => ResumedStep::Done {
-                    plan: plan.clone(),
-                    outputs: outputs.clone(),
-                },
-                (_, Some(reason), _) => ResumedStep::Skipped {
-                    reason: reason.clone(),
-                },
-                (None, None, Some(plan)) if s.intent => ResumedStep::Started { plan: plan.clone() },
-                _ => continue,
-            };
-            steps.insert(s.step.clone(), resumed);
-        }
-        Resume {
-            facts: self.facts.clone(),
-            steps,
-        }
+    /// The outcome the run finished with, if it finished.
+    pub fn outcome(&self) -> Option<Outcome> {
+        self.finished
+            .clone()
+            .and_then(|o| serde_json::from_value(o).ok())
     }
 
-    /// The plans a rollback undoes, oldest first: steps that finished or started writing, and
-    /// have not been rolled back yet. With `to`, only the steps after that one.
+    /// What `resume` needs: finished steps keep their outputs; a step whose writes had
+    /// started is applied again from the approved plan, idempotently.
+    pub fn resume(&self) -> Resume {
+        let mut resume = Resume::default();
+        for s in &self.steps {
+            match &s.outputs {
+                Some(outputs) => {
+                    resume.done.insert(s.step.clone(), outputs.clone());
+                }
+                None if s.intent => {
+                    resume.started.insert(s.step.clone());
+                }
+                None => {}
+            }
+        }
+        resume
+    }
+
+    /// The plans a rollback undoes, oldest first: steps that finished or started writing and
+    /// are not undone yet (a failed undo is still pending). With `to`, only the steps after
+    /// that one.
     pub fn to_undo(&self, to: Option<&str>) -> Vec<StepPlan> {
         let start = match to {
             Some(id) => self
@@ -395,8 +433,19 @@ impl RunState {
         };
         self.steps[start..]
             .iter()
-            .filter(|s| s.rolled_back.is_none() && (s.outputs.is_some() || s.intent))
-            .filter_map(|s| s.plan.clone())
+            .filter(|s| {
+                s.rolled_back
+                    .as_ref()
+                    .is_none_or(RollbackOutcome::is_pending)
+            })
+            .filter(|s| s.outputs.is_some() || s.intent)
+            .filter_map(|s| {
+                let mut plan = s.plan.clone()?;
+                if let Some(outputs) = &s.outputs {
+                    plan.outputs = outputs.clone();
+                }
+                Some(plan)
+            })
             .collect()
     }
 }

@@ -14,6 +14,7 @@ pub mod execute;
 pub mod exit;
 pub mod facts;
 pub mod journal;
+pub mod outcome;
 pub mod plan;
 pub mod playbook;
 pub mod recover;

@@ -7,18 +7,18 @@ use std::path::Path;
 use serde_json::{Map, Value, json};
 
 use crate::app::{
-    TerminalApprover, confirm, connect, execute_config, load_playbook, new_run_id, print_output,
+    Reporting, TerminalApprover, confirm, connect, load_playbook, load_with_params, new_run_id,
+    playbook_path, print_output, run_error,
 };
-use crate::cli::{Global, JournalCommand, Output};
+use crate::cli::{Global, JournalCommand, Output, PlaybookArgs, RunArgs};
 use crate::cluster::Cluster;
 use crate::cluster::kube::KubeCluster;
-use crate::event::{EventSink, Fanout};
+use crate::event::Outcome;
 use crate::execute::{Approver, AutoApprove, Executor, Mode, RunConfig};
 use crate::exit;
 use crate::journal::{self, RunInfo, RunJournal, RunState};
-use crate::plan::display;
+use crate::plan::{RunPlan, display};
 use crate::playbook::load::Loaded;
-use crate::report::progress::ProgressPrinter;
 
 fn journal_root(global: &Global) -> std::path::PathBuf {
     global.journal.clone().unwrap_or_else(journal::default_dir)
@@ -64,14 +64,54 @@ async fn identity(cluster: &KubeCluster) -> Result<String, u8> {
     })
 }
 
-/// A live run, journaled: the run record is durable before the first step.
+/// A live run: the whole playbook planned and shown, approved (or `--yes`), then the approved
+/// plan journaled (header and plan durable before the first write) and applied exactly.
 pub async fn journaled_live(
     path: &Path,
     loaded: &Loaded,
     params: Map<String, Value>,
     global: &Global,
     cluster: &KubeCluster,
-    approver: &mut dyn Approver,
+    yes: bool,
+) -> u8 {
+    let run_id = new_run_id();
+    let config = RunConfig::new(&run_id, Mode::Live, params, &playbook_path(path));
+    let mut reporting = Reporting::new(global, Mode::Live);
+    let planned = {
+        let mut sinks = reporting.sinks(None);
+        let mut approve = AutoApprove;
+        let mut executor = Executor::new(cluster, &mut sinks, &mut approve);
+        match executor.plan(loaded, &config).await {
+            Ok(Ok(plan)) => Ok(Ok(plan)),
+            Ok(Err(refused)) => executor.finish(&refused).map(|()| Err(refused)),
+            Err(e) => return run_error(&e),
+        }
+    };
+    let plan = match planned {
+        Ok(Ok(plan)) => plan,
+        Ok(Err(_)) => return reporting.report(global, Mode::Live, None),
+        Err(e) => {
+            eprintln!("error: {e}");
+            return exit::JOURNAL;
+        }
+    };
+    if !yes && !confirm(&format!("apply this plan to {}?", cluster.info().server)) {
+        eprintln!("not confirmed; nothing was written");
+        return exit::REFUSED;
+    }
+    apply_journaled(loaded, &plan, config, global, cluster, yes, &mut reporting).await
+}
+
+/// Records a new run (header, then the approved plan with the first executor event) and
+/// applies the plan.
+async fn apply_journaled(
+    loaded: &Loaded,
+    plan: &RunPlan,
+    config: RunConfig,
+    global: &Global,
+    cluster: &KubeCluster,
+    yes: bool,
+    reporting: &mut Reporting,
 ) -> u8 {
     let cluster_id = match identity(cluster).await {
         Ok(id) => id,
@@ -83,8 +123,7 @@ pub async fn journaled_live(
         .await
         .map(|u| u.username)
         .unwrap_or_else(|_| "unknown".into());
-    let run_id = new_run_id();
-    let journal = match journal::open_new(&journal_root(global), &run_id) {
+    let journal = match journal::open_new(&journal_root(global), &config.run_id) {
         Ok(journal) => journal,
         Err(e) => {
             eprintln!("error: cannot record the run: {e}");
@@ -92,13 +131,10 @@ pub async fn journaled_live(
         }
     };
     let info = RunInfo {
-        playbook_path: std::fs::canonicalize(path)
-            .unwrap_or_else(|_| path.to_path_buf())
-            .display()
-            .to_string(),
+        playbook_path: plan.playbook.path.clone(),
         playbook_sha256: loaded.sha256.clone(),
         playbook_name: loaded.playbook.metadata.name.clone(),
-        params: params.clone(),
+        params: config.params.clone(),
         cluster_id,
         server: cluster.info().server,
         context: global.context.clone(),
@@ -106,36 +142,161 @@ pub async fn journaled_live(
         mode: Mode::Live.as_str().to_string(),
         started_at: jiff::Timestamp::now().to_string(),
     };
-    let mut sink = match RunJournal::create(&journal, &run_id, &info) {
+    let mut sink = match RunJournal::create(&journal, &config.run_id, &info) {
         Ok(sink) => sink,
         Err(e) => {
             eprintln!("error: cannot record the run: {e}");
             return exit::JOURNAL;
         }
     };
-    let evidence = evidence_config(global, &info.cluster_id, &info.user);
     let config = RunConfig {
-        run_id,
-        mode: Mode::Live,
-        params,
-        resume: None,
-        evidence: Some(evidence),
+        evidence: Some(evidence_config(global, &info.cluster_id, &info.user)),
+        ..config
     };
-    execute_config(loaded, &config, global, cluster, approver, Some(&mut sink))
-        .await
-        .0
+    let mut terminal = TerminalApprover;
+    let approver: &mut dyn Approver = if yes { &mut AutoApprove } else { &mut terminal };
+    let result = {
+        let mut sinks = reporting.sinks(Some(&mut sink));
+        Executor::new(cluster, &mut sinks, approver)
+            .apply(loaded, plan, &config)
+            .await
+    };
+    match result {
+        Ok(result) => {
+            let code = reporting.report(global, Mode::Live, Some(plan));
+            if let Outcome::Stale { .. } = result.outcome {
+                eprintln!(
+                    "the plan is stale: nothing of that step was written. Run the playbook again to plan against the cluster as it is now (`contain rollback {}` undoes the steps already applied).",
+                    config.run_id
+                );
+            }
+            code
+        }
+        Err(e) => run_error(&e),
+    }
 }
 
-/// Reads a run and checks it belongs to the cluster we are connected to.
+/// `contain run --plan FILE`: applies a saved plan exactly, after checking it was made from
+/// this playbook, these params and this cluster.
+pub async fn apply_saved_plan(path: &Path, args: &RunArgs, global: &Global) -> u8 {
+    let plan: RunPlan = match std::fs::read(path)
+        .map_err(|e| e.to_string())
+        .and_then(|bytes| serde_json::from_slice(&bytes).map_err(|e| e.to_string()))
+    {
+        Ok(plan) => plan,
+        Err(e) => {
+            eprintln!("error: {} is not a saved plan: {e}", path.display());
+            return exit::INVALID_INPUT;
+        }
+    };
+    if plan.format != crate::plan::run::FORMAT {
+        eprintln!(
+            "error: {} has plan format {}, this contain reads format {}",
+            path.display(),
+            plan.format,
+            crate::plan::run::FORMAT
+        );
+        return exit::INVALID_INPUT;
+    }
+    let playbook = args
+        .playbook
+        .clone()
+        .unwrap_or_else(|| plan.playbook.path.clone().into());
+    let loaded = match load_playbook(&playbook, global) {
+        Ok(loaded) => loaded,
+        Err(code) => return code,
+    };
+    if loaded.sha256 != plan.playbook.sha256 {
+        eprintln!(
+            "error: {} changed since the plan was made (sha256 {} then, {} now); refusing the saved plan",
+            playbook.display(),
+            plan.playbook.sha256,
+            loaded.sha256
+        );
+        return exit::REFUSED;
+    }
+    if !args.set.is_empty() {
+        let given = PlaybookArgs {
+            playbook: playbook.clone(),
+            set: args.set.clone(),
+        };
+        let params = match load_with_params(&given, global) {
+            Ok((_, params)) => params,
+            Err(code) => return code,
+        };
+        if params != plan.params {
+            eprintln!(
+                "error: the params given ({}) are not the plan's ({}); refusing the saved plan",
+                Value::Object(params),
+                Value::Object(plan.params.clone())
+            );
+            return exit::REFUSED;
+        }
+    }
+    let cluster = match connect(global).await {
+        Ok(cluster) => cluster,
+        Err(code) => return code,
+    };
+    let id = match identity(&cluster).await {
+        Ok(id) => id,
+        Err(code) => return code,
+    };
+    if plan.cluster.id.as_deref() != Some(id.as_str()) {
+        eprintln!(
+            "error: the plan was made against another cluster ({}, kube-system uid {}); this cluster's is {id}. Refusing.",
+            plan.cluster.server,
+            plan.cluster.id.as_deref().unwrap_or("unknown")
+        );
+        return exit::REFUSED;
+    }
+    if journal::run_ids(&journal_root(global)).contains(&plan.run_id) {
+        eprintln!(
+            "error: this plan was already applied as run {} (see `contain journal show {}`); make a new plan",
+            plan.run_id, plan.run_id
+        );
+        return exit::REFUSED;
+    }
+    print!("{}", crate::plan::display::render_run(&plan));
+    if !args.yes
+        && !confirm(&format!(
+            "apply this saved plan to {}?",
+            cluster.info().server
+        ))
+    {
+        eprintln!("not confirmed; nothing was written");
+        return exit::REFUSED;
+    }
+    let config = RunConfig::new(
+        &plan.run_id,
+        Mode::Live,
+        plan.params.clone(),
+        &plan.playbook.path,
+    );
+    let mut reporting = Reporting::new(global, Mode::Live);
+    apply_journaled(
+        &loaded,
+        &plan,
+        config,
+        global,
+        &cluster,
+        args.yes,
+        &mut reporting,
+    )
+    .await
+}
+
+/// Reads a run and checks it belongs to the cluster we are connected to. A run with no
+/// approved plan never started: `Err(NEVER_STARTED)`, said plainly.
 async fn checked_run(
     run: &str,
     global: &Global,
     journal: &::journal::Journal,
 ) -> Result<(RunState, KubeCluster), u8> {
-    let state = RunState::read(journal, run).map_err(|e| {
-        eprintln!("error: {e}");
-        exit::INVALID_INPUT
-    })?;
+    let state = read_run(run, journal)?;
+    if state.never_started() {
+        println!("run {run} never started: no plan was approved, nothing was written");
+        return Err(exit::NEVER_STARTED);
+    }
     let cluster = connect(global).await?;
     let id = identity(&cluster).await?;
     if id != state.info.cluster_id {
@@ -148,6 +309,20 @@ async fn checked_run(
     Ok((state, cluster))
 }
 
+/// Reads a run's records; a run whose header never became durable never started.
+fn read_run(run: &str, journal: &::journal::Journal) -> Result<RunState, u8> {
+    RunState::read(journal, run).map_err(|e| match e {
+        ::journal::JournalError::UnknownRun(_) => {
+            println!("run {run} never started: nothing was recorded, nothing was written");
+            exit::NEVER_STARTED
+        }
+        e => {
+            eprintln!("error: {e}");
+            exit::JOURNAL
+        }
+    })
+}
+
 fn refuse_unattended(yes: bool, what: &str) -> Option<u8> {
     if !yes && !std::io::stdin().is_terminal() {
         eprintln!("error: refusing to {what} without a terminal to confirm on; pass --yes");
@@ -156,7 +331,7 @@ fn refuse_unattended(yes: bool, what: &str) -> Option<u8> {
     None
 }
 
-/// `contain resume RUN`.
+/// `contain resume RUN`: goes on applying the run's approved plan.
 pub async fn resume(run: &str, yes: bool, global: &Global) -> u8 {
     if let Some(code) = refuse_unattended(yes, "resume a run") {
         return code;
@@ -175,16 +350,13 @@ pub async fn resume(run: &str, yes: bool, global: &Global) -> u8 {
         );
         return exit::REFUSED;
     }
-    if state
-        .finished
-        .as_ref()
-        .and_then(|o| o.get("status"))
-        .and_then(Value::as_str)
-        == Some("succeeded")
-    {
+    if state.outcome().is_some_and(|o| o.is_success()) {
         println!("run {run} already finished successfully: nothing to resume");
         return exit::SUCCESS;
     }
+    let Some(plan) = state.plan.clone() else {
+        return exit::NEVER_STARTED;
+    };
     let loaded = match load_playbook(Path::new(&state.info.playbook_path), global) {
         Ok(loaded) => loaded,
         Err(code) => return code,
@@ -197,27 +369,19 @@ pub async fn resume(run: &str, yes: bool, global: &Global) -> u8 {
         return exit::REFUSED;
     }
     let resume = state.resume();
-    let next = loaded
-        .playbook
+    let next = plan
         .steps
         .iter()
-        .find(|s| {
-            !matches!(
-                resume.steps.get(&s.id),
-                Some(
-                    crate::execute::ResumedStep::Done { .. }
-                        | crate::execute::ResumedStep::Skipped { .. }
-                )
-            )
-        })
-        .map(|s| s.id.clone());
+        .filter(|s| s.plan().is_some())
+        .find(|s| !resume.done.contains_key(&s.id))
+        .map(|s| s.label());
     let Some(next) = next else {
         println!("run {run}: every step is done");
         return exit::SUCCESS;
     };
     if !yes
         && !confirm(&format!(
-            "resume run {run} from step {next} on {}?",
+            "resume run {run} from {next} on {}?",
             cluster.info().server
         ))
     {
@@ -226,28 +390,32 @@ pub async fn resume(run: &str, yes: bool, global: &Global) -> u8 {
     }
     let mut sink = RunJournal::reopen(&journal, run);
     let config = RunConfig {
-        run_id: run.to_string(),
-        mode: Mode::Live,
-        params: state.info.params.clone(),
         resume: Some(resume),
         evidence: Some(evidence_config(
             global,
             &state.info.cluster_id,
             &state.info.user,
         )),
+        ..RunConfig::new(
+            run,
+            Mode::Live,
+            state.info.params.clone(),
+            &state.info.playbook_path,
+        )
     };
     let mut terminal = TerminalApprover;
     let approver: &mut dyn Approver = if yes { &mut AutoApprove } else { &mut terminal };
-    execute_config(
-        &loaded,
-        &config,
-        global,
-        &cluster,
-        approver,
-        Some(&mut sink),
-    )
-    .await
-    .0
+    let mut reporting = Reporting::new(global, Mode::Live);
+    let result = {
+        let mut sinks = reporting.sinks(Some(&mut sink));
+        Executor::new(&cluster, &mut sinks, approver)
+            .apply(&loaded, &plan, &config)
+            .await
+    };
+    match result {
+        Ok(_) => reporting.report(global, Mode::Live, Some(&plan)),
+        Err(e) => run_error(&e),
+    }
 }
 
 /// `contain rollback RUN [--to STEP]`.
@@ -266,7 +434,11 @@ pub async fn rollback(run: &str, to: Option<&str>, yes: bool, global: &Global) -
     if let Some(step) = to
         && !state.steps.iter().any(|s| s.step == step)
     {
-        eprintln!("error: run {run} has no step `{step}`");
+        let ids: Vec<&str> = state.steps.iter().map(|s| s.step.as_str()).collect();
+        let hint = crate::diagnostics::did_you_mean(step, ids.iter().copied())
+            .map(|c| format!("; did you mean `{c}`?"))
+            .unwrap_or_else(|| format!("; its steps: {}", ids.join(", ")));
+        eprintln!("error: run {run} has no step `{step}`{hint}");
         return exit::INVALID_INPUT;
     }
     let mut plans = state.to_undo(to);
@@ -297,48 +469,39 @@ pub async fn rollback(run: &str, to: Option<&str>, yes: bool, global: &Global) -
         eprintln!("not confirmed; nothing was written");
         return exit::REFUSED;
     }
-    let config = RunConfig {
-        run_id: run.to_string(),
-        mode: Mode::Live,
-        params: state.info.params.clone(),
-        resume: None,
-        evidence: None,
-    };
+    let config = RunConfig::new(
+        run,
+        Mode::Live,
+        state.info.params.clone(),
+        &state.info.playbook_path,
+    );
     let mut sink = RunJournal::reopen(&journal, run);
-    let mut recorder = crate::event::Recorder::default();
-    let mut printer = ProgressPrinter::new(false);
+    let mut reporting = Reporting::new(global, Mode::Live);
     let result = {
-        let mut sinks: Vec<&mut dyn EventSink> = vec![&mut sink, &mut recorder];
-        if global.output == Output::Text {
-            sinks.push(&mut printer);
-        }
-        let mut fanout = Fanout(sinks);
+        let mut sinks = reporting.sinks(Some(&mut sink));
         let reason = match to {
             Some(step) => format!("rollback of run {run} to step {step}"),
             None => format!("rollback of run {run}"),
         };
-        Executor::new(&cluster, &mut fanout, &mut AutoApprove)
-            .rollback(&mut plans, &reason, &config)
-            .await
+        let mut approve = AutoApprove;
+        let mut executor = Executor::new(&cluster, &mut sinks, &mut approve);
+        match executor.rollback(&mut plans, &reason, &config).await {
+            Ok(pending) => {
+                let outcome = if pending.is_empty() {
+                    Outcome::RolledBackOnRequest
+                } else {
+                    Outcome::RollbackIncomplete { pending }
+                };
+                executor.finish(&outcome)
+            }
+            Err(e) => Err(e),
+        }
     };
     if let Err(e) = result {
         eprintln!("error: {e}");
         return exit::JOURNAL;
     }
-    let failed = recorder.events.iter().any(|e| {
-        matches!(&e.kind, crate::event::EventKind::RollbackStep { outcome, .. } if outcome.starts_with("failed"))
-    });
-    if global.output != Output::Text {
-        print_output(
-            &serde_json::to_value(&recorder.events).unwrap_or(Value::Null),
-            global.output,
-        );
-    }
-    if failed {
-        exit::STEP_FAILED
-    } else {
-        exit::SUCCESS
-    }
+    reporting.report(global, Mode::Live, None)
 }
 
 /// `contain journal ls|show|export|verify`.
@@ -359,29 +522,32 @@ pub fn journal(command: &JournalCommand, global: &Global) -> u8 {
             }
         }
     };
-    result.unwrap_or_else(|e| {
-        eprintln!("error: {e}");
-        match e {
-            ::journal::JournalError::UnknownRun(_) => exit::INVALID_INPUT,
-            _ => exit::JOURNAL,
+    result.unwrap_or_else(|e| match e {
+        // The run's store exists (open_run checked) but its header never became durable.
+        ::journal::JournalError::UnknownRun(run) => {
+            println!("run {run} never started: nothing was recorded, nothing was written");
+            exit::NEVER_STARTED
+        }
+        e => {
+            eprintln!("error: {e}");
+            exit::JOURNAL
         }
     })
 }
 
 fn status_of(state: &RunState) -> String {
-    if state.rolling_back() {
-        return "rolled back".into();
+    if state.never_started() {
+        return NEVER_STARTED.into();
     }
-    match state
-        .finished
-        .as_ref()
-        .and_then(|o| o.get("status"))
-        .and_then(Value::as_str)
-    {
-        Some(status) => status.replace('_', " "),
-        None => "incomplete".into(),
+    match state.outcome() {
+        Some(outcome) => outcome.describe(),
+        None if state.rolling_back() => "rollback interrupted".into(),
+        None => "interrupted".into(),
     }
 }
+
+/// How the journal names a run with no approved plan.
+const NEVER_STARTED: &str = "never started, nothing written";
 
 fn list(root: &Path, global: &Global) -> Result<u8, ::journal::JournalError> {
     let mut rows = Vec::new();
@@ -399,6 +565,10 @@ fn list(root: &Path, global: &Global) -> Result<u8, ::journal::JournalError> {
                 "started_at": state.info.started_at,
                 "records": state.records,
             }),
+            // The header of a run killed before it became durable: nothing was written.
+            Err(::journal::JournalError::UnknownRun(_)) => {
+                json!({"run": run, "playbook": "", "status": NEVER_STARTED, "user": "", "server": ""})
+            }
             Err(e) => json!({"run": run, "playbook": "", "status": format!("unreadable: {e}"), "user": "", "server": ""}),
         });
     }
@@ -451,7 +621,9 @@ fn show(
     );
     for step in &state.steps {
         let status = if let Some(outcome) = &step.rolled_back {
-            format!("rolled back: {outcome}")
+            format!("rollback: {}", outcome.describe())
+        } else if let Some(changes) = &step.stale {
+            format!("stale, not written: {}", changes.join("; "))
         } else if step.outputs.is_some() {
             "done".to_string()
         } else if let Some(error) = &step.failed {

@@ -363,7 +363,7 @@ async fn revoke_kills_tokens_and_a_rollback_restores_only_the_bindings() {
     let rolled = runner.rollback(&run);
     ok(&rolled);
     assert!(
-        rolled.stdout.contains("not undone"),
+        rolled.stdout.contains("partly undone: "),
         "the rollback says what it cannot undo: {}",
         rolled.stdout
     );
@@ -562,7 +562,7 @@ async fn quarantine_drains_around_a_budget_keeps_the_suspect_and_rolls_back() {
     assert!(
         rolled
             .stdout
-            .contains("not undone: evicted pods are not brought back"),
+            .contains("partly undone: evicted pods are not brought back"),
         "{}",
         rolled.stdout
     );

@@ -145,11 +145,26 @@ impl Scenario {
             .map(|l| serde_json::from_str(l).unwrap())
             .collect();
         for step in STEPS {
-            let writes = records
+            let approved = records
                 .iter()
-                .rev()
-                .find(|r| r["body"]["record"] == "planned" && r["body"]["step"] == *step)
-                .map(|r| r["body"]["plan"]["ops"].as_array().unwrap().len())
+                .find(|r| r["body"]["record"] == "approved")
+                .expect("the approved plan is journaled");
+            let writes = approved["body"]["plan"]["steps"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .find(|s| s["id"] == *step)
+                .and_then(|s| s["plan"]["ops"].as_array())
+                .map(|ops| {
+                    ops.iter()
+                        .filter(|op| {
+                            matches!(
+                                op["op"].as_str(),
+                                Some("create" | "patch" | "delete" | "evict")
+                            )
+                        })
+                        .count()
+                })
                 .unwrap_or(0);
             let applied = records
                 .iter()
@@ -338,7 +353,19 @@ fn resume_and_rollback_refuse_another_cluster() {
             mode: "live".into(),
             started_at: "2026-11-27T00:00:00Z".into(),
         };
-        contain::journal::RunJournal::create(&journal, "20261127T000000Z-aaaaaa", &info).unwrap();
+        let sink = contain::journal::RunJournal::create(&journal, "20261127T000000Z-aaaaaa", &info)
+            .unwrap();
+        let plan: contain::plan::RunPlan = serde_json::from_value(json!({
+            "format": 1, "run_id": "20261127T000000Z-aaaaaa", "created_at": "2026-11-27T00:00:00Z",
+            "playbook": {"path": info.playbook_path, "name": "label-suspect-pod", "sha256": info.playbook_sha256},
+            "params": {}, "cluster": {"id": info.cluster_id, "server": info.server, "kind": "live"},
+            "steps": []
+        }))
+        .unwrap();
+        sink.append(&contain::journal::Entry::Approved {
+            plan: Box::new(plan),
+        })
+        .unwrap();
     }
     for command in ["resume", "rollback"] {
         let out = Contain::new()

@@ -62,13 +62,7 @@ async fn run(
     )
     .unwrap();
     let mut recorder = Recorder::default();
-    let config = RunConfig {
-        run_id: "differential".into(),
-        mode,
-        params,
-        resume: None,
-        evidence: None,
-    };
+    let config = RunConfig::new("differential", mode, params, "test.yaml");
     let result = Executor::new(cluster, &mut recorder, &mut AutoApprove)
         .run(&loaded, &config)
         .await

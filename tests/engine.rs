@@ -3,7 +3,7 @@
 use contain::cluster::object::{self, ObjectRef};
 use contain::cluster::sim::SimCluster;
 use contain::cluster::{Cluster, WriteMode};
-use contain::event::{EventKind, Outcome, Recorder};
+use contain::event::{EventKind, Outcome, Recorder, RollbackOutcome};
 use contain::execute::apply::{self, ApplyError, AutoApprove, Carry};
 use contain::execute::{Executor, Mode, RunConfig};
 use contain::plan::{FieldChange, Op};
@@ -30,13 +30,7 @@ async fn run(sim: &SimCluster, playbook: &str, set: &[&str]) -> (Outcome, Vec<Ev
     let set: Vec<String> = set.iter().map(|s| s.to_string()).collect();
     let params = bind_params(&loaded, &set).unwrap_or_else(|e| panic!("{e:?}"));
     let mut recorder = Recorder::default();
-    let config = RunConfig {
-        run_id: "test-run".into(),
-        mode: Mode::Tabletop,
-        params,
-        resume: None,
-        evidence: None,
-    };
+    let config = RunConfig::new("test-run", Mode::Tabletop, params, "test.yaml");
     let result = Executor::new(sim, &mut recorder, &mut AutoApprove)
         .run(&loaded, &config)
         .await
@@ -57,11 +51,10 @@ steps:
     action: object.label
     target: {kind: Pod, name: web-fjejlcldef-x7k2p, namespace: shop}
     with: {labels: {contain.dev/suspect: "true", app.kubernetes.io/name: quarantined}}
-  - id: scale-missing
-    action: workload.scale
-    target: {kind: Deployment, name: does-not-exist, namespace: shop}
-    with: {replicas: 0}
-    evidence: {waived: test}
+  - id: wait-never
+    action: wait
+    target: {kind: Deployment, name: web, namespace: shop}
+    with: {field: status.phase, equals: Never, timeout: 1s}
 "#;
 
 #[tokio::test]
@@ -70,10 +63,10 @@ async fn rollback_restores_labels_after_a_failed_step() {
     let before = sim.get(&pod_ref()).await.unwrap().unwrap();
     let (outcome, events) = run(&sim, LABEL_THEN_FAIL, &[]).await;
     assert!(
-        matches!(outcome, Outcome::RolledBack { ref step, .. } if step == "scale-missing"),
+        matches!(outcome, Outcome::RolledBack { ref step, .. } if step == "wait-never"),
         "{outcome:?}"
     );
-    assert!(events.iter().any(|e| matches!(e, EventKind::RollbackStep { step, outcome } if step == "mark" && outcome == "undone")));
+    assert!(events.iter().any(|e| matches!(e, EventKind::RollbackStep { step, outcome } if step == "mark" && *outcome == RollbackOutcome::Undone)));
     let after = sim.get(&pod_ref()).await.unwrap().unwrap();
     assert_eq!(
         object::labels(&after),
@@ -109,7 +102,12 @@ steps:
 "#;
     let sim = snapshot();
     let (outcome, events) = run(&sim, playbook, &[]).await;
-    assert_eq!(outcome, Outcome::Succeeded);
+    // The run went on past the failed step, and still ends failed: never "succeeded".
+    assert!(
+        matches!(&outcome, Outcome::Failed { step, continued: true, .. } if step == "missing"),
+        "{outcome:?}"
+    );
+    assert_eq!(outcome.exit_code(), contain::exit::STEP_FAILED);
     assert!(
         events
             .iter()

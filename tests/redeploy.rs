@@ -308,7 +308,14 @@ async fn bad_images_are_refused_and_nothing_is_written() {
     for (image, reason) in cases {
         let run = Run::new();
         let out = run.redeploy(&ns.name, &image, key_path.path());
-        assert_eq!(out.code, 1, "{image}: {}\n{}", out.stdout, out.stderr);
+        // Refused while planning, before the first write of the run.
+        assert_eq!(out.code, 5, "{image}: {}\n{}", out.stdout, out.stderr);
+        assert!(
+            out.stdout
+                .contains("cannot be planned, so nothing is written"),
+            "{image}: {}",
+            out.stdout
+        );
         assert!(
             out.stdout.contains(reason),
             "{image}: expected `{reason}` in:\n{}",

@@ -311,10 +311,9 @@ impl Action for Capture {
         Box::pin(async move {
             let mut verification = Verification::default();
             let Some(bundle) = plan.outputs.get("bundle").and_then(Value::as_str) else {
-                verification.check(
-                    "the evidence bundle",
-                    true,
-                    Some("not collected: only live runs capture evidence".into()),
+                verification.not_checked(
+                    "the evidence bundle matches its manifest",
+                    "no bundle: only live runs capture evidence",
                 );
                 return Ok(verification);
             };

@@ -214,3 +214,22 @@ pub async fn bindings_naming(
     }
     Ok(found)
 }
+
+/// Permissions for reads in the namespace of a step's target: `(verb, kind)` pairs.
+pub fn reads_in_target_namespace(
+    input: &super::StepInput,
+    reads: &[(&str, &str)],
+) -> Vec<crate::cluster::Access> {
+    let namespace = input.target.as_ref().and_then(|t| t.namespace.as_deref());
+    reads
+        .iter()
+        .filter_map(|(verb, kind)| {
+            Some(crate::cluster::Access::on(
+                verb,
+                crate::cluster::kinds::lookup(kind)?,
+                namespace,
+                None,
+            ))
+        })
+        .collect()
+}

@@ -14,6 +14,7 @@ use super::{
     Action, ActionError, ActionInfo, ResolvedTarget, StepInput, TargetRule, Verification,
     decode_with, schema_of,
 };
+use crate::cluster::Access;
 use crate::cluster::object::{self, ObjectRef, Selector};
 use crate::cluster::{BoxFuture, Cluster, kinds};
 use crate::plan::{Op, Reversibility, StepPlan};
@@ -362,6 +363,21 @@ impl Action for Isolate {
         })
     }
 
+    fn verify_access(&self, input: &StepInput, plan: &StepPlan) -> Vec<Access> {
+        let mut reads = super::common::reads_in_target_namespace(
+            input,
+            &[("list", "NetworkPolicy"), ("get", "Pod")],
+        );
+        reads.extend(
+            plan.ops
+                .iter()
+                .filter(|op| op.is_write())
+                .flat_map(|op| op.access())
+                .filter(|a| a.verb == "get"),
+        );
+        reads
+    }
+
     fn verify<'a>(
         &'a self,
         _input: &'a StepInput,
@@ -408,10 +424,9 @@ impl Action for Isolate {
                     .get(&ObjectRef::new("Pod", Some(&namespace), &pod_name))
                     .await?
                 else {
-                    verification.check(
-                        format!("pod {pod_name} still exists"),
-                        true,
-                        Some("gone since the plan: nothing left to isolate".into()),
+                    verification.not_checked(
+                        format!("pod {pod_name} is isolated"),
+                        "the pod is gone since the plan: nothing left to isolate",
                     );
                     continue;
                 };

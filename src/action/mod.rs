@@ -20,8 +20,8 @@ pub mod wait;
 use serde::Serialize;
 use serde_json::Value;
 
-use crate::cluster::{BoxFuture, Cluster, ClusterError, Kind, Selector};
-use crate::plan::StepPlan;
+use crate::cluster::{Access, BoxFuture, Cluster, ClusterError};
+use crate::plan::{Op, StepPlan};
 
 /// What the catalogue says about an action (`contain actions`).
 #[derive(Debug, Serialize)]
@@ -59,34 +59,7 @@ impl TargetRule {
     }
 }
 
-/// A step's target after rendering: names validated, kind known.
-#[derive(Clone, Debug, PartialEq, Serialize)]
-pub struct ResolvedTarget {
-    #[serde(serialize_with = "kind_name")]
-    pub kind: &'static Kind,
-    pub namespace: Option<String>,
-    pub name: Option<String>,
-    pub selector: Option<Selector>,
-}
-
-fn kind_name<S: serde::Serializer>(kind: &&'static Kind, s: S) -> Result<S::Ok, S::Error> {
-    s.serialize_str(kind.kind)
-}
-
-impl std::fmt::Display for ResolvedTarget {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let ns = self
-            .namespace
-            .as_deref()
-            .map(|n| format!("{n}/"))
-            .unwrap_or_default();
-        match (&self.name, &self.selector) {
-            (Some(name), _) => write!(f, "{} {ns}{name}", self.kind.kind),
-            (None, Some(sel)) => write!(f, "{} {ns}[{}]", self.kind.kind, sel.to_query()),
-            (None, None) => write!(f, "every {} {ns}", self.kind.kind),
-        }
-    }
-}
+pub use crate::plan::ResolvedTarget;
 
 /// Everything an action needs to plan one step.
 #[derive(Clone, Debug)]
@@ -115,33 +88,7 @@ impl StepInput {
     }
 }
 
-/// The result of checking a step's post-condition against the cluster.
-#[derive(Clone, Debug, Default, PartialEq, Serialize, serde::Deserialize)]
-pub struct Verification {
-    pub checks: Vec<Check>,
-}
-
-#[derive(Clone, Debug, PartialEq, Serialize, serde::Deserialize)]
-pub struct Check {
-    pub what: String,
-    pub ok: bool,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub detail: Option<String>,
-}
-
-impl Verification {
-    pub fn passed(&self) -> bool {
-        self.checks.iter().all(|c| c.ok)
-    }
-
-    pub fn check(&mut self, what: impl Into<String>, ok: bool, detail: Option<String>) {
-        self.checks.push(Check {
-            what: what.into(),
-            ok,
-            detail,
-        });
-    }
-}
+pub use crate::outcome::{Check, CheckStatus, Verification};
 
 /// Why an action could not plan or verify.
 #[derive(Debug, thiserror::Error)]
@@ -177,6 +124,26 @@ pub trait Action: Send + Sync {
         input: &'a StepInput,
         cluster: &'a dyn Cluster,
     ) -> BoxFuture<'a, Result<StepPlan, ActionError>>;
+
+    /// The API permissions `verify` needs beyond the plan's own operations. By default, a read
+    /// of each object the plan writes.
+    fn verify_access(&self, input: &StepInput, plan: &StepPlan) -> Vec<Access> {
+        let _ = input;
+        plan.ops
+            .iter()
+            .filter(|op| op.is_write())
+            .filter_map(Op::target)
+            .filter_map(|r| {
+                let kind = r.kind_info()?;
+                Some(Access::on(
+                    "get",
+                    kind,
+                    r.namespace.as_deref(),
+                    Some(&r.name),
+                ))
+            })
+            .collect()
+    }
 
     /// Checks the step's post-condition after its plan was applied.
     fn verify<'a>(

@@ -5,6 +5,7 @@ pub mod kinds;
 pub mod kube;
 pub mod merge;
 pub mod object;
+pub mod overlay;
 pub mod sim;
 
 use std::future::Future;
@@ -112,6 +113,72 @@ pub struct TokenVerdict {
 pub struct UserInfo {
     pub username: String,
     pub groups: Vec<String>,
+}
+
+/// One API permission a plan needs, as `kubectl auth can-i` asks it.
+#[derive(
+    Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize, serde::Deserialize,
+)]
+pub struct Access {
+    pub verb: String,
+    /// The API group; empty for the core group.
+    pub group: String,
+    pub resource: String,
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub subresource: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub namespace: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+}
+
+impl Access {
+    /// The permission to call `verb` on one object (or, without a name, on its collection).
+    pub fn on(verb: &str, kind: &Kind, namespace: Option<&str>, name: Option<&str>) -> Self {
+        Access {
+            verb: verb.to_string(),
+            group: kind.group.to_string(),
+            resource: kind.plural.to_string(),
+            subresource: String::new(),
+            namespace: namespace.filter(|_| kind.namespaced).map(str::to_string),
+            name: name.map(str::to_string),
+        }
+    }
+
+    /// The same permission on a subresource (`pods/eviction`, `serviceaccounts/token`).
+    pub fn subresource(mut self, subresource: &str) -> Self {
+        self.subresource = subresource.to_string();
+        self
+    }
+}
+
+impl std::fmt::Display for Access {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{} ", self.verb)?;
+        write!(f, "{}", self.resource)?;
+        if !self.subresource.is_empty() {
+            write!(f, "/{}", self.subresource)?;
+        }
+        if !self.group.is_empty() {
+            write!(f, ".{}", self.group)?;
+        }
+        if let Some(name) = &self.name {
+            write!(f, " {name}")?;
+        }
+        match &self.namespace {
+            Some(ns) => write!(f, " in namespace {ns}"),
+            None => write!(f, " (cluster-wide)"),
+        }
+    }
+}
+
+/// The API server's answer to one access review.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct AccessVerdict {
+    pub access: Access,
+    pub allowed: bool,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
 }
 
 fn unsupported<'a, T: Send + 'a>(what: &str) -> BoxFuture<'a, Result<T>> {
@@ -234,6 +301,17 @@ pub trait Cluster: Send + Sync {
     fn review_token<'a>(&'a self, token: &'a str) -> BoxFuture<'a, Result<TokenVerdict>> {
         let _ = token;
         unsupported("TokenReview")
+    }
+
+    /// Asks the API server whether the caller may do each of `checks`
+    /// (SelfSubjectAccessReview). A cluster without authorization (a snapshot) says
+    /// `Unsupported`.
+    fn review_access<'a>(
+        &'a self,
+        checks: &'a [Access],
+    ) -> BoxFuture<'a, Result<Vec<AccessVerdict>>> {
+        let _ = checks;
+        unsupported("access review")
     }
 
     /// The identity the cluster sees (SelfSubjectReview).

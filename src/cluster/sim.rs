@@ -355,34 +355,12 @@ impl SimCluster {
         let current = self.get_now(pod).ok_or_else(|| ClusterError::NotFound {
             object: pod.to_string(),
         })?;
-        let labels = object::labels(&current);
         let budgets = self.list_now(
             kinds::lookup("PodDisruptionBudget").expect("known kind"),
             pod.namespace.as_deref(),
             &Selector::default(),
         );
-        let mut covering = Vec::new();
-        for pdb in budgets {
-            let selects = pdb
-                .pointer("/spec/selector")
-                .and_then(Selector::from_value)
-                .is_some_and(|s| !s.is_empty() && s.matches(&labels));
-            if !selects {
-                continue;
-            }
-            let allowed = pdb
-                .pointer("/status/disruptionsAllowed")
-                .and_then(Value::as_i64)
-                .unwrap_or(0);
-            if allowed < 1 {
-                return Err(ClusterError::TooManyRequests {
-                    object: pod.to_string(),
-                    message: "Cannot evict pod as it would violate the pod's disruption budget."
-                        .into(),
-                });
-            }
-            covering.push(pdb);
-        }
+        let covering = covering_budgets(pod, &current, budgets)?;
         self.delete_now(
             pod,
             &Preconditions {
@@ -409,6 +387,38 @@ impl SimCluster {
     }
 }
 
+/// The PodDisruptionBudgets that select `pod`, as the Eviction API sees them: refused with 429
+/// while one of them allows no disruption.
+pub(super) fn covering_budgets(
+    r: &ObjectRef,
+    pod: &Value,
+    budgets: Vec<Value>,
+) -> Result<Vec<Value>> {
+    let labels = object::labels(pod);
+    let mut covering = Vec::new();
+    for pdb in budgets {
+        let selects = pdb
+            .pointer("/spec/selector")
+            .and_then(Selector::from_value)
+            .is_some_and(|s| !s.is_empty() && s.matches(&labels));
+        if !selects {
+            continue;
+        }
+        let allowed = pdb
+            .pointer("/status/disruptionsAllowed")
+            .and_then(Value::as_i64)
+            .unwrap_or(0);
+        if allowed < 1 {
+            return Err(ClusterError::TooManyRequests {
+                object: r.to_string(),
+                message: "Cannot evict pod as it would violate the pod's disruption budget.".into(),
+            });
+        }
+        covering.push(pdb);
+    }
+    Ok(covering)
+}
+
 impl State {
     fn bump(&mut self) -> String {
         let rv = self.next_resource_version;
@@ -418,7 +428,7 @@ impl State {
 }
 
 /// The API server's validation of names and labels, which the sim must not be laxer than.
-fn check_names(r: &ObjectRef, object: &Value) -> Result<()> {
+pub(super) fn check_names(r: &ObjectRef, object: &Value) -> Result<()> {
     let invalid = |message: String| ClusterError::Invalid {
         object: r.to_string(),
         message,

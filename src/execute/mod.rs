@@ -1,23 +1,30 @@
-//! The executor: resolves facts, then for each step renders, plans, applies and verifies,
-//! emitting events as it goes. Failure policies (stop, continue, rollback) live here too.
+//! The executor: plans the whole run first (`planning`), then applies exactly the approved
+//! plan, step by step: a stale-plan check, the intent journaled, the operations, the
+//! verification. Events are its only way out. Failure policies (stop, continue, rollback) and
+//! rollback live here too.
 
 pub mod apply;
 pub mod capture;
+pub mod planning;
+pub mod rollback;
+pub mod stale;
 
+use std::collections::{HashMap, HashSet};
 use std::time::{Duration, Instant};
 
-use serde_json::{Map, Value, json};
+use serde_json::{Map, Value};
 
 pub use apply::{ApplyError, Approver, AutoApprove, Carry};
 
 use crate::action::{self, StepInput};
-use crate::cluster::Cluster;
-use crate::event::{Event, EventKind, EventSink, OpOutcome, Outcome, SinkError};
+use crate::cluster::{Cluster, ClusterError};
+use crate::event::{Event, EventKind, EventSink, OpOutcome, SinkError};
 use crate::facts;
-use crate::plan::{Op, StepPlan};
+use crate::outcome::{CheckCounts, Outcome};
+use crate::plan::run::resolve_markers;
+use crate::plan::{Op, PlannedState, PlannedStep, RunPlan, StepPlan};
 use crate::playbook::load::Loaded;
-use crate::playbook::types::{RunFailurePolicy, Step, StepFailurePolicy, parse_duration};
-use crate::render::{self, Renderer, Scope};
+use crate::playbook::types::{StepFailurePolicy, parse_duration};
 
 /// How many artifacts a capture collects at once.
 pub const CAPTURE_CONCURRENCY: usize = 4;
@@ -57,7 +64,7 @@ impl Mode {
         }
     }
 
-    /// Whether later steps see the effects of earlier ones.
+    /// Whether applying changes the cluster the run is about (so a rollback can undo it).
     fn writes(self) -> bool {
         matches!(self, Mode::Tabletop | Mode::Live)
     }
@@ -69,42 +76,42 @@ pub struct RunConfig {
     pub run_id: String,
     pub mode: Mode,
     pub params: Map<String, Value>,
+    /// The playbook's path, as the plan records it.
+    pub playbook_path: String,
     /// What an interrupted run had done, when this run resumes it.
     pub resume: Option<Resume>,
     /// Where captured evidence goes; captures are skipped without it.
     pub evidence: Option<crate::evidence::EvidenceConfig>,
 }
 
-/// The state of an interrupted run, read back from its journal.
-#[derive(Clone, Debug, Default)]
-pub struct Resume {
-    /// The facts as the interrupted run resolved them.
-    pub facts: Map<String, Value>,
-    pub steps: std::collections::HashMap<String, ResumedStep>,
+impl RunConfig {
+    /// A fresh run of `mode` with these params.
+    pub fn new(run_id: &str, mode: Mode, params: Map<String, Value>, playbook_path: &str) -> Self {
+        RunConfig {
+            run_id: run_id.to_string(),
+            mode,
+            params,
+            playbook_path: playbook_path.to_string(),
+            resume: None,
+            evidence: None,
+        }
+    }
 }
 
-/// How far an interrupted run got with one step.
-#[derive(Clone, Debug)]
-pub enum ResumedStep {
-    /// Finished: its outputs feed later steps, its plan is kept for rollback.
-    Done {
-        plan: StepPlan,
-        outputs: Map<String, Value>,
-    },
-    Skipped {
-        reason: String,
-    },
-    /// Writing had started (an `Intent` is journaled): its journaled plan is applied again,
-    /// idempotently, instead of planning anew against a half-changed cluster.
-    Started {
-        plan: StepPlan,
-    },
+/// How far an interrupted run got, read back from its journal.
+#[derive(Clone, Debug, Default)]
+pub struct Resume {
+    /// Steps that finished, with their outputs (later steps' markers resolve from them).
+    pub done: HashMap<String, Map<String, Value>>,
+    /// Steps whose writes had started (an `Intent` is journaled) but that did not finish: their
+    /// approved plan is applied again, idempotently.
+    pub started: HashSet<String>,
 }
 
 /// Test-only crash injection: `CONTAIN_TEST_FAILPOINT=<point>:<step>` aborts the process at
 /// that point, as `kill -9` would. Points: `before-intent`, `after-intent`, `after-write`,
-/// `in-rollback`.
-fn failpoint(point: &str, step: &str) {
+/// `in-rollback`, and `after-approve:-` (the approved plan is durable, no step has started).
+pub(crate) fn failpoint(point: &str, step: &str) {
     if let Ok(spec) = std::env::var("CONTAIN_TEST_FAILPOINT")
         && spec.split_once(':') == Some((point, step))
     {
@@ -118,6 +125,8 @@ fn failpoint(point: &str, step: &str) {
 pub struct RunResult {
     pub outcome: Outcome,
     pub completed: Vec<StepPlan>,
+    /// The plan, when one was made.
+    pub plan: Option<RunPlan>,
 }
 
 /// Why a run could not even start or go on (as opposed to a step failing).
@@ -127,6 +136,8 @@ pub enum RunError {
     Fact(#[from] facts::FactError),
     #[error("cannot record the run: {0}")]
     Sink(#[from] SinkError),
+    #[error("cannot check the plan's permissions: {0}")]
+    Preflight(ClusterError),
 }
 
 /// Runs one playbook.
@@ -141,8 +152,6 @@ pub struct Executor<'a> {
 #[derive(Debug, thiserror::Error)]
 enum StepError {
     #[error(transparent)]
-    Render(#[from] render::RenderError),
-    #[error(transparent)]
     Action(#[from] action::ActionError),
     #[error(transparent)]
     Apply(#[from] ApplyError),
@@ -150,8 +159,16 @@ enum StepError {
     Timeout(Duration),
     #[error("verification failed: {0}")]
     Verify(String),
+    #[error("it needs steps.{0}.outputs.{1}, which step {0} did not produce")]
+    MissingOutput(String, String),
     #[error(transparent)]
     Sink(#[from] SinkError),
+}
+
+/// How one step ended while applying.
+enum Applied {
+    Done(Box<StepPlan>, CheckCounts),
+    Stale(Vec<String>),
 }
 
 impl<'a> Executor<'a> {
@@ -177,274 +194,251 @@ impl<'a> Executor<'a> {
         self.sink.emit(&event)
     }
 
-    /// Runs the playbook to its end, or to the first step whose failure stops it.
+    /// Ends the run with `outcome` (the last event of every run).
+    pub fn finish(&mut self, outcome: &Outcome) -> Result<(), SinkError> {
+        self.emit(EventKind::RunFinished {
+            outcome: outcome.clone(),
+        })
+    }
+
+    /// Plans the whole playbook, then (unless the mode only plans) applies the plan.
     pub async fn run(
         &mut self,
         loaded: &Loaded,
         config: &RunConfig,
     ) -> Result<RunResult, RunError> {
-        let playbook = &loaded.playbook;
-        self.emit(EventKind::RunStarted {
-            run_id: config.run_id.clone(),
-            playbook: playbook.metadata.name.clone(),
-            mode: config.mode.as_str().into(),
-            cluster: self.cluster.info(),
-            steps: playbook.steps.len(),
-        })?;
-        let mut scope = Scope {
-            params: config.params.clone(),
-            ..Scope::default()
-        };
-        scope.run = json!({
-            "id": config.run_id,
-            "mode": config.mode.as_str(),
-            "playbook": playbook.metadata.name,
-            "started_at": jiff::Timestamp::now().to_string(),
-            "cluster": self.cluster.info().server,
-        })
-        .as_object()
-        .cloned()
-        .unwrap_or_default();
-        match &config.resume {
-            Some(resume) => scope.facts = resume.facts.clone(),
-            None => {
-                for (name, spec) in &playbook.facts {
-                    let (value, found) = facts::resolve(name, spec, &scope, self.cluster).await?;
-                    scope.facts.insert(name.clone(), value.clone());
-                    self.emit(EventKind::FactResolved {
-                        fact: name.clone(),
-                        object: found.map(|r| r.to_string()),
-                        value,
-                    })?;
-                }
+        let plan = match self.plan(loaded, config).await? {
+            Ok(plan) => plan,
+            Err(refused) => {
+                self.finish(&refused)?;
+                return Ok(RunResult {
+                    outcome: refused,
+                    completed: Vec::new(),
+                    plan: None,
+                });
             }
+        };
+        if config.mode == Mode::Plan {
+            self.finish(&Outcome::Planned)?;
+            return Ok(RunResult {
+                outcome: Outcome::Planned,
+                completed: Vec::new(),
+                plan: Some(plan),
+            });
         }
+        let mut result = self.apply(loaded, &plan, config).await?;
+        result.plan = Some(plan);
+        Ok(result)
+    }
+
+    /// Applies an approved plan, exactly: each step's journaled operations, after checking that
+    /// what they depend on has not moved. Stops before a stale step.
+    pub async fn apply(
+        &mut self,
+        loaded: &Loaded,
+        plan: &RunPlan,
+        config: &RunConfig,
+    ) -> Result<RunResult, RunError> {
+        if config.resume.is_none() {
+            // Durable in the journal before the first write: what resume and rollback read.
+            self.emit(EventKind::PlanApproved { plan: plan.clone() })?;
+        } else {
+            self.emit(EventKind::Resumed {
+                run_id: config.run_id.clone(),
+            })?;
+        }
+        failpoint("after-approve", "-");
+        let resume = config.resume.clone().unwrap_or_default();
+        let mut outputs: Map<String, Value> = resume
+            .done
+            .iter()
+            .map(|(id, o)| (id.clone(), Value::Object(o.clone())))
+            .collect();
         let mut completed: Vec<StepPlan> = Vec::new();
-        let mut outcome = Outcome::Succeeded;
-        for (index, step) in playbook.steps.iter().enumerate() {
-            let step_started = Instant::now();
-            let resumed = config.resume.as_ref().and_then(|r| r.steps.get(&step.id));
-            match resumed {
-                Some(ResumedStep::Done { plan, outputs }) => {
-                    self.emit(EventKind::StepAlreadyDone {
-                        step: step.id.clone(),
-                    })?;
-                    scope.steps.insert(
-                        step.id.clone(),
-                        json!({"status": "done", "outputs": outputs}),
-                    );
-                    completed.push(plan.clone());
-                    continue;
+        let mut checks = CheckCounts::default();
+        let mut first_failure: Option<(String, String)> = None;
+        let mut outcome = None;
+        for (index, planned) in plan.steps.iter().enumerate() {
+            let step = loaded.playbook.steps.iter().find(|s| s.id == planned.id);
+            let (policy, timeout) = match step {
+                Some(step) => (
+                    planning::effective_policy(step, loaded.playbook.on_failure),
+                    step.timeout
+                        .as_deref()
+                        .and_then(parse_duration)
+                        .unwrap_or(DEFAULT_STEP_TIMEOUT),
+                ),
+                None => (StepFailurePolicy::Stop, DEFAULT_STEP_TIMEOUT),
+            };
+            if let Some(done) = resume.done.get(&planned.id) {
+                self.emit(EventKind::StepAlreadyDone {
+                    step: planned.id.clone(),
+                })?;
+                if let Some(step_plan) = planned.plan() {
+                    let mut step_plan = step_plan.clone();
+                    step_plan.outputs = done.clone();
+                    completed.push(step_plan);
                 }
-                Some(ResumedStep::Skipped { reason }) => {
+                continue;
+            }
+            match &planned.state {
+                PlannedState::Skipped { reason } => {
+                    self.emit(EventKind::StepStarted {
+                        step: planned.id.clone(),
+                        action: planned.action.clone(),
+                        index,
+                    })?;
                     self.emit(EventKind::StepSkipped {
-                        step: step.id.clone(),
+                        step: planned.id.clone(),
                         reason: reason.clone(),
                     })?;
-                    scope
-                        .steps
-                        .insert(step.id.clone(), json!({"status": "skipped", "outputs": {}}));
                     continue;
                 }
-                _ => {}
+                PlannedState::Unplannable { error } => {
+                    self.emit(EventKind::StepFailed {
+                        step: planned.id.clone(),
+                        error: error.clone(),
+                        elapsed_ms: 0,
+                    })?;
+                    first_failure.get_or_insert((planned.id.clone(), error.clone()));
+                    continue;
+                }
+                PlannedState::Planned { .. } => {}
             }
-            let journaled_plan = match resumed {
-                Some(ResumedStep::Started { plan }) => Some(plan),
-                _ => None,
-            };
+            let step_started = Instant::now();
             self.emit(EventKind::StepStarted {
-                step: step.id.clone(),
-                action: step.action.clone(),
+                step: planned.id.clone(),
+                action: planned.action.clone(),
                 index,
             })?;
-            let renderer = Renderer::new(&scope);
-            if let Some(when) = &step.when {
-                match renderer.condition(&format!("steps[{index}].when"), when) {
-                    Ok(true) => {}
-                    Ok(false) => {
-                        self.emit(EventKind::StepSkipped {
-                            step: step.id.clone(),
-                            reason: format!("`when: {when}` is false"),
-                        })?;
-                        scope
-                            .steps
-                            .insert(step.id.clone(), json!({"status": "skipped", "outputs": {}}));
-                        continue;
-                    }
-                    Err(e) => {
-                        let error = StepError::from(e);
-                        if let Some(stop) = self
-                            .fail(
-                                step,
-                                playbook.on_failure,
-                                &error,
-                                step_started,
-                                &mut completed,
-                                config,
-                            )
-                            .await?
-                        {
-                            outcome = stop;
-                            break;
-                        }
-                        continue;
-                    }
-                }
-            }
-            let timeout = step
-                .timeout
-                .as_deref()
-                .and_then(parse_duration)
-                .unwrap_or(DEFAULT_STEP_TIMEOUT);
+            let started_before = resume.started.contains(&planned.id);
             let result = tokio::time::timeout(
                 timeout,
-                self.step(index, step, &renderer, config, journaled_plan),
+                self.apply_step(planned, config, &outputs, started_before),
             )
-            .await;
-            let result = match result {
-                Ok(result) => result,
-                Err(_) => Err(StepError::Timeout(timeout)),
-            };
+            .await
+            .unwrap_or(Err(StepError::Timeout(timeout)));
             match result {
-                Ok(plan) => {
-                    scope.steps.insert(
-                        step.id.clone(),
-                        json!({"status": "done", "outputs": plan.outputs}),
-                    );
+                Ok(Applied::Done(step_plan, counts)) => {
+                    checks.add(counts);
+                    outputs.insert(planned.id.clone(), Value::Object(step_plan.outputs.clone()));
                     self.emit(EventKind::StepDone {
-                        step: step.id.clone(),
-                        outputs: plan.outputs.clone(),
+                        step: planned.id.clone(),
+                        outputs: step_plan.outputs.clone(),
                         elapsed_ms: step_started.elapsed().as_millis() as u64,
                     })?;
-                    completed.push(plan);
+                    completed.push(*step_plan);
+                }
+                Ok(Applied::Stale(changes)) => {
+                    self.emit(EventKind::StepStale {
+                        step: planned.id.clone(),
+                        changes: changes.clone(),
+                    })?;
+                    outcome = Some(Outcome::Stale {
+                        step: planned.id.clone(),
+                        changes,
+                    });
+                    break;
                 }
                 Err(StepError::Sink(e)) => return Err(e.into()),
                 Err(error) => {
-                    scope
-                        .steps
-                        .insert(step.id.clone(), json!({"status": "failed", "outputs": {}}));
-                    if let Some(stop) = self
-                        .fail(
-                            step,
-                            playbook.on_failure,
-                            &error,
-                            step_started,
+                    let message = format!("{}: {error}", planned.label());
+                    self.emit(EventKind::StepFailed {
+                        step: planned.id.clone(),
+                        error: message.clone(),
+                        elapsed_ms: step_started.elapsed().as_millis() as u64,
+                    })?;
+                    let declined = matches!(error, StepError::Apply(ApplyError::Declined(_)));
+                    if policy == StepFailurePolicy::Continue && !declined {
+                        first_failure.get_or_insert((planned.id.clone(), message));
+                        continue;
+                    }
+                    if policy == StepFailurePolicy::Rollback && config.mode.writes() {
+                        self.rollback(
                             &mut completed,
+                            &format!("{} failed", planned.label()),
                             config,
                         )
-                        .await?
-                    {
-                        outcome = stop;
+                        .await?;
+                        outcome = Some(Outcome::RolledBack {
+                            step: planned.id.clone(),
+                            error: message,
+                        });
                         break;
                     }
+                    outcome = Some(match error {
+                        StepError::Verify(_) => Outcome::VerifyFailed {
+                            step: planned.id.clone(),
+                        },
+                        _ if declined => Outcome::Declined {
+                            step: planned.id.clone(),
+                        },
+                        _ => Outcome::Failed {
+                            step: planned.id.clone(),
+                            error: message,
+                            continued: false,
+                        },
+                    });
+                    break;
                 }
             }
         }
-        self.emit(EventKind::RunFinished {
-            outcome: outcome.clone(),
-        })?;
-        Ok(RunResult { outcome, completed })
+        let outcome = outcome.unwrap_or_else(|| match first_failure {
+            Some((step, error)) => Outcome::Failed {
+                step,
+                error,
+                continued: true,
+            },
+            None if config.mode == Mode::DryRun => Outcome::Planned,
+            None if checks.not_checked > 0 => Outcome::SucceededUnchecked {
+                not_checked: checks.not_checked,
+            },
+            None => Outcome::Succeeded,
+        });
+        self.finish(&outcome)?;
+        Ok(RunResult {
+            outcome,
+            completed,
+            plan: None,
+        })
     }
 
-    /// Records a failed step and applies the failure policy. Returns the run's outcome when the
-    /// run stops here.
-    async fn fail(
+    /// Applies one planned step: markers resolved, the stale check, the intent, the operations
+    /// in order, then the verification.
+    async fn apply_step(
         &mut self,
-        step: &Step,
-        run_policy: RunFailurePolicy,
-        error: &StepError,
-        started: Instant,
-        completed: &mut Vec<StepPlan>,
+        planned: &PlannedStep,
         config: &RunConfig,
-    ) -> Result<Option<Outcome>, SinkError> {
-        self.emit(EventKind::StepFailed {
-            step: step.id.clone(),
-            error: error.to_string(),
-            elapsed_ms: started.elapsed().as_millis() as u64,
-        })?;
-        // Planning keeps going so the whole playbook is shown, failures included.
-        if config.mode == Mode::Plan {
-            return Ok(None);
-        }
-        let policy = match (step.on_failure, run_policy) {
-            (Some(p), _) => p,
-            (None, RunFailurePolicy::Stop) => StepFailurePolicy::Stop,
-            (None, RunFailurePolicy::Rollback) => StepFailurePolicy::Rollback,
+        outputs: &Map<String, Value>,
+        started_before: bool,
+    ) -> Result<Applied, StepError> {
+        let PlannedState::Planned { target, with, plan } = &planned.state else {
+            unreachable!("only planned steps are applied")
         };
-        let declined = matches!(error, StepError::Apply(ApplyError::Declined(_)));
-        let failed = |error: &StepError| match error {
-            StepError::Verify(_) => Outcome::VerifyFailed {
-                step: step.id.clone(),
-            },
-            _ if declined => Outcome::Declined {
-                step: step.id.clone(),
-            },
-            other => Outcome::Failed {
-                step: step.id.clone(),
-                error: other.to_string(),
-            },
-        };
-        match policy {
-            StepFailurePolicy::Continue if !declined => Ok(None),
-            StepFailurePolicy::Rollback if config.mode.writes() => {
-                self.rollback(completed, &format!("step `{}` failed", step.id), config)
-                    .await?;
-                Ok(Some(Outcome::RolledBack {
-                    step: step.id.clone(),
-                    error: error.to_string(),
-                }))
-            }
-            _ => Ok(Some(failed(error))),
-        }
-    }
-
-    async fn step(
-        &mut self,
-        index: usize,
-        step: &Step,
-        renderer: &Renderer,
-        config: &RunConfig,
-        journaled_plan: Option<&StepPlan>,
-    ) -> Result<StepPlan, StepError> {
-        let action = action::lookup(&step.action).expect("validation checked the action");
-        let field = format!("steps[{index}]");
-        let target = match &step.target {
-            Some(t) => Some(renderer.target(&format!("{field}.target"), t)?),
-            None => None,
-        };
-        let with_schema = action.with_schema();
-        let with =
-            renderer.render_value(&format!("{field}.with"), &Value::Object(step.with.clone()))?;
-        let with = render::coerce(with, &with_schema, &with_schema);
-        let input = StepInput {
-            step_id: step.id.clone(),
-            run_id: config.run_id.clone(),
-            target,
-            with,
-            canaries: Vec::new(),
-        };
-        let plan = match journaled_plan {
-            Some(plan) => plan.clone(),
-            None => action.plan(&input, self.cluster).await?,
-        };
-        self.emit(EventKind::StepPlanned {
-            step: step.id.clone(),
-            plan: plan.clone(),
-        })?;
+        let step_id = planned.id.as_str();
+        let (mut plan, with) = resolve_pending(plan, with, outputs)?;
         let carry = config.mode.carry();
-        if carry == Carry::Nothing {
-            return Ok(plan);
-        }
-        if plan.ops.iter().any(Op::is_write) {
-            failpoint("before-intent", &step.id);
+        let writes = plan.ops.iter().any(Op::is_write);
+        if writes {
+            let changes = stale::changes_since_plan(&plan.ops, &config.run_id, self.cluster)
+                .await
+                .map_err(ApplyError::from)?;
+            if !changes.is_empty() {
+                return Ok(Applied::Stale(changes));
+            }
+            if started_before {
+                self.emit(EventKind::StepResumed {
+                    step: step_id.to_string(),
+                })?;
+            }
+            failpoint("before-intent", step_id);
             self.emit(EventKind::StepIntent {
-                step: step.id.clone(),
+                step: step_id.to_string(),
             })?;
-            failpoint("after-intent", &step.id);
+            failpoint("after-intent", step_id);
         }
         let mut effects = apply::Effects::default();
         let mut artifacts: Vec<crate::evidence::Artifact> = Vec::new();
-        let mut plan = plan;
         let mut i = 0;
         while i < plan.ops.len() {
             if matches!(plan.ops[i], Op::Capture { .. }) {
@@ -454,7 +448,7 @@ impl<'a> Executor<'a> {
                     .position(|op| !matches!(op, Op::Capture { .. }))
                     .map_or(plan.ops.len(), |n| i + n);
                 artifacts.extend(
-                    self.captures(&plan.ops[i..end], i, &step.id, config, carry)
+                    self.captures(&plan.ops[i..end], i, step_id, config, carry)
                         .await?,
                 );
                 i = end;
@@ -464,7 +458,7 @@ impl<'a> Executor<'a> {
             let outcome = match op {
                 Op::Seal { archive } => self.seal(
                     *archive,
-                    &step.id,
+                    step_id,
                     config,
                     carry,
                     &artifacts,
@@ -473,7 +467,7 @@ impl<'a> Executor<'a> {
                 _ => {
                     apply::apply_with(
                         op,
-                        &step.id,
+                        step_id,
                         &config.run_id,
                         carry,
                         self.cluster,
@@ -484,28 +478,34 @@ impl<'a> Executor<'a> {
                 }
             };
             self.emit(EventKind::OpApplied {
-                step: step.id.clone(),
+                step: step_id.to_string(),
                 index: i,
                 op: plan.ops[i].to_string(),
                 outcome,
             })?;
             i += 1;
         }
-        failpoint("after-write", &step.id);
+        if writes {
+            failpoint("after-write", step_id);
+        }
         // A server-side dry run stored nothing, so there is nothing to verify.
         if carry == Carry::ServerDryRun {
-            return Ok(plan);
+            return Ok(Applied::Done(Box::new(plan), CheckCounts::default()));
         }
         let input = StepInput {
+            step_id: step_id.to_string(),
+            run_id: config.run_id.clone(),
+            target: target.clone(),
+            with,
             canaries: effects.canaries,
-            ..input
         };
+        let action = action::lookup(&planned.action).expect("validation checked the action");
         let verification = action.verify(&input, &plan, self.cluster).await?;
-        let passed = verification.passed();
+        let counts = verification.counts();
         let failures: Vec<String> = verification
             .checks
             .iter()
-            .filter(|c| !c.ok)
+            .filter(|c| c.status == crate::outcome::CheckStatus::Failed)
             .map(|c| {
                 format!(
                     "{}{}",
@@ -518,13 +518,13 @@ impl<'a> Executor<'a> {
             })
             .collect();
         self.emit(EventKind::StepVerified {
-            step: step.id.clone(),
+            step: step_id.to_string(),
             verification,
         })?;
-        if !passed {
+        if !failures.is_empty() {
             return Err(StepError::Verify(failures.join("; ")));
         }
-        Ok(plan)
+        Ok(Applied::Done(Box::new(plan), counts))
     }
 
     /// Carries out consecutive `Capture` operations, `CAPTURE_CONCURRENCY` at a time, emitting an
@@ -627,67 +627,20 @@ impl<'a> Executor<'a> {
         }
         Ok(OpOutcome::Applied)
     }
+}
 
-    /// Applies the inverses of completed steps, newest first. Irreversible steps are skipped
-    /// with a line saying why.
-    pub async fn rollback(
-        &mut self,
-        completed: &mut Vec<StepPlan>,
-        reason: &str,
-        config: &RunConfig,
-    ) -> Result<(), SinkError> {
-        self.emit(EventKind::RollbackStarted {
-            reason: reason.to_string(),
-        })?;
-        while let Some(plan) = completed.pop() {
-            if let crate::plan::Reversibility::Irreversible { reason } = &plan.reversibility {
-                self.emit(EventKind::RollbackStep {
-                    step: plan.step.clone(),
-                    outcome: format!("skipped: irreversible ({reason})"),
-                })?;
-                continue;
-            }
-            let partly = match &plan.reversibility {
-                crate::plan::Reversibility::Partial { reason } => {
-                    format!(" (not undone: {reason})")
-                }
-                _ => String::new(),
-            };
-            let mut outcome = if plan.inverse.is_empty() {
-                "nothing to undo".to_string()
-            } else {
-                "undone".to_string()
-            };
-            for op in &plan.inverse {
-                match apply::apply(
-                    op,
-                    &plan.step,
-                    &config.run_id,
-                    config.mode.carry(),
-                    self.cluster,
-                    &mut AutoApprove,
-                )
-                .await
-                {
-                    Ok(OpOutcome::AlreadyDone) if outcome == "undone" => {
-                        outcome = "already undone".into()
-                    }
-                    Ok(_) => {}
-                    Err(e) => {
-                        outcome = format!("failed: {e}");
-                        break;
-                    }
-                }
-                failpoint("in-rollback", &plan.step);
-            }
-            if !outcome.starts_with("failed") {
-                outcome.push_str(&partly);
-            }
-            self.emit(EventKind::RollbackStep {
-                step: plan.step.clone(),
-                outcome,
-            })?;
-        }
-        Ok(())
-    }
+/// A step's plan and inputs with every known-after-apply marker replaced by the output it
+/// stands for.
+fn resolve_pending(
+    plan: &StepPlan,
+    with: &Value,
+    outputs: &Map<String, Value>,
+) -> Result<(StepPlan, Value), StepError> {
+    let mut plan_value = serde_json::to_value(plan).expect("plans serialize");
+    let mut with = with.clone();
+    resolve_markers(&mut plan_value, outputs)
+        .and_then(|()| resolve_markers(&mut with, outputs))
+        .map_err(|(step, output)| StepError::MissingOutput(step, output))?;
+    let plan = serde_json::from_value(plan_value).expect("a resolved plan is still a plan");
+    Ok((plan, with))
 }

@@ -89,3 +89,32 @@ fn show(value: Option<&Value>) -> String {
         Some(other) => sanitize(&other.to_string()),
     }
 }
+
+/// A whole run's plan: each step with its operations, as shown before `run --plan` applies it.
+pub fn render_run(plan: &super::RunPlan) -> String {
+    let mut out = format!(
+        "plan {} of playbook {} (sha256 {}), made {} against {}\n",
+        plan.run_id,
+        crate::report::sanitize(&plan.playbook.name),
+        plan.playbook.sha256,
+        plan.created_at,
+        crate::report::sanitize(&plan.cluster.server)
+    );
+    for step in &plan.steps {
+        out.push_str(&format!(
+            "\n[{}] {} ({})\n",
+            step.number, step.id, step.action
+        ));
+        match &step.state {
+            super::PlannedState::Planned { plan, .. } => out.push_str(&render_step(plan, true)),
+            super::PlannedState::Skipped { reason } => {
+                out.push_str(&format!("  skipped: {}\n", crate::report::sanitize(reason)))
+            }
+            super::PlannedState::Unplannable { error } => out.push_str(&format!(
+                "  not planned (on_failure: continue): {}\n",
+                crate::report::sanitize(error)
+            )),
+        }
+    }
+    out
+}

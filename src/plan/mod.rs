@@ -3,10 +3,14 @@
 
 pub mod display;
 pub mod op;
+pub mod run;
+pub mod target;
 
 use serde::{Deserialize, Serialize};
 
 pub use op::{FieldChange, Op};
+pub use run::{PlannedState, PlannedStep, RunPlan};
+pub use target::ResolvedTarget;
 
 /// Whether a step can be undone by a rollback.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]

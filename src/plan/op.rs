@@ -6,7 +6,7 @@ use std::fmt;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use crate::cluster::ObjectRef;
+use crate::cluster::{Access, ObjectRef, kinds};
 
 /// One field of an object that a patch changes: `before` is what the plan observed, `after`
 /// what it writes (`None`: the field is absent / removed).
@@ -217,6 +217,77 @@ impl Op {
             Op::WaitRollout { target, .. } => Some(target.clone()),
             Op::Sleep { .. } | Op::Approve { .. } => None,
         }
+    }
+
+    /// The API permissions applying this operation needs, reads included (a patch re-reads its
+    /// object; a create may adopt an object of this run). The preflight asks the API server
+    /// about each before the first write.
+    pub fn access(&self) -> Vec<Access> {
+        let on = |verb: &str, r: &ObjectRef| -> Option<Access> {
+            let kind = r.kind_info()?;
+            Some(Access::on(
+                verb,
+                kind,
+                r.namespace.as_deref(),
+                Some(r.name.as_str()),
+            ))
+        };
+        let list = |kind: &str, namespace: Option<&str>| -> Option<Access> {
+            Some(Access::on("list", kinds::lookup(kind)?, namespace, None))
+        };
+        let found: Vec<Option<Access>> = match self {
+            Op::Create { object } => match ObjectRef::of(object) {
+                Some(r) => vec![on("create", &r), on("get", &r)],
+                None => Vec::new(),
+            },
+            Op::Patch { target, .. } => vec![on("get", target), on("patch", target)],
+            Op::Delete { target, .. } => vec![on("get", target), on("delete", target)],
+            Op::Evict { target, .. } => vec![
+                on("get", target),
+                on("create", target).map(|a| a.subresource("eviction")),
+            ],
+            Op::MintCanary { account, .. } => vec![
+                on("get", account),
+                on("create", account).map(|a| a.subresource("token")),
+            ],
+            Op::Capture { source, .. } => match source {
+                CaptureSource::Object { target } => vec![on("get", target)],
+                CaptureSource::Events { namespace, .. } => {
+                    vec![list("Event", namespace.as_deref())]
+                }
+                CaptureSource::Logs { pod, .. } => {
+                    vec![on("get", pod), on("get", pod).map(|a| a.subresource("log"))]
+                }
+                CaptureSource::Exec { pod, .. } => {
+                    vec![
+                        on("get", pod),
+                        on("create", pod).map(|a| a.subresource("exec")),
+                    ]
+                }
+                CaptureSource::Checkpoint { node, .. } => {
+                    vec![
+                        on("create", &ObjectRef::new("Node", None, node))
+                            .map(|a| a.subresource("proxy")),
+                    ]
+                }
+                CaptureSource::Policies { pod } => vec![
+                    on("get", pod),
+                    list("NetworkPolicy", pod.namespace.as_deref()),
+                ],
+                CaptureSource::Bindings { account } => vec![
+                    list("RoleBinding", account.namespace.as_deref()),
+                    list("ClusterRoleBinding", None),
+                ],
+                CaptureSource::Owners { pod } => vec![on("get", pod)],
+            },
+            Op::WaitRollout { target, .. } | Op::WaitFor { target, .. } => {
+                vec![on("get", target)]
+            }
+            Op::Seal { .. } | Op::VerifyImage { .. } | Op::Sleep { .. } | Op::Approve { .. } => {
+                Vec::new()
+            }
+        };
+        found.into_iter().flatten().collect()
     }
 
     /// `+` create, `~` patch, `-` delete, `…` wait, `?` approve.

@@ -21,6 +21,10 @@ pub struct Playbook {
     /// Named read-only lookups of cluster objects, resolved in order before the first step.
     #[serde(default, skip_serializing_if = "IndexMap::is_empty")]
     pub facts: IndexMap<String, FactSpec>,
+    /// Guards checked once the facts are resolved, before anything is planned or written: a
+    /// false one refuses the run (exit 5) with its message, in run, plan and tabletop alike.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub require: Vec<Guard>,
     /// The response, run in order.
     pub steps: Vec<Step>,
     /// What to do when a step fails and its own `on_failure` says `stop` or nothing.
@@ -123,6 +127,19 @@ pub struct FactSpec {
     pub optional: bool,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub description: Option<String>,
+}
+
+/// A condition the run must meet, or be refused.
+#[derive(Clone, Debug, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Guard {
+    /// A template expression over `params` and `facts`, like `when:`; e.g.
+    /// `params.namespace != "kube-system"`.
+    #[schemars(length(min = 1))]
+    pub that: String,
+    /// Why the run is refused when `that` is false (a template; it may name params and facts).
+    #[schemars(length(min = 1))]
+    pub message: String,
 }
 
 /// One action of the response.

@@ -178,6 +178,7 @@ impl<'a> Checks<'a> {
     fn run(&mut self) {
         self.check_params();
         self.check_facts();
+        self.check_guards();
         let steps = self.steps();
         self.check_step_ids(&steps);
         for (position, step) in steps.iter().enumerate() {
@@ -288,6 +289,43 @@ impl<'a> Checks<'a> {
             }
             if let Some(kind) = kind {
                 self.check_scope(kind, spec, &path);
+            }
+        }
+    }
+
+    /// `require:` guards read params and facts, never step outputs (they run before any step).
+    fn check_guards(&mut self) {
+        let Some(guards) = self.root.get("require").and_then(Node::as_seq) else {
+            return;
+        };
+        for (i, guard) in guards.iter().enumerate() {
+            let path = format!("require[{i}]");
+            if let Some(that) = guard.get("that")
+                && let Some(text) = that.as_str()
+            {
+                if let Err(e) = render::check_condition(text) {
+                    let span = narrow(that, e.column.map(|c| c.saturating_sub(1)));
+                    self.push(
+                        Problem::new(
+                            format!("`{path}.that` does not compile: {}", e.message),
+                            Some(span),
+                        )
+                        .label("here"),
+                    );
+                }
+                let scope = Scope::Step {
+                    earlier: Vec::new(),
+                };
+                self.check_references(that, &refs::in_expression(text), &scope);
+            }
+            if let Some(message) = guard.get("message") {
+                self.check_template(
+                    message,
+                    &join(&path, "message"),
+                    Scope::Step {
+                        earlier: Vec::new(),
+                    },
+                );
             }
         }
     }

@@ -6,7 +6,8 @@ use std::io::Write;
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 
 use super::sanitize;
-use crate::event::{Event, EventKind, EventSink, OpOutcome, Outcome, SinkError};
+use crate::event::{Event, EventKind, EventSink, OpOutcome, SinkError};
+use crate::outcome::{CheckStatus, Verdict};
 use crate::plan::display;
 
 /// Prints events as they come.
@@ -87,6 +88,67 @@ impl EventSink for ProgressPrinter {
                 let found = object.as_deref().map_or("(absent)".to_string(), sanitize);
                 self.line(&format!("fact {fact} = {found}"));
             }
+            EventKind::GuardChecked {
+                that,
+                holds,
+                message,
+            } => {
+                if *holds {
+                    if self.verbose {
+                        self.line(&format!("guard holds: {}", sanitize(that)));
+                    }
+                } else {
+                    self.line(&format!(
+                        "REFUSED by guard `{}`: {}",
+                        sanitize(that),
+                        sanitize(message)
+                    ));
+                }
+            }
+            EventKind::Preflight {
+                checked,
+                denied,
+                not_checked,
+            } => {
+                if let Some(why) = not_checked {
+                    self.line(&format!("\npreflight: {}", sanitize(why)));
+                } else if denied.is_empty() {
+                    self.line(&format!(
+                        "\npreflight: {checked} permission(s) checked with the API server, all allowed"
+                    ));
+                } else {
+                    self.line(&format!(
+                        "\npreflight: {} of {checked} permission(s) DENIED:",
+                        denied.len()
+                    ));
+                    for access in denied {
+                        self.line(&format!("  missing: {}", sanitize(access)));
+                    }
+                }
+            }
+            EventKind::PlanApproved { plan } => {
+                if let Some(bar) = &self.bar {
+                    bar.set_position(0);
+                }
+                self.line(&format!(
+                    "\napplying the approved plan ({} steps; every write is journaled first)",
+                    plan.steps.len()
+                ));
+            }
+            EventKind::Resumed { run_id } => {
+                self.line(&format!("\nresuming run {run_id} from its approved plan"));
+            }
+            EventKind::StepResumed { .. } => {
+                self.line("  its writes had started: applying them again where not done");
+            }
+            EventKind::StepStale { step, changes } => {
+                self.line(&format!(
+                    "  STALE: the cluster changed since the plan was approved; nothing of step {step} was written:"
+                ));
+                for change in changes {
+                    self.line(&format!("    {}", sanitize(change)));
+                }
+            }
             EventKind::StepStarted {
                 step,
                 action,
@@ -140,15 +202,32 @@ impl EventSink for ProgressPrinter {
                 ));
             }
             EventKind::StepVerified { verification, .. } => {
-                let failed = verification.checks.iter().filter(|c| !c.ok).count();
-                if failed == 0 {
-                    self.line(&format!(
-                        "  verified: {} check(s) passed",
-                        verification.checks.len()
-                    ));
+                let counts = verification.counts();
+                let line = match verification.verdict() {
+                    Verdict::Verified => format!("  verified: {} check(s) passed", counts.passed),
+                    Verdict::Partly => format!(
+                        "  partly verified: {} check(s) passed, {} not checked",
+                        counts.passed, counts.not_checked
+                    ),
+                    Verdict::Failed => format!(
+                        "  NOT verified: {} check(s) failed, {} passed, {} not checked",
+                        counts.failed, counts.passed, counts.not_checked
+                    ),
+                    Verdict::NothingToCheck => String::new(),
+                };
+                if !line.is_empty() {
+                    self.line(&line);
                 }
-                for check in verification.checks.iter().filter(|c| self.verbose || !c.ok) {
-                    let mark = if check.ok { "ok" } else { "FAILED" };
+                for check in verification
+                    .checks
+                    .iter()
+                    .filter(|c| self.verbose || c.status != CheckStatus::Passed)
+                {
+                    let mark = match check.status {
+                        CheckStatus::Passed => "ok",
+                        CheckStatus::Failed => "FAILED",
+                        CheckStatus::NotChecked => "not checked",
+                    };
                     let detail = check
                         .detail
                         .as_deref()
@@ -173,22 +252,13 @@ impl EventSink for ProgressPrinter {
                 self.line(&format!("\nrolling back: {}", sanitize(reason)))
             }
             EventKind::RollbackStep { step, outcome } => {
-                self.line(&format!("  {step}: {}", sanitize(outcome)))
+                self.line(&format!("  {step}: {}", sanitize(&outcome.describe())))
             }
             EventKind::RunFinished { outcome } => {
                 if let Some(bar) = self.bar.take() {
                     bar.finish_and_clear();
                 }
-                let text = match outcome {
-                    Outcome::Succeeded => "succeeded".to_string(),
-                    Outcome::Failed { step, .. } => format!("failed at step {step}"),
-                    Outcome::VerifyFailed { step } => format!("verification failed at step {step}"),
-                    Outcome::RolledBack { step, .. } => {
-                        format!("rolled back after step {step} failed")
-                    }
-                    Outcome::Declined { step } => format!("stopped: step {step} was not approved"),
-                };
-                self.line(&format!("\nrun {text}"));
+                self.line(&format!("\nrun {}", sanitize(&outcome.describe())));
             }
         }
         Ok(())

@@ -6,7 +6,8 @@ use std::fmt::Write as _;
 use serde::Serialize;
 use serde_json::Value;
 
-use crate::event::{Event, EventKind, OpOutcome, Outcome};
+use crate::event::{Event, EventKind, OpOutcome, Outcome, RollbackOutcome};
+use crate::outcome::{CheckCounts, Verdict};
 use crate::plan::StepPlan;
 
 #[derive(Debug, Serialize)]
@@ -16,6 +17,10 @@ pub struct RunSummary {
     pub mode: String,
     pub cluster: Value,
     pub outcome: Option<Outcome>,
+    /// The exit code the outcome maps to.
+    pub exit_code: Option<u8>,
+    /// Every check of the run, counted apart: passed, failed, not checked.
+    pub checks: CheckCounts,
     pub elapsed_ms: u64,
     pub steps: Vec<StepSummary>,
     /// Caveats the reader must know (for example: a simulated cluster runs no controllers).
@@ -33,12 +38,17 @@ pub struct StepSummary {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub plan: Option<StepPlan>,
     pub writes: usize,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub verified: Option<bool>,
+    /// `yes` only when every check was performed and passed; `partly` when some could not be.
+    pub verified: Verdict,
+    /// How the step's checks ended, counted apart.
+    pub checks: CheckCounts,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub rollback: Option<String>,
+    pub rollback: Option<RollbackOutcome>,
+    /// What moved since the plan, when the run stopped before this step.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub stale: Vec<String>,
 }
 
 impl RunSummary {
@@ -49,6 +59,8 @@ impl RunSummary {
             mode: String::new(),
             cluster: Value::Null,
             outcome: None,
+            exit_code: None,
+            checks: CheckCounts::default(),
             elapsed_ms: 0,
             steps: Vec::new(),
             notes: Vec::new(),
@@ -68,17 +80,13 @@ impl RunSummary {
                     summary.mode = mode.clone();
                     summary.cluster = serde_json::to_value(cluster).unwrap_or(Value::Null);
                 }
-                EventKind::StepStarted { step, action, .. } => summary.steps.push(StepSummary {
-                    id: step.clone(),
-                    action: action.clone(),
-                    status: "started".into(),
-                    elapsed_ms: 0,
-                    plan: None,
-                    writes: 0,
-                    verified: None,
-                    error: None,
-                    rollback: None,
-                }),
+                EventKind::StepStarted { step, action, .. } => {
+                    let entry = summary.entry(step);
+                    entry.action = action.clone();
+                    if entry.status.is_empty() {
+                        entry.status = "started".into();
+                    }
+                }
                 EventKind::StepSkipped { step, .. } => {
                     summary.entry(step).status = "skipped".into()
                 }
@@ -104,16 +112,22 @@ impl RunSummary {
                         s.writes += 1;
                     }
                 }),
-                EventKind::StepVerified { step, verification } => summary.step(step, |s| {
-                    // A step with nothing to check (approve, a plain wait) is not "verified".
-                    s.verified = (!verification.checks.is_empty()).then(|| verification.passed());
+                EventKind::StepVerified { step, verification } => {
+                    summary.checks.add(verification.counts());
+                    summary.step(step, |s| {
+                        // A step with nothing to check (approve, a plain wait) is not "verified".
+                        s.verified = verification.verdict();
+                        s.checks = verification.counts();
+                    })
+                }
+                EventKind::StepStale { step, changes } => summary.step(step, |s| {
+                    s.status = "stale".into();
+                    s.stale = changes.clone();
                 }),
                 EventKind::StepDone {
                     step, elapsed_ms, ..
                 } => summary.step(step, |s| {
-                    if s.status != "planned" || s.writes > 0 || s.verified.is_some() {
-                        s.status = "done".into();
-                    }
+                    s.status = "done".into();
                     s.elapsed_ms = *elapsed_ms;
                 }),
                 EventKind::StepFailed {
@@ -128,7 +142,10 @@ impl RunSummary {
                 EventKind::RollbackStep { step, outcome } => {
                     summary.step(step, |s| s.rollback = Some(outcome.clone()))
                 }
-                EventKind::RunFinished { outcome } => summary.outcome = Some(outcome.clone()),
+                EventKind::RunFinished { outcome } => {
+                    summary.exit_code = Some(outcome.exit_code());
+                    summary.outcome = Some(outcome.clone());
+                }
                 _ => {}
             }
         }
@@ -145,9 +162,11 @@ impl RunSummary {
                 elapsed_ms: 0,
                 plan: None,
                 writes: 0,
-                verified: None,
+                verified: Verdict::NothingToCheck,
+                checks: CheckCounts::default(),
                 error: None,
                 rollback: None,
+                stale: Vec::new(),
             });
         }
         self.steps
@@ -192,9 +211,8 @@ impl RunSummary {
         );
         for s in &self.steps {
             let verified = match s.verified {
-                Some(true) => "yes",
-                Some(false) => "NO",
-                None => "-",
+                Verdict::Partly => format!("partly ({} not checked)", s.checks.not_checked),
+                other => other.as_str().to_string(),
             };
             let _ = writeln!(
                 out,
@@ -206,9 +224,24 @@ impl RunSummary {
                     out,
                     "  {:<width$}  rollback: {}",
                     "",
-                    super::sanitize(rollback)
+                    super::sanitize(&rollback.describe())
                 );
             }
+        }
+        if self.checks.total() > 0 {
+            let _ = writeln!(
+                out,
+                "checks: {} passed, {} failed, {} not checked",
+                self.checks.passed, self.checks.failed, self.checks.not_checked
+            );
+        }
+        if let Some(outcome) = &self.outcome {
+            let _ = writeln!(
+                out,
+                "outcome: {} (exit {})",
+                super::sanitize(&outcome.describe()),
+                outcome.exit_code()
+            );
         }
         for note in &self.notes {
             let _ = writeln!(out, "note: {note}");

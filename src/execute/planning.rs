@@ -1,0 +1,364 @@
+//! The whole-run plan, made before the first write: facts resolved, guards checked, every step
+//! rendered and planned in order against an overlay (the cluster plus the effects of the steps
+//! planned before it), then the preflight: every permission the plan needs, asked of the API
+//! server. Any failure refuses the run with everything that is wrong, and nothing is written.
+
+use std::collections::BTreeSet;
+
+use serde_json::{Map, Value, json};
+
+use super::apply::{self, AutoApprove, Carry};
+use super::{Executor, RunConfig, RunError};
+use crate::action::{self, StepInput};
+use crate::cluster::overlay::Overlay;
+use crate::cluster::{Access, ClusterError};
+use crate::event::EventKind;
+use crate::facts;
+use crate::outcome::Outcome;
+use crate::plan::run::{ClusterRef, FORMAT, PlaybookRef, after_apply_marker};
+use crate::plan::{PlannedState, PlannedStep, RunPlan, StepPlan};
+use crate::playbook::load::Loaded;
+use crate::playbook::types::{RunFailurePolicy, Step, StepFailurePolicy};
+use crate::render::{self, Renderer, Scope};
+
+/// Why one step could not be planned.
+#[derive(Debug, thiserror::Error)]
+pub enum PlanError {
+    #[error(transparent)]
+    Render(#[from] render::RenderError),
+    #[error(transparent)]
+    Action(#[from] action::ActionError),
+    /// The step's writes, tried on the planned state, were refused as the API server would.
+    #[error("{0}")]
+    Rejected(ClusterError),
+}
+
+impl Executor<'_> {
+    /// Plans every step of the run. `Ok(Err(outcome))` is a run refused before any write (a
+    /// guard, a step that cannot be planned, a missing permission); the events say why.
+    pub async fn plan(
+        &mut self,
+        loaded: &Loaded,
+        config: &RunConfig,
+    ) -> Result<Result<RunPlan, Outcome>, RunError> {
+        let playbook = &loaded.playbook;
+        self.emit(EventKind::RunStarted {
+            run_id: config.run_id.clone(),
+            playbook: playbook.metadata.name.clone(),
+            mode: config.mode.as_str().into(),
+            cluster: self.cluster.info(),
+            steps: playbook.steps.len(),
+        })?;
+        let mut scope = Scope {
+            params: config.params.clone(),
+            run: run_scope(config, &playbook.metadata.name, &self.cluster.info().server),
+            ..Scope::default()
+        };
+        let mut fact_refs = Map::new();
+        for (name, spec) in &playbook.facts {
+            let (value, found) = facts::resolve(name, spec, &scope, self.cluster).await?;
+            scope.facts.insert(name.clone(), value);
+            fact_refs.insert(
+                name.clone(),
+                found.as_ref().map_or(Value::Null, |r| json!(r.to_string())),
+            );
+            self.emit(EventKind::FactResolved {
+                fact: name.clone(),
+                object: found.map(|r| r.to_string()),
+            })?;
+        }
+        if let Some(refusal) = self.guards(loaded, &scope)? {
+            return Ok(Err(refusal));
+        }
+
+        let overlay = Overlay::new(self.cluster);
+        let mut steps = Vec::new();
+        let mut unplannable = Vec::new();
+        for (index, step) in playbook.steps.iter().enumerate() {
+            self.emit(EventKind::StepStarted {
+                step: step.id.clone(),
+                action: step.action.clone(),
+                index,
+            })?;
+            let renderer = Renderer::new(&scope);
+            let state = match self
+                .plan_step(index, step, &renderer, config, &overlay)
+                .await
+            {
+                Ok(Some((input, plan))) => {
+                    let outputs = with_pending_outputs(&plan, step);
+                    scope.steps.insert(
+                        step.id.clone(),
+                        json!({"status": "done", "outputs": outputs}),
+                    );
+                    self.emit(EventKind::StepPlanned {
+                        step: step.id.clone(),
+                        plan: plan.clone(),
+                    })?;
+                    PlannedState::Planned {
+                        target: input.target,
+                        with: input.with,
+                        plan: Box::new(plan),
+                    }
+                }
+                Ok(None) => {
+                    let reason = format!(
+                        "`when: {}` is false",
+                        step.when.as_deref().unwrap_or_default()
+                    );
+                    scope
+                        .steps
+                        .insert(step.id.clone(), json!({"status": "skipped", "outputs": {}}));
+                    self.emit(EventKind::StepSkipped {
+                        step: step.id.clone(),
+                        reason: reason.clone(),
+                    })?;
+                    PlannedState::Skipped { reason }
+                }
+                Err(error) => {
+                    let error = format!("step {} ({}): {error}", index + 1, step.id);
+                    scope
+                        .steps
+                        .insert(step.id.clone(), json!({"status": "failed", "outputs": {}}));
+                    self.emit(EventKind::StepFailed {
+                        step: step.id.clone(),
+                        error: error.clone(),
+                        elapsed_ms: 0,
+                    })?;
+                    if effective_policy(step, playbook.on_failure) != StepFailurePolicy::Continue {
+                        unplannable.push(error.clone());
+                    }
+                    PlannedState::Unplannable { error }
+                }
+            };
+            steps.push(PlannedStep {
+                id: step.id.clone(),
+                number: index + 1,
+                action: step.action.clone(),
+                state,
+            });
+        }
+        let mut plan = RunPlan {
+            format: FORMAT,
+            run_id: config.run_id.clone(),
+            created_at: jiff::Timestamp::now().to_string(),
+            playbook: PlaybookRef {
+                path: config.playbook_path.clone(),
+                name: playbook.metadata.name.clone(),
+                sha256: loaded.sha256.clone(),
+            },
+            params: config.params.clone(),
+            cluster: ClusterRef {
+                id: self.cluster.identity().await.ok(),
+                server: self.cluster.info().server,
+                kind: self.cluster.info().kind.to_string(),
+            },
+            facts: fact_refs,
+            steps,
+            notes: Vec::new(),
+        };
+        if !unplannable.is_empty() {
+            let reason = format!(
+                "{} step(s) cannot be planned, so nothing is written: {}",
+                unplannable.len(),
+                unplannable.join("; ")
+            );
+            return Ok(Err(Outcome::Refused { reason }));
+        }
+        if let Some(refusal) = self.preflight(&mut plan).await? {
+            return Ok(Err(refusal));
+        }
+        Ok(Ok(plan))
+    }
+
+    /// Evaluates the playbook's `require:` guards; the first false one refuses the run.
+    fn guards(&mut self, loaded: &Loaded, scope: &Scope) -> Result<Option<Outcome>, RunError> {
+        let renderer = Renderer::new(scope);
+        for (i, guard) in loaded.playbook.require.iter().enumerate() {
+            let field = format!("require[{i}].that");
+            let holds = match renderer.condition(&field, &guard.that) {
+                Ok(holds) => holds,
+                Err(e) => {
+                    let reason = format!("guard `{}` cannot be evaluated: {e}", guard.that);
+                    self.emit(EventKind::GuardChecked {
+                        that: guard.that.clone(),
+                        holds: false,
+                        message: reason.clone(),
+                    })?;
+                    return Ok(Some(Outcome::Refused { reason }));
+                }
+            };
+            let message = renderer
+                .render_str(&format!("require[{i}].message"), &guard.message)
+                .unwrap_or_else(|_| guard.message.clone());
+            self.emit(EventKind::GuardChecked {
+                that: guard.that.clone(),
+                holds,
+                message: message.clone(),
+            })?;
+            if !holds {
+                return Ok(Some(Outcome::Refused { reason: message }));
+            }
+        }
+        Ok(None)
+    }
+
+    /// Renders and plans one step against the overlay, then records its writes there. `None`
+    /// when its `when:` is false.
+    async fn plan_step(
+        &mut self,
+        index: usize,
+        step: &Step,
+        renderer: &Renderer,
+        config: &RunConfig,
+        overlay: &Overlay<'_>,
+    ) -> Result<Option<(StepInput, StepPlan)>, PlanError> {
+        if let Some(when) = &step.when
+            && !renderer.condition(&format!("steps[{index}].when"), when)?
+        {
+            return Ok(None);
+        }
+        let action = action::lookup(&step.action).expect("validation checked the action");
+        let field = format!("steps[{index}]");
+        let target = match &step.target {
+            Some(t) => Some(renderer.target(&format!("{field}.target"), t)?),
+            None => None,
+        };
+        let with_schema = action.with_schema();
+        let with =
+            renderer.render_value(&format!("{field}.with"), &Value::Object(step.with.clone()))?;
+        let with = render::coerce(with, &with_schema, &with_schema);
+        let input = StepInput {
+            step_id: step.id.clone(),
+            run_id: config.run_id.clone(),
+            target,
+            with,
+            canaries: Vec::new(),
+        };
+        let plan = action.plan(&input, overlay).await?;
+        // The step's writes land on the overlay, so the next step sees them; the overlay checks
+        // them as the API server would (names, label syntax, 404, 409).
+        for op in plan.ops.iter().filter(|op| op.is_write()) {
+            apply::apply(
+                op,
+                &step.id,
+                &config.run_id,
+                Carry::Simulated,
+                overlay,
+                &mut AutoApprove,
+            )
+            .await
+            .map_err(|e| match e {
+                apply::ApplyError::Cluster(e) => PlanError::Rejected(e),
+                other => PlanError::Rejected(ClusterError::Unsupported(other.to_string())),
+            })?;
+        }
+        Ok(Some((input, plan)))
+    }
+
+    /// Asks the API server about every permission the plan needs (its writes, their re-reads,
+    /// and the reads of verification). Any denial refuses the run and lists every one.
+    async fn preflight(&mut self, plan: &mut RunPlan) -> Result<Option<Outcome>, RunError> {
+        let needed = needed_access(plan);
+        match self.cluster.review_access(&needed).await {
+            Ok(verdicts) => {
+                let denied: Vec<String> = verdicts
+                    .iter()
+                    .filter(|v| !v.allowed)
+                    .map(|v| v.access.to_string())
+                    .collect();
+                self.emit(EventKind::Preflight {
+                    checked: verdicts.len(),
+                    denied: denied.clone(),
+                    not_checked: None,
+                })?;
+                if !denied.is_empty() {
+                    let reason = format!(
+                        "the plan needs {} permission(s) this identity does not have, so nothing is written: {}",
+                        denied.len(),
+                        denied.join("; ")
+                    );
+                    return Ok(Some(Outcome::Refused { reason }));
+                }
+            }
+            Err(ClusterError::Unsupported(why)) => {
+                let note = format!("permissions not checked: {why}");
+                self.emit(EventKind::Preflight {
+                    checked: 0,
+                    denied: Vec::new(),
+                    not_checked: Some(note.clone()),
+                })?;
+                plan.notes.push(note);
+            }
+            Err(e) => {
+                return Err(RunError::Preflight(e));
+            }
+        }
+        Ok(None)
+    }
+}
+
+/// Every distinct permission a plan needs: its operations' and its verifications' reads.
+pub fn needed_access(plan: &RunPlan) -> Vec<Access> {
+    let mut needed: BTreeSet<Access> = BTreeSet::new();
+    for planned in &plan.steps {
+        let PlannedState::Planned {
+            target,
+            with,
+            plan: step_plan,
+        } = &planned.state
+        else {
+            continue;
+        };
+        for op in &step_plan.ops {
+            needed.extend(op.access());
+        }
+        let action = action::lookup(&planned.action).expect("validation checked the action");
+        let input = StepInput {
+            step_id: planned.id.clone(),
+            run_id: plan.run_id.clone(),
+            target: target.clone(),
+            with: with.clone(),
+            canaries: Vec::new(),
+        };
+        needed.extend(action.verify_access(&input, step_plan));
+    }
+    needed.into_iter().collect()
+}
+
+/// A step's outputs as later steps see them while planning: what the plan knows now, and a
+/// known-after-apply marker for each declared output that only applying produces.
+fn with_pending_outputs(plan: &StepPlan, step: &Step) -> Map<String, Value> {
+    let mut outputs = plan.outputs.clone();
+    if let Some(action) = action::lookup(&step.action) {
+        for (name, _) in action.info().outputs {
+            outputs
+                .entry(name.to_string())
+                .or_insert_with(|| Value::String(after_apply_marker(&step.id, name)));
+        }
+    }
+    outputs
+}
+
+/// The failure policy that applies to a step.
+pub fn effective_policy(step: &Step, run_policy: RunFailurePolicy) -> StepFailurePolicy {
+    match (step.on_failure, run_policy) {
+        (Some(p), _) => p,
+        (None, RunFailurePolicy::Stop) => StepFailurePolicy::Stop,
+        (None, RunFailurePolicy::Rollback) => StepFailurePolicy::Rollback,
+    }
+}
+
+/// What templates see as `run`.
+fn run_scope(config: &RunConfig, playbook: &str, server: &str) -> Map<String, Value> {
+    json!({
+        "id": config.run_id,
+        "mode": config.mode.as_str(),
+        "playbook": playbook,
+        "started_at": jiff::Timestamp::now().to_string(),
+        "cluster": server,
+    })
+    .as_object()
+    .cloned()
+    .unwrap_or_default()
+}

@@ -1,0 +1,146 @@
+//! Is an approved plan still true? Before a step writes anything, each of its writes is checked
+//! against the object as it is now: the uid it was planned for, and every field it reads and
+//! writes still at the value the plan observed (or already at the planned value, when a resumed
+//! step is applied again). A resourceVersion alone would call every plan stale, since status
+//! updates bump it constantly; the fields the step depends on are what matter.
+
+use serde_json::Value;
+
+use crate::action::common::RUN_ID_LABEL;
+use crate::cluster::object::{self, ObjectRef};
+use crate::cluster::{Cluster, ClusterError, merge};
+use crate::plan::Op;
+
+/// Everything that moved under one step's writes, one line each; empty when the plan holds.
+pub async fn changes_since_plan(
+    ops: &[Op],
+    run_id: &str,
+    cluster: &dyn Cluster,
+) -> Result<Vec<String>, ClusterError> {
+    let mut changes = Vec::new();
+    // An object an earlier write of this same step changes (the account a rotation deletes,
+    // then creates again) is judged by that first write only: its later state is the step's
+    // own doing, not a change since the plan.
+    let mut touched: Vec<ObjectRef> = Vec::new();
+    for op in ops {
+        let Some(target) = op.target().filter(|_| op.is_write()) else {
+            continue;
+        };
+        if touched.contains(&target) {
+            continue;
+        }
+        let current = cluster.get(&target).await?;
+        changes.extend(drift(op, &target, current.as_ref(), run_id));
+        touched.push(target);
+    }
+    Ok(changes)
+}
+
+/// What moved under one operation, judged on the object as read now (pure, for tests).
+pub fn drift(op: &Op, target: &ObjectRef, current: Option<&Value>, run_id: &str) -> Vec<String> {
+    match op {
+        Op::Patch { uid, changes, .. } => {
+            let Some(current) = current else {
+                return vec![format!("{target} was deleted since the plan")];
+            };
+            let found_uid = object::uid(current).unwrap_or_default();
+            if !uid.is_empty() && found_uid != uid {
+                return vec![format!(
+                    "{target} was replaced since the plan (uid {uid} is now {found_uid})"
+                )];
+            }
+            changes
+                .iter()
+                .filter_map(|change| {
+                    let now = merge::get(current, &change.path);
+                    let as_planned = now == change.before.as_ref() || now == change.after.as_ref();
+                    (!as_planned).then(|| {
+                        format!(
+                            "{target}: {} is {} (the plan saw {})",
+                            change.display_path(),
+                            show(now),
+                            show(change.before.as_ref())
+                        )
+                    })
+                })
+                .collect()
+        }
+        Op::Create { .. } => match current {
+            Some(existing)
+                if object::labels(existing)
+                    .get(RUN_ID_LABEL)
+                    .map(String::as_str)
+                    != Some(run_id) =>
+            {
+                vec![format!(
+                    "{target} exists now and was not created by this run"
+                )]
+            }
+            _ => Vec::new(),
+        },
+        // A delete or an eviction of an object that is gone (or replaced) is a no-op guarded by
+        // its uid precondition: nothing the responder approved is lost.
+        _ => Vec::new(),
+    }
+}
+
+fn show(value: Option<&Value>) -> String {
+    value.map_or("(absent)".into(), Value::to_string)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::plan::FieldChange;
+    use serde_json::json;
+
+    fn label_patch() -> (Op, ObjectRef) {
+        let target = ObjectRef::new("Pod", Some("shop"), "web");
+        let op = Op::Patch {
+            target: target.clone(),
+            uid: "u1".into(),
+            changes: vec![FieldChange {
+                path: vec!["metadata".into(), "labels".into(), "app".into()],
+                before: Some(json!("web")),
+                after: Some(json!("quarantined")),
+            }],
+        };
+        (op, target)
+    }
+
+    #[test]
+    fn a_patch_holds_at_its_observed_or_planned_value() {
+        let (op, target) = label_patch();
+        let before =
+            json!({"metadata": {"uid": "u1", "labels": {"app": "web"}, "resourceVersion": "9"}});
+        let after = json!({"metadata": {"uid": "u1", "labels": {"app": "quarantined"}}});
+        assert!(drift(&op, &target, Some(&before), "r").is_empty());
+        assert!(drift(&op, &target, Some(&after), "r").is_empty());
+    }
+
+    #[test]
+    fn a_moved_field_a_new_uid_or_a_deletion_is_stale_and_named() {
+        let (op, target) = label_patch();
+        let moved = json!({"metadata": {"uid": "u1", "labels": {"app": "api"}}});
+        assert_eq!(
+            drift(&op, &target, Some(&moved), "r"),
+            vec!["Pod shop/web: metadata.labels.app is \"api\" (the plan saw \"web\")".to_string()]
+        );
+        let replaced = json!({"metadata": {"uid": "u2", "labels": {"app": "web"}}});
+        assert!(drift(&op, &target, Some(&replaced), "r")[0].contains("replaced"));
+        assert!(drift(&op, &target, None, "r")[0].contains("deleted"));
+    }
+
+    #[test]
+    fn a_create_is_stale_only_when_someone_else_took_the_name() {
+        let target = ObjectRef::new("NetworkPolicy", Some("shop"), "deny");
+        let op = Op::Create {
+            object: json!({"kind": "NetworkPolicy"}),
+        };
+        let ours = json!({"metadata": {"labels": {RUN_ID_LABEL: "r"}}});
+        let theirs = json!({"metadata": {"labels": {}}});
+        assert!(drift(&op, &target, None, "r").is_empty());
+        assert!(drift(&op, &target, Some(&ours), "r").is_empty());
+        assert_eq!(drift(&op, &target, Some(&theirs), "r").len(), 1);
+    }
+}
