@@ -2,6 +2,7 @@
 //! rendering safety, the engine on SimCluster, and live tests on the real control plane.
 
 mod containment;
+mod contract;
 mod crash;
 mod differential;
 mod engine;

@@ -88,6 +88,26 @@ fn is_ident(c: u8) -> bool {
     c.is_ascii_alphanumeric() || c == b'_'
 }
 
+/// A `["key"]` or `['key']` subscript at `at`: the key and the offset after the `]`.
+fn bracketed_key(bytes: &[u8], at: usize) -> Option<(String, usize)> {
+    if bytes.get(at) != Some(&b'[') {
+        return None;
+    }
+    let quote = *bytes.get(at + 1)?;
+    if quote != b'"' && quote != b'\'' {
+        return None;
+    }
+    let start = at + 2;
+    let len = bytes[start..].iter().position(|&b| b == quote)?;
+    let close = start + len + 1;
+    (bytes.get(close) == Some(&b']')).then(|| {
+        (
+            String::from_utf8_lossy(&bytes[start..start + len]).into_owned(),
+            close + 1,
+        )
+    })
+}
+
 /// Tokenizes an expression just enough to tell variables from filters, tests, functions,
 /// keyword arguments, string literals and loop variables.
 fn scan(body: &str, base: usize, locals: &mut Vec<String>, out: &mut Vec<Reference>) {
@@ -145,6 +165,11 @@ fn scan(body: &str, base: usize, locals: &mut Vec<String>, out: &mut Vec<Referen
                     k += 1;
                 }
                 segments.push(body[s..k].to_string());
+                end = k;
+            } else if let Some((key, k)) = bracketed_key(bytes, j) {
+                // `steps["scale-down"]`: how a key that is not an identifier (a step id with a
+                // hyphen) is read.
+                segments.push(key);
                 end = k;
             } else {
                 break;
@@ -236,6 +261,14 @@ mod tests {
     fn loop_variables_are_local() {
         let refs = in_template("{% for p in steps.a.outputs.objects %}{{ p }}{% endfor %}");
         assert_eq!(roots(&refs), ["steps.a.outputs.objects"]);
+    }
+
+    #[test]
+    fn bracketed_keys_are_segments() {
+        let refs = in_template("{{ steps['scale-down'].outputs.previous_replicas }}");
+        assert_eq!(roots(&refs), ["steps.scale-down.outputs.previous_replicas"]);
+        let refs = in_expression("steps[\"scale-down\"].status == 'done'");
+        assert_eq!(roots(&refs), ["steps.scale-down.status"]);
     }
 
     #[test]

@@ -1,0 +1,371 @@
+//! The plan/apply contract, offline: the whole run planned against the effects of the steps
+//! before each one, guards that refuse, typed checks, and one outcome per run whose words and
+//! exit code agree in every mode. (The live half is in `contract_live`.)
+
+use contain::cluster::Cluster;
+use contain::cluster::sim::SimCluster;
+use contain::event::{Outcome, Recorder};
+use contain::execute::{AutoApprove, Executor, Mode, RunConfig};
+use contain::playbook::load::{bind_params, load_bytes};
+use contain::source::Source;
+use serde_json::Value;
+
+use crate::harness::{Contain, playbook_file, repo};
+
+const SUSPECT: &str = "web-fjejlcldef-x7k2p";
+
+fn snapshot() -> String {
+    repo("examples/snapshots/cluster.yaml")
+}
+
+fn compromised_pod() -> String {
+    repo("playbooks/compromised-pod.yaml")
+}
+
+/// The plan document of `contain -o json plan|tabletop …`.
+fn document(mode: &str, playbook: &str, set: &[&str]) -> (i32, Value) {
+    let mut args = vec!["-o", "json", mode, playbook, "--snapshot"];
+    let snapshot = snapshot();
+    args.push(&snapshot);
+    for s in set {
+        args.extend(["--set", s]);
+    }
+    let out = Contain::new().args(args).run();
+    (out.code, out.json())
+}
+
+fn step<'a>(document: &'a Value, id: &str) -> &'a Value {
+    document["plan"]["steps"]
+        .as_array()
+        .expect("the document carries the plan")
+        .iter()
+        .find(|s| s["id"] == id)
+        .unwrap_or_else(|| panic!("no step {id}"))
+}
+
+#[test]
+fn the_rotation_is_planned_against_the_state_the_revocation_leaves() {
+    let (code, doc) = document(
+        "plan",
+        &compromised_pod(),
+        &[
+            &format!("pod={SUSPECT}"),
+            "namespace=shop",
+            "rotate_account=true",
+        ],
+    );
+    assert_eq!(code, 0, "{doc}");
+    let revoke = step(&doc, "revoke");
+    let unbinds = revoke["plan"]["ops"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|op| op["op"] == "patch")
+        .count();
+    assert_eq!(unbinds, 2, "revoke unbinds both bindings: {revoke}");
+    let rotate = step(&doc, "rotate");
+    assert_eq!(rotate["state"], "planned");
+    let notes = rotate["plan"]["notes"].to_string();
+    assert!(
+        notes.contains("0 legacy token Secret(s), 0 binding(s)"),
+        "the rotation sees the bindings and the Secret the revocation removes as gone: {notes}"
+    );
+    assert_eq!(doc["outcome"]["status"], "planned");
+}
+
+#[test]
+fn the_kube_system_guard_refuses_in_plan_and_tabletop_before_any_step() {
+    for mode in ["plan", "tabletop"] {
+        let (code, doc) = document(
+            mode,
+            &compromised_pod(),
+            &["pod=coredns-7db6d8ff4d-9xk2m", "namespace=kube-system"],
+        );
+        assert_eq!(code, 5, "{mode}: {doc}");
+        assert_eq!(doc["outcome"]["status"], "refused", "{mode}");
+        assert!(
+            doc["outcome"]["reason"]
+                .as_str()
+                .unwrap()
+                .contains("refusing to run in kube-system"),
+            "{mode}: {doc}"
+        );
+        assert!(
+            doc["steps"].as_array().unwrap().is_empty(),
+            "{mode}: nothing planned"
+        );
+    }
+}
+
+#[test]
+fn a_static_control_plane_pod_is_refused_by_its_own_guard() {
+    // The namespace guard is the first line; the pod's own nature is the second, whatever the
+    // namespace param says.
+    let text = std::fs::read_to_string(compromised_pod()).unwrap().replace(
+        "  - that: params.namespace != \"kube-system\"\n",
+        "  - that: \"true\"\n",
+    );
+    let playbook = playbook_file(&text);
+    let (code, doc) = document(
+        "tabletop",
+        &playbook.path().display().to_string(),
+        &["pod=kube-apiserver-node-a", "namespace=kube-system"],
+    );
+    assert_eq!(code, 5, "{doc}");
+    assert!(
+        doc["outcome"]["reason"]
+            .as_str()
+            .unwrap()
+            .contains("is a control-plane pod"),
+        "{doc}"
+    );
+}
+
+#[test]
+fn an_unchecked_verification_is_never_reported_as_verified() {
+    let (code, doc) = document(
+        "tabletop",
+        &compromised_pod(),
+        &[&format!("pod={SUSPECT}"), "namespace=shop"],
+    );
+    assert_eq!(code, 0, "{doc}");
+    assert_eq!(doc["outcome"]["status"], "succeeded_unchecked");
+    let steps = doc["steps"].as_array().unwrap();
+    let capture = steps.iter().find(|s| s["id"] == "capture").unwrap();
+    assert_eq!(capture["verified"], "partly", "{capture}");
+    assert_eq!(capture["checks"]["passed"], 0);
+    assert_eq!(capture["checks"]["not_checked"], 1);
+    let counted: u64 = steps
+        .iter()
+        .map(|s| s["checks"]["not_checked"].as_u64().unwrap())
+        .sum();
+    assert_eq!(doc["checks"]["not_checked"].as_u64(), Some(counted));
+    assert_eq!(
+        doc["outcome"]["not_checked"].as_u64(),
+        Some(counted),
+        "the outcome counts what was not checked"
+    );
+
+    let text = Contain::new()
+        .args(["tabletop", &compromised_pod(), "--snapshot", &snapshot()])
+        .args([
+            "--set",
+            &format!("pod={SUSPECT}"),
+            "--set",
+            "namespace=shop",
+        ])
+        .run();
+    let line = text
+        .stdout
+        .lines()
+        .find(|l| l.trim_start().starts_with("capture ") && l.contains("forensics.capture"))
+        .unwrap();
+    assert!(line.ends_with("partly (1 not checked)"), "{line}");
+    assert!(
+        text.stdout
+            .contains("outcome: succeeded, with 2 check(s) not performed (exit 0)"),
+        "{}",
+        text.stdout
+    );
+}
+
+/// Playbooks whose outcome is known, with the status word and the exit code it must give.
+const OUTCOMES: &[(&str, &str, i32)] = &[
+    (
+        "steps:\n  - id: mark\n    action: object.label\n    target: {kind: Pod, name: web-fjejlcldef-x7k2p, namespace: shop}\n    with: {labels: {a: b}}\n",
+        "succeeded",
+        0,
+    ),
+    (
+        "require:\n  - {that: 'false', message: no today}\nsteps:\n  - id: mark\n    action: object.label\n    target: {kind: Pod, name: web-fjejlcldef-x7k2p, namespace: shop}\n    with: {labels: {a: b}}\n",
+        "refused",
+        5,
+    ),
+    (
+        "steps:\n  - id: missing\n    action: object.label\n    target: {kind: Pod, name: nope, namespace: shop}\n    with: {labels: {a: b}}\n    on_failure: continue\n  - id: mark\n    action: object.label\n    target: {kind: Pod, name: web-fjejlcldef-x7k2p, namespace: shop}\n    with: {labels: {a: b}}\n",
+        "failed",
+        1,
+    ),
+    (
+        "steps:\n  - id: wait\n    action: wait\n    target: {kind: Deployment, name: web, namespace: shop}\n    with: {field: status.phase, equals: Never, timeout: 1s}\n",
+        "failed",
+        1,
+    ),
+];
+
+#[test]
+fn exit_codes_and_outcome_words_agree_in_every_mode() {
+    for (steps, status, code) in OUTCOMES {
+        let text =
+            format!("apiVersion: contain/v1\nkind: Playbook\nmetadata: {{name: t}}\n{steps}");
+        let playbook = playbook_file(&text);
+        let path = playbook.path().display().to_string();
+        for mode in ["plan", "tabletop"] {
+            let (got, doc) = document(mode, &path, &[]);
+            // Planning cannot know what applying will do: a plan that plans is "planned".
+            let (want_status, want_code) = match (mode, *status) {
+                ("plan", "succeeded" | "failed") => ("planned", 0),
+                _ => (*status, *code),
+            };
+            assert_eq!(
+                doc["outcome"]["status"], want_status,
+                "{mode} of {steps}: {doc}"
+            );
+            assert_eq!(got, want_code, "{mode} of {steps}");
+            assert_eq!(doc["exit_code"].as_i64(), Some(want_code as i64), "{mode}");
+            let out = Contain::new()
+                .args([mode, &path, "--snapshot", &snapshot()])
+                .run();
+            assert_eq!(out.code, want_code, "{mode} text of {steps}");
+            let last = out
+                .stdout
+                .lines()
+                .find(|l| l.starts_with("outcome: "))
+                .unwrap_or_else(|| panic!("{mode}: no outcome line in {}", out.stdout));
+            assert!(
+                last.ends_with(&format!("(exit {want_code})")),
+                "{mode}: {last}"
+            );
+            let word_failed = last.starts_with("outcome: failed");
+            assert_eq!(word_failed, want_status == "failed", "{mode}: {last}");
+            let word_succeeded = last.starts_with("outcome: succeeded");
+            assert_eq!(
+                word_succeeded,
+                want_code == 0 && mode == "tabletop",
+                "{mode}: {last}"
+            );
+        }
+    }
+}
+
+#[test]
+fn the_readme_exit_code_table_is_the_one_in_the_code() {
+    let readme = std::fs::read_to_string(repo("README.md")).unwrap();
+    assert!(
+        readme.contains(&contain::exit::markdown_table()),
+        "README.md must carry the exit-code table exactly as `contain::exit::markdown_table()` renders it:\n{}",
+        contain::exit::markdown_table()
+    );
+    let help = Contain::new().args(["--help"]).run();
+    // clap wraps long lines: compare with white space folded.
+    let fold = |s: &str| s.split_whitespace().collect::<Vec<_>>().join(" ");
+    let folded = fold(&help.stdout);
+    for (code, meaning) in contain::exit::TABLE {
+        assert!(
+            folded.contains(&fold(&format!("{code} {meaning}"))),
+            "--help lacks exit code {code}: {}",
+            help.stdout
+        );
+    }
+}
+
+const INVALID_AFTER_IRREVERSIBLE: &str = r#"
+apiVersion: contain/v1
+kind: Playbook
+metadata: {name: t}
+params:
+  ticket: {type: string, default: "INC 42 / urgent!"}
+steps:
+  - id: capture
+    action: forensics.capture
+    target: {kind: Pod, name: web-fjejlcldef-x7k2p, namespace: shop}
+  - id: mark
+    action: object.label
+    target: {kind: Pod, name: web-fjejlcldef-x7k2p, namespace: shop}
+    with: {labels: {contain.dev/suspect: "true"}}
+  - id: revoke
+    action: serviceaccount.revoke
+    target: {kind: ServiceAccount, name: web, namespace: shop}
+    with: {modes: [legacy-secrets]}
+  - id: ticket
+    action: object.label
+    target: {kind: Pod, name: web-fjejlcldef-x7k2p, namespace: shop}
+    with: {labels: {contain.dev/ticket: "{{ params.ticket }}"}}
+"#;
+
+#[tokio::test]
+async fn an_invalid_label_after_an_irreversible_step_refuses_the_run_before_any_write() {
+    let text = std::fs::read_to_string(snapshot()).unwrap();
+    let sim = SimCluster::load(&Source::new("cluster.yaml", text)).unwrap();
+    let before = sim.objects();
+    let loaded = load_bytes("t.yaml", INVALID_AFTER_IRREVERSIBLE.as_bytes().to_vec()).unwrap();
+    let params = bind_params(&loaded, &[]).unwrap();
+    let config = RunConfig::new("r", Mode::Tabletop, params, "t.yaml");
+    let mut recorder = Recorder::default();
+    let result = Executor::new(&sim, &mut recorder, &mut AutoApprove)
+        .run(&loaded, &config)
+        .await
+        .unwrap();
+    let Outcome::Refused { reason } = &result.outcome else {
+        panic!("{:?}", result.outcome)
+    };
+    assert!(
+        reason.contains("step 4 (ticket)") && reason.contains("contain.dev/ticket"),
+        "{reason}"
+    );
+    assert_eq!(sim.objects(), before, "nothing was written");
+    assert!(sim.identity().await.is_ok());
+}
+
+#[test]
+fn a_hyphenated_step_id_is_referenced_with_brackets() {
+    let text = r#"
+apiVersion: contain/v1
+kind: Playbook
+metadata: {name: t}
+steps:
+  - id: scale-down
+    action: workload.scale
+    target: {kind: Deployment, name: web, namespace: shop}
+    with: {replicas: 0}
+    evidence: {waived: test}
+  - id: note
+    action: object.annotate
+    target: {kind: Deployment, name: web, namespace: shop}
+    with: {annotations: {before: "{{ steps['scale-down'].outputs.previous_replicas.web }}"}}
+"#;
+    let playbook = playbook_file(text);
+    let path = playbook.path().display().to_string();
+    let out = Contain::new().args(["validate", &path]).run();
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    let (code, doc) = document("tabletop", &path, &[]);
+    assert_eq!(code, 0, "{doc}");
+    let note = step(&doc, "note");
+    assert!(
+        note["plan"].to_string().contains("\\\"3\\\"")
+            || note["plan"].to_string().contains("\"3\""),
+        "{note}"
+    );
+}
+
+#[test]
+fn every_template_in_the_docs_compiles_and_reads_only_the_four_scopes() {
+    let mut seen = 0;
+    for doc in ["README.md", "playbooks/README.md"] {
+        let text = std::fs::read_to_string(repo(doc)).unwrap();
+        let mut rest = text.as_str();
+        while let Some(start) = rest.find("{{") {
+            let Some(len) = rest[start..].find("}}") else {
+                break;
+            };
+            let template = &rest[start..start + len + 2];
+            rest = &rest[start + len + 2..];
+            // A prose mention of the markers themselves ("a string without `{{` …") is not a
+            // template.
+            if template.contains('`') || template.contains('\n') {
+                continue;
+            }
+            seen += 1;
+            contain::render::check_syntax(template)
+                .unwrap_or_else(|e| panic!("{doc}: `{template}` does not compile: {e}"));
+            for reference in contain::playbook::refs::in_template(template) {
+                assert!(
+                    ["params", "facts", "steps", "run"].contains(&reference.root.as_str()),
+                    "{doc}: `{template}` reads `{}`, which is not a scope (a hyphenated step id needs brackets)",
+                    reference.root
+                );
+            }
+        }
+    }
+    assert!(seen >= 10, "only {seen} templates found in the docs");
+}
