@@ -599,6 +599,10 @@ fn show(
     global: &Global,
 ) -> Result<u8, ::journal::JournalError> {
     let state = RunState::read(journal, run)?;
+    if state.never_started() {
+        println!("run {run} never started: no plan was approved, nothing was written");
+        return Ok(exit::NEVER_STARTED);
+    }
     if global.output != Output::Text {
         print_output(
             &serde_json::to_value(&state).unwrap_or(Value::Null),

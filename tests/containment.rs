@@ -245,13 +245,30 @@ async fn detach_gets_a_replacement_and_leaves_the_endpoints() {
         !listed(uid.clone()).await,
         "the EndpointSlices no longer list the suspect"
     );
-    ok(&runner.rollback(&run));
-    // With its labels back, the ReplicaSet adopts the pod again and keeps two replicas; if it
-    // chose to keep the suspect, its labels are exactly the original ones.
-    if let Some(after) = get(&cluster, "Pod", Some(&ns.name), &pod).await {
-        assert_eq!(after["metadata"]["labels"], before["metadata"]["labels"]);
-    }
-    live::running_pods(&cluster, &ns.name, "web", 2).await;
+    let rolled = runner.rollback(&run);
+    ok(&rolled);
+    assert!(
+        rolled
+            .stdout
+            .contains("partly undone: the pod keeps controller.kubernetes.io/pod-deletion-cost"),
+        "the rollback says what it leaves: {}",
+        rolled.stdout
+    );
+    // With its labels back, the ReplicaSet adopts the pod again and scales back to two: it
+    // must delete the replacement, never the suspect (the evidence).
+    let survivors = live::running_pods(&cluster, &ns.name, "web", 2).await;
+    assert!(
+        survivors
+            .iter()
+            .any(|p| object::uid(p) == Some(uid.as_str())),
+        "the suspect survived being handed back to its ReplicaSet"
+    );
+    let after = get(&cluster, "Pod", Some(&ns.name), &pod).await.unwrap();
+    assert_eq!(after["metadata"]["labels"], before["metadata"]["labels"]);
+    assert!(
+        contain::facts::controller_of(&after).is_some(),
+        "the ReplicaSet adopted the suspect again"
+    );
 }
 
 const REVOKE: &str = r#"apiVersion: contain/v1

@@ -369,3 +369,52 @@ fn every_template_in_the_docs_compiles_and_reads_only_the_four_scopes() {
     }
     assert!(seen >= 10, "only {seen} templates found in the docs");
 }
+
+#[test]
+fn a_run_killed_before_its_plan_was_durable_never_started() {
+    let dir = tempfile::tempdir().unwrap();
+    // One run killed before its header was durable (an empty store), one after the header but
+    // before the approved plan.
+    let empty = "20261127T000000Z-aaaaaa";
+    let header_only = "20261127T000001Z-bbbbbb";
+    drop(contain::journal::open_new(dir.path(), empty).unwrap());
+    {
+        let journal = contain::journal::open_new(dir.path(), header_only).unwrap();
+        let info = contain::journal::RunInfo {
+            playbook_path: repo("playbooks/label-suspect-pod.yaml"),
+            playbook_sha256: "0".repeat(64),
+            playbook_name: "label-suspect-pod".into(),
+            params: serde_json::Map::new(),
+            cluster_id: "x".into(),
+            server: "https://127.0.0.1:1".into(),
+            context: None,
+            user: "someone".into(),
+            mode: "live".into(),
+            started_at: "2026-11-27T00:00:01Z".into(),
+        };
+        contain::journal::RunJournal::create(&journal, header_only, &info).unwrap();
+    }
+    let contain = || Contain::new().args(["--journal", &dir.path().display().to_string()]);
+    let listed = contain().args(["-o", "json", "journal", "ls"]).run().json();
+    for row in listed.as_array().unwrap() {
+        assert_eq!(row["status"], "never started, nothing written", "{row}");
+    }
+    assert_eq!(listed.as_array().unwrap().len(), 2);
+    for run in [empty, header_only] {
+        for command in [
+            vec!["resume", "--yes", run],
+            vec!["rollback", "--yes", run],
+            vec!["journal", "show", run],
+        ] {
+            let out = contain().args(command.clone()).run();
+            assert_eq!(out.code, 9, "{command:?}: {}{}", out.stdout, out.stderr);
+            assert!(
+                out.stdout.contains("never started") && out.stdout.contains("nothing was written"),
+                "{command:?}: {}",
+                out.stdout
+            );
+        }
+    }
+    let verify = contain().args(["journal", "verify", empty]).run();
+    assert_eq!(verify.code, 9, "{}{}", verify.stdout, verify.stderr);
+}

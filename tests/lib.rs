@@ -3,6 +3,7 @@
 
 mod containment;
 mod contract;
+mod contract_live;
 mod crash;
 mod differential;
 mod engine;

@@ -25,12 +25,16 @@ pub struct Detach;
 pub const DETACHED_LABEL: &str = "contain.dev/detached";
 /// The labels taken off the pod, as JSON.
 pub const DETACHED_LABELS: &str = "contain.dev/detached-labels";
+/// Which pod a ReplicaSet deletes first when it has one too many: the lowest cost goes.
+pub const DELETION_COST: &str = "controller.kubernetes.io/pod-deletion-cost";
+/// The highest cost there is, so the suspect is the last pod its controller would delete.
+const HIGHEST_COST: &str = "2147483647";
 
 static INFO: ActionInfo = ActionInfo {
     name: "pod.detach",
     summary: "Relabel a pod out of its controller's and Services' selectors; a clean replica takes its place.",
     changes: "the pod's labels (the selector labels removed, contain.dev/detached added) and an annotation keeping the originals",
-    undo: "restores the original labels (the controller then adopts the pod again and scales back to its replica count)",
+    undo: "restores the original labels; the pod keeps the highest pod-deletion-cost, so when its controller adopts it again and scales back to its replica count it deletes the replacement, not the suspect",
     reversible: true,
     destroys_evidence: false,
     target: TargetRule::Required(&["Pod"]),
@@ -148,6 +152,19 @@ impl Action for Detach {
                 .keys()
                 .map(|k| (meta_path("labels", k), None))
                 .collect();
+            // When a rollback hands the pod back, its controller has one pod too many and
+            // deletes one: with the highest deletion cost, that is the replacement, never the
+            // suspect (the evidence). The cost stays on the pod after the rollback.
+            let protect = !controller.is_null() && !removed.is_empty();
+            if protect {
+                wanted.push((
+                    meta_path("annotations", DELETION_COST),
+                    Some(Value::from(HIGHEST_COST)),
+                ));
+                notes.push(format!(
+                    "the pod gets {DELETION_COST}={HIGHEST_COST} and keeps it after a rollback, so its controller scales down the replacement, not the suspect, when the labels come back"
+                ));
+            }
             wanted.push((
                 meta_path("labels", DETACHED_LABEL),
                 Some(Value::from("true")),
@@ -160,9 +177,23 @@ impl Action for Detach {
             ));
             let (ops, inverse): (Vec<Op>, Vec<Op>) =
                 match common::patch_pair(&pod, common::changes_for(&pod, &wanted)) {
-                    Some((op, undo)) => (vec![op], vec![undo]),
+                    Some((op, mut undo)) => {
+                        if let Op::Patch { changes, .. } = &mut undo {
+                            changes.retain(|c| c.path != meta_path("annotations", DELETION_COST));
+                        }
+                        (vec![op], vec![undo])
+                    }
                     None => (Vec::new(), Vec::new()),
                 };
+            let reversibility = if protect {
+                Reversibility::Partial {
+                    reason: format!(
+                        "the pod keeps {DELETION_COST}={HIGHEST_COST}, so its controller never picks it to scale down"
+                    ),
+                }
+            } else {
+                Reversibility::Reversible
+            };
             let mut outputs = serde_json::Map::new();
             outputs.insert("controller".into(), controller);
             outputs.insert("services".into(), Value::from(routed));
@@ -176,7 +207,7 @@ impl Action for Detach {
                 summary: format!("detach {target} from its controller and Services"),
                 ops,
                 inverse,
-                reversibility: Reversibility::Reversible,
+                reversibility,
                 notes,
                 outputs,
             })

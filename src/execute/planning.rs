@@ -18,6 +18,7 @@ use crate::outcome::Outcome;
 use crate::plan::run::{ClusterRef, FORMAT, PlaybookRef, after_apply_marker};
 use crate::plan::{PlannedState, PlannedStep, RunPlan, StepPlan};
 use crate::playbook::load::Loaded;
+use crate::playbook::refs;
 use crate::playbook::types::{RunFailurePolicy, Step, StepFailurePolicy};
 use crate::render::{self, Renderer, Scope};
 
@@ -54,6 +55,11 @@ impl Executor<'_> {
             run: run_scope(config, &playbook.metadata.name, &self.cluster.info().server),
             ..Scope::default()
         };
+        // Guards on params alone are checked before any fact is looked up: a run refused for
+        // its namespace never reads the cluster.
+        if let Some(refusal) = self.guards(loaded, &scope, GuardPass::ParamsOnly)? {
+            return Ok(Err(refusal));
+        }
         let mut fact_refs = Map::new();
         for (name, spec) in &playbook.facts {
             let (value, found) = facts::resolve(name, spec, &scope, self.cluster).await?;
@@ -67,7 +73,7 @@ impl Executor<'_> {
                 object: found.map(|r| r.to_string()),
             })?;
         }
-        if let Some(refusal) = self.guards(loaded, &scope)? {
+        if let Some(refusal) = self.guards(loaded, &scope, GuardPass::ReadingFacts)? {
             return Ok(Err(refusal));
         }
 
@@ -171,10 +177,22 @@ impl Executor<'_> {
         Ok(Ok(plan))
     }
 
-    /// Evaluates the playbook's `require:` guards; the first false one refuses the run.
-    fn guards(&mut self, loaded: &Loaded, scope: &Scope) -> Result<Option<Outcome>, RunError> {
+    /// Evaluates the playbook's `require:` guards of one pass; the first false one refuses
+    /// the run.
+    fn guards(
+        &mut self,
+        loaded: &Loaded,
+        scope: &Scope,
+        pass: GuardPass,
+    ) -> Result<Option<Outcome>, RunError> {
         let renderer = Renderer::new(scope);
         for (i, guard) in loaded.playbook.require.iter().enumerate() {
+            let reads_facts = refs::in_expression(&guard.that)
+                .iter()
+                .any(|r| r.root == "facts");
+            if reads_facts != (pass == GuardPass::ReadingFacts) {
+                continue;
+            }
             let field = format!("require[{i}].that");
             let holds = match renderer.condition(&field, &guard.that) {
                 Ok(holds) => holds,
@@ -296,6 +314,14 @@ impl Executor<'_> {
         }
         Ok(None)
     }
+}
+
+/// Guards run in two passes: those on params alone before the facts are looked up, the others
+/// after.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum GuardPass {
+    ParamsOnly,
+    ReadingFacts,
 }
 
 /// Every distinct permission a plan needs: its operations' and its verifications' reads.

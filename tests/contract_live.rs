@@ -1,0 +1,523 @@
+//! The plan/apply contract on the real control plane: what runs is what was approved (a change
+//! after approval stops the run before that step; a stale saved plan is refused), the preflight
+//! names a missing permission before any write, guards refuse, and a failed undo stays pending
+//! until a rollback succeeds.
+
+use std::time::Duration;
+
+use contain::cluster::kube::KubeCluster;
+use contain::cluster::object::{self, ObjectRef};
+use contain::cluster::{Cluster, WriteMode};
+use serde_json::{Value, json};
+
+use crate::harness::{Live, Outcome, playbook_file, repo};
+use crate::live::{self, Namespace};
+
+const LABEL_AFTER_PAUSE: &str = r#"apiVersion: contain/v1
+kind: Playbook
+metadata: {name: pause-then-label}
+params:
+  namespace: {type: string, required: true}
+  pod: {type: string, required: true}
+steps:
+  - id: pause
+    action: wait
+    with: {duration: 3s}
+  - id: mark
+    action: object.label
+    target: {kind: Pod, name: "{{ params.pod }}", namespace: "{{ params.namespace }}"}
+    with: {labels: {contain.dev/suspect: "true"}}
+"#;
+
+const LABEL: &str = r#"apiVersion: contain/v1
+kind: Playbook
+metadata: {name: label}
+params:
+  namespace: {type: string, required: true}
+  pod: {type: string, required: true}
+steps:
+  - id: mark
+    action: object.label
+    target: {kind: Pod, name: "{{ params.pod }}", namespace: "{{ params.namespace }}"}
+    with: {labels: {contain.dev/suspect: "{{ run.id }}"}}
+  - id: note
+    action: object.annotate
+    target: {kind: Deployment, name: web, namespace: "{{ params.namespace }}"}
+    with: {annotations: {contain.dev/suspect-pod: "{{ params.pod }}"}}
+"#;
+
+async fn pod_of(cluster: &KubeCluster, ns: &str) -> Value {
+    live::deployment(cluster, ns, "web", 1).await.remove(0)
+}
+
+async fn label_of(cluster: &KubeCluster, ns: &str, pod: &str, key: &str) -> Option<String> {
+    let now = cluster
+        .get(&ObjectRef::new("Pod", Some(ns), pod))
+        .await
+        .unwrap()
+        .unwrap();
+    object::labels(&now).get(key).cloned()
+}
+
+async fn set_label(cluster: &KubeCluster, ns: &str, pod: &str, key: &str, value: &str) {
+    let patch = json!({"metadata": {"labels": {key: value}}});
+    cluster
+        .patch(
+            &ObjectRef::new("Pod", Some(ns), pod),
+            &patch,
+            WriteMode::Apply,
+        )
+        .await
+        .unwrap();
+}
+
+/// The journal records of a run, as `journal export` prints them (header first).
+fn records(runner: &Live, run: &str) -> Vec<Value> {
+    let out = runner.contain().args(["journal", "export", run]).run();
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    out.stdout
+        .lines()
+        .skip(1)
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect()
+}
+
+fn wrote(records: &[Value], step: &str) -> bool {
+    records.iter().any(|r| {
+        (r["body"]["record"] == "intent" || r["body"]["record"] == "applied")
+            && r["body"]["step"] == step
+    })
+}
+
+fn ok(out: &Outcome) {
+    assert_eq!(out.code, 0, "{}\n{}", out.stdout, out.stderr);
+}
+
+#[tokio::test]
+async fn a_change_after_approval_stops_the_run_before_that_step() {
+    let cluster = live::connect(live::kubeconfig()).await;
+    let ns = Namespace::new(&cluster, "stale").await;
+    let pod = pod_of(&cluster, &ns.name).await;
+    let pod = object::name(&pod).unwrap().to_string();
+    let playbook = playbook_file(LABEL_AFTER_PAUSE);
+    let runner = Live::new();
+    let command = runner.contain().args([
+        "run",
+        "--yes",
+        &playbook.path().display().to_string(),
+        "--set",
+        &format!("namespace={}", ns.name),
+        "--set",
+        &format!("pod={pod}"),
+    ]);
+    // The plan is approved (--yes) and the run pauses in step 1; meanwhile a human labels the
+    // pod the way step 2 was about to.
+    let run = std::thread::spawn(move || command.run());
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    set_label(&cluster, &ns.name, &pod, "contain.dev/suspect", "by-hand").await;
+    let out = run.join().unwrap();
+    assert_eq!(out.code, 8, "{}\n{}", out.stdout, out.stderr);
+    assert!(
+        out.stdout.contains("STALE")
+            && out
+                .stdout
+                .contains(r#"metadata.labels["contain.dev/suspect"] is "by-hand""#),
+        "the change is named: {}",
+        out.stdout
+    );
+    assert_eq!(
+        label_of(&cluster, &ns.name, &pod, "contain.dev/suspect")
+            .await
+            .as_deref(),
+        Some("by-hand"),
+        "the human's change is not overwritten"
+    );
+    let run_id = runner.last_run();
+    let journal = records(&runner, &run_id);
+    assert!(
+        !wrote(&journal, "mark"),
+        "no intent or write of the stale step"
+    );
+    assert!(
+        journal
+            .iter()
+            .any(|r| r["body"]["record"] == "stale" && r["body"]["step"] == "mark")
+    );
+}
+
+#[tokio::test]
+async fn a_saved_plan_applies_exactly_and_a_stale_or_mismatched_one_is_refused() {
+    let cluster = live::connect(live::kubeconfig()).await;
+    let ns = Namespace::new(&cluster, "saved").await;
+    let pod = pod_of(&cluster, &ns.name).await;
+    let pod = object::name(&pod).unwrap().to_string();
+    let playbook = playbook_file(LABEL);
+    let path = playbook.path().display().to_string();
+    let runner = Live::new();
+    let dir = tempfile::tempdir().unwrap();
+    let sets = [
+        "--set".to_string(),
+        format!("namespace={}", ns.name),
+        "--set".to_string(),
+        format!("pod={pod}"),
+    ];
+    let plan_to = |file: &str| {
+        let out = runner
+            .contain()
+            .args(["plan", &path, "--out", file])
+            .args(sets.clone())
+            .run();
+        ok(&out);
+        let saved: Value = serde_json::from_str(&std::fs::read_to_string(file).unwrap()).unwrap();
+        saved
+    };
+
+    // Applied exactly: the label carries the saved plan's run id, not a new one.
+    let first = dir.path().join("first.json").display().to_string();
+    let saved = plan_to(&first);
+    assert!(
+        !std::fs::read_to_string(&first).unwrap().contains("token"),
+        "a saved plan holds no credentials"
+    );
+    let applied = runner
+        .contain()
+        .args(["run", "--yes", "--plan", &first])
+        .run();
+    ok(&applied);
+    let planned_id = saved["run_id"].as_str().unwrap();
+    assert_eq!(
+        label_of(&cluster, &ns.name, &pod, "contain.dev/suspect")
+            .await
+            .as_deref(),
+        Some(planned_id)
+    );
+    let again = runner
+        .contain()
+        .args(["run", "--yes", "--plan", &first])
+        .run();
+    assert_eq!(again.code, 5, "a plan is applied once: {}", again.stderr);
+    assert!(again.stderr.contains("already applied"), "{}", again.stderr);
+
+    // Stale: the pod's label moved after the plan was saved.
+    let second = dir.path().join("second.json").display().to_string();
+    set_label(&cluster, &ns.name, &pod, "contain.dev/suspect", "cleared").await;
+    plan_to(&second);
+    set_label(
+        &cluster,
+        &ns.name,
+        &pod,
+        "contain.dev/suspect",
+        "moved-again",
+    )
+    .await;
+    let deploy = ObjectRef::new("Deployment", Some(&ns.name), "web");
+    let deploy_before = cluster.get(&deploy).await.unwrap().unwrap();
+    let stale = runner
+        .contain()
+        .args(["run", "--yes", "--plan", &second])
+        .run();
+    assert_eq!(stale.code, 8, "{}\n{}", stale.stdout, stale.stderr);
+    assert!(
+        stale
+            .stdout
+            .contains(r#"is "moved-again" (the plan saw "cleared")"#),
+        "{}",
+        stale.stdout
+    );
+    let deploy_after = cluster.get(&deploy).await.unwrap().unwrap();
+    assert_eq!(
+        deploy_after["metadata"]["annotations"], deploy_before["metadata"]["annotations"],
+        "the run stopped at the stale step: the later step wrote nothing either"
+    );
+
+    // Other params, or a changed playbook: refused before connecting to write anything.
+    let third = dir.path().join("third.json").display().to_string();
+    plan_to(&third);
+    let other = runner
+        .contain()
+        .args([
+            "run",
+            "--yes",
+            "--plan",
+            &third,
+            "--set",
+            &format!("namespace={}", ns.name),
+        ])
+        .args(["--set", "pod=someone-else"])
+        .run();
+    assert_eq!(other.code, 5, "{}", other.stderr);
+    assert!(
+        other.stderr.contains("are not the plan's"),
+        "{}",
+        other.stderr
+    );
+    std::fs::write(playbook.path(), format!("{LABEL}\n# edited\n")).unwrap();
+    let edited = runner
+        .contain()
+        .args(["run", "--yes", "--plan", &third])
+        .run();
+    assert_eq!(edited.code, 5, "{}", edited.stderr);
+    assert!(
+        edited.stderr.contains("changed since the plan was made"),
+        "{}",
+        edited.stderr
+    );
+    assert_eq!(
+        label_of(&cluster, &ns.name, &pod, "contain.dev/suspect")
+            .await
+            .as_deref(),
+        Some("moved-again")
+    );
+}
+
+/// A kubeconfig for a ServiceAccount's token, against the test control plane.
+fn token_kubeconfig(token: &str, dir: &std::path::Path) -> std::path::PathBuf {
+    let admin = std::fs::read_to_string(live::kubeconfig()).unwrap();
+    let field = |name: &str| {
+        admin
+            .lines()
+            .find_map(|l| l.trim().strip_prefix(&format!("{name}: ")))
+            .unwrap_or_else(|| panic!("no {name} in the admin kubeconfig"))
+            .to_string()
+    };
+    let text = format!(
+        "apiVersion: v1\nkind: Config\nclusters:\n- name: test\n  cluster:\n    server: {}\n    certificate-authority: {}\nusers:\n- name: responder\n  user:\n    token: {token}\ncontexts:\n- name: test\n  context: {{cluster: test, user: responder}}\ncurrent-context: test\n",
+        field("server"),
+        field("certificate-authority")
+    );
+    let path = dir.join("responder.kubeconfig");
+    std::fs::write(&path, text).unwrap();
+    path
+}
+
+#[tokio::test]
+async fn the_preflight_names_exactly_the_missing_permission_and_writes_nothing() {
+    let cluster = live::connect(live::kubeconfig()).await;
+    let ns = Namespace::new(&cluster, "preflight").await;
+    let pod = pod_of(&cluster, &ns.name).await;
+    let pod = object::name(&pod).unwrap().to_string();
+    // A responder that may label pods and read Deployments, but not annotate them.
+    let account = json!({"apiVersion": "v1", "kind": "ServiceAccount", "metadata": {"name": "responder", "namespace": ns.name}});
+    let account = cluster.create(&account, WriteMode::Apply).await.unwrap();
+    let role = json!({
+        "apiVersion": "rbac.authorization.k8s.io/v1", "kind": "Role",
+        "metadata": {"name": "responder", "namespace": ns.name},
+        "rules": [
+            {"apiGroups": [""], "resources": ["pods"], "verbs": ["get", "list", "patch"]},
+            {"apiGroups": ["apps"], "resources": ["deployments"], "verbs": ["get", "list"]}
+        ]
+    });
+    cluster.create(&role, WriteMode::Apply).await.unwrap();
+    let binding = json!({
+        "apiVersion": "rbac.authorization.k8s.io/v1", "kind": "RoleBinding",
+        "metadata": {"name": "responder", "namespace": ns.name},
+        "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": "responder"},
+        "subjects": [{"kind": "ServiceAccount", "name": "responder", "namespace": ns.name}]
+    });
+    cluster.create(&binding, WriteMode::Apply).await.unwrap();
+    let token = cluster
+        .request_token(&ObjectRef::of(&account).unwrap(), 600, None)
+        .await
+        .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let kubeconfig = token_kubeconfig(&token, dir.path());
+    let playbook = playbook_file(LABEL);
+    let journal = tempfile::tempdir().unwrap();
+    let out = crate::harness::Contain::new()
+        .args([
+            "--no-progress",
+            "--kubeconfig",
+            &kubeconfig.display().to_string(),
+        ])
+        .args(["--journal", &journal.path().display().to_string()])
+        .args(["run", "--yes", &playbook.path().display().to_string()])
+        .args([
+            "--set",
+            &format!("namespace={}", ns.name),
+            "--set",
+            &format!("pod={pod}"),
+        ])
+        .run();
+    assert_eq!(out.code, 5, "{}\n{}", out.stdout, out.stderr);
+    let missing: Vec<&str> = out
+        .stdout
+        .lines()
+        .filter_map(|l| l.trim().strip_prefix("missing: "))
+        .collect();
+    assert_eq!(
+        missing,
+        [format!(
+            "patch deployments.apps web in namespace {}",
+            ns.name
+        )],
+        "{}",
+        out.stdout
+    );
+    assert_eq!(
+        label_of(&cluster, &ns.name, &pod, "contain.dev/suspect").await,
+        None,
+        "step 1, which the identity may do, was not written either"
+    );
+    assert!(
+        contain::journal::run_ids(journal.path()).is_empty(),
+        "a refused run records nothing"
+    );
+}
+
+#[tokio::test]
+async fn the_kube_system_guard_refuses_a_live_run_before_reading_the_cluster() {
+    let runner = Live::new();
+    let out = runner
+        .contain()
+        .args(["run", "--yes", &repo("playbooks/compromised-pod.yaml")])
+        .args(["--set", "pod=coredns-0", "-n", "kube-system"])
+        .run();
+    assert_eq!(out.code, 5, "{}\n{}", out.stdout, out.stderr);
+    assert!(
+        out.stdout.contains("refusing to run in kube-system"),
+        "{}",
+        out.stdout
+    );
+    assert!(
+        !out.stdout.contains("fact suspect"),
+        "the guard on params is checked before any fact is read: {}",
+        out.stdout
+    );
+    assert!(contain::journal::run_ids(runner.journal.path()).is_empty());
+}
+
+#[tokio::test]
+async fn an_invalid_label_after_an_irreversible_step_is_refused_before_step_one() {
+    let cluster = live::connect(live::kubeconfig()).await;
+    let ns = Namespace::new(&cluster, "invalid").await;
+    let pod = pod_of(&cluster, &ns.name).await;
+    let pod = object::name(&pod).unwrap().to_string();
+    let secret = json!({
+        "apiVersion": "v1", "kind": "Secret", "type": "kubernetes.io/service-account-token",
+        "metadata": {"name": "default-token-legacy", "namespace": ns.name, "annotations": {"kubernetes.io/service-account.name": "default"}}
+    });
+    cluster.create(&secret, WriteMode::Apply).await.unwrap();
+    let playbook = playbook_file(
+        r#"apiVersion: contain/v1
+kind: Playbook
+metadata: {name: t}
+params:
+  namespace: {type: string, required: true}
+  pod: {type: string, required: true}
+  ticket: {type: string, default: "INC 42 / urgent!"}
+steps:
+  - id: capture
+    action: forensics.capture
+    target: {kind: Pod, name: "{{ params.pod }}", namespace: "{{ params.namespace }}"}
+  - id: mark
+    action: object.label
+    target: {kind: Pod, name: "{{ params.pod }}", namespace: "{{ params.namespace }}"}
+    with: {labels: {contain.dev/suspect: "true"}}
+  - id: revoke
+    action: serviceaccount.revoke
+    target: {kind: ServiceAccount, name: default, namespace: "{{ params.namespace }}"}
+    with: {modes: [legacy-secrets]}
+  - id: ticket
+    action: object.label
+    target: {kind: Pod, name: "{{ params.pod }}", namespace: "{{ params.namespace }}"}
+    with: {labels: {contain.dev/ticket: "{{ params.ticket }}"}}
+"#,
+    );
+    let runner = Live::new();
+    let out = runner
+        .contain()
+        .args(["run", "--yes", &playbook.path().display().to_string()])
+        .args([
+            "--set",
+            &format!("namespace={}", ns.name),
+            "--set",
+            &format!("pod={pod}"),
+        ])
+        .run();
+    assert_eq!(out.code, 5, "{}\n{}", out.stdout, out.stderr);
+    assert!(
+        out.stdout.contains("step 4 (ticket)") && out.stdout.contains("nothing is written"),
+        "{}",
+        out.stdout
+    );
+    let secret_ref = ObjectRef::new("Secret", Some(&ns.name), "default-token-legacy");
+    assert!(
+        cluster.get(&secret_ref).await.unwrap().is_some(),
+        "the irreversible step 3 did not run"
+    );
+    assert_eq!(
+        label_of(&cluster, &ns.name, &pod, "contain.dev/suspect").await,
+        None
+    );
+    assert!(contain::journal::run_ids(runner.journal.path()).is_empty());
+    assert!(
+        std::fs::read_dir(runner.evidence.path())
+            .unwrap()
+            .next()
+            .is_none(),
+        "no evidence was collected either"
+    );
+}
+
+#[tokio::test]
+async fn a_failed_undo_stays_pending_and_the_next_rollback_retries_it() {
+    let cluster = live::connect(live::kubeconfig()).await;
+    let ns = Namespace::new(&cluster, "pending").await;
+    let pod = pod_of(&cluster, &ns.name).await;
+    let pod = object::name(&pod).unwrap().to_string();
+    let playbook = playbook_file(LABEL);
+    let runner = Live::new();
+    ok(&runner
+        .contain()
+        .args(["run", "--yes", &playbook.path().display().to_string()])
+        .args([
+            "--set",
+            &format!("namespace={}", ns.name),
+            "--set",
+            &format!("pod={pod}"),
+        ])
+        .run());
+    let run = runner.last_run();
+    // A human changes the label the run set: the undo must not overwrite it.
+    set_label(&cluster, &ns.name, &pod, "contain.dev/suspect", "by-hand").await;
+    let first = runner.contain().args(["rollback", "--yes", &run]).run();
+    assert_eq!(first.code, 1, "{}\n{}", first.stdout, first.stderr);
+    assert!(
+        first.stdout.contains("mark: FAILED, still pending"),
+        "{}",
+        first.stdout
+    );
+    assert!(first.stdout.contains("note: undone"), "{}", first.stdout);
+    let wrong = runner
+        .contain()
+        .args(["rollback", "--yes", "--to", "nope", &run])
+        .run();
+    assert_eq!(wrong.code, 3, "{}", wrong.stderr);
+    assert!(
+        wrong.stderr.contains("has no step `nope`"),
+        "{}",
+        wrong.stderr
+    );
+
+    // Put back what the run wrote: the next rollback retries the pending undo, and only it.
+    set_label(&cluster, &ns.name, &pod, "contain.dev/suspect", &run).await;
+    let second = runner.contain().args(["rollback", "--yes", &run]).run();
+    ok(&second);
+    assert!(second.stdout.contains("mark: undone"), "{}", second.stdout);
+    assert!(
+        !second.stdout.contains("note:"),
+        "note was undone already: {}",
+        second.stdout
+    );
+    assert_eq!(
+        label_of(&cluster, &ns.name, &pod, "contain.dev/suspect").await,
+        None
+    );
+    let third = runner.contain().args(["rollback", "--yes", &run]).run();
+    ok(&third);
+    assert!(
+        third.stdout.contains("nothing to roll back"),
+        "{}",
+        third.stdout
+    );
+}
