@@ -36,6 +36,9 @@ impl From<Span> for miette::SourceSpan {
 pub struct Source {
     name: Arc<str>,
     text: Arc<str>,
+    /// The byte offset where each line starts, built once on first use: every position's line
+    /// and column is a binary search, never a rescan of the text (loading stays linear).
+    lines: Arc<std::sync::OnceLock<Vec<usize>>>,
 }
 
 impl Source {
@@ -43,7 +46,29 @@ impl Source {
         Source {
             name: name.into(),
             text: text.into(),
+            lines: Arc::new(std::sync::OnceLock::new()),
         }
+    }
+
+    fn line_starts(&self) -> &[usize] {
+        self.lines.get_or_init(|| {
+            std::iter::once(0)
+                .chain(self.text.match_indices('\n').map(|(i, _)| i + 1))
+                .collect()
+        })
+    }
+
+    /// The byte offset of a 1-based line and column (columns in characters).
+    pub fn offset_at(&self, line: usize, column: usize) -> usize {
+        let starts = self.line_starts();
+        let Some(&start) = starts.get(line.saturating_sub(1)) else {
+            return self.text.len();
+        };
+        let end = starts.get(line).copied().unwrap_or(self.text.len());
+        self.text[start..end]
+            .char_indices()
+            .nth(column.saturating_sub(1))
+            .map_or(end, |(i, _)| start + i)
     }
 
     pub fn name(&self) -> &str {
@@ -56,11 +81,11 @@ impl Source {
 
     /// The 1-based line and column of a byte offset, counting columns in characters.
     pub fn line_col(&self, offset: usize) -> (usize, usize) {
-        let offset = offset.min(self.text.len());
-        let before = &self.text[..floor_char_boundary(&self.text, offset)];
-        let line = before.matches('\n').count() + 1;
-        let line_start = before.rfind('\n').map_or(0, |i| i + 1);
-        (line, before[line_start..].chars().count() + 1)
+        let offset = floor_char_boundary(&self.text, offset.min(self.text.len()));
+        let starts = self.line_starts();
+        let line = starts.partition_point(|&start| start <= offset);
+        let line_start = starts[line - 1];
+        (line, self.text[line_start..offset].chars().count() + 1)
     }
 
     /// A span covering `len` bytes at `offset`, with its line and column filled in.

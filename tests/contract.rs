@@ -418,3 +418,117 @@ fn a_run_killed_before_its_plan_was_durable_never_started() {
     let verify = contain().args(["journal", "verify", empty]).run();
     assert_eq!(verify.code, 9, "{}{}", verify.stdout, verify.stderr);
 }
+
+#[test]
+fn a_fact_field_that_does_not_exist_is_caught_by_validate() {
+    let text = std::fs::read_to_string(compromised_pod()).unwrap().replace(
+        "name: \"{{ facts.suspect.pod.spec.nodeName }}\"",
+        "name: \"{{ facts.suspect.pod.spec.nodename }}\"",
+    );
+    let playbook = playbook_file(&text);
+    let out = Contain::new()
+        .args(["validate", &playbook.path().display().to_string()])
+        .run();
+    assert_eq!(out.code, 3, "{}", out.stderr);
+    assert!(
+        out.stderr.contains("has no field `nodename`")
+            && out.stderr.contains("did you mean `nodeName`?"),
+        "{}",
+        out.stderr
+    );
+}
+
+#[test]
+fn messages_point_at_the_place_and_state_the_limit() {
+    let syntax = playbook_file(
+        "apiVersion: contain/v1\nkind: Playbook\nmetadata: {name: t}\nsteps:\n  - id: a\n    action: wait\n    with: {duration: [1s\n",
+    );
+    let out = Contain::new()
+        .args(["validate", &syntax.path().display().to_string()])
+        .run();
+    assert_eq!(out.code, 3);
+    assert!(
+        out.stderr.contains(":7:22]") && out.stderr.contains(" 7 │     with: {duration: [1s"),
+        "the snippet is at the error, not at 1:1: {}",
+        out.stderr
+    );
+
+    let pattern = playbook_file(
+        "apiVersion: contain/v1\nkind: Playbook\nmetadata: {name: t}\nparams:\n  ticket: {type: string, required: true, pattern: \"INC-[0-9]+\"}\nsteps:\n  - id: a\n    action: wait\n    with: {duration: 1s}\n",
+    );
+    let out = Contain::new()
+        .args(["validate", &pattern.path().display().to_string()])
+        .args(["--set", "ticket=bad"])
+        .run();
+    assert_eq!(out.code, 3);
+    assert!(
+        out.stderr.contains("does not match the pattern"),
+        "{}",
+        out.stderr
+    );
+    assert!(
+        !out.stderr.contains("is required"),
+        "a value given but refused is not also missing: {}",
+        out.stderr
+    );
+
+    let big = tempfile::Builder::new().suffix(".yaml").tempfile().unwrap();
+    std::fs::write(big.path(), vec![b'a'; 2_000_000]).unwrap();
+    let out = Contain::new()
+        .args(["validate", &big.path().display().to_string()])
+        .run();
+    assert_eq!(out.code, 3);
+    assert!(
+        out.stderr
+            .contains("is larger than the limit of 1048576 bytes")
+            && !out.stderr.contains("1048577"),
+        "{}",
+        out.stderr
+    );
+}
+
+#[test]
+fn a_closed_standard_output_ends_quietly() {
+    use std::os::unix::process::ExitStatusExt;
+    for args in [
+        vec!["completions", "bash"],
+        vec![
+            "tabletop",
+            "playbooks/compromised-pod.yaml",
+            "--snapshot",
+            "examples/snapshots/cluster.yaml",
+            "--set",
+            "pod=web-fjejlcldef-x7k2p",
+            "--set",
+            "namespace=shop",
+        ],
+    ] {
+        let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_contain"))
+            .args(&args)
+            .current_dir(repo(""))
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        // Like `| head -0`: the reader goes away before the first line.
+        drop(child.stdout.take());
+        let out = child.wait_with_output().unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            !stderr.contains("panicked") && !stderr.contains("Broken pipe"),
+            "{args:?}: {stderr}"
+        );
+        assert!(
+            out.status.signal() == Some(libc_sigpipe()) || out.status.code() == Some(0),
+            "{args:?}: {:?}",
+            out.status
+        );
+        assert_ne!(out.status.code(), Some(101), "{args:?}: a panic");
+    }
+}
+
+/// SIGPIPE's number on Linux.
+fn libc_sigpipe() -> i32 {
+    13
+}

@@ -44,7 +44,10 @@ fn deep_nesting_is_rejected() {
 fn huge_files_are_rejected_before_parsing() {
     let text = format!("metadata:\n  description: \"{}\"\n", "x".repeat(2 << 20));
     let message = rejected(text.into_bytes());
-    assert!(message.contains("over the 1048576-byte limit"), "{message}");
+    assert!(
+        message.contains("is larger than the limit of 1048576 bytes"),
+        "{message}"
+    );
 }
 
 #[test]

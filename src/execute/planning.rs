@@ -122,7 +122,11 @@ impl Executor<'_> {
                     PlannedState::Skipped { reason }
                 }
                 Err(error) => {
-                    let error = format!("step {} ({}): {error}", index + 1, step.id);
+                    let place = match &error {
+                        PlanError::Render(e) => place_of(loaded, index, &e.field),
+                        _ => String::new(),
+                    };
+                    let error = format!("step {} ({}){place}: {error}", index + 1, step.id);
                     scope
                         .steps
                         .insert(step.id.clone(), json!({"status": "failed", "outputs": {}}));
@@ -364,6 +368,37 @@ fn with_pending_outputs(plan: &StepPlan, step: &Step) -> Map<String, Value> {
         }
     }
     outputs
+}
+
+/// ` at file:line:col` of the step field a render error names (`steps[3].with.labels…`), so a
+/// run-time template error points at the template.
+fn place_of(loaded: &Loaded, index: usize, field: &str) -> String {
+    let Some(step) = loaded
+        .root
+        .get("steps")
+        .and_then(|s| s.as_seq())
+        .and_then(|s| s.get(index))
+    else {
+        return String::new();
+    };
+    let rest = field
+        .strip_prefix(&format!("steps[{index}]"))
+        .unwrap_or_default()
+        .trim_start_matches('.');
+    // The first segment (`target`, `with`, `when`), then as deep as plain keys reach.
+    let mut node = step;
+    for key in rest.split('.').filter(|k| !k.is_empty()) {
+        match node.get(key) {
+            Some(next) => node = next,
+            None => break,
+        }
+    }
+    format!(
+        " at {}:{}:{}",
+        loaded.source.name(),
+        node.span.line,
+        node.span.column
+    )
 }
 
 /// The failure policy that applies to a step.

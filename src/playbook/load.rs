@@ -115,6 +115,8 @@ pub fn bind_params(
     let set_source = Source::new(SET_SOURCE, text.clone());
     let mut set_problems = Vec::new();
     let mut values = Map::new();
+    // Params given on the command line, valid or not: a bad value is not also "missing".
+    let mut given = std::collections::HashSet::new();
     let params = &loaded.playbook.params;
     let mut offset = 0;
     for assignment in assignments {
@@ -143,6 +145,7 @@ pub fn bind_params(
             set_problems.push(p);
             continue;
         };
+        given.insert(name.to_string());
         let value_span = span.narrow(name.len() + 1, raw.len());
         let value = match parse_value(spec.ty, raw) {
             Ok(value) => value,
@@ -176,7 +179,7 @@ pub fn bind_params(
     }
     let mut missing = Vec::new();
     for (name, spec) in params {
-        if values.contains_key(name) {
+        if values.contains_key(name) || given.contains(name) {
             continue;
         }
         match &spec.default {

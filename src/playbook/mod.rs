@@ -4,5 +4,6 @@ pub mod load;
 pub mod node;
 pub mod refs;
 pub mod schema_check;
+pub mod shape;
 pub mod types;
 pub mod validate;

@@ -194,12 +194,8 @@ impl Limits {
 #[derive(Debug, thiserror::Error)]
 pub enum ParseError {
     /// The file is larger than the limit for its kind.
-    #[error("{name} is {size} bytes, over the {limit}-byte limit")]
-    TooLarge {
-        name: String,
-        size: usize,
-        limit: usize,
-    },
+    #[error("{name} is larger than the limit of {limit} bytes")]
+    TooLarge { name: String, limit: usize },
     /// The bytes are not UTF-8.
     #[error("{name}:{line}:{column}: not valid UTF-8 (byte offset {offset})")]
     NotUtf8 {
@@ -218,7 +214,6 @@ pub fn text_from_bytes(name: &str, bytes: Vec<u8>, limits: Limits) -> Result<Str
     if bytes.len() > limits.max_bytes {
         return Err(ParseError::TooLarge {
             name: name.to_string(),
-            size: bytes.len(),
             limit: limits.max_bytes,
         });
     }
@@ -241,7 +236,6 @@ pub fn parse_document(source: &Source, limits: Limits) -> Result<Node, ParseErro
     if source.text().len() > limits.max_bytes {
         return Err(ParseError::TooLarge {
             name: source.name().to_string(),
-            size: source.text().len(),
             limit: limits.max_bytes,
         });
     }
@@ -256,7 +250,6 @@ pub fn parse_documents(source: &Source, limits: Limits) -> Result<Vec<Node>, Par
     if source.text().len() > limits.max_bytes {
         return Err(ParseError::TooLarge {
             name: source.name().to_string(),
-            size: source.text().len(),
             limit: limits.max_bytes,
         });
     }
@@ -287,12 +280,17 @@ fn location_span(source: &Source, loc: &serde_saphyr::Location) -> Span {
             let len = span.byte_len().unwrap_or(0) as usize;
             source.span_at(offset.min(source.text().len()), len)
         }
-        None => Span {
-            offset: 0,
-            len: 0,
-            line: loc.line() as usize,
-            column: loc.column() as usize,
-        },
+        // No byte offset from the parser: find the line and column in the text, so the caret
+        // stands where the error is, not at 1:1.
+        None => {
+            let (line, column) = (loc.line() as usize, loc.column() as usize);
+            Span {
+                offset: source.offset_at(line, column),
+                len: 0,
+                line,
+                column,
+            }
+        }
     }
 }
 

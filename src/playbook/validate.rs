@@ -9,6 +9,7 @@ use serde_json::Value;
 use super::node::{Key, Node, NodeValue};
 use super::refs::{self, Reference};
 use super::schema_check::{self, is_template, join};
+use super::shape;
 use super::types::{Playbook, parse_duration};
 use crate::action::{self, TargetRule};
 use crate::cluster::{kinds, object};
@@ -141,6 +142,8 @@ struct Checks<'a> {
     problems: &'a mut Vec<Problem>,
     params: Vec<&'a str>,
     facts: Vec<&'a str>,
+    /// Each fact's kind, for checking the fields a template reads from it.
+    fact_kinds: HashMap<&'a str, &'a str>,
 }
 
 /// A step as far as the checks need it.
@@ -163,9 +166,21 @@ impl<'a> Checks<'a> {
                 })
                 .unwrap_or_default()
         };
+        let fact_kinds = root
+            .get("facts")
+            .and_then(Node::as_map)
+            .map(|m| {
+                m.iter()
+                    .filter_map(|(k, spec): &(Key, Node)| {
+                        Some((k.name.as_str(), spec.get("kind")?.as_str()?))
+                    })
+                    .collect()
+            })
+            .unwrap_or_default();
         Checks {
             params: keys("params"),
             facts: keys("facts"),
+            fact_kinds,
             root,
             problems,
         }
@@ -639,6 +654,36 @@ impl<'a> Checks<'a> {
         }
     }
 
+    /// The fields a reference reads from a fact, against the fact kind's shape.
+    fn check_fact_shape(&self, fact: &str, r: &Reference, shown: &str) -> Option<Problem> {
+        let kind = self.fact_kinds.get(fact)?;
+        let path = &r.segments[1..];
+        let err = shape::check(kind, path).err()?;
+        let field = &path[err.at];
+        let at = std::iter::once(fact)
+            .chain(path[..err.at].iter().map(String::as_str))
+            .collect::<Vec<_>>()
+            .join(".");
+        let mut problem = match err.scalar {
+            Some(what) => Problem::new(
+                format!("`{shown}`: `facts.{at}` is {what}, it has no field `{field}`"),
+                None,
+            )
+            .label("not a field"),
+            None => Problem::new(
+                format!("`{shown}`: `facts.{at}` of a {kind} has no field `{field}`"),
+                None,
+            )
+            .label("unknown field"),
+        };
+        if let Some(close) = did_you_mean(field, err.known.iter().map(String::as_str)) {
+            problem = problem.help(format!("did you mean `{close}`?"));
+        } else if !err.known.is_empty() && err.known.len() <= 12 {
+            problem = problem.help(format!("fields there: {}", err.known.join(", ")));
+        }
+        Some(problem)
+    }
+
     fn check_reference(&self, r: &Reference, scope: &Scope) -> Option<Problem> {
         let first = r.segments.first().map(String::as_str);
         let shown = std::iter::once(r.root.as_str())
@@ -661,7 +706,7 @@ impl<'a> Checks<'a> {
                 _ if !self.facts.contains(&name) => {
                     Some(undefined(&shown, "fact", name, &self.facts))
                 }
-                _ => None,
+                _ => self.check_fact_shape(name, r, &shown),
             },
             ("steps", Some(id)) => {
                 let Scope::Step { earlier } = scope else {
