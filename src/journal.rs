@@ -314,17 +314,27 @@ impl RunState {
                     message: e.to_string(),
                 })?;
             if let Entry::Approved { plan } = &entry {
+                // A later approval (a re-plan after a stale step) replaces the plans of the
+                // steps not applied yet; what the journal says of the others stays.
+                let mut before: HashMap<String, StepState> =
+                    state.steps.drain(..).map(|s| (s.step.clone(), s)).collect();
                 state.steps = plan
                     .steps
                     .iter()
-                    .map(|s| StepState {
-                        step: s.id.clone(),
-                        plan: s.plan().cloned(),
-                        skipped: match &s.state {
-                            PlannedState::Skipped { reason } => Some(reason.clone()),
-                            _ => None,
-                        },
-                        ..StepState::default()
+                    .map(|s| {
+                        let fresh = StepState {
+                            step: s.id.clone(),
+                            plan: s.plan().cloned(),
+                            skipped: match &s.state {
+                                PlannedState::Skipped { reason } => Some(reason.clone()),
+                                _ => None,
+                            },
+                            ..StepState::default()
+                        };
+                        match before.remove(&s.id) {
+                            Some(old) if old.intent || old.outputs.is_some() => old,
+                            _ => fresh,
+                        }
                     })
                     .collect();
                 index = state

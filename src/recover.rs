@@ -154,26 +154,122 @@ async fn apply_journaled(
         ..config
     };
     let mut terminal = TerminalApprover;
-    let approver: &mut dyn Approver = if yes { &mut AutoApprove } else { &mut terminal };
-    let result = {
-        let mut sinks = reporting.sinks(Some(&mut sink));
-        Executor::new(cluster, &mut sinks, approver)
-            .apply(loaded, plan, &config)
+    let mut plan = plan.clone();
+    let mut config = config;
+    loop {
+        let approver: &mut dyn Approver = if yes { &mut AutoApprove } else { &mut terminal };
+        let result = {
+            let mut sinks = reporting.sinks(Some(&mut sink));
+            Executor::new(cluster, &mut sinks, approver)
+                .apply(loaded, &plan, &config)
+                .await
+        };
+        let result = match result {
+            Ok(result) => result,
+            Err(e) => return run_error(&e),
+        };
+        let Outcome::Stale { step, .. } = &result.outcome else {
+            return reporting.report(global, Mode::Live, Some(&plan));
+        };
+        // Interactively, the responder may re-plan the remaining steps against the cluster as
+        // it is now, and approve again; unattended (`--yes`), a stale plan stops the run.
+        let replanned = if yes {
+            None
+        } else {
+            replan(loaded, &plan, step, &result, &config, cluster, reporting).await
+        };
+        let Some((new_plan, new_config)) = replanned else {
+            let code = reporting.report(global, Mode::Live, Some(&plan));
+            eprintln!(
+                "the plan is stale: nothing of that step was written. Run the playbook again to plan against the cluster as it is now (`contain rollback {}` undoes the steps already applied).",
+                config.run_id
+            );
+            return code;
+        };
+        let approved = {
+            let mut sinks = reporting.sinks(Some(&mut sink));
+            Executor::new(cluster, &mut sinks, &mut AutoApprove).approve(&new_plan)
+        };
+        if let Err(e) = approved {
+            eprintln!("error: cannot record the run: {e}");
+            return exit::JOURNAL;
+        }
+        plan = new_plan;
+        config = new_config;
+    }
+}
+
+/// Offers to re-plan the steps from the stale one on; `Some` with the new plan and the config
+/// to apply it with once the responder approved it.
+async fn replan(
+    loaded: &Loaded,
+    plan: &RunPlan,
+    stale_step: &str,
+    result: &crate::execute::RunResult,
+    config: &RunConfig,
+    cluster: &KubeCluster,
+    reporting: &mut Reporting,
+) -> Option<(RunPlan, RunConfig)> {
+    if !confirm(&format!(
+        "re-plan the steps from {stale_step} on against the cluster as it is now?"
+    )) {
+        return None;
+    }
+    let from = plan.steps.iter().position(|s| s.id == stale_step)?;
+    let outputs: Map<String, Value> = result
+        .completed
+        .iter()
+        .map(|p| (p.step.clone(), Value::Object(p.outputs.clone())))
+        .chain(
+            config
+                .resume
+                .iter()
+                .flat_map(|r| r.done.iter())
+                .map(|(id, o)| (id.clone(), Value::Object(o.clone()))),
+        )
+        .collect();
+    let replan_config = RunConfig {
+        replan: Some(crate::execute::Replan {
+            from,
+            previous: plan.clone(),
+            outputs: outputs.clone(),
+        }),
+        ..config.clone()
+    };
+    let planned = {
+        let mut sinks = reporting.sinks(None);
+        let mut approve = AutoApprove;
+        Executor::new(cluster, &mut sinks, &mut approve)
+            .plan(loaded, &replan_config)
             .await
     };
-    match result {
-        Ok(result) => {
-            let code = reporting.report(global, Mode::Live, Some(plan));
-            if let Outcome::Stale { .. } = result.outcome {
-                eprintln!(
-                    "the plan is stale: nothing of that step was written. Run the playbook again to plan against the cluster as it is now (`contain rollback {}` undoes the steps already applied).",
-                    config.run_id
-                );
-            }
-            code
+    let new_plan = match planned {
+        Ok(Ok(new_plan)) => new_plan,
+        Ok(Err(refused)) => {
+            eprintln!("the re-plan was refused: {}", refused.describe());
+            return None;
         }
-        Err(e) => run_error(&e),
+        Err(e) => {
+            eprintln!("error: {e}");
+            return None;
+        }
+    };
+    if !confirm(&format!("apply the new plan from {stale_step} on?")) {
+        return None;
     }
+    let resume = crate::execute::Resume {
+        done: outputs
+            .into_iter()
+            .filter_map(|(id, o)| Some((id, o.as_object()?.clone())))
+            .collect(),
+        started: Default::default(),
+    };
+    let apply_config = RunConfig {
+        resume: Some(resume),
+        replan: None,
+        ..config.clone()
+    };
+    Some((new_plan, apply_config))
 }
 
 /// `contain run --plan FILE`: applies a saved plan exactly, after checking it was made from

@@ -521,3 +521,68 @@ async fn a_failed_undo_stays_pending_and_the_next_rollback_retries_it() {
         third.stdout
     );
 }
+
+#[tokio::test]
+async fn interactively_a_stale_run_is_replanned_from_the_stale_step_and_approved_again() {
+    let cluster = live::connect(live::kubeconfig()).await;
+    let ns = Namespace::new(&cluster, "replan").await;
+    let pod = pod_of(&cluster, &ns.name).await;
+    let pod = object::name(&pod).unwrap().to_string();
+    let playbook = playbook_file(LABEL_AFTER_PAUSE);
+    let journal = tempfile::tempdir().unwrap();
+    let command = format!(
+        "{} --no-progress --kubeconfig {} --journal {} run {} --set namespace={} --set pod={pod}",
+        env!("CARGO_BIN_EXE_contain"),
+        live::kubeconfig().display(),
+        journal.path().display(),
+        playbook.path().display(),
+        ns.name
+    );
+    // A real terminal (script's pseudo-terminal): approve, then after the stale stop accept
+    // the re-plan and approve the new plan.
+    let mut child = std::process::Command::new("script")
+        .args(["-qec", &command, "/dev/null"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut input = child.stdin.take().unwrap();
+    use std::io::Write;
+    tokio::time::sleep(Duration::from_millis(700)).await;
+    input.write_all(b"y\n").unwrap();
+    tokio::time::sleep(Duration::from_millis(800)).await;
+    set_label(&cluster, &ns.name, &pod, "contain.dev/suspect", "by-hand").await;
+    tokio::time::sleep(Duration::from_millis(3000)).await;
+    input.write_all(b"y\n").unwrap();
+    tokio::time::sleep(Duration::from_millis(1000)).await;
+    input.write_all(b"y\n").unwrap();
+    let out = child.wait_with_output().unwrap();
+    drop(input);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(stdout.contains("the plan is stale"), "{stdout}");
+    assert!(
+        stdout.contains(r#"metadata.labels["contain.dev/suspect"]: "by-hand" → "true""#),
+        "the new plan starts from the cluster as it is now: {stdout}"
+    );
+    assert!(stdout.contains("outcome: succeeded (exit 0)"), "{stdout}");
+    assert_eq!(
+        label_of(&cluster, &ns.name, &pod, "contain.dev/suspect")
+            .await
+            .as_deref(),
+        Some("true")
+    );
+    let run = contain::journal::run_ids(journal.path()).pop().unwrap();
+    let runner = Live {
+        journal,
+        evidence: tempfile::tempdir().unwrap(),
+    };
+    let journal = records(&runner, &run);
+    let approvals = journal
+        .iter()
+        .filter(|r| r["body"]["record"] == "approved")
+        .count();
+    assert_eq!(
+        approvals, 2,
+        "the re-plan was approved and journaled before its write"
+    );
+}

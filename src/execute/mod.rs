@@ -82,6 +82,17 @@ pub struct RunConfig {
     pub resume: Option<Resume>,
     /// Where captured evidence goes; captures are skipped without it.
     pub evidence: Option<crate::evidence::EvidenceConfig>,
+    /// Re-plan only the steps from `from` on (the earlier ones are applied already).
+    pub replan: Option<Replan>,
+}
+
+/// What re-planning the rest of a run after a stale step keeps: the steps before `from`, as
+/// approved and applied, and their outputs.
+#[derive(Clone, Debug)]
+pub struct Replan {
+    pub from: usize,
+    pub previous: RunPlan,
+    pub outputs: Map<String, Value>,
 }
 
 impl RunConfig {
@@ -94,6 +105,7 @@ impl RunConfig {
             playbook_path: playbook_path.to_string(),
             resume: None,
             evidence: None,
+            replan: None,
         }
     }
 }
@@ -192,6 +204,12 @@ impl<'a> Executor<'a> {
             kind,
         };
         self.sink.emit(&event)
+    }
+
+    /// Records a plan as approved (journaled before any write of it): a re-plan after a stale
+    /// step is approved this way before `apply` resumes with it.
+    pub fn approve(&mut self, plan: &RunPlan) -> Result<(), SinkError> {
+        self.emit(EventKind::PlanApproved { plan: plan.clone() })
     }
 
     /// Ends the run with `outcome` (the last event of every run).

@@ -81,6 +81,21 @@ impl Executor<'_> {
         let mut steps = Vec::new();
         let mut unplannable = Vec::new();
         for (index, step) in playbook.steps.iter().enumerate() {
+            // A re-plan keeps the steps before the stale one as they were approved and applied.
+            if let Some(replan) = config.replan.as_ref().filter(|r| index < r.from) {
+                if let Some(kept) = replan.previous.steps.get(index) {
+                    let status = match (&kept.state, replan.outputs.get(&kept.id)) {
+                        (_, Some(outputs)) => json!({"status": "done", "outputs": outputs}),
+                        (PlannedState::Skipped { .. }, None) => {
+                            json!({"status": "skipped", "outputs": {}})
+                        }
+                        _ => json!({"status": "failed", "outputs": {}}),
+                    };
+                    scope.steps.insert(kept.id.clone(), status);
+                    steps.push(kept.clone());
+                }
+                continue;
+            }
             self.emit(EventKind::StepStarted {
                 step: step.id.clone(),
                 action: step.action.clone(),
