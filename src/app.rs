@@ -263,7 +263,8 @@ pub(crate) async fn connect(global: &Global) -> Result<KubeCluster, u8> {
     })
 }
 
-/// A time-sortable run id: UTC time, then 6 hex digits.
+/// A time-sortable run id: UTC time to the millisecond, then 6 hex digits
+/// (`20261127T031200123Z-4f2a1c`), so runs of the same second still list in order.
 pub fn new_run_id() -> String {
     let now = jiff::Timestamp::now();
     let seed = format!(
@@ -273,7 +274,12 @@ pub fn new_run_id() -> String {
         std::thread::current().id()
     );
     let digest = hex::encode(Sha256::digest(seed.as_bytes()));
-    format!("{}-{}", now.strftime("%Y%m%dT%H%M%SZ"), &digest[..6])
+    format!(
+        "{}{:03}Z-{}",
+        now.strftime("%Y%m%dT%H%M%S"),
+        now.subsec_millisecond(),
+        &digest[..6]
+    )
 }
 
 /// Runs a playbook in one mode (plan, tabletop) and prints the outcome; returns the exit code.

@@ -618,7 +618,8 @@ steps:
 #[tokio::test]
 async fn a_node_cordoned_before_stays_cordoned_after_rollback() {
     let cluster = live::connect(live::kubeconfig()).await;
-    let suffix = &contain::app::new_run_id()[17..];
+    let id = contain::app::new_run_id();
+    let suffix = id.rsplit('-').next().unwrap();
     let node = format!("c-node-{suffix}");
     let before = dedicated_node(&cluster, &node, true).await;
     let runner = Runner::new();

@@ -78,6 +78,16 @@ impl Scenario {
         self.live.contain().args(args.iter().copied())
     }
 
+    fn command(&self) -> Contain {
+        self.contain(&["run", "--yes", &self.playbook.path().display().to_string()])
+            .args([
+                "--set".to_string(),
+                format!("namespace={}", self.ns.name),
+                "--set".to_string(),
+                format!("pod={}", self.pod),
+            ])
+    }
+
     fn run(&self, failpoint: Option<&str>) -> Outcome {
         let mut contain = self
             .contain(&["run", "--yes", &self.playbook.path().display().to_string()])
@@ -136,6 +146,17 @@ impl Scenario {
 
     /// Each planned write is applied exactly once across the crashed run and its resume.
     fn assert_each_write_once(&self, run: &str) {
+        self.assert_writes(run, false);
+    }
+
+    /// Like `assert_each_write_once`, for a process killed at any instant: a kill between the
+    /// API server's answer and the journal's `applied` record leaves a write the journal cannot
+    /// know of, which the resumed run then finds done (`already_done`). Never more than once.
+    fn assert_writes_at_most_once(&self, run: &str) {
+        self.assert_writes(run, true);
+    }
+
+    fn assert_writes(&self, run: &str, killed_anywhere: bool) {
         let out = self.contain(&["journal", "export", run]).run();
         assert_eq!(out.code, 0, "{}", out.stderr);
         let records: Vec<Value> = out
@@ -166,18 +187,29 @@ impl Scenario {
                         .count()
                 })
                 .unwrap_or(0);
-            let applied = records
-                .iter()
-                .filter(|r| {
-                    r["body"]["record"] == "applied"
-                        && r["body"]["step"] == *step
-                        && r["body"]["outcome"] == "applied"
-                })
-                .count();
-            assert_eq!(
-                applied, writes,
-                "step {step}: {applied} write(s) applied for {writes} planned"
-            );
+            let count = |outcome: &str| {
+                records
+                    .iter()
+                    .filter(|r| {
+                        r["body"]["record"] == "applied"
+                            && r["body"]["step"] == *step
+                            && r["body"]["outcome"] == outcome
+                    })
+                    .count()
+            };
+            let applied = count("applied");
+            if killed_anywhere {
+                assert!(
+                    applied <= writes && applied + count("already_done") >= writes,
+                    "step {step}: {applied} write(s) applied, {} found done, for {writes} planned",
+                    count("already_done")
+                );
+            } else {
+                assert_eq!(
+                    applied, writes,
+                    "step {step}: {applied} write(s) applied for {writes} planned"
+                );
+            }
         }
         let verify = self.contain(&["journal", "verify", run]).run();
         assert_eq!(verify.code, 0, "{}{}", verify.stdout, verify.stderr);
@@ -186,12 +218,20 @@ impl Scenario {
 
 /// Before, and after an uninterrupted run: the reference every crashed run must match.
 async fn reference(cluster: &KubeCluster) -> (Value, Value) {
+    let (before, after, _) = timed_reference(cluster).await;
+    (before, after)
+}
+
+/// The reference, and how long the uninterrupted run took (process start to exit).
+async fn timed_reference(cluster: &KubeCluster) -> (Value, Value, std::time::Duration) {
     let scenario = Scenario::new(cluster, "crash-ref").await;
     let before = normalize(scenario.state(cluster).await);
+    let started = std::time::Instant::now();
     let out = scenario.run(None);
+    let took = started.elapsed();
     assert_eq!(out.code, 0, "{}\n{}", out.stdout, out.stderr);
     let after = normalize(scenario.state(cluster).await);
-    (before, after)
+    (before, after, took)
 }
 
 /// Uids and names differ between namespaces: keep only what the playbook decides.
@@ -451,4 +491,145 @@ async fn runs_side_by_side_share_a_journal_but_one_run_has_one_writer() {
     assert!(slow.wait().unwrap().success());
     let verify = scenario.contain(&["journal", "verify", &run]).run();
     assert_eq!(verify.code, 0, "{}", verify.stdout);
+}
+
+/// A small deterministic generator for kill delays (the seed is printed, so a failing trial can
+/// be replayed).
+struct Lcg(u64);
+
+impl Lcg {
+    fn below(&mut self, bound: u64) -> u64 {
+        self.0 = self
+            .0
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
+        (self.0 >> 33) % bound.max(1)
+    }
+}
+
+#[tokio::test]
+async fn killed_at_random_instants_a_run_resumes_to_the_uninterrupted_result() {
+    let cluster = live::connect(live::kubeconfig()).await;
+    let (before, expected, took) = timed_reference(&cluster).await;
+    // Kill anywhere from the process start to a little past its end.
+    let span_ms = (took.as_millis() as u64 * 11 / 10).max(50);
+    let seed = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_nanos() as u64;
+    eprintln!("random kills: seed {seed}, delays below {span_ms} ms");
+    let mut random = Lcg(seed);
+    let mut outcomes = std::collections::BTreeMap::new();
+    for trial in 0..12 {
+        let scenario = Scenario::new(&cluster, "crash-kill").await;
+        let original = scenario.state(&cluster).await;
+        // Half the kills anywhere; half in the later part of the run, where the writes are (the
+        // first part is connecting, reading facts, planning and the preflight).
+        let delay = if trial % 2 == 0 {
+            random.below(span_ms)
+        } else {
+            span_ms / 2 + random.below(span_ms / 2)
+        };
+        let mut child = scenario.command().spawn();
+        tokio::time::sleep(std::time::Duration::from_millis(delay)).await;
+        let finished = child.try_wait().unwrap().is_some();
+        let _ = child.kill();
+        let _ = child.wait();
+        let runs = contain::journal::run_ids(scenario.live.journal.path());
+        let status = match runs.last() {
+            None => "no record".to_string(),
+            Some(_) => {
+                let listed = scenario
+                    .contain(&["-o", "json", "journal", "ls"])
+                    .run()
+                    .json();
+                listed[0]["status"].as_str().unwrap_or_default().to_string()
+            }
+        };
+        let context = format!("trial {trial} (seed {seed}, killed after {delay} ms, {status})");
+        let never_started = runs.is_empty() || status.starts_with("never started");
+        if never_started {
+            // Nothing was written: the objects are as they were, and a new run does the job.
+            assert_eq!(
+                scenario.state(&cluster).await,
+                original,
+                "{context}: a run that never started wrote something"
+            );
+            let again = scenario.run(None);
+            assert_eq!(
+                again.code, 0,
+                "{context}: {}\n{}",
+                again.stdout, again.stderr
+            );
+        } else if !finished && !status.starts_with("succeeded") {
+            let run = runs
+                .iter()
+                .rev()
+                .find(|r| {
+                    let shown = scenario.contain(&["journal", "show", r]).run();
+                    shown.code != 9
+                })
+                .unwrap()
+                .clone();
+            let resumed = scenario.contain(&["resume", "--yes", &run]).run();
+            assert_eq!(
+                resumed.code, 0,
+                "{context}: resume\n{}\n{}",
+                resumed.stdout, resumed.stderr
+            );
+        }
+        *outcomes
+            .entry(if never_started {
+                "never started"
+            } else if finished {
+                "finished"
+            } else {
+                "resumed"
+            })
+            .or_insert(0) += 1;
+        let after = scenario.state(&cluster).await;
+        for key in ["pod", "web", "api", "account"] {
+            assert_eq!(
+                after[key]["uid"], original[key]["uid"],
+                "{context}: {key} was recreated"
+            );
+        }
+        assert_eq!(
+            normalize(after),
+            expected,
+            "{context}: differs from an uninterrupted run"
+        );
+        // The run that wrote (a killed run that never started is listed too, and run ids of the
+        // same second do not sort by time).
+        let listed = scenario
+            .contain(&["-o", "json", "journal", "ls"])
+            .run()
+            .json();
+        let run = listed
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|r| {
+                !r["status"]
+                    .as_str()
+                    .unwrap_or_default()
+                    .starts_with("never started")
+            })
+            .and_then(|r| r["run"].as_str())
+            .unwrap_or_else(|| panic!("{context}: no run wrote: {listed}"))
+            .to_string();
+        scenario.assert_writes_at_most_once(&run);
+        let rolled = scenario.contain(&["rollback", "--yes", &run]).run();
+        assert_eq!(
+            rolled.code, 0,
+            "{context}: rollback\n{}\n{}",
+            rolled.stdout, rolled.stderr
+        );
+        assert_eq!(
+            normalize(scenario.state(&cluster).await),
+            before,
+            "{context}: rollback did not restore the objects"
+        );
+    }
+    eprintln!("random kills: {outcomes:?}");
 }

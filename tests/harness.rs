@@ -40,6 +40,19 @@ impl Contain {
         self
     }
 
+    /// Starts it in the background (no terminal on stdin), for tests that kill it.
+    pub fn spawn(self) -> std::process::Child {
+        Command::new(env!("CARGO_BIN_EXE_contain"))
+            .args(&self.args)
+            .envs(self.env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+            .env("NO_COLOR", "1")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("the contain binary starts")
+    }
+
     /// Runs with no terminal on stdin, as in CI or a CronJob.
     pub fn run(self) -> Outcome {
         let output = Command::new(env!("CARGO_BIN_EXE_contain"))

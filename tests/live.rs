@@ -41,7 +41,8 @@ pub struct Namespace {
 
 impl Namespace {
     pub async fn new(cluster: &KubeCluster, test: &str) -> Self {
-        let suffix = &contain::app::new_run_id()[17..];
+        let id = contain::app::new_run_id();
+        let suffix = id.rsplit('-').next().unwrap();
         let name = format!("t-{test}-{suffix}");
         let ns = json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name}});
         cluster
