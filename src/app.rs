@@ -94,6 +94,9 @@ async fn dispatch(cli: Cli) -> u8 {
         },
         Command::Run(args) => live(args, global).await,
         Command::Snapshot { file } => snapshot(file.as_deref(), global).await,
+        Command::ExplainAccess { pod, snapshot } => {
+            explain_access(pod, snapshot.as_deref(), global).await
+        }
         Command::Resume { run, yes } => crate::recover::resume(run, *yes, global).await,
         Command::Rollback { run, to, yes } => {
             crate::recover::rollback(run, to.as_deref(), *yes, global).await
@@ -570,6 +573,35 @@ async fn verify_image(
         Err(e) => {
             eprintln!("refused: {e}");
             exit::VERIFY_FAILED
+        }
+    }
+}
+
+/// `contain explain-access POD`.
+async fn explain_access(pod: &str, snapshot: Option<&Path>, global: &Global) -> u8 {
+    let cluster: Box<dyn Cluster> = match snapshot {
+        Some(path) => match load_snapshot(path, global) {
+            Ok(sim) => Box::new(sim),
+            Err(code) => return code,
+        },
+        None => match connect(global).await {
+            Ok(kube) => Box::new(kube),
+            Err(code) => return code,
+        },
+    };
+    let namespace = global.namespace.clone().unwrap_or_else(|| "default".into());
+    match crate::explain::explain(cluster.as_ref(), &namespace, pod).await {
+        Ok(document) => {
+            if global.output == Output::Text {
+                print!("{}", crate::explain::render_text(&document));
+            } else {
+                print_output(&document, global.output);
+            }
+            exit::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("error: {e}");
+            exit::CLUSTER
         }
     }
 }

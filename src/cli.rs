@@ -180,6 +180,15 @@ pub enum Command {
         #[arg(long, value_name = "FILE")]
         snapshot: PathBuf,
     },
+    /// What can reach a pod and what it can reach, from every NetworkPolicy of its namespace
+    /// (policies add up), in both directions.
+    ExplainAccess {
+        /// The pod (its namespace with -n).
+        pod: String,
+        /// Read a snapshot file instead of the live cluster.
+        #[arg(long, value_name = "FILE")]
+        snapshot: Option<PathBuf>,
+    },
     /// Export the objects actions read from the live cluster into a snapshot file for tabletop
     /// runs (in one namespace with -n, else all). Secret values are never exported.
     Snapshot {

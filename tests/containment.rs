@@ -31,7 +31,11 @@ impl Runner {
             args.push(s.clone());
         }
         let out = self.0.contain().args(args).run();
-        (out, self.0.last_run())
+        // A run refused before its first write records nothing: no id then.
+        let run = contain::journal::run_ids(self.0.journal.path())
+            .pop()
+            .unwrap_or_default();
+        (out, run)
     }
 
     fn rollback(&self, run: &str) -> Outcome {
@@ -51,22 +55,6 @@ async fn get(cluster: &KubeCluster, kind: &str, ns: Option<&str>, name: &str) ->
     cluster.get(&ObjectRef::new(kind, ns, name)).await.unwrap()
 }
 
-async fn policies(cluster: &KubeCluster, ns: &str) -> Vec<String> {
-    let mut names: Vec<String> = cluster
-        .list(
-            kinds::lookup("NetworkPolicy").unwrap(),
-            Some(ns),
-            &Selector::default(),
-        )
-        .await
-        .unwrap()
-        .iter()
-        .filter_map(|p| object::name(p).map(str::to_string))
-        .collect();
-    names.sort();
-    names
-}
-
 const ISOLATE: &str = r#"apiVersion: contain/v1
 kind: Playbook
 metadata: {name: isolate-test}
@@ -74,93 +62,166 @@ params:
   pod: {type: string, required: true}
   namespace: {type: string, required: true}
   exclusive: {type: bool, default: false}
+  exclusive_by: {type: string, default: policy-patch}
 steps:
   - id: isolate
     action: network.isolate
     target: {kind: Pod, name: "{{ params.pod }}", namespace: "{{ params.namespace }}"}
-    with: {allow_namespaces: [forensics], exclusive: "{{ params.exclusive }}"}
+    with:
+      allow_namespaces: [forensics]
+      exclusive: "{{ params.exclusive }}"
+      exclusive_by: "{{ params.exclusive_by }}"
 "#;
 
+/// Every NetworkPolicy of a namespace as the API serves it, without the fields the server
+/// manages (so a restored policy compares equal to the original).
+async fn policy_specs(cluster: &KubeCluster, ns: &str) -> Value {
+    let mut out = serde_json::Map::new();
+    for mut policy in cluster
+        .list(
+            kinds::lookup("NetworkPolicy").unwrap(),
+            Some(ns),
+            &Selector::default(),
+        )
+        .await
+        .unwrap()
+    {
+        let name = object::name(&policy).unwrap().to_string();
+        let meta = policy["metadata"].as_object_mut().unwrap();
+        for field in ["resourceVersion", "managedFields", "generation"] {
+            meta.remove(field);
+        }
+        out.insert(name, policy);
+    }
+    Value::Object(out)
+}
+
+async fn access(cluster: &KubeCluster, ns: &str, pod: &str) -> Value {
+    contain::explain::explain(cluster, ns, pod).await.unwrap()
+}
+
 #[tokio::test]
-async fn isolate_selects_the_pod_exactly_and_rolls_back() {
+async fn isolation_holds_against_the_policies_the_namespace_already_has() {
     let cluster = live::connect(live::kubeconfig()).await;
     let ns = Namespace::new(&cluster, "isolate").await;
     let pods = live::deployment(&cluster, &ns.name, "web", 2).await;
-    let allow = json!({
-        "apiVersion": "networking.k8s.io/v1", "kind": "NetworkPolicy",
-        "metadata": {"name": "allow-web", "namespace": ns.name},
-        "spec": {"podSelector": {"matchLabels": {"app": "web"}}, "policyTypes": ["Ingress"], "ingress": [{"from": [{"podSelector": {}}]}]}
-    });
-    cluster.create(&allow, WriteMode::Apply).await.unwrap();
-    let pod = object::name(&pods[0]).unwrap().to_string();
-    let before = get(&cluster, "Pod", Some(&ns.name), &pod).await.unwrap();
-    for exclusive in [false, true] {
-        let runner = Runner::new();
-        let (out, run) = runner.run(
-            ISOLATE,
-            &[
-                format!("pod={pod}"),
-                format!("namespace={}", ns.name),
-                format!("exclusive={exclusive}"),
-            ],
-        );
-        ok(&out);
-        let now = get(&cluster, "Pod", Some(&ns.name), &pod).await.unwrap();
-        assert_eq!(
-            policies(&cluster, &ns.name).await,
-            ["allow-web", "contain-isolate-isolate"]
-        );
-        let ours = get(
-            &cluster,
-            "NetworkPolicy",
-            Some(&ns.name),
-            "contain-isolate-isolate",
-        )
+    let policy = |name: &str, spec: Value| {
+        json!({"apiVersion": "networking.k8s.io/v1", "kind": "NetworkPolicy",
+               "metadata": {"name": name, "namespace": ns.name}, "spec": spec})
+    };
+    // What real namespaces have: one that selects every pod, one by label admitting every
+    // namespace, and an egress allow-list by address.
+    for p in [
+        policy(
+            "allow-same-namespace",
+            json!({"podSelector": {}, "ingress": [{"from": [{"podSelector": {}}]}]}),
+        ),
+        policy(
+            "allow-web-from-anywhere",
+            json!({"podSelector": {"matchLabels": {"app": "web"}}, "policyTypes": ["Ingress"], "ingress": [{"from": [{"namespaceSelector": {}}], "ports": [{"port": 8080}]}]}),
+        ),
+        policy(
+            "allow-egress-internal",
+            json!({"podSelector": {"matchLabels": {"app": "web"}}, "policyTypes": ["Egress"], "egress": [{"to": [{"ipBlock": {"cidr": "10.0.0.0/8", "except": ["10.96.0.0/12"]}}]}]}),
+        ),
+    ] {
+        cluster.create(&p, WriteMode::Apply).await.unwrap();
+    }
+    let suspect = object::name(&pods[0]).unwrap().to_string();
+    let neighbour = object::name(&pods[1]).unwrap().to_string();
+    let set = |exclusive: bool, by: &str| {
+        vec![
+            format!("pod={suspect}"),
+            format!("namespace={}", ns.name),
+            format!("exclusive={exclusive}"),
+            format!("exclusive_by={by}"),
+        ]
+    };
+    let policies_before = policy_specs(&cluster, &ns.name).await;
+    let neighbour_before = access(&cluster, &ns.name, &neighbour).await;
+    let pod_before = get(&cluster, "Pod", Some(&ns.name), &suspect)
         .await
         .unwrap();
-        assert_eq!(ours["spec"]["policyTypes"], json!(["Ingress", "Egress"]));
-        assert_eq!(
-            ours["spec"]["podSelector"]["matchLabels"]["contain.dev/quarantine"],
-            json!(run)
-        );
-        assert_eq!(object::labels(&now)["contain.dev/quarantine"], run);
-        let all = cluster
-            .list(
-                kinds::lookup("NetworkPolicy").unwrap(),
-                Some(&ns.name),
-                &Selector::default(),
-            )
-            .await
-            .unwrap();
-        let selecting: Vec<&str> = all
+
+    // A plain isolation does not hold: verification computes the effective access and fails.
+    let runner = Runner::new();
+    let (plain, run) = runner.run(ISOLATE, &set(false, "policy-patch"));
+    assert_eq!(plain.code, 6, "{}\n{}", plain.stdout, plain.stderr);
+    assert!(
+        plain
+            .stdout
+            .contains("allow-same-namespace, allow-web-from-anywhere also admit ingress traffic"),
+        "{}",
+        plain.stdout
+    );
+    assert!(
+        plain
+            .stdout
+            .contains("allow-egress-internal also admits egress traffic"),
+        "{}",
+        plain.stdout
+    );
+    ok(&runner.rollback(&run));
+    assert_eq!(policy_specs(&cluster, &ns.name).await, policies_before);
+
+    // Relabelling cannot escape a policy that selects every pod: refused before any write.
+    let runner = Runner::new();
+    let (relabel, _) = runner.run(ISOLATE, &set(true, "relabel"));
+    assert_eq!(relabel.code, 5, "{}\n{}", relabel.stdout, relabel.stderr);
+    assert!(
+        relabel
+            .stdout
+            .contains("allow-same-namespace selects every pod"),
+        "{}",
+        relabel.stdout
+    );
+    assert_eq!(policy_specs(&cluster, &ns.name).await, policies_before);
+
+    // Exclusive by policy patch: only the allow-list admits the suspect, both ways.
+    let runner = Runner::new();
+    let (exclusive, run) = runner.run(ISOLATE, &set(true, "policy-patch"));
+    ok(&exclusive);
+    let suspect_now = access(&cluster, &ns.name, &suspect).await;
+    for direction in suspect_now["directions"].as_array().unwrap() {
+        assert_eq!(direction["isolated"], true, "{direction}");
+        let from: Vec<&str> = direction["admitting"]
+            .as_array()
+            .unwrap()
             .iter()
-            .filter(|p| contain::action::policies::selects(p, &now))
-            .filter_map(object::name)
+            .map(|a| a["policy"].as_str().unwrap())
             .collect();
-        if exclusive {
-            assert!(
-                !object::labels(&now).contains_key("app"),
-                "exclusive relabels the pod out of allow-web"
-            );
-            assert_eq!(selecting, ["contain-isolate-isolate"]);
-        } else {
-            assert_eq!(selecting, ["allow-web", "contain-isolate-isolate"]);
-            assert!(
-                out.stdout.contains("allow-web still selects"),
-                "the plan names the other policy: {}",
-                out.stdout
-            );
-        }
-        ok(&runner.rollback(&run));
-        assert_eq!(policies(&cluster, &ns.name).await, ["allow-web"]);
-        let after = get(&cluster, "Pod", Some(&ns.name), &pod).await.unwrap();
-        assert_eq!(after["metadata"]["labels"], before["metadata"]["labels"]);
-        assert_eq!(
-            after["metadata"].get("annotations"),
-            before["metadata"].get("annotations")
+        assert!(
+            from.iter().all(|p| *p == "contain-isolate-isolate"),
+            "only the quarantine admits: {direction}"
         );
-        assert_eq!(after["spec"], before["spec"]);
     }
+    assert_eq!(
+        access(&cluster, &ns.name, &neighbour).await,
+        neighbour_before,
+        "the other replica's effective access is unchanged"
+    );
+    let now = get(&cluster, "Pod", Some(&ns.name), &suspect)
+        .await
+        .unwrap();
+    assert_eq!(
+        object::labels(&now).get("app").map(String::as_str),
+        Some("web"),
+        "a policy patch leaves the pod's labels (and its Service and controller) alone"
+    );
+    ok(&runner.rollback(&run));
+    assert_eq!(
+        policy_specs(&cluster, &ns.name).await,
+        policies_before,
+        "every policy restored as it was, the quarantine gone"
+    );
+    let after = get(&cluster, "Pod", Some(&ns.name), &suspect)
+        .await
+        .unwrap();
+    assert_eq!(
+        after["metadata"]["labels"],
+        pod_before["metadata"]["labels"]
+    );
+    assert_eq!(after["spec"], pod_before["spec"]);
 }
 
 const DETACH: &str = r#"apiVersion: contain/v1

@@ -17,6 +17,7 @@ use super::{
 use crate::cluster::Access;
 use crate::cluster::object::{self, ObjectRef, Selector};
 use crate::cluster::{BoxFuture, Cluster, kinds};
+use crate::netpol::{self, Direction};
 use crate::plan::{Op, Reversibility, StepPlan};
 
 pub struct Isolate;
@@ -72,9 +73,42 @@ pub struct IsolateWith {
     /// CIDRs still reachable (egress), e.g. an evidence store.
     #[serde(default)]
     pub allow_cidrs: Vec<String>,
-    /// Relabel the pods so that no other policy that admits traffic still selects them.
+    /// Make the quarantine the only policy that admits traffic to the pods: every other policy
+    /// that selects them and admits traffic stops selecting them (see `exclusive_by`).
     #[serde(default)]
     pub exclusive: bool,
+    /// How `exclusive` takes the pods out of the other policies: `policy-patch` (default) adds
+    /// `contain.dev/quarantine DoesNotExist` to each such policy's podSelector, so it keeps
+    /// selecting every other pod exactly as before and the pods keep their labels (it works
+    /// against select-everything policies too); `relabel` removes the labels those policies
+    /// select on (the pods then also leave their controller and Services).
+    #[serde(default)]
+    pub exclusive_by: ExclusiveBy,
+}
+
+/// The mechanism of an exclusive isolation.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize, JsonSchema)]
+#[serde(rename_all = "kebab-case")]
+pub enum ExclusiveBy {
+    #[default]
+    PolicyPatch,
+    Relabel,
+}
+
+/// The podSelector of `policy` with the quarantined pods excluded, or `None` when it excludes
+/// them already.
+pub fn excluding_quarantined(policy: &Value) -> Option<Value> {
+    let mut expressions = policy
+        .pointer("/spec/podSelector/matchExpressions")
+        .and_then(Value::as_array)
+        .cloned()
+        .unwrap_or_default();
+    let exclusion = json!({"key": QUARANTINE_LABEL, "operator": "DoesNotExist"});
+    if expressions.contains(&exclusion) {
+        return None;
+    }
+    expressions.push(exclusion);
+    Some(Value::Array(expressions))
 }
 
 fn yes() -> bool {
@@ -240,6 +274,7 @@ impl Action for Isolate {
             let mut still_admitting = std::collections::BTreeSet::new();
             let mut deny_only = std::collections::BTreeSet::new();
             let mut selected_by = serde_json::Map::new();
+            let mut to_patch: BTreeMap<String, Value> = BTreeMap::new();
             for pod in &scope.pods {
                 for policy in others
                     .iter()
@@ -259,10 +294,20 @@ impl Action for Isolate {
                     .filter(|p| policies::selects(p, pod) && policies::admits_traffic(p))
                     .collect();
                 let mut expected = vec![Value::from(name.clone())];
-                if with.exclusive && !admitting.is_empty() {
-                    if !scope.label_pods {
-                        return Err(ActionError::Refused("`exclusive` needs pod targets (by name or selector): a workload's or namespace's pods cannot be relabelled out of other policies".into()));
+                if with.exclusive && !admitting.is_empty() && !scope.label_pods {
+                    return Err(ActionError::Refused("`exclusive` needs pod targets (by name or selector): the quarantine label is what takes them out of the other policies".into()));
+                }
+                if with.exclusive
+                    && !admitting.is_empty()
+                    && with.exclusive_by == ExclusiveBy::PolicyPatch
+                {
+                    for policy in admitting {
+                        let policy_name = object::name(policy).unwrap_or_default().to_string();
+                        to_patch
+                            .entry(policy_name)
+                            .or_insert_with(|| policy.clone());
                     }
+                } else if with.exclusive && !admitting.is_empty() {
                     let mut removed = BTreeMap::new();
                     for policy in &admitting {
                         let policy_name = object::name(policy).unwrap_or_default();
@@ -309,9 +354,68 @@ impl Action for Isolate {
                     undo_labels.push(undo);
                 }
             }
+            // Exclusive by policy patch: each other admitting policy stops selecting the
+            // quarantined pods, and only them.
+            let mut policy_patches = Vec::new();
+            let mut policy_restores = Vec::new();
+            if !to_patch.is_empty() {
+                let suspects: std::collections::BTreeSet<&str> =
+                    scope.pods.iter().filter_map(object::name).collect();
+                let everyone = cluster
+                    .list(
+                        kinds::lookup("Pod").expect("known kind"),
+                        Some(&scope.namespace),
+                        &Selector::default(),
+                    )
+                    .await?;
+                for (policy_name, policy) in &to_patch {
+                    let Some(expressions) = excluding_quarantined(policy) else {
+                        continue;
+                    };
+                    let path: Vec<String> = ["spec", "podSelector", "matchExpressions"]
+                        .iter()
+                        .map(|s| s.to_string())
+                        .collect();
+                    let changes = common::changes_for(policy, &[(path, Some(expressions.clone()))]);
+                    let Some((op, undo)) = common::patch_pair(policy, changes) else {
+                        continue;
+                    };
+                    // Whom the patched selector stops covering, judged with the quarantine
+                    // label on the target pods: it must be the suspects and nobody else.
+                    let mut patched = policy.clone();
+                    patched["spec"]["podSelector"]["matchExpressions"] = expressions;
+                    let dropped: Vec<&str> = everyone
+                        .iter()
+                        .filter(|p| {
+                            let name = object::name(p).unwrap_or_default();
+                            let mut labelled = (*p).clone();
+                            if suspects.contains(name) {
+                                labelled["metadata"]["labels"][QUARANTINE_LABEL] =
+                                    Value::from(input.run_id.clone());
+                            }
+                            policies::selects(policy, p) && !policies::selects(&patched, &labelled)
+                        })
+                        .filter_map(object::name)
+                        .collect();
+                    if dropped.iter().any(|d| !suspects.contains(d)) {
+                        return Err(ActionError::Refused(format!(
+                            "`exclusive`: excluding the quarantine label from NetworkPolicy {}/{policy_name} would also drop {}; refusing",
+                            scope.namespace,
+                            dropped.join(", ")
+                        )));
+                    }
+                    notes.push(format!(
+                        "exclusive (policy patch): NetworkPolicy {policy_name} gets `{QUARANTINE_LABEL} DoesNotExist` in its podSelector: it stops covering {} and keeps every other pod exactly as before (restored by rollback)",
+                        dropped.join(", ")
+                    ));
+                    policy_patches.push(op);
+                    policy_restores.push(undo);
+                }
+                notes.push("exclusive: by policy patch, so the pods keep their labels, their controller and their Services; `exclusive_by: relabel` relabels them instead".into());
+            }
             if !still_admitting.is_empty() {
                 notes.push(format!(
-                    "policies add up: {} still select{} these pods and admit traffic; use `exclusive: true` to relabel the pods out of them",
+                    "policies add up: {} still select{} these pods and admit traffic; use `exclusive: true` to take the pods out of them",
                     still_admitting.iter().cloned().collect::<Vec<_>>().join(", "),
                     if still_admitting.len() == 1 { "s" } else { "" }
                 ));
@@ -331,7 +435,13 @@ impl Action for Isolate {
             // The policy first: its pod selector matches nothing until the pods are labelled,
             // and once they are, they are isolated at once.
             ops.insert(0, Op::Create { object: policy });
+            // The other policies exclude the label before any pod carries it, so the moment a
+            // pod is labelled it is under the quarantine alone.
+            for (i, patch) in policy_patches.into_iter().enumerate() {
+                ops.insert(1 + i, patch);
+            }
             let mut inverse: Vec<Op> = undo_labels.into_iter().rev().collect();
+            inverse.extend(policy_restores.into_iter().rev());
             inverse.push(Op::Delete {
                 target: policy_ref.clone(),
                 uid: None,
@@ -405,23 +515,23 @@ impl Action for Isolate {
                     &Selector::default(),
                 )
                 .await?;
-            let Some(ours) = all.iter().find(|p| object::name(p) == Some(name.as_str())) else {
+            if !all.iter().any(|p| object::name(p) == Some(name.as_str())) {
                 verification.check(
                     format!("NetworkPolicy {namespace}/{name} exists"),
                     false,
                     None,
                 );
                 return Ok(verification);
-            };
+            }
             let expected = plan
                 .outputs
                 .get("selected_by")
                 .and_then(Value::as_object)
                 .cloned()
                 .unwrap_or_default();
-            for (pod_name, wanted) in expected {
+            for pod_name in expected.keys() {
                 let Some(pod) = cluster
-                    .get(&ObjectRef::new("Pod", Some(&namespace), &pod_name))
+                    .get(&ObjectRef::new("Pod", Some(&namespace), pod_name))
                     .await?
                 else {
                     verification.not_checked(
@@ -430,32 +540,39 @@ impl Action for Isolate {
                     );
                     continue;
                 };
-                let mut selecting: Vec<String> = all
-                    .iter()
-                    .filter(|p| {
-                        policies::selects(p, &pod) && (policies::admits_traffic(p) || *p == ours)
-                    })
-                    .filter_map(|p| object::name(p).map(str::to_string))
-                    .collect();
-                let mut wanted: Vec<String> = wanted
-                    .as_array()
-                    .map(|a| {
-                        a.iter()
-                            .filter_map(Value::as_str)
-                            .map(str::to_string)
-                            .collect()
-                    })
-                    .unwrap_or_default();
-                selecting.sort();
-                wanted.sort();
-                verification.check(
-                    format!(
-                        "pod {pod_name} is selected by exactly {}",
-                        wanted.join(", ")
-                    ),
-                    selecting == wanted,
-                    (selecting != wanted).then(|| format!("selected by {}", selecting.join(", "))),
-                );
+                // The effective access, from every policy of the namespace and both directions:
+                // the isolation holds only when the quarantine's own allow-list is all that
+                // admits anything. Another policy that still admits traffic fails the check
+                // (policies add up), whatever the plan warned.
+                for direction in [Direction::Ingress, Direction::Egress] {
+                    let effective = netpol::effective(&all, &pod, direction);
+                    let mut extra: Vec<&str> = effective
+                        .admitting
+                        .iter()
+                        .map(|a| a.policy.as_str())
+                        .filter(|p| *p != name)
+                        .collect();
+                    extra.sort();
+                    extra.dedup();
+                    let isolated = effective.isolating.iter().any(|p| p == &name);
+                    let word = match direction {
+                        Direction::Ingress => "ingress",
+                        Direction::Egress => "egress",
+                    };
+                    let detail = if !isolated {
+                        Some(format!("{name} does not isolate its {word}"))
+                    } else if !extra.is_empty() {
+                        Some(format!(
+                            "{} also admit{} {word} traffic (policies add up; `exclusive: true` takes the pod out of them)",
+                            extra.join(", "),
+                            if extra.len() == 1 { "s" } else { "" }
+                        ))
+                    } else {
+                        None
+                    };
+                    let what = format!("pod {pod_name}: only {name}'s allow-list admits {word}");
+                    verification.check(what, detail.is_none(), detail);
+                }
             }
             Ok(verification)
         })

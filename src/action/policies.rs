@@ -4,28 +4,17 @@
 
 use serde_json::Value;
 
-use crate::cluster::object::{self, Selector};
+use crate::cluster::object::Selector;
 
 /// True when `policy` selects `pod`.
 pub fn selects(policy: &Value, pod: &Value) -> bool {
-    if object::namespace(policy) != object::namespace(pod) {
-        return false;
-    }
-    policy
-        .pointer("/spec/podSelector")
-        .and_then(Selector::from_value)
-        .unwrap_or_default()
-        .matches(&object::labels(pod))
+    crate::netpol::selects(policy, pod)
 }
 
 /// True when the policy allows some traffic (a rule for one of its policy types). A policy
 /// whose types have no rules only denies, and cannot weaken an isolation.
 pub fn admits_traffic(policy: &Value) -> bool {
-    let types: Vec<&str> = policy
-        .pointer("/spec/policyTypes")
-        .and_then(Value::as_array)
-        .map(|t| t.iter().filter_map(Value::as_str).collect())
-        .unwrap_or_else(|| vec!["Ingress"]);
+    let types = crate::netpol::policy_types(policy);
     let has_rules = |field: &str| {
         policy
             .pointer(&format!("/spec/{field}"))
