@@ -537,6 +537,7 @@ async fn quarantine_drains_around_a_budget_keeps_the_suspect_and_rolls_back() {
     let suffix = &ns.name[ns.name.len() - 6..];
     let (node, spare) = (format!("q-node-{suffix}"), format!("q-spare-{suffix}"));
     dedicated_node(&cluster, &node, false).await;
+    let _cleanup = GuardCleanup(node.clone());
     // The spare starts cordoned, so the workload lands on `node`; it takes the evicted pods later.
     dedicated_node(&cluster, &spare, true).await;
     let affinity = json!({"nodeAffinity": {"requiredDuringSchedulingIgnoredDuringExecution": {"nodeSelectorTerms": [
@@ -683,6 +684,7 @@ async fn a_node_cordoned_before_stays_cordoned_after_rollback() {
     let suffix = id.rsplit('-').next().unwrap();
     let node = format!("c-node-{suffix}");
     let before = dedicated_node(&cluster, &node, true).await;
+    let _cleanup = GuardCleanup(node.clone());
     let runner = Runner::new();
     let (out, run) = runner.run(CORDON, &[format!("node={node}")]);
     ok(&out);
@@ -702,5 +704,156 @@ async fn a_node_cordoned_before_stays_cordoned_after_rollback() {
             .any(|t| t["key"] == "contain.dev/quarantine")
     };
     assert!(!ours(&after) && !ours(&before));
+    delete_node(&cluster, &node).await;
+}
+
+const GUARDED: &str = r#"apiVersion: contain/v1
+kind: Playbook
+metadata: {name: guard-test}
+params:
+  node: {type: string, required: true}
+  forensics: {type: string, required: true}
+steps:
+  - id: quarantine
+    action: node.quarantine
+    target: {kind: Node, name: "{{ params.node }}"}
+    with: {guard_exempt_namespaces: ["{{ params.forensics }}"]}
+"#;
+
+/// A pod that tolerates every taint (cordon included) and asks for `node` by its hostname.
+fn tolerant_pod(ns: &str, name: &str, node: &str) -> Value {
+    json!({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": name, "namespace": ns},
+           "spec": {"tolerations": [{"operator": "Exists"}],
+                    "nodeSelector": {"kubernetes.io/hostname": node},
+                    "containers": [{"name": "c", "image": "registry.example/x:1"}]}})
+}
+
+/// Deletes a node's admission guard when a test ends, passed or not: a guard left behind would
+/// refuse pods on that node for every later test.
+struct GuardCleanup(String);
+
+impl Drop for GuardCleanup {
+    fn drop(&mut self) {
+        let name = format!("contain-quarantine-{}", self.0);
+        let _ = std::thread::spawn(move || {
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .unwrap();
+            runtime.block_on(async {
+                let cluster = live::connect(live::kubeconfig()).await;
+                for kind in [
+                    "ValidatingAdmissionPolicyBinding",
+                    "ValidatingAdmissionPolicy",
+                ] {
+                    let _ = cluster
+                        .delete(
+                            &ObjectRef::new(kind, None, &name),
+                            &Preconditions::default(),
+                            None,
+                            WriteMode::Apply,
+                        )
+                        .await;
+                }
+            });
+        })
+        .join();
+    }
+}
+
+async fn bound_node(cluster: &KubeCluster, ns: &str, name: &str) -> Option<String> {
+    get(cluster, "Pod", Some(ns), name).await.unwrap()["spec"]["nodeName"]
+        .as_str()
+        .map(str::to_string)
+}
+
+#[tokio::test]
+async fn a_quarantined_node_refuses_pods_that_tolerate_every_taint_until_rollback() {
+    let cluster = live::connect(live::kubeconfig()).await;
+    let ns = Namespace::new(&cluster, "guard").await;
+    let forensics = Namespace::new(&cluster, "guard-forensics").await;
+    let suffix = &ns.name[ns.name.len() - 6..];
+    let node = format!("g-node-{suffix}");
+    dedicated_node(&cluster, &node, false).await;
+    let _cleanup = GuardCleanup(node.clone());
+
+    let runner = Runner::new();
+    let (out, run) = runner.run(
+        GUARDED,
+        &[
+            format!("node={node}"),
+            format!("forensics={}", forensics.name),
+        ],
+    );
+    ok(&out);
+    assert!(
+        out.stdout
+            .contains("the API server refuses a new pod pinned to")
+            || out.code == 0,
+        "{}",
+        out.stdout
+    );
+    // Cordon and taint alone do not stop this pod; the admission guard refuses its binding.
+    cluster
+        .create(&tolerant_pod(&ns.name, "intruder", &node), WriteMode::Apply)
+        .await
+        .unwrap();
+    // A pod created straight onto the node is refused at once.
+    let mut pinned = tolerant_pod(&ns.name, "pinned", &node);
+    pinned["spec"]["nodeName"] = json!(node);
+    let refused = cluster.create(&pinned, WriteMode::Apply).await.unwrap_err();
+    assert!(refused.to_string().contains("is quarantined"), "{refused}");
+    // The forensics namespace is exempt: its pod lands on the node.
+    cluster
+        .create(
+            &tolerant_pod(&forensics.name, "examiner", &node),
+            WriteMode::Apply,
+        )
+        .await
+        .unwrap();
+    let mut examiner = None;
+    for _ in 0..120 {
+        examiner = bound_node(&cluster, &forensics.name, "examiner").await;
+        if examiner.is_some() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    assert_eq!(
+        examiner.as_deref(),
+        Some(node.as_str()),
+        "the forensics pod lands"
+    );
+    assert_eq!(
+        bound_node(&cluster, &ns.name, "intruder").await,
+        None,
+        "the tolerant pod stays unscheduled while the node is quarantined"
+    );
+
+    ok(&runner.rollback(&run));
+    for kind in [
+        "ValidatingAdmissionPolicy",
+        "ValidatingAdmissionPolicyBinding",
+    ] {
+        assert!(
+            get(&cluster, kind, None, &format!("contain-quarantine-{node}"))
+                .await
+                .is_none(),
+            "rollback removes the {kind}"
+        );
+    }
+    let mut intruder = None;
+    for _ in 0..240 {
+        intruder = bound_node(&cluster, &ns.name, "intruder").await;
+        if intruder.is_some() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    assert_eq!(
+        intruder.as_deref(),
+        Some(node.as_str()),
+        "after rollback the scheduler binds the pod"
+    );
     delete_node(&cluster, &node).await;
 }

@@ -162,8 +162,9 @@ fn an_unchecked_verification_is_never_reported_as_verified() {
         .unwrap();
     assert!(line.ends_with("partly (1 not checked)"), "{line}");
     assert!(
-        text.stdout
-            .contains("outcome: succeeded, with 2 check(s) not performed (exit 0)"),
+        text.stdout.contains(&format!(
+            "outcome: succeeded, with {counted} check(s) not performed (exit 0)"
+        )),
         "{}",
         text.stdout
     );

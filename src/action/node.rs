@@ -177,6 +177,19 @@ pub struct QuarantineWith {
     #[serde(default)]
     #[schemars(regex(pattern = r"^([0-9]+(ms|s|m|h))+$"))]
     pub timeout: Option<String>,
+    /// Refuse new pods on the node at admission (default true): cordon and taint do not stop a
+    /// pod that tolerates every taint. A ValidatingAdmissionPolicy, owned by the run and
+    /// removed by rollback, refuses pods created with `spec.nodeName` set to the node and
+    /// scheduler bindings to it.
+    #[serde(default = "yes")]
+    pub admission_guard: bool,
+    /// Namespaces whose pods may still land on the node (a forensics namespace).
+    #[serde(default = "forensics")]
+    pub guard_exempt_namespaces: Vec<String>,
+}
+
+fn forensics() -> Vec<String> {
+    vec!["forensics".into()]
 }
 
 /// What one step does to the node.
@@ -185,6 +198,61 @@ struct Wanted {
     taint: Option<String>,
     label: bool,
     drain: Option<DrainWith>,
+    /// The namespaces exempt from the admission guard, when there is one.
+    guard: Option<Vec<String>>,
+}
+
+/// The name of the admission policy (and binding) that guards a quarantined node.
+fn guard_name(node: &str) -> String {
+    let name = format!("contain-quarantine-{node}");
+    name.chars().take(253).collect()
+}
+
+/// The ValidatingAdmissionPolicy and its binding that refuse new pods on `node`, except in
+/// `exempt` namespaces and the kubelet's mirror pods of static pods.
+fn guard_objects(node: &str, exempt: &[String], input: &StepInput) -> (Value, Value) {
+    let name = guard_name(node);
+    let labels = json!({common::RUN_ID_LABEL: input.run_id, common::STEP_LABEL: input.step_id});
+    // The node name is a DNS subdomain (letters, digits, '-', '.'): safe inside a CEL string.
+    // A Binding (the scheduler placing a pod) has a target; a Pod has a spec. An expression
+    // that errors would refuse every pod in the cluster (failurePolicy Fail), so every field is
+    // tested with has() before it is read.
+    let expression = format!(
+        "has(object.target) ? object.target.name != '{node}' : \
+         (!has(object.spec) || !has(object.spec.nodeName) || object.spec.nodeName != '{node}' || \
+          (has(object.metadata.annotations) && 'kubernetes.io/config.mirror' in object.metadata.annotations))"
+    );
+    let policy = json!({
+        "apiVersion": "admissionregistration.k8s.io/v1",
+        "kind": "ValidatingAdmissionPolicy",
+        "metadata": {"name": name, "labels": labels,
+                     "annotations": {"contain.dev/purpose": format!("node {node} is quarantined: no new pods may run there")}},
+        "spec": {
+            "failurePolicy": "Fail",
+            "matchConstraints": {"resourceRules": [{
+                "apiGroups": [""], "apiVersions": ["v1"], "operations": ["CREATE"],
+                "resources": ["pods", "pods/binding"]
+            }]},
+            "validations": [{
+                "expression": expression,
+                "message": format!("node {node} is quarantined by contain run {}: no new pods may run there", input.run_id),
+                "reason": "Forbidden"
+            }]
+        }
+    });
+    let mut match_resources = json!({});
+    if !exempt.is_empty() {
+        match_resources = json!({"namespaceSelector": {"matchExpressions": [{
+            "key": "kubernetes.io/metadata.name", "operator": "NotIn", "values": exempt
+        }]}});
+    }
+    let binding = json!({
+        "apiVersion": "admissionregistration.k8s.io/v1",
+        "kind": "ValidatingAdmissionPolicyBinding",
+        "metadata": {"name": name, "labels": labels},
+        "spec": {"policyName": name, "validationActions": ["Deny"], "matchResources": match_resources}
+    });
+    (policy, binding)
 }
 
 impl NodeAction {
@@ -197,6 +265,7 @@ impl NodeAction {
                     taint: None,
                     label: false,
                     drain: None,
+                    guard: None,
                 }
             }
             Part::Taint => {
@@ -206,6 +275,7 @@ impl NodeAction {
                     taint: Some(w.value.unwrap_or_else(|| run_id.to_string())),
                     label: false,
                     drain: None,
+                    guard: None,
                 }
             }
             Part::Drain => Wanted {
@@ -213,6 +283,7 @@ impl NodeAction {
                 taint: None,
                 label: false,
                 drain: Some(decode_with(with)?),
+                guard: None,
             },
             Part::Quarantine => {
                 let w: QuarantineWith = decode_with(with)?;
@@ -223,11 +294,16 @@ impl NodeAction {
                     force: w.force,
                     timeout: w.timeout,
                 });
+                for ns in &w.guard_exempt_namespaces {
+                    object::validate_namespace(ns)
+                        .map_err(|e| ActionError::InvalidParams(e.to_string()))?;
+                }
                 Wanted {
                     cordon: w.cordon,
                     taint: w.taint.then(|| run_id.to_string()),
                     label: w.label,
                     drain,
+                    guard: w.admission_guard.then_some(w.guard_exempt_namespaces),
                 }
             }
         })
@@ -387,6 +463,38 @@ impl Action for NodeAction {
                 ops.push(op);
                 inverse.push(undo);
             }
+            if let Some(exempt) = &wanted.guard {
+                let (policy, binding) = guard_objects(&node_name, exempt, input);
+                let name = guard_name(&node_name);
+                for (kind, object) in [
+                    ("ValidatingAdmissionPolicy", policy),
+                    ("ValidatingAdmissionPolicyBinding", binding),
+                ] {
+                    ops.push(Op::Create { object });
+                    // Undone before the node itself, so the scheduler may bind there again
+                    // the moment the node is schedulable.
+                    inverse.insert(
+                        0,
+                        Op::Delete {
+                            target: ObjectRef::new(kind, None, &name),
+                            uid: None,
+                            run_id: Some(input.run_id.clone()),
+                            grace_period_seconds: None,
+                        },
+                    );
+                }
+                notes.push(format!(
+                    "admission guard: ValidatingAdmissionPolicy {name} refuses new pods on {node_name} (created with spec.nodeName, or bound by the scheduler), even pods that tolerate every taint{}; mirror pods of static pods are let through",
+                    if exempt.is_empty() {
+                        String::new()
+                    } else {
+                        format!(", except in namespace(s) {}", exempt.join(", "))
+                    }
+                ));
+                notes.push(format!(
+                    "while the guard stands, DaemonSet pods that die on {node_name} are not recreated there"
+                ));
+            }
             let mut outputs = serde_json::Map::new();
             let mut reversibility = Reversibility::Reversible;
             if let Some(drain) = &wanted.drain {
@@ -443,6 +551,34 @@ impl Action for NodeAction {
         })
     }
 
+    fn verify_access(&self, input: &StepInput, plan: &StepPlan) -> Vec<crate::cluster::Access> {
+        let mut reads: Vec<crate::cluster::Access> = plan
+            .ops
+            .iter()
+            .filter(|op| op.is_write())
+            .flat_map(|op| op.access())
+            .filter(|a| a.verb == "get")
+            .collect();
+        if let Ok(Wanted {
+            guard: Some(exempt),
+            ..
+        }) = self.wanted(&input.with, &input.run_id)
+        {
+            // The probe pod of the guard's verification, sent with dryRun=All.
+            let namespace = ["default", "kube-system"]
+                .into_iter()
+                .find(|ns| !exempt.iter().any(|e| e == ns))
+                .unwrap_or("default");
+            reads.push(crate::cluster::Access::on(
+                "create",
+                kinds::lookup("Pod").expect("known kind"),
+                Some(namespace),
+                None,
+            ));
+        }
+        reads
+    }
+
     fn verify<'a>(
         &'a self,
         input: &'a StepInput,
@@ -465,6 +601,41 @@ impl Action for NodeAction {
                     node.pointer("/spec/unschedulable") == Some(&Value::Bool(true)),
                     None,
                 );
+            }
+            if let Some(exempt) = &wanted.guard {
+                let what = format!(
+                    "the API server refuses a new pod pinned to {target} (server-side dry run)"
+                );
+                if StepInput::simulated(cluster) {
+                    verification.not_checked(what, "a simulated cluster has no admission");
+                } else {
+                    let namespace = ["default", "kube-system"]
+                        .into_iter()
+                        .find(|ns| !exempt.iter().any(|e| e == ns))
+                        .unwrap_or("default");
+                    let probe = json!({
+                        "apiVersion": "v1", "kind": "Pod",
+                        "metadata": {"name": "contain-quarantine-probe", "namespace": namespace},
+                        "spec": {"nodeName": target, "tolerations": [{"operator": "Exists"}],
+                                 "containers": [{"name": "probe", "image": "contain.invalid/probe"}]}
+                    });
+                    // A new policy takes a moment to reach the API server's admission chain.
+                    let deadline = tokio::time::Instant::now() + Duration::from_secs(15);
+                    let (refused, refusal) = loop {
+                        let answer = cluster
+                            .create(&probe, crate::cluster::WriteMode::DryRun)
+                            .await;
+                        let text = answer.err().map(|e| e.to_string());
+                        let ours = text
+                            .as_deref()
+                            .is_some_and(|t| t.contains("is quarantined"));
+                        if ours || tokio::time::Instant::now() >= deadline {
+                            break (ours, text);
+                        }
+                        tokio::time::sleep(Duration::from_millis(250)).await;
+                    };
+                    verification.check(what, refused, refusal);
+                }
             }
             if wanted.taint.is_some() {
                 let tainted = merge::get(&node, &taint_path())

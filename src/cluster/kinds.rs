@@ -107,6 +107,18 @@ pub const KINDS: &[Kind] = &[
         "clusterrolebindings",
         false,
     ),
+    grouped(
+        "ValidatingAdmissionPolicy",
+        "admissionregistration.k8s.io",
+        "validatingadmissionpolicies",
+        false,
+    ),
+    grouped(
+        "ValidatingAdmissionPolicyBinding",
+        "admissionregistration.k8s.io",
+        "validatingadmissionpolicybindings",
+        false,
+    ),
 ];
 
 /// The kind named `name` (exact, as in `kind:` fields).
