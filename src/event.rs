@@ -51,6 +51,10 @@ pub enum EventKind {
         #[serde(skip_serializing_if = "Option::is_none")]
         not_checked: Option<String>,
     },
+    /// Every planned write was sent once with `dryRun=All` (live clusters); what was refused.
+    ServerDryRun {
+        refused: Vec<String>,
+    },
     /// The whole plan, approved: journaled (durable) before the first write.
     PlanApproved {
         plan: RunPlan,

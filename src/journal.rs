@@ -250,6 +250,7 @@ impl EventSink for RunJournal<'_> {
             | EventKind::FactResolved { .. }
             | EventKind::GuardChecked { .. }
             | EventKind::Preflight { .. }
+            | EventKind::ServerDryRun { .. }
             | EventKind::StepPlanned { .. }
             | EventKind::Resumed { .. }
             | EventKind::StepResumed { .. }

@@ -857,3 +857,112 @@ async fn a_quarantined_node_refuses_pods_that_tolerate_every_taint_until_rollbac
     );
     delete_node(&cluster, &node).await;
 }
+
+#[tokio::test]
+async fn a_policy_admission_refuses_to_patch_fails_the_run_before_any_write() {
+    let cluster = live::connect(live::kubeconfig()).await;
+    let ns = Namespace::new(&cluster, "refuse").await;
+    let pods = live::deployment(&cluster, &ns.name, "web", 1).await;
+    let suspect = object::name(&pods[0]).unwrap().to_string();
+    let allow = json!({"apiVersion": "networking.k8s.io/v1", "kind": "NetworkPolicy",
+        "metadata": {"name": "allow-all-in", "namespace": ns.name, "labels": {"owner": "platform"}},
+        "spec": {"podSelector": {}, "ingress": [{}]}});
+    cluster.create(&allow, WriteMode::Apply).await.unwrap();
+    // The platform team's admission policy: nobody else may change its NetworkPolicies.
+    let name = format!("protect-{}", ns.name);
+    let policy = json!({"apiVersion": "admissionregistration.k8s.io/v1", "kind": "ValidatingAdmissionPolicy",
+        "metadata": {"name": name},
+        "spec": {"failurePolicy": "Fail",
+                 "matchConstraints": {"resourceRules": [{"apiGroups": ["networking.k8s.io"], "apiVersions": ["v1"], "operations": ["UPDATE"], "resources": ["networkpolicies"]}]},
+                 "validations": [{"expression": "!has(oldObject.metadata.labels) || !('owner' in oldObject.metadata.labels) || oldObject.metadata.labels['owner'] != 'platform'",
+                                  "message": "platform NetworkPolicies are changed through the platform repository"}]}});
+    let binding = json!({"apiVersion": "admissionregistration.k8s.io/v1", "kind": "ValidatingAdmissionPolicyBinding",
+        "metadata": {"name": name},
+        "spec": {"policyName": name, "validationActions": ["Deny"],
+                 "matchResources": {"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": ns.name}}}}});
+    cluster.create(&policy, WriteMode::Apply).await.unwrap();
+    cluster.create(&binding, WriteMode::Apply).await.unwrap();
+    struct Remove(String);
+    impl Drop for Remove {
+        fn drop(&mut self) {
+            let name = self.0.clone();
+            let _ = std::thread::spawn(move || {
+                tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                    .unwrap()
+                    .block_on(async {
+                        let cluster = live::connect(live::kubeconfig()).await;
+                        for kind in [
+                            "ValidatingAdmissionPolicyBinding",
+                            "ValidatingAdmissionPolicy",
+                        ] {
+                            let _ = cluster
+                                .delete(
+                                    &ObjectRef::new(kind, None, &name),
+                                    &Preconditions::default(),
+                                    None,
+                                    WriteMode::Apply,
+                                )
+                                .await;
+                        }
+                    });
+            })
+            .join();
+        }
+    }
+    let _remove = Remove(name);
+    let policies_before = policy_specs(&cluster, &ns.name).await;
+    let pod_before = get(&cluster, "Pod", Some(&ns.name), &suspect)
+        .await
+        .unwrap();
+    // Wait until the admission policy is active: a dry-run change of the policy is refused.
+    let allow_ref = ObjectRef::new("NetworkPolicy", Some(&ns.name), "allow-all-in");
+    let probe = json!({"metadata": {"annotations": {"probe": "1"}}});
+    let mut active = false;
+    for _ in 0..60 {
+        if cluster
+            .patch(&allow_ref, &probe, WriteMode::DryRun)
+            .await
+            .is_err()
+        {
+            active = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    assert!(active, "the admission policy became active");
+    let runner = Runner::new();
+    let (attempt, _) = runner.run(
+        ISOLATE,
+        &[
+            format!("pod={suspect}"),
+            format!("namespace={}", ns.name),
+            "exclusive=true".into(),
+            "exclusive_by=policy-patch".into(),
+        ],
+    );
+    assert_eq!(attempt.code, 5, "{}\n{}", attempt.stdout, attempt.stderr);
+    let out = attempt;
+    assert!(
+        out.stdout.contains("the API server refuses")
+            && out.stdout.contains("allow-all-in")
+            && out
+                .stdout
+                .contains("platform NetworkPolicies are changed through the platform repository"),
+        "the refusal names the policy and the reason: {}",
+        out.stdout
+    );
+    assert_eq!(
+        policy_specs(&cluster, &ns.name).await,
+        policies_before,
+        "nothing was written"
+    );
+    let pod_after = get(&cluster, "Pod", Some(&ns.name), &suspect)
+        .await
+        .unwrap();
+    assert_eq!(
+        pod_after["metadata"]["labels"],
+        pod_before["metadata"]["labels"]
+    );
+}

@@ -193,7 +193,67 @@ impl Executor<'_> {
         if let Some(refusal) = self.preflight(&mut plan).await? {
             return Ok(Err(refusal));
         }
+        if let Some(refusal) = self.server_dry_run(&plan, config).await? {
+            return Ok(Err(refusal));
+        }
         Ok(Ok(plan))
+    }
+
+    /// On a live cluster, every planned write is sent once with `dryRun=All`, in plan order,
+    /// so admission (webhooks, policies) and the API server's own validation can refuse it
+    /// before anything is written. Writes to an object an earlier planned write changes are
+    /// checked against the planned state only. Evictions are left to apply time: a disruption
+    /// budget may allow them later, and the drain waits for that.
+    async fn server_dry_run(
+        &mut self,
+        plan: &RunPlan,
+        config: &RunConfig,
+    ) -> Result<Option<Outcome>, RunError> {
+        if self.cluster.info().kind != "live" {
+            return Ok(None);
+        }
+        let forwarding = Overlay::forwarding_dry_run(self.cluster);
+        let mut refusals = Vec::new();
+        for planned in &plan.steps {
+            let Some(step_plan) = planned.plan() else {
+                continue;
+            };
+            for op in step_plan
+                .ops
+                .iter()
+                .filter(|op| op.is_write() && !matches!(op, crate::plan::Op::Evict { .. }))
+            {
+                let result = apply::apply(
+                    op,
+                    &planned.id,
+                    &config.run_id,
+                    Carry::ServerDryRun,
+                    &forwarding,
+                    &mut AutoApprove,
+                )
+                .await;
+                if let Err(e) = result {
+                    refusals.push(format!(
+                        "{}: the API server refuses `{op}`: {e}",
+                        planned.label()
+                    ));
+                    break;
+                }
+            }
+        }
+        self.emit(EventKind::ServerDryRun {
+            refused: refusals.clone(),
+        })?;
+        if refusals.is_empty() {
+            return Ok(None);
+        }
+        Ok(Some(Outcome::Refused {
+            reason: format!(
+                "the API server refuses {} planned write(s), so nothing is written: {}",
+                refusals.len(),
+                refusals.join("; ")
+            ),
+        }))
     }
 
     /// Evaluates the playbook's `require:` guards of one pass; the first false one refuses

@@ -126,6 +126,16 @@ impl EventSink for ProgressPrinter {
                     }
                 }
             }
+            EventKind::ServerDryRun { refused } => {
+                if refused.is_empty() {
+                    self.line("server dry run: the API server accepts every planned write");
+                } else {
+                    self.line("server dry run: REFUSED:");
+                    for refusal in refused {
+                        self.line(&format!("  {}", sanitize(refusal)));
+                    }
+                }
+            }
             EventKind::PlanApproved { plan } => {
                 if let Some(bar) = &self.bar {
                     bar.set_position(0);
