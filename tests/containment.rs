@@ -537,7 +537,7 @@ async fn quarantine_drains_around_a_budget_keeps_the_suspect_and_rolls_back() {
     let suffix = &ns.name[ns.name.len() - 6..];
     let (node, spare) = (format!("q-node-{suffix}"), format!("q-spare-{suffix}"));
     dedicated_node(&cluster, &node, false).await;
-    let _cleanup = GuardCleanup(node.clone());
+    let _cleanup = DeleteOnDrop::guard_of(&node);
     // The spare starts cordoned, so the workload lands on `node`; it takes the evicted pods later.
     dedicated_node(&cluster, &spare, true).await;
     let affinity = json!({"nodeAffinity": {"requiredDuringSchedulingIgnoredDuringExecution": {"nodeSelectorTerms": [
@@ -684,7 +684,7 @@ async fn a_node_cordoned_before_stays_cordoned_after_rollback() {
     let suffix = id.rsplit('-').next().unwrap();
     let node = format!("c-node-{suffix}");
     let before = dedicated_node(&cluster, &node, true).await;
-    let _cleanup = GuardCleanup(node.clone());
+    let _cleanup = DeleteOnDrop::guard_of(&node);
     let runner = Runner::new();
     let (out, run) = runner.run(CORDON, &[format!("node={node}")]);
     ok(&out);
@@ -728,13 +728,28 @@ fn tolerant_pod(ns: &str, name: &str, node: &str) -> Value {
                     "containers": [{"name": "c", "image": "registry.example/x:1"}]}})
 }
 
-/// Deletes a node's admission guard when a test ends, passed or not: a guard left behind would
-/// refuse pods on that node for every later test.
-struct GuardCleanup(String);
+/// Deletes cluster-scoped objects when a test ends, passed or not: an admission policy left
+/// behind would refuse pods for every later test.
+struct DeleteOnDrop(Vec<ObjectRef>);
 
-impl Drop for GuardCleanup {
+impl DeleteOnDrop {
+    /// A node's admission guard: its binding and its policy.
+    fn guard_of(node: &str) -> Self {
+        Self::admission(&format!("contain-quarantine-{node}"))
+    }
+
+    /// A ValidatingAdmissionPolicy and its binding of the same name.
+    fn admission(name: &str) -> Self {
+        DeleteOnDrop(vec![
+            ObjectRef::new("ValidatingAdmissionPolicyBinding", None, name),
+            ObjectRef::new("ValidatingAdmissionPolicy", None, name),
+        ])
+    }
+}
+
+impl Drop for DeleteOnDrop {
     fn drop(&mut self) {
-        let name = format!("contain-quarantine-{}", self.0);
+        let objects = std::mem::take(&mut self.0);
         let _ = std::thread::spawn(move || {
             let runtime = tokio::runtime::Builder::new_current_thread()
                 .enable_all()
@@ -742,17 +757,9 @@ impl Drop for GuardCleanup {
                 .unwrap();
             runtime.block_on(async {
                 let cluster = live::connect(live::kubeconfig()).await;
-                for kind in [
-                    "ValidatingAdmissionPolicyBinding",
-                    "ValidatingAdmissionPolicy",
-                ] {
+                for object in &objects {
                     let _ = cluster
-                        .delete(
-                            &ObjectRef::new(kind, None, &name),
-                            &Preconditions::default(),
-                            None,
-                            WriteMode::Apply,
-                        )
+                        .delete(object, &Preconditions::default(), None, WriteMode::Apply)
                         .await;
                 }
             });
@@ -775,7 +782,7 @@ async fn a_quarantined_node_refuses_pods_that_tolerate_every_taint_until_rollbac
     let suffix = &ns.name[ns.name.len() - 6..];
     let node = format!("g-node-{suffix}");
     dedicated_node(&cluster, &node, false).await;
-    let _cleanup = GuardCleanup(node.clone());
+    let _cleanup = DeleteOnDrop::guard_of(&node);
 
     let runner = Runner::new();
     let (out, run) = runner.run(
@@ -882,36 +889,7 @@ async fn a_policy_admission_refuses_to_patch_fails_the_run_before_any_write() {
                  "matchResources": {"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": ns.name}}}}});
     cluster.create(&policy, WriteMode::Apply).await.unwrap();
     cluster.create(&binding, WriteMode::Apply).await.unwrap();
-    struct Remove(String);
-    impl Drop for Remove {
-        fn drop(&mut self) {
-            let name = self.0.clone();
-            let _ = std::thread::spawn(move || {
-                tokio::runtime::Builder::new_current_thread()
-                    .enable_all()
-                    .build()
-                    .unwrap()
-                    .block_on(async {
-                        let cluster = live::connect(live::kubeconfig()).await;
-                        for kind in [
-                            "ValidatingAdmissionPolicyBinding",
-                            "ValidatingAdmissionPolicy",
-                        ] {
-                            let _ = cluster
-                                .delete(
-                                    &ObjectRef::new(kind, None, &name),
-                                    &Preconditions::default(),
-                                    None,
-                                    WriteMode::Apply,
-                                )
-                                .await;
-                        }
-                    });
-            })
-            .join();
-        }
-    }
-    let _remove = Remove(name);
+    let _remove = DeleteOnDrop::admission(&name);
     let policies_before = policy_specs(&cluster, &ns.name).await;
     let pod_before = get(&cluster, "Pod", Some(&ns.name), &suspect)
         .await

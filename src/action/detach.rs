@@ -223,13 +223,7 @@ impl Action for Detach {
                 ("get", "ReplicaSet"),
             ],
         );
-        reads.extend(
-            plan.ops
-                .iter()
-                .filter(|op| op.is_write())
-                .flat_map(|op| op.access())
-                .filter(|a| a.verb == "get"),
-        );
+        reads.extend(super::reads_of_writes(plan));
         reads
     }
 

@@ -478,13 +478,7 @@ impl Action for Isolate {
             input,
             &[("list", "NetworkPolicy"), ("get", "Pod")],
         );
-        reads.extend(
-            plan.ops
-                .iter()
-                .filter(|op| op.is_write())
-                .flat_map(|op| op.access())
-                .filter(|a| a.verb == "get"),
-        );
+        reads.extend(super::reads_of_writes(plan));
         reads
     }
 

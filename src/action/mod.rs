@@ -129,20 +129,7 @@ pub trait Action: Send + Sync {
     /// of each object the plan writes.
     fn verify_access(&self, input: &StepInput, plan: &StepPlan) -> Vec<Access> {
         let _ = input;
-        plan.ops
-            .iter()
-            .filter(|op| op.is_write())
-            .filter_map(Op::target)
-            .filter_map(|r| {
-                let kind = r.kind_info()?;
-                Some(Access::on(
-                    "get",
-                    kind,
-                    r.namespace.as_deref(),
-                    Some(&r.name),
-                ))
-            })
-            .collect()
+        reads_of_writes(plan)
     }
 
     /// Checks the step's post-condition after its plan was applied.
@@ -152,6 +139,16 @@ pub trait Action: Send + Sync {
         plan: &'a StepPlan,
         cluster: &'a dyn Cluster,
     ) -> BoxFuture<'a, Result<Verification, ActionError>>;
+}
+
+/// A read of each object a plan writes: what verifying the writes needs at least.
+pub fn reads_of_writes(plan: &StepPlan) -> Vec<Access> {
+    plan.ops
+        .iter()
+        .filter(|op| op.is_write())
+        .flat_map(Op::access)
+        .filter(|a| a.verb == "get")
+        .collect()
 }
 
 /// Every action, in catalogue order.

@@ -552,13 +552,7 @@ impl Action for NodeAction {
     }
 
     fn verify_access(&self, input: &StepInput, plan: &StepPlan) -> Vec<crate::cluster::Access> {
-        let mut reads: Vec<crate::cluster::Access> = plan
-            .ops
-            .iter()
-            .filter(|op| op.is_write())
-            .flat_map(|op| op.access())
-            .filter(|a| a.verb == "get")
-            .collect();
+        let mut reads = super::reads_of_writes(plan);
         if let Ok(Wanted {
             guard: Some(exempt),
             ..
