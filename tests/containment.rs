@@ -63,6 +63,8 @@ params:
   namespace: {type: string, required: true}
   exclusive: {type: bool, default: false}
   exclusive_by: {type: string, default: policy-patch}
+  # Pinned, so a ClusterNetworkPolicy CRD another test installs meanwhile changes nothing here.
+  mechanism: {type: string, default: network-policy}
 steps:
   - id: isolate
     action: network.isolate
@@ -71,6 +73,7 @@ steps:
       allow_namespaces: [forensics]
       exclusive: "{{ params.exclusive }}"
       exclusive_by: "{{ params.exclusive_by }}"
+      mechanism: "{{ params.mechanism }}"
 "#;
 
 /// Every NetworkPolicy of a namespace as the API serves it, without the fields the server
@@ -943,4 +946,121 @@ async fn a_policy_admission_refuses_to_patch_fails_the_run_before_any_write() {
         pod_after["metadata"]["labels"],
         pod_before["metadata"]["labels"]
     );
+}
+
+/// `kubectl` of the test control plane, with the admin kubeconfig.
+fn kubectl(args: &[&str]) -> std::process::Output {
+    let bin = std::process::Command::new(crate::harness::repo("scripts/build-control-plane"))
+        .output()
+        .expect("the control plane's binaries are cached");
+    let dir = String::from_utf8_lossy(&bin.stdout)
+        .lines()
+        .last()
+        .unwrap_or_default()
+        .to_string();
+    std::process::Command::new(format!("{dir}/kubectl"))
+        .arg("--kubeconfig")
+        .arg(live::kubeconfig())
+        .args(args)
+        .output()
+        .expect("kubectl runs")
+}
+
+async fn wait_served(cluster: &KubeCluster, served: bool) {
+    let kind = kinds::lookup("ClusterNetworkPolicy").unwrap();
+    for _ in 0..120 {
+        if cluster.serves(kind).await.unwrap() == served {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    panic!("ClusterNetworkPolicy served: expected {served}");
+}
+
+#[tokio::test]
+async fn isolation_uses_a_cluster_network_policy_where_served_and_network_policies_elsewhere() {
+    let crd = std::env::var("CONTAIN_TEST_CNP_CRD")
+        .expect("CONTAIN_TEST_CNP_CRD names the ClusterNetworkPolicy CRD (scripts/test sets it)");
+    let cluster = live::connect(live::kubeconfig()).await;
+    let ns = Namespace::new(&cluster, "cnp").await;
+    let pods = live::deployment(&cluster, &ns.name, "web", 1).await;
+    let suspect = object::name(&pods[0]).unwrap().to_string();
+    let allow = json!({"apiVersion": "networking.k8s.io/v1", "kind": "NetworkPolicy",
+        "metadata": {"name": "allow-all-in", "namespace": ns.name},
+        "spec": {"podSelector": {}, "ingress": [{}]}});
+    cluster.create(&allow, WriteMode::Apply).await.unwrap();
+    let policies_before = policy_specs(&cluster, &ns.name).await;
+    let set = [
+        format!("pod={suspect}"),
+        format!("namespace={}", ns.name),
+        "exclusive=true".into(),
+        "mechanism=auto".into(),
+    ];
+
+    let applied = kubectl(&["apply", "-f", &crd]);
+    assert!(
+        applied.status.success(),
+        "{}",
+        String::from_utf8_lossy(&applied.stderr)
+    );
+    struct RemoveCrd;
+    impl Drop for RemoveCrd {
+        fn drop(&mut self) {
+            let _ = kubectl(&[
+                "delete",
+                "crd",
+                "clusternetworkpolicies.policy.networking.k8s.io",
+                "--wait=true",
+            ]);
+        }
+    }
+    let remove = RemoveCrd;
+    wait_served(&cluster, true).await;
+    let runner = Runner::new();
+    let (out, run) = runner.run(ISOLATE, &set);
+    ok(&out);
+    assert!(
+        out.stdout
+            .contains("+ create ClusterNetworkPolicy contain-isolate-")
+            && out
+                .stdout
+                .contains("its Deny rules override every NetworkPolicy"),
+        "the plan names the mechanism: {}",
+        out.stdout
+    );
+    let name = format!("contain-isolate-{}-isolate", ns.name);
+    let cnp = get(&cluster, "ClusterNetworkPolicy", None, &name)
+        .await
+        .unwrap();
+    assert_eq!(cnp["spec"]["tier"], "Admin");
+    assert_eq!(
+        cnp["spec"]["subject"]["pods"]["podSelector"]["matchLabels"]["contain.dev/quarantine"],
+        json!(run)
+    );
+    assert_eq!(
+        policy_specs(&cluster, &ns.name).await,
+        policies_before,
+        "no NetworkPolicy is created or patched"
+    );
+    ok(&runner.rollback(&run));
+    assert!(
+        get(&cluster, "ClusterNetworkPolicy", None, &name)
+            .await
+            .is_none()
+    );
+    drop(remove);
+    wait_served(&cluster, false).await;
+
+    // Without the CRD, the same playbook isolates with NetworkPolicies.
+    let runner = Runner::new();
+    let (out, run) = runner.run(ISOLATE, &set);
+    ok(&out);
+    assert!(
+        out.stdout.contains("+ create NetworkPolicy")
+            && out.stdout.contains("exclusive (policy patch)"),
+        "{}",
+        out.stdout
+    );
+    ok(&runner.rollback(&run));
+    assert_eq!(policy_specs(&cluster, &ns.name).await, policies_before);
 }

@@ -84,6 +84,80 @@ pub struct IsolateWith {
     /// select on (the pods then also leave their controller and Services).
     #[serde(default)]
     pub exclusive_by: ExclusiveBy,
+    /// Where the isolation lives: `auto` (default) uses a ClusterNetworkPolicy in the Admin
+    /// tier when the cluster serves the network-policy-api (its Deny overrides every
+    /// NetworkPolicy, so none is patched), else NetworkPolicies; `network-policy` or
+    /// `cluster-policy` to choose.
+    #[serde(default)]
+    pub mechanism: Mechanism,
+}
+
+/// What an isolation is made of.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize, JsonSchema)]
+#[serde(rename_all = "kebab-case")]
+pub enum Mechanism {
+    #[default]
+    Auto,
+    NetworkPolicy,
+    ClusterPolicy,
+}
+
+/// The mechanism a plan records in its outputs, for verification.
+const CLUSTER_POLICY: &str = "cluster-network-policy";
+
+/// A ClusterNetworkPolicy in the Admin tier, at the highest precedence, that accepts the
+/// allow-lists and denies everything else to and from the pods `pod_selector` picks in
+/// `namespace`.
+fn cluster_policy_object(
+    name: &str,
+    namespace: &str,
+    pod_selector: &Value,
+    with: &IsolateWith,
+    input: &StepInput,
+) -> Value {
+    let namespaces =
+        |ns: &String| json!({"namespaces": {"matchLabels": {"kubernetes.io/metadata.name": ns}}});
+    let mut ingress = Vec::new();
+    if !with.allow_namespaces.is_empty() {
+        ingress.push(json!({"name": "allow-namespaces", "action": "Accept",
+                            "from": with.allow_namespaces.iter().map(namespaces).collect::<Vec<_>>()}));
+    }
+    ingress.push(json!({"name": "deny-all", "action": "Deny", "from": [{"namespaces": {}}]}));
+    let mut egress = Vec::new();
+    if with.allow_dns {
+        egress.push(json!({"name": "allow-dns", "action": "Accept",
+            "to": [{"pods": {"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "kube-system"}},
+                             "podSelector": {"matchLabels": {"k8s-app": "kube-dns"}}}}],
+            "protocols": [{"udp": {"destinationPort": {"number": 53}}}, {"tcp": {"destinationPort": {"number": 53}}}]}));
+    }
+    if !with.allow_namespaces.is_empty() {
+        egress.push(json!({"name": "allow-namespaces", "action": "Accept",
+                           "to": with.allow_namespaces.iter().map(namespaces).collect::<Vec<_>>()}));
+    }
+    if !with.allow_cidrs.is_empty() {
+        egress.push(json!({"name": "allow-cidrs", "action": "Accept", "to": [{"networks": with.allow_cidrs}]}));
+    }
+    egress.push(json!({"name": "deny-all", "action": "Deny",
+                       "to": [{"namespaces": {}}, {"networks": ["0.0.0.0/0", "::/0"]}]}));
+    json!({
+        "apiVersion": "policy.networking.k8s.io/v1beta1",
+        "kind": "ClusterNetworkPolicy",
+        "metadata": {
+            "name": name,
+            "labels": {RUN_ID_LABEL: input.run_id, STEP_LABEL: input.step_id},
+            "annotations": {"contain.dev/purpose": "incident quarantine: deny all traffic except the allow-lists"}
+        },
+        "spec": {
+            "tier": "Admin",
+            "priority": 0,
+            "subject": {"pods": {
+                "namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": namespace}},
+                "podSelector": pod_selector
+            }},
+            "ingress": ingress,
+            "egress": egress
+        }
+    })
 }
 
 /// The mechanism of an exclusive isolation.
@@ -222,6 +296,184 @@ fn policy_object(
     })
 }
 
+/// The isolation as one ClusterNetworkPolicy in the Admin tier: it overrides every
+/// NetworkPolicy of the namespace, so none is patched or relabelled around.
+async fn plan_cluster_policy(
+    input: &StepInput,
+    target: &ResolvedTarget,
+    with: &IsolateWith,
+    scope: Scope,
+    cluster: &dyn Cluster,
+) -> Result<StepPlan, ActionError> {
+    let name: String = with
+        .policy_name
+        .clone()
+        .unwrap_or_else(|| format!("contain-isolate-{}-{}", scope.namespace, input.step_id))
+        .chars()
+        .take(253)
+        .collect();
+    object::validate_object_name("ClusterNetworkPolicy", &name)
+        .map_err(|e| ActionError::InvalidParams(e.to_string()))?;
+    let policy_ref = ObjectRef::new("ClusterNetworkPolicy", None, &name);
+    if let Some(existing) = cluster.get(&policy_ref).await?
+        && object::labels(&existing).get(RUN_ID_LABEL) != Some(&input.run_id)
+    {
+        return Err(ActionError::Refused(format!(
+            "{policy_ref} already exists and was not created by this run; set `policy_name`"
+        )));
+    }
+    let mut ops = vec![Op::Create {
+        object: cluster_policy_object(&name, &scope.namespace, &scope.selector, with, input),
+    }];
+    let mut undo_labels = Vec::new();
+    let mut selected_by = serde_json::Map::new();
+    for pod in &scope.pods {
+        if scope.label_pods {
+            let wanted = vec![(
+                meta_path("labels", QUARANTINE_LABEL),
+                Some(Value::from(input.run_id.clone())),
+            )];
+            if let Some((op, undo)) = common::patch_pair(pod, common::changes_for(pod, &wanted)) {
+                ops.push(op);
+                undo_labels.push(undo);
+            }
+        }
+        selected_by.insert(
+            object::name(pod).unwrap_or_default().to_string(),
+            json!([name]),
+        );
+    }
+    let overridden: Vec<String> = cluster
+        .list(
+            kinds::lookup("NetworkPolicy").expect("known kind"),
+            Some(&scope.namespace),
+            &Selector::default(),
+        )
+        .await?
+        .iter()
+        .filter(|p| {
+            scope
+                .pods
+                .iter()
+                .any(|pod| policies::selects(p, pod) && policies::admits_traffic(p))
+        })
+        .filter_map(|p| object::name(p).map(str::to_string))
+        .collect();
+    let mut notes = vec![format!(
+        "mechanism: ClusterNetworkPolicy {name} in the Admin tier at priority 0 (the cluster serves the network-policy-api): its Deny rules override every NetworkPolicy, so none is patched"
+    )];
+    if !overridden.is_empty() {
+        notes.push(format!(
+            "overridden for these pods: {} (they keep applying to every other pod)",
+            overridden.join(", ")
+        ));
+    }
+    notes.push("a ClusterNetworkPolicy is enforced by the network plugin that implements the network-policy-api".into());
+    let mut inverse: Vec<Op> = undo_labels.into_iter().rev().collect();
+    inverse.push(Op::Delete {
+        target: policy_ref,
+        uid: None,
+        run_id: Some(input.run_id.clone()),
+        grace_period_seconds: None,
+    });
+    let mut outputs = serde_json::Map::new();
+    outputs.insert("policy".into(), Value::from(name.clone()));
+    outputs.insert("namespace".into(), Value::from(scope.namespace.clone()));
+    outputs.insert("pods".into(), common::names(&scope.pods));
+    outputs.insert("other_policies".into(), json!([]));
+    outputs.insert("selected_by".into(), Value::Object(selected_by));
+    outputs.insert("mechanism".into(), Value::from(CLUSTER_POLICY));
+    Ok(StepPlan {
+        step: input.step_id.clone(),
+        action: INFO.name.to_string(),
+        summary: format!(
+            "isolate {} pod(s) of {target} with ClusterNetworkPolicy {name}",
+            scope.pods.len()
+        ),
+        ops,
+        inverse,
+        reversibility: Reversibility::Reversible,
+        notes,
+        outputs,
+    })
+}
+
+/// Verifies an isolation made of a ClusterNetworkPolicy: it exists in the Admin tier, selects
+/// each pod, and ends both directions with a deny-all.
+async fn verify_cluster_policy(
+    plan: &StepPlan,
+    cluster: &dyn Cluster,
+    mut verification: Verification,
+) -> Result<Verification, ActionError> {
+    let text = |key: &str| {
+        plan.outputs
+            .get(key)
+            .and_then(Value::as_str)
+            .unwrap_or_default()
+            .to_string()
+    };
+    let (name, namespace) = (text("policy"), text("namespace"));
+    let Some(policy) = cluster
+        .get(&ObjectRef::new("ClusterNetworkPolicy", None, &name))
+        .await?
+    else {
+        verification.check(format!("ClusterNetworkPolicy {name} exists"), false, None);
+        return Ok(verification);
+    };
+    verification.check(
+        format!("ClusterNetworkPolicy {name} is in the Admin tier at priority 0"),
+        policy["spec"]["tier"] == "Admin" && policy["spec"]["priority"] == 0,
+        None,
+    );
+    for direction in ["ingress", "egress"] {
+        let last = policy["spec"][direction]
+            .as_array()
+            .and_then(|rules| rules.last());
+        verification.check(
+            format!("its {direction} rules end with a deny-all"),
+            last.is_some_and(|r| r["action"] == "Deny" && r["name"] == "deny-all"),
+            None,
+        );
+    }
+    let pod_selector = policy
+        .pointer("/spec/subject/pods/podSelector")
+        .and_then(Selector::from_value)
+        .unwrap_or_default();
+    let namespace_selector = policy
+        .pointer("/spec/subject/pods/namespaceSelector")
+        .and_then(Selector::from_value)
+        .unwrap_or_default();
+    let namespace_labels = cluster
+        .get(&ObjectRef::new("Namespace", None, &namespace))
+        .await?
+        .map(|ns| object::labels(&ns))
+        .unwrap_or_default();
+    let pods = plan
+        .outputs
+        .get("selected_by")
+        .and_then(Value::as_object)
+        .map(|m| m.keys().cloned().collect::<Vec<_>>())
+        .unwrap_or_default();
+    for pod_name in pods {
+        match cluster
+            .get(&ObjectRef::new("Pod", Some(&namespace), &pod_name))
+            .await?
+        {
+            Some(pod) => verification.check(
+                format!("pod {pod_name} is a subject of {name}"),
+                namespace_selector.matches(&namespace_labels)
+                    && pod_selector.matches(&object::labels(&pod)),
+                None,
+            ),
+            None => verification.not_checked(
+                format!("pod {pod_name} is a subject of {name}"),
+                "the pod is gone since the plan: nothing left to isolate",
+            ),
+        }
+    }
+    Ok(verification)
+}
+
 impl Action for Isolate {
     fn info(&self) -> &'static ActionInfo {
         &INFO
@@ -250,6 +502,22 @@ impl Action for Isolate {
                 .unwrap_or_else(|| format!("contain-isolate-{}", input.step_id));
             object::validate_object_name("NetworkPolicy", &name)
                 .map_err(|e| ActionError::InvalidParams(e.to_string()))?;
+            let served = cluster
+                .serves(kinds::lookup("ClusterNetworkPolicy").expect("known kind"))
+                .await?;
+            let cluster_policy = match with.mechanism {
+                Mechanism::NetworkPolicy => false,
+                Mechanism::Auto => served,
+                Mechanism::ClusterPolicy if served => true,
+                Mechanism::ClusterPolicy => {
+                    return Err(ActionError::Refused(
+                        "`mechanism: cluster-policy`: the cluster does not serve ClusterNetworkPolicy (policy.networking.k8s.io/v1beta1)".into(),
+                    ));
+                }
+            };
+            if cluster_policy {
+                return plan_cluster_policy(input, target, &with, scope, cluster).await;
+            }
             let policy_ref = ObjectRef::new("NetworkPolicy", Some(&scope.namespace), &name);
             if let Some(existing) = cluster.get(&policy_ref).await?
                 && object::labels(&existing).get(RUN_ID_LABEL) != Some(&input.run_id)
@@ -490,6 +758,9 @@ impl Action for Isolate {
     ) -> BoxFuture<'a, Result<Verification, ActionError>> {
         Box::pin(async move {
             let mut verification = common::verify_patches(&plan.ops, cluster).await?;
+            if plan.outputs.get("mechanism").and_then(Value::as_str) == Some(CLUSTER_POLICY) {
+                return verify_cluster_policy(plan, cluster, verification).await;
+            }
             let namespace = plan
                 .outputs
                 .get("namespace")

@@ -119,6 +119,15 @@ pub const KINDS: &[Kind] = &[
         "validatingadmissionpolicybindings",
         false,
     ),
+    // The network-policy-api's cluster-scoped policy (the successor of AdminNetworkPolicy),
+    // served where the CRD is installed; `Cluster::serves` tells.
+    Kind {
+        kind: "ClusterNetworkPolicy",
+        group: "policy.networking.k8s.io",
+        version: "v1beta1",
+        plural: "clusternetworkpolicies",
+        namespaced: false,
+    },
 ];
 
 /// The kind named `name` (exact, as in `kind:` fields).

@@ -568,6 +568,26 @@ impl Cluster for KubeCluster {
         })
     }
 
+    fn serves<'a>(&'a self, kind: &'static Kind) -> BoxFuture<'a, Result<bool>> {
+        Box::pin(async move {
+            let answer = self
+                .call("API discovery", false, || async {
+                    match self
+                        .client
+                        .list_api_group_resources(&kind.api_version())
+                        .await
+                    {
+                        Ok(list) => Ok(list.resources.iter().any(|r| r.name == kind.plural)),
+                        // The group/version is not served at all.
+                        Err(kube::Error::Api(status)) if status.code == 404 => Ok(false),
+                        Err(e) => Err(map_error(&kind.api_version(), e)),
+                    }
+                })
+                .await?;
+            Ok(answer)
+        })
+    }
+
     fn review_access<'a>(
         &'a self,
         checks: &'a [super::Access],

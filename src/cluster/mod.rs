@@ -314,6 +314,13 @@ pub trait Cluster: Send + Sync {
         unsupported("access review")
     }
 
+    /// Whether the cluster serves a kind (API discovery): a CRD's kind is served only where it
+    /// is installed.
+    fn serves<'a>(&'a self, kind: &'static Kind) -> BoxFuture<'a, Result<bool>> {
+        let _ = kind;
+        Box::pin(async { Ok(false) })
+    }
+
     /// The identity the cluster sees (SelfSubjectReview).
     fn whoami(&self) -> BoxFuture<'_, Result<UserInfo>>;
 }

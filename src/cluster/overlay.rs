@@ -386,6 +386,10 @@ impl Cluster for Overlay<'_> {
         self.base.review_access(checks)
     }
 
+    fn serves<'b>(&'b self, kind: &'static Kind) -> BoxFuture<'b, Result<bool>> {
+        self.base.serves(kind)
+    }
+
     fn whoami(&self) -> BoxFuture<'_, Result<UserInfo>> {
         self.base.whoami()
     }
