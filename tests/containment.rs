@@ -1048,6 +1048,40 @@ async fn isolation_uses_a_cluster_network_policy_where_served_and_network_polici
             .await
             .is_none()
     );
+
+    // Targeted egress blocking: only the named networks are denied.
+    let targeted = playbook_file(&format!(
+        "apiVersion: contain/v1\nkind: Playbook\nmetadata: {{name: deny}}\nsteps:\n  - id: block\n    action: network.isolate\n    target: {{kind: Pod, name: {suspect}, namespace: {}}}\n    with: {{deny_cidrs: [203.0.113.0/24]}}\n",
+        ns.name
+    ));
+    let blocker = Runner::new();
+    let blocked = blocker
+        .0
+        .contain()
+        .args(["run", "--yes", &targeted.path().display().to_string()])
+        .run();
+    ok(&blocked);
+    let block_run = contain::journal::run_ids(blocker.0.journal.path())
+        .pop()
+        .unwrap();
+    let cnp = get(
+        &cluster,
+        "ClusterNetworkPolicy",
+        None,
+        &format!("contain-isolate-{}-block", ns.name),
+    )
+    .await
+    .unwrap();
+    assert_eq!(
+        cnp["spec"]["egress"][0]["to"][0]["networks"],
+        json!(["203.0.113.0/24"])
+    );
+    assert_eq!(
+        cnp["spec"]["ingress"],
+        json!([]),
+        "ingress is left alone: {cnp}"
+    );
+    ok(&blocker.rollback(&block_run));
     drop(remove);
     wait_served(&cluster, false).await;
 
@@ -1063,4 +1097,16 @@ async fn isolation_uses_a_cluster_network_policy_where_served_and_network_polici
     );
     ok(&runner.rollback(&run));
     assert_eq!(policy_specs(&cluster, &ns.name).await, policies_before);
+    // And a targeted block is refused there: a NetworkPolicy cannot deny.
+    let refused = Runner::new()
+        .0
+        .contain()
+        .args(["run", "--yes", &targeted.path().display().to_string()])
+        .run();
+    assert_eq!(refused.code, 5, "{}", refused.stdout);
+    assert!(
+        refused.stdout.contains("a NetworkPolicy can only allow"),
+        "{}",
+        refused.stdout
+    );
 }

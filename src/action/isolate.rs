@@ -90,6 +90,11 @@ pub struct IsolateWith {
     /// `cluster-policy` to choose.
     #[serde(default)]
     pub mechanism: Mechanism,
+    /// Targeted egress blocking, for when cutting all traffic is too blunt: deny only these
+    /// CIDRs (a C2 server, an exfiltration range) and leave everything else as it is. Needs a
+    /// cluster-scoped policy API (ClusterNetworkPolicy): a NetworkPolicy can only allow.
+    #[serde(default)]
+    pub deny_cidrs: Vec<String>,
 }
 
 /// What an isolation is made of.
@@ -109,6 +114,24 @@ const CLUSTER_POLICY: &str = "cluster-network-policy";
 /// allow-lists and denies everything else to and from the pods `pod_selector` picks in
 /// `namespace`.
 fn cluster_policy_object(
+    name: &str,
+    namespace: &str,
+    pod_selector: &Value,
+    with: &IsolateWith,
+    input: &StepInput,
+) -> Value {
+    let mut policy = cluster_policy_isolation(name, namespace, pod_selector, with, input);
+    if !with.deny_cidrs.is_empty() {
+        // Targeted: only the named networks are denied, ingress and the rest of egress stay.
+        policy["spec"]["ingress"] = json!([]);
+        policy["spec"]["egress"] = json!([{"name": "deny-cidrs", "action": "Deny", "to": [{"networks": with.deny_cidrs}]}]);
+        policy["metadata"]["annotations"]["contain.dev/purpose"] =
+            json!("incident containment: deny egress to the named networks");
+    }
+    policy
+}
+
+fn cluster_policy_isolation(
     name: &str,
     namespace: &str,
     pod_selector: &Value,
@@ -362,6 +385,12 @@ async fn plan_cluster_policy(
     let mut notes = vec![format!(
         "mechanism: ClusterNetworkPolicy {name} in the Admin tier at priority 0 (the cluster serves the network-policy-api): its Deny rules override every NetworkPolicy, so none is patched"
     )];
+    if !with.deny_cidrs.is_empty() {
+        notes.push(format!(
+            "targeted: only egress to {} is denied; everything else the pods may do stays as it is",
+            with.deny_cidrs.join(", ")
+        ));
+    }
     if !overridden.is_empty() {
         notes.push(format!(
             "overridden for these pods: {} (they keep applying to every other pod)",
@@ -425,15 +454,30 @@ async fn verify_cluster_policy(
         policy["spec"]["tier"] == "Admin" && policy["spec"]["priority"] == 0,
         None,
     );
-    for direction in ["ingress", "egress"] {
-        let last = policy["spec"][direction]
-            .as_array()
-            .and_then(|rules| rules.last());
+    let targeted = policy["spec"]["egress"]
+        .as_array()
+        .is_some_and(|rules| rules.iter().any(|r| r["name"] == "deny-cidrs"));
+    if targeted {
+        let denied = &policy["spec"]["egress"][0];
         verification.check(
-            format!("its {direction} rules end with a deny-all"),
-            last.is_some_and(|r| r["action"] == "Deny" && r["name"] == "deny-all"),
+            format!(
+                "its egress denies {}",
+                denied["to"][0]["networks"].to_string()
+            ),
+            denied["action"] == "Deny",
             None,
         );
+    } else {
+        for direction in ["ingress", "egress"] {
+            let last = policy["spec"][direction]
+                .as_array()
+                .and_then(|rules| rules.last());
+            verification.check(
+                format!("its {direction} rules end with a deny-all"),
+                last.is_some_and(|r| r["action"] == "Deny" && r["name"] == "deny-all"),
+                None,
+            );
+        }
     }
     let pod_selector = policy
         .pointer("/spec/subject/pods/podSelector")
@@ -515,6 +559,11 @@ impl Action for Isolate {
                     ));
                 }
             };
+            if !with.deny_cidrs.is_empty() && !cluster_policy {
+                return Err(ActionError::Refused(
+                    "`deny_cidrs` needs a cluster-scoped policy API (ClusterNetworkPolicy), which this cluster does not serve: a NetworkPolicy can only allow, never deny".into(),
+                ));
+            }
             if cluster_policy {
                 return plan_cluster_policy(input, target, &with, scope, cluster).await;
             }
