@@ -460,10 +460,7 @@ async fn verify_cluster_policy(
     if targeted {
         let denied = &policy["spec"]["egress"][0];
         verification.check(
-            format!(
-                "its egress denies {}",
-                denied["to"][0]["networks"].to_string()
-            ),
+            format!("its egress denies {}", denied["to"][0]["networks"]),
             denied["action"] == "Deny",
             None,
         );
