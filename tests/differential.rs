@@ -87,11 +87,15 @@ async fn run(
 /// The object without what only the server decides.
 fn comparable(mut object: Value) -> Value {
     if let Some(meta) = object.get_mut("metadata").and_then(Value::as_object_mut) {
+        // The deletion fields appear when the ReplicaSet controller starts removing a pod the
+        // scale-down chose: the controller's doing, which a simulation runs no controller for.
         for field in [
             "resourceVersion",
             "managedFields",
             "generation",
             "creationTimestamp",
+            "deletionTimestamp",
+            "deletionGracePeriodSeconds",
         ] {
             meta.remove(field);
         }
