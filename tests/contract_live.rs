@@ -89,6 +89,18 @@ fn wrote(records: &[Value], step: &str) -> bool {
     })
 }
 
+/// Waits until a run in `journal` has its approved plan recorded (its store appears then), so a
+/// change made afterwards is a change after approval, however slow the machine.
+async fn approved(journal: &std::path::Path) {
+    for _ in 0..240 {
+        if !contain::journal::run_ids(journal).is_empty() {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(125)).await;
+    }
+    panic!("no run was approved in {}", journal.display());
+}
+
 fn ok(out: &Outcome) {
     assert_eq!(out.code, 0, "{}\n{}", out.stdout, out.stderr);
 }
@@ -113,7 +125,7 @@ async fn a_change_after_approval_stops_the_run_before_that_step() {
     // The plan is approved (--yes) and the run pauses in step 1; meanwhile a human labels the
     // pod the way step 2 was about to.
     let run = std::thread::spawn(move || command.run());
-    tokio::time::sleep(Duration::from_millis(1500)).await;
+    approved(runner.journal.path()).await;
     set_label(&cluster, &ns.name, &pod, "contain.dev/suspect", "by-hand").await;
     let out = run.join().unwrap();
     assert_eq!(out.code, 8, "{}\n{}", out.stdout, out.stderr);
@@ -550,7 +562,7 @@ async fn interactively_a_stale_run_is_replanned_from_the_stale_step_and_approved
     use std::io::Write;
     tokio::time::sleep(Duration::from_millis(700)).await;
     input.write_all(b"y\n").unwrap();
-    tokio::time::sleep(Duration::from_millis(800)).await;
+    approved(journal.path()).await;
     set_label(&cluster, &ns.name, &pod, "contain.dev/suspect", "by-hand").await;
     tokio::time::sleep(Duration::from_millis(3000)).await;
     input.write_all(b"y\n").unwrap();
