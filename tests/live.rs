@@ -638,3 +638,52 @@ async fn guarded_writes_respect_a_human_change_and_a_replaced_object() {
         .expect("the new account is still there");
     assert_eq!(object::uid(&now), object::uid(&fresh));
 }
+
+#[tokio::test]
+async fn a_list_longer_than_a_page_comes_back_whole_and_once_and_node_pods_by_field_selector() {
+    let cluster = connect(kubeconfig()).await;
+    let ns = Namespace::new(&cluster, "pages").await;
+    // More objects than one page (500) holds.
+    let creates = (0..520).map(|i| {
+        let cm = json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": format!("cm-{i}"), "namespace": ns.name}});
+        let cluster = &cluster;
+        async move { cluster.create(&cm, WriteMode::Apply).await.map(|_| ()) }
+    });
+    for result in futures::future::join_all(creates).await {
+        result.unwrap();
+    }
+    let all = cluster
+        .list(
+            kinds::lookup("ConfigMap").unwrap(),
+            Some(&ns.name),
+            &Selector::default(),
+        )
+        .await
+        .unwrap();
+    // Paged (500 a request): every object once, none twice across the page boundary. The
+    // namespace's own kube-root-ca.crt is there too.
+    let mut names: Vec<&str> = all.iter().filter_map(object::name).collect();
+    names.sort();
+    names.dedup();
+    assert_eq!(names.len(), all.len(), "an object came back twice");
+    assert_eq!(
+        all.iter()
+            .filter(|o| object::name(o).is_some_and(|n| n.starts_with("cm-")))
+            .count(),
+        520
+    );
+    let pods = deployment(&cluster, &ns.name, "web", 2).await;
+    let node = pods[0]["spec"]["nodeName"].as_str().unwrap().to_string();
+    let on_node = cluster.pods_on_node(&node).await.unwrap();
+    assert!(!on_node.is_empty());
+    assert!(
+        on_node.iter().all(|p| p["spec"]["nodeName"] == json!(node)),
+        "only the node's pods come back"
+    );
+    assert!(
+        on_node
+            .iter()
+            .any(|p| object::name(p) == object::name(&pods[0])),
+        "the node's pods include ours"
+    );
+}

@@ -324,21 +324,13 @@ async fn drain_plan(
     options: &DrainWith,
     cluster: &dyn Cluster,
 ) -> Result<(Vec<Value>, Vec<String>), ActionError> {
-    let pods = cluster
-        .list(
-            kinds::lookup("Pod").expect("known kind"),
-            None,
-            &Selector::default(),
-        )
-        .await?;
+    // The node's pods only, selected by the API server, never a cluster-wide list.
+    let pods = cluster.pods_on_node(node).await?;
     let keep = Selector::labels(options.keep_labels.clone());
     let mut evict = Vec::new();
     let mut kept = Vec::new();
     let mut refusals = Vec::new();
-    for pod in pods
-        .into_iter()
-        .filter(|p| p.pointer("/spec/nodeName").and_then(Value::as_str) == Some(node))
-    {
+    for pod in pods {
         let name = format!(
             "{}/{}",
             object::namespace(&pod).unwrap_or_default(),

@@ -117,6 +117,43 @@ impl KubeCluster {
         )
     }
 
+    /// Every object a list names, a page at a time (`limit` / `continue`), so a large cluster
+    /// is never answered in one response.
+    async fn list_pages(
+        &self,
+        kind: &'static Kind,
+        namespace: Option<&str>,
+        params: ListParams,
+    ) -> Result<Vec<Value>> {
+        let api = self.api(kind, namespace);
+        let what = format!("list {}", kind.plural);
+        let mut items = Vec::new();
+        let mut next: Option<String> = None;
+        loop {
+            let mut page = params.clone().limit(LIST_PAGE);
+            if let Some(token) = &next {
+                page = page.continue_token(token);
+            }
+            let list = self
+                .call(&what, false, || async {
+                    api.list(&page).await.map_err(|e| map_error(kind.plural, e))
+                })
+                .await?;
+            next = list.metadata.continue_.clone().filter(|t| !t.is_empty());
+            items.extend(list.items.into_iter().map(|mut o| {
+                // Lists omit kind and apiVersion on items; put them back.
+                o.types = Some(kube::core::TypeMeta {
+                    api_version: kind.api_version(),
+                    kind: kind.kind.to_string(),
+                });
+                to_value(o)
+            }));
+            if next.is_none() {
+                return Ok(items);
+            }
+        }
+    }
+
     /// One SelfSubjectAccessReview.
     fn review_one<'a>(
         &'a self,
@@ -206,6 +243,9 @@ impl KubeCluster {
     }
 }
 
+/// How many objects one list request asks for.
+const LIST_PAGE: u32 = 500;
+
 /// Maps a kube error onto a message naming the object and the server's reason.
 pub fn map_error(object: &str, error: kube::Error) -> ClusterError {
     match error {
@@ -278,31 +318,19 @@ impl Cluster for KubeCluster {
         selector: &'a Selector,
     ) -> BoxFuture<'a, Result<Vec<Value>>> {
         Box::pin(async move {
-            let api = self.api(kind, namespace);
             let mut params = ListParams::default();
             if !selector.is_empty() {
                 params = params.labels(&selector.to_query());
             }
-            let what = format!("list {}", kind.plural);
-            let list = self
-                .call(&what, false, || async {
-                    api.list(&params)
-                        .await
-                        .map_err(|e| map_error(kind.plural, e))
-                })
-                .await?;
-            Ok(list
-                .items
-                .into_iter()
-                .map(|mut o| {
-                    // Lists omit kind and apiVersion on items; put them back.
-                    o.types = Some(kube::core::TypeMeta {
-                        api_version: kind.api_version(),
-                        kind: kind.kind.to_string(),
-                    });
-                    to_value(o)
-                })
-                .collect())
+            self.list_pages(kind, namespace, params).await
+        })
+    }
+
+    fn pods_on_node<'a>(&'a self, node: &'a str) -> BoxFuture<'a, Result<Vec<Value>>> {
+        Box::pin(async move {
+            let params = ListParams::default().fields(&format!("spec.nodeName={node}"));
+            self.list_pages(kinds::lookup("Pod").expect("known kind"), None, params)
+                .await
         })
     }
 

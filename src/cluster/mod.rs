@@ -205,6 +205,24 @@ pub trait Cluster: Send + Sync {
         selector: &'a Selector,
     ) -> BoxFuture<'a, Result<Vec<Value>>>;
 
+    /// The pods bound to a node. The API server answers this with a field selector; the
+    /// default lists every pod and keeps the node's (a snapshot in memory).
+    fn pods_on_node<'a>(&'a self, node: &'a str) -> BoxFuture<'a, Result<Vec<Value>>> {
+        Box::pin(async move {
+            let pods = self
+                .list(
+                    kinds::lookup("Pod").expect("known kind"),
+                    None,
+                    &Selector::default(),
+                )
+                .await?;
+            Ok(pods
+                .into_iter()
+                .filter(|p| p.pointer("/spec/nodeName").and_then(Value::as_str) == Some(node))
+                .collect())
+        })
+    }
+
     /// Creates an object; fails with `AlreadyExists` when the name is taken.
     fn create<'a>(&'a self, object: &'a Value, mode: WriteMode) -> BoxFuture<'a, Result<Value>>;
 

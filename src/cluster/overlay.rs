@@ -283,6 +283,27 @@ impl Cluster for Overlay<'_> {
         })
     }
 
+    fn pods_on_node<'b>(&'b self, node: &'b str) -> BoxFuture<'b, Result<Vec<Value>>> {
+        Box::pin(async move {
+            let base = self.base.pods_on_node(node).await?;
+            let layer = self.layer.lock().expect("overlay lock");
+            let mut found: BTreeMap<Key, Value> = base
+                .into_iter()
+                .filter_map(|o| ObjectRef::of(&o).map(|r| (key_of(&r), o)))
+                .filter(|(key, _)| !layer.objects.contains_key(key))
+                .collect();
+            for (key, planned) in &layer.objects {
+                if let Some(pod) = planned
+                    && key.0 == "Pod"
+                    && pod.pointer("/spec/nodeName").and_then(Value::as_str) == Some(node)
+                {
+                    found.insert(key.clone(), pod.clone());
+                }
+            }
+            Ok(found.into_values().collect())
+        })
+    }
+
     fn create<'b>(&'b self, object: &'b Value, mode: WriteMode) -> BoxFuture<'b, Result<Value>> {
         Box::pin(self.create_layered(object, mode))
     }
