@@ -94,6 +94,11 @@ async fn dispatch(cli: Cli) -> u8 {
         },
         Command::Run(args) => live(args, global).await,
         Command::Snapshot { file } => snapshot(file.as_deref(), global).await,
+        Command::Rbac {
+            playbook,
+            snapshot,
+            name,
+        } => rbac(playbook, snapshot.as_deref(), name.as_deref(), global).await,
         Command::ExplainAccess { pod, snapshot } => {
             explain_access(pod, snapshot.as_deref(), global).await
         }
@@ -575,6 +580,66 @@ async fn verify_image(
             exit::VERIFY_FAILED
         }
     }
+}
+
+/// `contain rbac PLAYBOOK`: plans the playbook through a recording of its reads, then prints
+/// the ClusterRole that grants those reads and what the plan's operations and verifications
+/// need.
+async fn rbac(
+    args: &PlaybookArgs,
+    snapshot: Option<&Path>,
+    name: Option<&str>,
+    global: &Global,
+) -> u8 {
+    let (loaded, params) = match load_with_params(args, global) {
+        Ok(found) => found,
+        Err(code) => return code,
+    };
+    let cluster: Box<dyn Cluster> = match snapshot {
+        Some(path) => match load_snapshot(path, global) {
+            Ok(sim) => Box::new(sim),
+            Err(code) => return code,
+        },
+        None => match connect(global).await {
+            Ok(kube) => Box::new(kube),
+            Err(code) => return code,
+        },
+    };
+    let recording = crate::cluster::recording::Recording::new(cluster.as_ref());
+    let run_id = new_run_id();
+    let config = RunConfig::new(&run_id, Mode::Plan, params, &playbook_path(&args.playbook));
+    let mut recorder = Recorder::default();
+    let planned = Executor::new(&recording, &mut recorder, &mut AutoApprove)
+        .plan(&loaded, &config)
+        .await;
+    let plan = match planned {
+        Ok(Ok(plan)) => plan,
+        Ok(Err(refused)) => {
+            eprintln!(
+                "error: the playbook cannot be planned here, so its needs are unknown: {}",
+                refused.describe()
+            );
+            return refused.exit_code();
+        }
+        Err(e) => return run_error(&e),
+    };
+    let mut needed = recording.reads();
+    needed.extend(crate::execute::planning::needed_access(&plan));
+    // A responder must be able to roll the run back too.
+    for step in plan.steps.iter().filter_map(|s| s.plan()) {
+        needed.extend(step.inverse.iter().flat_map(crate::plan::Op::access));
+    }
+    let role_name = name
+        .map(str::to_string)
+        .unwrap_or_else(|| format!("contain-{}", loaded.playbook.metadata.name));
+    let role = crate::rbac::cluster_role(&role_name, &needed);
+    let output = if global.output == Output::Text {
+        Output::Yaml
+    } else {
+        global.output
+    };
+    print_output(&role, output);
+    exit::SUCCESS
 }
 
 /// `contain explain-access POD`.

@@ -180,6 +180,18 @@ pub enum Command {
         #[arg(long, value_name = "FILE")]
         snapshot: PathBuf,
     },
+    /// Print the least-privilege ClusterRole a playbook needs: what planning it reads, what its
+    /// operations write, what verification reads (planned against the cluster or a snapshot).
+    Rbac {
+        #[command(flatten)]
+        playbook: PlaybookArgs,
+        /// Plan against a snapshot file instead of a live cluster.
+        #[arg(long, value_name = "FILE")]
+        snapshot: Option<PathBuf>,
+        /// The ClusterRole's name (default: contain-<playbook name>).
+        #[arg(long, value_name = "NAME")]
+        name: Option<String>,
+    },
     /// What can reach a pod and what it can reach, from every NetworkPolicy of its namespace
     /// (policies add up), in both directions.
     ExplainAccess {

@@ -19,6 +19,7 @@ pub mod netpol;
 pub mod outcome;
 pub mod plan;
 pub mod playbook;
+pub mod rbac;
 pub mod recover;
 pub mod registry;
 pub mod render;

@@ -9,7 +9,7 @@ use contain::cluster::{Cluster, Preconditions, WriteMode, kinds};
 use serde_json::{Value, json};
 
 use crate::harness::{Live, Outcome, playbook_file};
-use crate::live::{self, Namespace};
+use crate::live::{self, Namespace, dedicated_node, delete_node};
 
 /// Runs a playbook text live, journaled in its own directory; returns the outcome and run id.
 struct Runner(Live);
@@ -478,41 +478,6 @@ async fn revoke_kills_tokens_and_a_rollback_restores_only_the_bindings() {
     let _ = cluster
         .delete(
             &ObjectRef::new("ClusterRoleBinding", None, &cluster_binding_name),
-            &Preconditions::default(),
-            None,
-            WriteMode::Apply,
-        )
-        .await;
-}
-
-/// A KWOK node of the test's own, tainted so that other tests' pods stay away from it.
-async fn dedicated_node(cluster: &KubeCluster, name: &str, cordoned: bool) -> Value {
-    let node = json!({
-        "apiVersion": "v1", "kind": "Node",
-        "metadata": {"name": name, "annotations": {"kwok.x-k8s.io/node": "fake"}, "labels": {"kubernetes.io/hostname": name, "type": "kwok"}},
-        "spec": {"taints": [{"key": "test-dedicated", "value": name, "effect": "NoSchedule"}], "unschedulable": cordoned},
-        "status": {"allocatable": {"cpu": "32", "memory": "256Gi", "pods": "110"}, "capacity": {"cpu": "32", "memory": "256Gi", "pods": "110"}}
-    });
-    cluster.create(&node, WriteMode::Apply).await.unwrap();
-    for _ in 0..120 {
-        let now = get(cluster, "Node", None, name).await.unwrap();
-        let ready = now["status"]["conditions"]
-            .as_array()
-            .into_iter()
-            .flatten()
-            .any(|c| c["type"] == "Ready" && c["status"] == "True");
-        if ready {
-            return now;
-        }
-        tokio::time::sleep(Duration::from_millis(250)).await;
-    }
-    panic!("node {name} did not become Ready");
-}
-
-async fn delete_node(cluster: &KubeCluster, name: &str) {
-    let _ = cluster
-        .delete(
-            &ObjectRef::new("Node", None, name),
             &Preconditions::default(),
             None,
             WriteMode::Apply,

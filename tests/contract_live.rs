@@ -598,3 +598,175 @@ async fn interactively_a_stale_run_is_replanned_from_the_stale_step_and_approved
         "the re-plan was approved and journaled before its write"
     );
 }
+
+#[tokio::test]
+async fn the_compromised_pod_playbook_runs_with_only_the_role_contain_rbac_prints() {
+    let cluster = live::connect(live::kubeconfig()).await;
+    let ns = Namespace::new(&cluster, "rbac").await;
+    let suffix = ns.name.rsplit('-').next().unwrap().to_string();
+    // A node of its own: the quarantine's admission guard must not touch other tests' nodes.
+    let node = format!("rbac-node-{suffix}");
+    live::dedicated_node(&cluster, &node, false).await;
+    let labels = json!({"app": "web"});
+    let deploy = json!({"apiVersion": "apps/v1", "kind": "Deployment",
+        "metadata": {"name": "web", "namespace": ns.name},
+        "spec": {"replicas": 1, "selector": {"matchLabels": labels},
+                 "template": {"metadata": {"labels": labels},
+                              "spec": {"nodeSelector": {"kubernetes.io/hostname": node},
+                                       "tolerations": [{"key": "test-dedicated", "operator": "Exists"}],
+                                       "containers": [{"name": "app", "image": "registry.example/app:1"}]}}}});
+    cluster.create(&deploy, WriteMode::Apply).await.unwrap();
+    let pod = live::running_pods(&cluster, &ns.name, "web", 1)
+        .await
+        .remove(0);
+    let pod = object::name(&pod).unwrap().to_string();
+    let playbook = repo("playbooks/compromised-pod.yaml");
+    let sets = [
+        "--set".to_string(),
+        format!("pod={pod}"),
+        "-n".to_string(),
+        ns.name.clone(),
+    ];
+
+    // The role, as `contain rbac` prints it (planned with the admin identity).
+    let printed = crate::harness::Contain::new()
+        .args(["--kubeconfig", &live::kubeconfig().display().to_string()])
+        .args(["-o", "json", "rbac", &playbook])
+        .args(sets.clone())
+        .args(["--name", &format!("contain-rbac-{suffix}")])
+        .run();
+    assert_eq!(printed.code, 0, "{}", printed.stderr);
+    let mut role = printed.json();
+    let role_name = format!("contain-rbac-{suffix}");
+    cluster.create(&role, WriteMode::Apply).await.unwrap();
+    let account = json!({"apiVersion": "v1", "kind": "ServiceAccount", "metadata": {"name": "responder", "namespace": ns.name}});
+    let account = cluster.create(&account, WriteMode::Apply).await.unwrap();
+    let binding = json!({"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRoleBinding",
+        "metadata": {"name": role_name},
+        "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": role_name},
+        "subjects": [{"kind": "ServiceAccount", "name": "responder", "namespace": ns.name}]});
+    cluster.create(&binding, WriteMode::Apply).await.unwrap();
+    struct Cleanup(String, String);
+    impl Drop for Cleanup {
+        fn drop(&mut self) {
+            let (role, node) = (self.0.clone(), self.1.clone());
+            let _ = std::thread::spawn(move || {
+                tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                    .unwrap()
+                    .block_on(async {
+                        let cluster = live::connect(live::kubeconfig()).await;
+                        let guard = format!("contain-quarantine-{node}");
+                        for (kind, name) in [
+                            ("ClusterRoleBinding", role.as_str()),
+                            ("ClusterRole", role.as_str()),
+                            ("ValidatingAdmissionPolicyBinding", guard.as_str()),
+                            ("ValidatingAdmissionPolicy", guard.as_str()),
+                        ] {
+                            let _ = cluster
+                                .delete(
+                                    &ObjectRef::new(kind, None, name),
+                                    &contain::cluster::Preconditions::default(),
+                                    None,
+                                    WriteMode::Apply,
+                                )
+                                .await;
+                        }
+                        live::delete_node(&cluster, &node).await;
+                    });
+            })
+            .join();
+        }
+    }
+    let _cleanup = Cleanup(role_name.clone(), node.clone());
+    let token = cluster
+        .request_token(&ObjectRef::of(&account).unwrap(), 600, None)
+        .await
+        .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let kubeconfig = token_kubeconfig(&token, dir.path());
+    let journal = tempfile::tempdir().unwrap();
+    let evidence = tempfile::tempdir().unwrap();
+    let responder = || {
+        crate::harness::Contain::new()
+            .args([
+                "--no-progress",
+                "--kubeconfig",
+                &kubeconfig.display().to_string(),
+            ])
+            .args(["--journal", &journal.path().display().to_string()])
+            .args(["--evidence", &evidence.path().display().to_string()])
+    };
+    let out = responder()
+        .args(["run", "--yes", &playbook])
+        .args(sets.clone())
+        .run();
+    assert_eq!(out.code, 0, "{}\n{}", out.stdout, out.stderr);
+    for text in [&out.stdout, &out.stderr] {
+        assert!(
+            !text.contains("forbidden"),
+            "a 403 with the printed role: {text}"
+        );
+    }
+    let run = contain::journal::run_ids(journal.path()).pop().unwrap();
+    let rolled = responder().args(["rollback", "--yes", &run]).run();
+    assert_eq!(
+        rolled.code, 0,
+        "the role covers the rollback: {}\n{}",
+        rolled.stdout, rolled.stderr
+    );
+
+    // One verb fewer: the preflight names exactly that permission, and nothing is written.
+    let rules = role["rules"].as_array_mut().unwrap();
+    let policies = rules
+        .iter_mut()
+        .find(|r| r["resources"] == json!(["networkpolicies"]))
+        .expect("the role grants NetworkPolicy writes");
+    let verbs: Vec<Value> = policies["verbs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|v| *v != "create")
+        .cloned()
+        .collect();
+    policies["verbs"] = Value::Array(verbs);
+    let patch = json!({"rules": role["rules"]});
+    cluster
+        .patch(
+            &ObjectRef::new("ClusterRole", None, &role_name),
+            &patch,
+            WriteMode::Apply,
+        )
+        .await
+        .unwrap();
+    let mut missing = Vec::new();
+    for _ in 0..40 {
+        let refused = responder()
+            .args(["run", "--yes", &playbook])
+            .args(sets.clone())
+            .run();
+        missing = refused
+            .stdout
+            .lines()
+            .filter_map(|l| l.trim().strip_prefix("missing: "))
+            .map(str::to_string)
+            .collect();
+        if refused.code == 5 && !missing.is_empty() {
+            break;
+        }
+        // RBAC changes reach the authorizer within moments; a run that got through is undone.
+        if refused.code == 0 {
+            let run = contain::journal::run_ids(journal.path()).pop().unwrap();
+            responder().args(["rollback", "--yes", &run]).run();
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    assert_eq!(
+        missing,
+        [format!(
+            "create networkpolicies.networking.k8s.io contain-isolate-isolate in namespace {}",
+            ns.name
+        )]
+    );
+}

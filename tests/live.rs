@@ -687,3 +687,44 @@ async fn a_list_longer_than_a_page_comes_back_whole_and_once_and_node_pods_by_fi
         "the node's pods include ours"
     );
 }
+
+/// A KWOK node of a test's own, tainted `test-dedicated=<name>:NoSchedule` so only pods that
+/// tolerate it land there; `cordoned` to start it unschedulable.
+pub async fn dedicated_node(cluster: &KubeCluster, name: &str, cordoned: bool) -> Value {
+    let node = json!({
+        "apiVersion": "v1", "kind": "Node",
+        "metadata": {"name": name, "annotations": {"kwok.x-k8s.io/node": "fake"}, "labels": {"kubernetes.io/hostname": name, "type": "kwok"}},
+        "spec": {"taints": [{"key": "test-dedicated", "value": name, "effect": "NoSchedule"}], "unschedulable": cordoned},
+        "status": {"allocatable": {"cpu": "32", "memory": "256Gi", "pods": "110"}, "capacity": {"cpu": "32", "memory": "256Gi", "pods": "110"}}
+    });
+    cluster.create(&node, WriteMode::Apply).await.unwrap();
+    for _ in 0..120 {
+        let now = cluster
+            .get(&ObjectRef::new("Node", None, name))
+            .await
+            .unwrap()
+            .unwrap();
+        let ready = now["status"]["conditions"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .any(|c| c["type"] == "Ready" && c["status"] == "True");
+        if ready {
+            return now;
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    panic!("node {name} did not become Ready");
+}
+
+/// Removes a node `dedicated_node` made.
+pub async fn delete_node(cluster: &KubeCluster, name: &str) {
+    let _ = cluster
+        .delete(
+            &ObjectRef::new("Node", None, name),
+            &Preconditions::default(),
+            None,
+            WriteMode::Apply,
+        )
+        .await;
+}

@@ -258,9 +258,12 @@ impl Op {
                 CaptureSource::Logs { pod, .. } => {
                     vec![on("get", pod), on("get", pod).map(|a| a.subresource("log"))]
                 }
+                // Exec streams over a WebSocket, opened with a GET: the API server asks for
+                // `get` on pods/exec as well as `create`.
                 CaptureSource::Exec { pod, .. } => {
                     vec![
                         on("get", pod),
+                        on("get", pod).map(|a| a.subresource("exec")),
                         on("create", pod).map(|a| a.subresource("exec")),
                     ]
                 }
@@ -274,9 +277,12 @@ impl Op {
                     on("get", pod),
                     list("NetworkPolicy", pod.namespace.as_deref()),
                 ],
-                CaptureSource::Bindings { account } => vec![
-                    list("RoleBinding", account.namespace.as_deref()),
+                // The bindings naming the account, wherever they are, and the roles they grant.
+                CaptureSource::Bindings { .. } => vec![
+                    list("RoleBinding", None),
                     list("ClusterRoleBinding", None),
+                    kinds::lookup("Role").map(|k| Access::on("get", k, None, None)),
+                    kinds::lookup("ClusterRole").map(|k| Access::on("get", k, None, None)),
                 ],
                 CaptureSource::Owners { pod } => vec![on("get", pod)],
             },
