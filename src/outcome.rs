@@ -220,7 +220,7 @@ impl Outcome {
         }
     }
 
-    /// True for outcomes after which a run may be resumed (it stopped part-way).
+    /// True when the outcome exits 0 (nothing left to resume).
     pub fn is_success(&self) -> bool {
         self.exit_code() == exit::SUCCESS
     }
