@@ -116,6 +116,18 @@ async fn dispatch(cli: Cli) -> u8 {
             registry_config,
         } => verify_image(image, keys, registry_config.as_deref(), global).await,
         Command::Schema => print_json(&playbook_schema()),
+        Command::ExitCodes => {
+            if global.output == Output::Text {
+                print!("{}", exit::help_text());
+            } else {
+                let table: Vec<Value> = exit::TABLE
+                    .iter()
+                    .map(|(code, meaning)| json!({"code": code, "meaning": meaning}))
+                    .collect();
+                print_output(&Value::Array(table), global.output);
+            }
+            exit::SUCCESS
+        }
         Command::Actions { name } => actions(name.as_deref(), global),
         Command::Completions { shell } => {
             clap_complete::generate(

@@ -210,6 +210,8 @@ pub enum Command {
     },
     /// Print the JSON schema of the playbook format.
     Schema,
+    /// The exit codes and what each means (`-o json` for programs).
+    ExitCodes,
     /// List the actions: fields, what they change, whether they can be undone.
     Actions {
         /// Show one action in full.

@@ -1,5 +1,5 @@
 //! Exit codes. [`TABLE`] is the one list: `--help`, the README (a test compares them) and
-//! `contain exit-codes -o json` are generated from it. A run's outcome maps onto a code in
+//! `contain exit-codes` are generated from it. A run's outcome maps onto a code in
 //! `outcome::Outcome::exit_code`; command errors map onto one in `app`.
 
 /// The run (or command) did what it was asked.

@@ -247,6 +247,21 @@ fn the_readme_exit_code_table_is_the_one_in_the_code() {
         "README.md must carry the exit-code table exactly as `contain::exit::markdown_table()` renders it:\n{}",
         contain::exit::markdown_table()
     );
+    let listed = Contain::new()
+        .args(["-o", "json", "exit-codes"])
+        .run()
+        .json();
+    let codes: Vec<(u64, &str)> = listed
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| (e["code"].as_u64().unwrap(), e["meaning"].as_str().unwrap()))
+        .collect();
+    let table: Vec<(u64, &str)> = contain::exit::TABLE
+        .iter()
+        .map(|(c, m)| (u64::from(*c), *m))
+        .collect();
+    assert_eq!(codes, table, "`contain exit-codes -o json` is the table");
     let help = Contain::new().args(["--help"]).run();
     // clap wraps long lines: compare with white space folded.
     let fold = |s: &str| s.split_whitespace().collect::<Vec<_>>().join(" ");
