@@ -770,11 +770,15 @@ fn verify(
             println!("run {run}: {problem}");
         }
     }
-    Ok(if verification.is_intact() {
-        exit::SUCCESS
-    } else {
-        exit::JOURNAL
-    })
+    if !verification.is_intact() {
+        return Ok(exit::JOURNAL);
+    }
+    // An intact chain without an approved plan is a run that never started.
+    if RunState::read(journal, run)?.never_started() {
+        println!("run {run} never started: no plan was approved, nothing was written");
+        return Ok(exit::NEVER_STARTED);
+    }
+    Ok(exit::SUCCESS)
 }
 
 /// `contain evidence verify DIR`: every bundle at or below DIR, re-hashed; each manifest's

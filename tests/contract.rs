@@ -431,8 +431,11 @@ fn a_run_killed_before_its_plan_was_durable_never_started() {
             );
         }
     }
-    let verify = contain().args(["journal", "verify", empty]).run();
-    assert_eq!(verify.code, 9, "{}{}", verify.stdout, verify.stderr);
+    for run in [empty, header_only] {
+        let verify = contain().args(["journal", "verify", run]).run();
+        assert_eq!(verify.code, 9, "{}{}", verify.stdout, verify.stderr);
+        assert!(verify.stdout.contains("never started"), "{}", verify.stdout);
+    }
 }
 
 #[test]
