@@ -1,7 +1,8 @@
 //! The whole-run plan, made before the first write: facts resolved, guards checked, every step
 //! rendered and planned in order against an overlay (the cluster plus the effects of the steps
 //! planned before it), then the preflight: every permission the plan needs, asked of the API
-//! server. Any failure refuses the run with everything that is wrong, and nothing is written.
+//! server, and on a live cluster every planned write sent once with `dryRun=All`. Any failure
+//! refuses the run with everything that is wrong, and nothing is written.
 
 use std::collections::BTreeSet;
 
