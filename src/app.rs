@@ -67,27 +67,19 @@ async fn dispatch(cli: Cli) -> u8 {
             playbook,
             snapshot,
             out,
-        } => {
-            let cluster = match snapshot {
-                Some(path) => load_snapshot(path, global).map(|s| Box::new(s) as Box<dyn Cluster>),
-                None => connect(global)
-                    .await
-                    .map(|k| Box::new(k) as Box<dyn Cluster>),
-            };
-            match cluster {
-                Ok(cluster) => {
-                    run_playbook(
-                        playbook,
-                        global,
-                        cluster.as_ref(),
-                        Mode::Plan,
-                        out.as_deref(),
-                    )
-                    .await
-                }
-                Err(code) => code,
+        } => match snapshot_or_live(snapshot.as_deref(), global).await {
+            Ok(cluster) => {
+                run_playbook(
+                    playbook,
+                    global,
+                    cluster.as_ref(),
+                    Mode::Plan,
+                    out.as_deref(),
+                )
+                .await
             }
-        }
+            Err(code) => code,
+        },
         Command::Tabletop { playbook, snapshot } => match load_snapshot(snapshot, global) {
             Ok(sim) => run_playbook(playbook, global, &sim, Mode::Tabletop, None).await,
             Err(code) => code,
@@ -268,6 +260,17 @@ fn load_snapshot(path: &Path, global: &Global) -> Result<SimCluster, u8> {
     SimCluster::load(&Source::new(name, text)).map_err(|report| {
         print_reports(&[report], global);
         exit::INVALID_INPUT
+    })
+}
+
+/// The snapshot when one is given, else the live cluster; `Err` carries the exit code.
+async fn snapshot_or_live(
+    snapshot: Option<&Path>,
+    global: &Global,
+) -> Result<Box<dyn Cluster>, u8> {
+    Ok(match snapshot {
+        Some(path) => Box::new(load_snapshot(path, global)?),
+        None => Box::new(connect(global).await?),
     })
 }
 
@@ -607,15 +610,9 @@ async fn rbac(
         Ok(found) => found,
         Err(code) => return code,
     };
-    let cluster: Box<dyn Cluster> = match snapshot {
-        Some(path) => match load_snapshot(path, global) {
-            Ok(sim) => Box::new(sim),
-            Err(code) => return code,
-        },
-        None => match connect(global).await {
-            Ok(kube) => Box::new(kube),
-            Err(code) => return code,
-        },
+    let cluster = match snapshot_or_live(snapshot, global).await {
+        Ok(cluster) => cluster,
+        Err(code) => return code,
     };
     let recording = crate::cluster::recording::Recording::new(cluster.as_ref());
     let run_id = new_run_id();
@@ -656,15 +653,9 @@ async fn rbac(
 
 /// `contain explain-access POD`.
 async fn explain_access(pod: &str, snapshot: Option<&Path>, global: &Global) -> u8 {
-    let cluster: Box<dyn Cluster> = match snapshot {
-        Some(path) => match load_snapshot(path, global) {
-            Ok(sim) => Box::new(sim),
-            Err(code) => return code,
-        },
-        None => match connect(global).await {
-            Ok(kube) => Box::new(kube),
-            Err(code) => return code,
-        },
+    let cluster = match snapshot_or_live(snapshot, global).await {
+        Ok(cluster) => cluster,
+        Err(code) => return code,
     };
     let namespace = global.namespace.clone().unwrap_or_else(|| "default".into());
     match crate::explain::explain(cluster.as_ref(), &namespace, pod).await {

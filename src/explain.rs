@@ -4,8 +4,9 @@
 
 use serde_json::{Value, json};
 
-use crate::cluster::object::{ObjectRef, Selector};
-use crate::cluster::{Cluster, kinds};
+use crate::cluster::Cluster;
+use crate::cluster::object::ObjectRef;
+
 use crate::netpol::{self, Direction};
 use crate::report::sanitize;
 
@@ -23,13 +24,7 @@ pub async fn explain(
             .ok_or_else(|| crate::cluster::ClusterError::NotFound {
                 object: pod_ref.to_string(),
             })?;
-    let policies = cluster
-        .list(
-            kinds::lookup("NetworkPolicy").expect("known kind"),
-            Some(namespace),
-            &Selector::default(),
-        )
-        .await?;
+    let policies = crate::action::policies::in_namespace(cluster, namespace).await?;
     let directions: Vec<Value> = [Direction::Ingress, Direction::Egress]
         .into_iter()
         .map(|direction| {

@@ -366,12 +366,7 @@ async fn plan_cluster_policy(
             json!([name]),
         );
     }
-    let overridden: Vec<String> = cluster
-        .list(
-            kinds::lookup("NetworkPolicy").expect("known kind"),
-            Some(&scope.namespace),
-            &Selector::default(),
-        )
+    let overridden: Vec<String> = policies::in_namespace(cluster, &scope.namespace)
         .await?
         .iter()
         .filter(|p| {
@@ -572,12 +567,7 @@ impl Action for Isolate {
                     "{policy_ref} already exists and was not created by this run; set `policy_name`"
                 )));
             }
-            let others: Vec<Value> = cluster
-                .list(
-                    kinds::lookup("NetworkPolicy").expect("known kind"),
-                    Some(&scope.namespace),
-                    &Selector::default(),
-                )
+            let others: Vec<Value> = policies::in_namespace(cluster, &scope.namespace)
                 .await?
                 .into_iter()
                 .filter(|p| object::name(p) != Some(name.as_str()))
@@ -819,13 +809,7 @@ impl Action for Isolate {
                 .and_then(Value::as_str)
                 .unwrap_or_default()
                 .to_string();
-            let all = cluster
-                .list(
-                    kinds::lookup("NetworkPolicy").expect("known kind"),
-                    Some(&namespace),
-                    &Selector::default(),
-                )
-                .await?;
+            let all = policies::in_namespace(cluster, &namespace).await?;
             if !all.iter().any(|p| object::name(p) == Some(name.as_str())) {
                 verification.check(
                     format!("NetworkPolicy {namespace}/{name} exists"),

@@ -6,6 +6,20 @@ use serde_json::Value;
 
 use crate::cluster::object::Selector;
 
+/// Every NetworkPolicy of a namespace: the set whose rules add up for its pods.
+pub async fn in_namespace(
+    cluster: &dyn crate::cluster::Cluster,
+    namespace: &str,
+) -> Result<Vec<Value>, crate::cluster::ClusterError> {
+    cluster
+        .list(
+            crate::cluster::kinds::lookup("NetworkPolicy").expect("known kind"),
+            Some(namespace),
+            &Selector::default(),
+        )
+        .await
+}
+
 /// True when `policy` selects `pod`.
 pub fn selects(policy: &Value, pod: &Value) -> bool {
     crate::netpol::selects(policy, pod)
