@@ -17,7 +17,7 @@ use super::{
 };
 use crate::diagnostics::{Problem, Report};
 use crate::playbook::node::{self, Limits, Node};
-use crate::source::Source;
+use crate::source::{Source, Span};
 
 type Key = (String, String, String);
 
@@ -42,16 +42,21 @@ pub struct SimCluster {
 }
 
 impl SimCluster {
-    /// An empty cluster with only a `kube-system` namespace.
-    pub fn empty(origin: &str) -> Self {
-        let sim = SimCluster {
+    /// A cluster with no objects at all.
+    fn blank(origin: &str) -> Self {
+        SimCluster {
             origin: origin.to_string(),
             state: Mutex::new(State {
                 objects: BTreeMap::new(),
                 next_resource_version: 1,
                 created: 0,
             }),
-        };
+        }
+    }
+
+    /// An empty cluster with only a `kube-system` namespace.
+    pub fn empty(origin: &str) -> Self {
+        let sim = Self::blank(origin);
         let ns =
             json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "kube-system"}});
         let _ = sim.insert(ns);
@@ -61,41 +66,63 @@ impl SimCluster {
     /// Loads a multi-document snapshot (objects, or `kind: List` documents of objects).
     pub fn load(source: &Source) -> std::result::Result<Self, Report> {
         let fail = |problems: Vec<Problem>| Report::new(source.clone(), problems);
-        let docs = node::parse_documents(source, Limits::SNAPSHOT).map_err(|e| {
+        let docs = node::parse_document_values(source, Limits::SNAPSHOT).map_err(|e| {
             let span = match &e {
                 node::ParseError::Yaml { span, .. } => *span,
                 _ => None,
             };
             fail(vec![Problem::new(e.to_string(), span)])
         })?;
-        let sim = SimCluster {
-            origin: source.name().to_string(),
-            state: Mutex::new(State {
-                objects: BTreeMap::new(),
-                next_resource_version: 1,
-                created: 0,
-            }),
-        };
+        let sim = Self::blank(source.name());
         let mut problems = Vec::new();
-        let add = |doc: &Node, problems: &mut Vec<Problem>| {
-            if let Err(message) = sim.insert(doc.to_json()) {
-                problems.push(Problem::new(message, Some(doc.span)).label("this object"));
+        let mut add = |span: Span, object: Value| {
+            if let Err(message) = sim.insert(object) {
+                problems.push(Problem::new(message, Some(span)).label("this object"));
             }
         };
-        for doc in &docs {
-            if doc.get("kind").and_then(Node::as_str) == Some("List") {
-                for item in doc.get("items").and_then(Node::as_seq).unwrap_or_default() {
-                    add(item, &mut problems);
+        for (span, mut doc) in docs {
+            if doc.get("kind").and_then(Value::as_str) == Some("List") {
+                let items = match doc.get_mut("items").map(Value::take) {
+                    Some(Value::Array(items)) => items,
+                    _ => Vec::new(),
+                };
+                for item in items {
+                    add(span, item);
                 }
             } else {
-                add(doc, &mut problems);
+                add(span, doc);
             }
         }
         if problems.is_empty() {
             Ok(sim)
         } else {
-            Err(fail(problems))
+            Err(fail(Self::locate_problems(source).unwrap_or(problems)))
         }
+    }
+
+    /// The problems of a snapshot that failed to load, each at the span of its own object (a
+    /// `kind: List` item, not the whole list): the slower node-tree parse, only on the error path.
+    fn locate_problems(source: &Source) -> Option<Vec<Problem>> {
+        let docs = node::parse_documents(source, Limits::SNAPSHOT).ok()?;
+        let scratch = Self::blank(source.name());
+        let mut problems = Vec::new();
+        let mut add = |doc: &Node| {
+            if let Err(message) = scratch.insert(doc.to_json()) {
+                problems.push(Problem::new(message, Some(doc.span)).label("this object"));
+            }
+        };
+        for doc in &docs {
+            if doc.get("kind").and_then(Node::as_str) == Some("List") {
+                doc.get("items")
+                    .and_then(Node::as_seq)
+                    .unwrap_or_default()
+                    .iter()
+                    .for_each(&mut add);
+            } else {
+                add(doc);
+            }
+        }
+        Some(problems)
     }
 
     /// Adds an object as found in a snapshot, filling in what the server would have set.
@@ -663,5 +690,15 @@ mod tests {
             .unwrap();
         assert_eq!(report.problems.len(), 1);
         assert_eq!(report.problems[0].span.unwrap().line, 4);
+    }
+
+    #[test]
+    fn a_bad_item_of_a_list_is_located_at_the_item() {
+        let text = "kind: List\nitems:\n- kind: Namespace\n  metadata: {name: a}\n- kind: Namespace\n  metadata: {}\n";
+        let report = SimCluster::load(&Source::new("s.yaml", text))
+            .err()
+            .unwrap();
+        assert_eq!(report.problems.len(), 1);
+        assert_eq!(report.problems[0].span.unwrap().line, 5);
     }
 }

@@ -259,8 +259,91 @@ pub fn parse_documents(source: &Source, limits: Limits) -> Result<Vec<Node>, Par
     Ok(docs.into_iter().map(|d| convert(d, source)).collect())
 }
 
+/// Parses every document of a multi-document YAML stream straight into JSON values, each with the
+/// span of its document: for bulk data (snapshots) where errors name an object, not a field, and
+/// a span per node would cost more than the parse itself.
+///
+/// Documents are independent in YAML (no alias crosses a `---`), so a large stream is cut at its
+/// document markers into one run of documents per core and the runs are parsed side by side.
+/// Any error re-parses the whole text in one piece, so its position and message are exactly those
+/// of a single parse.
+pub fn parse_document_values(
+    source: &Source,
+    limits: Limits,
+) -> Result<Vec<(Span, serde_json::Value)>, ParseError> {
+    if source.text().len() > limits.max_bytes {
+        return Err(ParseError::TooLarge {
+            name: source.name().to_string(),
+            limit: limits.max_bytes,
+        });
+    }
+    let text = source.text();
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get().min(8));
+    let runs = document_runs(text, cores);
+    // Each run gets its share of the node budget; the whole-text parse gets all of it.
+    let parse_run = |&(start, end): &(usize, usize)| {
+        let mut run_limits = limits;
+        run_limits.max_nodes = limits.max_nodes * (end - start) / text.len().max(1);
+        serde_saphyr::from_multiple_with_options::<Spanned<serde_json::Value>>(
+            &text[start..end],
+            run_limits.options(),
+        )
+        .map(|docs| {
+            docs.into_iter()
+                .map(|d| (location_span(source, &d.referenced, start), d.value))
+                .collect::<Vec<_>>()
+        })
+    };
+    let parsed: Vec<_> = if runs.len() == 1 {
+        vec![parse_run(&runs[0])]
+    } else {
+        std::thread::scope(|scope| {
+            let handles: Vec<_> = runs
+                .iter()
+                .map(|run| scope.spawn(move || parse_run(run)))
+                .collect();
+            handles
+                .into_iter()
+                .map(|h| h.join().expect("a parse thread does not panic"))
+                .collect()
+        })
+    };
+    let mut documents = Vec::new();
+    for run in parsed {
+        match run {
+            Ok(docs) => documents.extend(docs),
+            Err(_) => return parse_run(&(0, text.len())).map_err(|e| yaml_error(source, &e)),
+        }
+    }
+    Ok(documents)
+}
+
+/// Cuts `text` into at most `count` runs of whole documents of about equal size, each starting at
+/// a `---` line (the first at 0). Streams with directives (`%YAML`, `%TAG`), which bind to the
+/// document after them, and small streams are one run.
+fn document_runs(text: &str, count: usize) -> Vec<(usize, usize)> {
+    const SMALL: usize = 256 << 10;
+    if count <= 1 || text.len() < SMALL || text.starts_with('%') || text.contains("\n%") {
+        return vec![(0, text.len())];
+    }
+    let target = text.len() / count;
+    let mut cuts = vec![0];
+    let mut next = target;
+    for (offset, _) in text.match_indices("\n---") {
+        let line = offset + 1;
+        let after = text.as_bytes().get(line + 3).copied();
+        let is_marker = matches!(after, None | Some(b' ' | b'\t' | b'\n' | b'\r'));
+        if is_marker && line >= next {
+            cuts.push(line);
+            next = line + target;
+        }
+    }
+    cuts.push(text.len());
+    cuts.windows(2).map(|w| (w[0], w[1])).collect()
+}
+
 fn yaml_error(source: &Source, err: &serde_saphyr::Error) -> ParseError {
-    let span = err.location().map(|loc| location_span(source, &loc));
+    let span = err.location().map(|loc| location_span(source, &loc, 0));
     // The library's own rendering repeats a snippet; keep the first line, the message itself.
     let rendered = err.to_string();
     let message = rendered
@@ -272,18 +355,19 @@ fn yaml_error(source: &Source, err: &serde_saphyr::Error) -> ParseError {
     ParseError::Yaml { message, span }
 }
 
-fn location_span(source: &Source, loc: &serde_saphyr::Location) -> Span {
+fn location_span(source: &Source, loc: &serde_saphyr::Location, base: usize) -> Span {
     let span = loc.span();
     match span.byte_offset() {
         Some(offset) => {
-            let offset = offset as usize;
+            let offset = base + offset as usize;
             let len = span.byte_len().unwrap_or(0) as usize;
             source.span_at(offset.min(source.text().len()), len)
         }
         // No byte offset from the parser: find the line and column in the text, so the caret
         // stands where the error is, not at 1:1.
         None => {
-            let (line, column) = (loc.line() as usize, loc.column() as usize);
+            let base_line = source.line_col(base).0 - 1;
+            let (line, column) = (base_line + loc.line() as usize, loc.column() as usize);
             Span {
                 offset: source.offset_at(line, column),
                 len: 0,
@@ -295,7 +379,7 @@ fn location_span(source: &Source, loc: &serde_saphyr::Location) -> Span {
 }
 
 fn convert(raw: Spanned<RawNode>, source: &Source) -> Node {
-    let span = location_span(source, &raw.referenced);
+    let span = location_span(source, &raw.referenced, 0);
     let value = match raw.value {
         RawNode::Null => NodeValue::Null,
         RawNode::Bool(b) => NodeValue::Bool(b),
@@ -310,7 +394,7 @@ fn convert(raw: Spanned<RawNode>, source: &Source) -> Node {
                 .into_iter()
                 .map(|(k, v)| {
                     let key = Key {
-                        span: location_span(source, &k.referenced),
+                        span: location_span(source, &k.referenced, 0),
                         name: k.value,
                     };
                     (key, convert(v, source))
@@ -411,6 +495,58 @@ impl<'de> Visitor<'de> for RawVisitor {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A stream large enough to be parsed in several runs.
+    fn big_stream(objects: usize) -> String {
+        (0..objects)
+            .map(|i| format!("---\nkind: ConfigMap\nmetadata:\n  name: c{i}\ndata:\n  k: |\n    ---\n    v{i}\n"))
+            .collect()
+    }
+
+    #[test]
+    fn runs_cut_only_at_document_markers() {
+        let text = big_stream(20_000);
+        let runs = document_runs(&text, 4);
+        assert_eq!(runs.len(), 4, "{runs:?}");
+        assert_eq!((runs[0].0, runs[3].1), (0, text.len()));
+        for pair in runs.windows(2) {
+            assert_eq!(pair[0].1, pair[1].0);
+            assert!(text[pair[1].0..].starts_with("---\n"));
+        }
+        assert_eq!(document_runs("%YAML 1.2\n---\na: 1\n", 4), vec![(0, 19)]);
+    }
+
+    #[test]
+    fn parallel_parse_matches_one_parse() {
+        let text = big_stream(20_000);
+        let source = Source::new("s.yaml", text.as_str());
+        let parsed = parse_document_values(&source, Limits::SNAPSHOT).unwrap();
+        let whole: Vec<serde_json::Value> =
+            serde_saphyr::from_multiple_with_options(&text, Limits::SNAPSHOT.options()).unwrap();
+        assert_eq!(parsed.len(), 20_000);
+        assert!(parsed.iter().map(|(_, v)| v).eq(whole.iter()));
+        let (span, last) = parsed.last().unwrap();
+        assert_eq!(last["data"]["k"], "---\nv19999\n");
+        assert_eq!(
+            span.line,
+            19_999 * 8 + 2,
+            "a document's span is its own, not its run's"
+        );
+    }
+
+    #[test]
+    fn an_error_late_in_a_large_stream_is_placed_exactly() {
+        let mut text = big_stream(20_000);
+        text.push_str("---\nkind: ConfigMap\nmetadata: {name: [unclosed\n");
+        let source = Source::new("s.yaml", text.as_str());
+        let Err(ParseError::Yaml {
+            span: Some(span), ..
+        }) = parse_document_values(&source, Limits::SNAPSHOT)
+        else {
+            panic!("the broken document is an error");
+        };
+        assert!(span.line > 20_000 * 8, "line {}", span.line);
+    }
 
     fn parse(text: &str) -> Node {
         parse_document(&Source::new("t.yaml", text), Limits::PLAYBOOK).expect("parses")

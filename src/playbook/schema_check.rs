@@ -11,7 +11,11 @@ use crate::playbook::node::{Node, NodeValue};
 
 /// Checks `node` against `schema`, whose `$ref`s point into `root`.
 pub fn check(node: &Node, schema: &Value, root: &Value, path: &str, out: &mut Vec<Problem>) {
-    Checker { root }.check(node, schema, path, out);
+    Checker {
+        root,
+        patterns: Default::default(),
+    }
+    .check(node, schema, path, out);
 }
 
 /// True when a string will be rendered as a template.
@@ -42,6 +46,8 @@ fn place(path: &str) -> String {
 
 struct Checker<'a> {
     root: &'a Value,
+    /// Compiled `pattern`s: a playbook checks the same few patterns once per step.
+    patterns: std::cell::RefCell<std::collections::HashMap<String, Option<regex::Regex>>>,
 }
 
 impl<'a> Checker<'a> {
@@ -197,14 +203,24 @@ impl<'a> Checker<'a> {
         fits
     }
 
+    /// Whether `text` fails `pattern` (an invalid pattern rejects nothing).
+    fn pattern_rejects(&self, pattern: &str, text: &str) -> bool {
+        let mut patterns = self.patterns.borrow_mut();
+        let compiled = patterns
+            .entry(pattern.to_string())
+            .or_insert_with(|| regex::Regex::new(pattern).ok());
+        compiled.as_ref().is_some_and(|re| !re.is_match(text))
+    }
+
     fn check_values(&self, node: &Node, schema: &Value, path: &str, out: &mut Vec<Problem>) {
         let templated = node.as_str().is_some_and(is_template);
         if templated {
             return;
         }
-        let json = node.to_json();
+        // Only enum and const compare whole values; most schemas have neither.
+        let json = || node.to_json();
         if let Some(allowed) = schema.get("enum").and_then(Value::as_array)
-            && !allowed.contains(&json)
+            && !allowed.contains(&json())
         {
             let names: Vec<String> = allowed.iter().map(display_value).collect();
             let mut problem = Problem::new(
@@ -225,7 +241,7 @@ impl<'a> Checker<'a> {
             out.push(problem);
         }
         if let Some(constant) = schema.get("const")
-            && constant != &json
+            && constant != &json()
         {
             out.push(
                 Problem::new(
@@ -242,8 +258,7 @@ impl<'a> Checker<'a> {
         }
         if let Some(text) = node.as_str() {
             if let Some(pattern) = schema.get("pattern").and_then(Value::as_str)
-                && let Ok(re) = regex::Regex::new(pattern)
-                && !re.is_match(text)
+                && self.pattern_rejects(pattern, text)
             {
                 out.push(
                     Problem::new(

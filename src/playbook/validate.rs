@@ -144,6 +144,8 @@ struct Checks<'a> {
     facts: Vec<&'a str>,
     /// Each fact's kind, for checking the fields a template reads from it.
     fact_kinds: HashMap<&'a str, &'a str>,
+    /// Each action's `with` schema, generated once however many steps use it.
+    with_schemas: HashMap<&'static str, Value>,
 }
 
 /// A step as far as the checks need it.
@@ -183,6 +185,7 @@ impl<'a> Checks<'a> {
             fact_kinds,
             root,
             problems,
+            with_schemas: HashMap::new(),
         }
     }
 
@@ -196,8 +199,18 @@ impl<'a> Checks<'a> {
         self.check_guards();
         let steps = self.steps();
         self.check_step_ids(&steps);
-        for (position, step) in steps.iter().enumerate() {
-            self.check_step(step, &steps[..position]);
+        // Every step id with its action, in order: a step's scope is the prefix before it (one
+        // list for the whole playbook, so validation stays linear in its steps).
+        let ids: Vec<StepId<'a>> = steps
+            .iter()
+            .filter_map(|s| Some((s.id?.as_str()?, s.action)))
+            .collect();
+        let mut before = 0;
+        for step in &steps {
+            self.check_step(step, &ids[..before]);
+            if step.id.and_then(Node::as_str).is_some() {
+                before += 1;
+            }
         }
         self.check_evidence_first(&steps);
     }
@@ -328,18 +341,14 @@ impl<'a> Checks<'a> {
                         .label("here"),
                     );
                 }
-                let scope = Scope::Step {
-                    earlier: Vec::new(),
-                };
+                let scope = Scope::Step { earlier: &[] };
                 self.check_references(that, &refs::in_expression(text), &scope);
             }
             if let Some(message) = guard.get("message") {
                 self.check_template(
                     message,
                     &join(&path, "message"),
-                    Scope::Step {
-                        earlier: Vec::new(),
-                    },
+                    Scope::Step { earlier: &[] },
                 );
             }
         }
@@ -384,7 +393,7 @@ impl<'a> Checks<'a> {
         }
     }
 
-    fn check_step(&mut self, step: &StepView<'a>, earlier: &[StepView<'a>]) {
+    fn check_step(&mut self, step: &StepView<'a>, earlier: &[StepId<'a>]) {
         let path = format!("steps[{}]", step.index);
         let action_node = step.node.get("action");
         if let Some(node) = action_node
@@ -402,24 +411,22 @@ impl<'a> Checks<'a> {
             };
             self.push(problem);
         }
-        let scope = Scope::Step {
-            earlier: earlier
-                .iter()
-                .filter_map(|s| Some((s.id?.as_str()?, s.action)))
-                .collect(),
-        };
+        let scope = Scope::Step { earlier };
         if let Some(action) = step.action {
             self.check_target(step, action, &path, &scope);
             let with = step.node.get("with");
-            let with_schema = action.with_schema();
+            let with_schema = self
+                .with_schemas
+                .entry(action.info().name)
+                .or_insert_with(|| action.with_schema());
             let empty = Node {
                 value: NodeValue::Map(Vec::new()),
                 span: step.node.span,
             };
             schema_check::check(
                 with.unwrap_or(&empty),
-                &with_schema,
-                &with_schema,
+                with_schema,
+                with_schema,
                 &join(&path, "with"),
                 self.problems,
             );
@@ -838,13 +845,12 @@ fn compact(value: &Value) -> String {
 
 #[derive(Clone)]
 enum Scope<'s> {
-    Fact {
-        earlier: &'s [&'s str],
-    },
-    Step {
-        earlier: Vec<(&'s str, Option<&'static dyn action::Action>)>,
-    },
+    Fact { earlier: &'s [&'s str] },
+    Step { earlier: &'s [StepId<'s>] },
 }
+
+/// A step's id and (when known) its action.
+type StepId<'s> = (&'s str, Option<&'static dyn action::Action>);
 
 fn undefined(shown: &str, what: &str, name: &str, known: &[&str]) -> Problem {
     let mut p =
