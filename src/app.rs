@@ -686,10 +686,14 @@ async fn snapshot(file: Option<&Path>, global: &Global) -> u8 {
             return exit::CLUSTER;
         }
     };
-    let text = match crate::snapshot::to_yaml(&objects, &cluster.info().server) {
+    let written = match global.output {
+        Output::Json => crate::snapshot::to_json(&objects),
+        Output::Text | Output::Yaml => crate::snapshot::to_yaml(&objects, &cluster.info().server),
+    };
+    let text = match written {
         Ok(text) => text,
         Err(e) => {
-            eprintln!("error: cannot write the snapshot as YAML: {e}");
+            eprintln!("error: cannot write the snapshot: {e}");
             return exit::INTERNAL;
         }
     };

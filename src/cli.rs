@@ -202,7 +202,8 @@ pub enum Command {
         snapshot: Option<PathBuf>,
     },
     /// Export the objects actions read from the live cluster into a snapshot file for tabletop
-    /// runs (in one namespace with -n, else all). Secret values are never exported.
+    /// runs (in one namespace with -n, else all). Secret values are never exported. YAML by
+    /// default; `-o json` writes one JSON List, which loads about ten times faster (large clusters).
     Snapshot {
         /// Write here instead of standard output.
         #[arg(long, short = 'f', value_name = "FILE")]

@@ -5,7 +5,7 @@
 //! autoescape is off (we produce names, not HTML); undefined variables are errors; rendered
 //! names are validated before they reach a selector or an API path.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 
 use serde_json::{Map, Value};
 
@@ -45,10 +45,20 @@ pub struct Scope {
     pub run: Map<String, Value>,
 }
 
+/// The template engine: built once (it registers every built-in filter and function), shared
+/// by every renderer.
+static ENGINE: std::sync::LazyLock<tera::Tera> = std::sync::LazyLock::new(tera::Tera::default);
+
 /// Renders strings against a scope.
+///
+/// A run keeps one renderer and records each step's status into it as planning goes
+/// ([`Renderer::set_step`]): params and facts are converted for the engine once per run, and a
+/// step adds only its own entry, so planning stays linear in the number of steps.
 pub struct Renderer {
-    tera: tera::Tera,
-    context: tera::Context,
+    context: std::cell::RefCell<tera::Context>,
+    steps: HashMap<String, tera::Value>,
+    /// Whether `steps` changed since it was last put into the context.
+    steps_changed: std::cell::Cell<bool>,
 }
 
 impl Renderer {
@@ -56,12 +66,24 @@ impl Renderer {
         let mut context = tera::Context::new();
         context.insert("params", &scope.params);
         context.insert("facts", &scope.facts);
-        context.insert("steps", &scope.steps);
         context.insert("run", &scope.run);
+        let steps = scope
+            .steps
+            .iter()
+            .map(|(id, status)| (id.clone(), tera::Value::from_serializable(status)))
+            .collect();
         Renderer {
-            tera: tera::Tera::default(),
-            context,
+            context: std::cell::RefCell::new(context),
+            steps,
+            steps_changed: std::cell::Cell::new(true),
         }
+    }
+
+    /// Records how a step ended (`{"status": …, "outputs": …}`), for the templates after it.
+    pub fn set_step(&mut self, id: &str, status: &Value) {
+        self.steps
+            .insert(id.to_string(), tera::Value::from_serializable(status));
+        self.steps_changed.set(true);
     }
 
     /// Renders one string. A string with no template markers is returned untouched.
@@ -69,8 +91,18 @@ impl Renderer {
         if !is_template(text) {
             return Ok(text.to_string());
         }
-        self.tera
-            .render_str(text, &self.context, false)
+        self.render(field, text)
+    }
+
+    fn render(&self, field: &str, template: &str) -> Result<String, RenderError> {
+        if self.steps_changed.replace(false) {
+            // Values are reference-counted inside the engine: this copies handles, not outputs.
+            self.context
+                .borrow_mut()
+                .insert_value("steps", tera::Value::from(self.steps.clone()));
+        }
+        ENGINE
+            .render_str(template, &self.context.borrow(), false)
             .map_err(|e| tera_error(field, &e))
     }
 
@@ -97,11 +129,7 @@ impl Renderer {
     /// Evaluates a `when:` expression.
     pub fn condition(&self, field: &str, expression: &str) -> Result<bool, RenderError> {
         let template = format!("{{% if {expression} %}}true{{% else %}}false{{% endif %}}");
-        let out = self
-            .tera
-            .render_str(&template, &self.context, false)
-            .map_err(|e| tera_error(field, &e))?;
-        Ok(out == "true")
+        Ok(self.render(field, &template)? == "true")
     }
 
     /// Renders a target and validates the names it produced.

@@ -62,24 +62,30 @@ impl fmt::Display for ObjectRef {
 }
 
 pub fn name(object: &Value) -> Option<&str> {
-    object.pointer("/metadata/name")?.as_str()
+    metadata_str(object, "name")
 }
 
 pub fn namespace(object: &Value) -> Option<&str> {
-    object.pointer("/metadata/namespace")?.as_str()
+    metadata_str(object, "namespace")
 }
 
 pub fn uid(object: &Value) -> Option<&str> {
-    object.pointer("/metadata/uid")?.as_str()
+    metadata_str(object, "uid")
 }
 
 pub fn resource_version(object: &Value) -> Option<&str> {
-    object.pointer("/metadata/resourceVersion")?.as_str()
+    metadata_str(object, "resourceVersion")
 }
 
 /// The object's labels (empty when it has none).
 pub fn labels(object: &Value) -> BTreeMap<String, String> {
-    string_map(object.pointer("/metadata/labels"))
+    string_map(object.get("metadata").and_then(|m| m.get("labels")))
+}
+
+/// A string field of `metadata`: these are read for every object a list or snapshot holds, so
+/// by direct lookup (a JSON pointer allocates for each of its segments).
+fn metadata_str<'a>(object: &'a Value, field: &str) -> Option<&'a str> {
+    object.get("metadata")?.get(field)?.as_str()
 }
 
 pub fn string_map(value: Option<&Value>) -> BTreeMap<String, String> {

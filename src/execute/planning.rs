@@ -79,6 +79,8 @@ impl Executor<'_> {
         }
 
         let overlay = Overlay::new(self.cluster);
+        // One renderer for the run; each step's status is recorded into it as planning goes.
+        let mut renderer = Renderer::new(&scope);
         let mut steps = Vec::new();
         let mut unplannable = Vec::new();
         for (index, step) in playbook.steps.iter().enumerate() {
@@ -92,7 +94,7 @@ impl Executor<'_> {
                         }
                         _ => json!({"status": "failed", "outputs": {}}),
                     };
-                    scope.steps.insert(kept.id.clone(), status);
+                    renderer.set_step(&kept.id, &status);
                     steps.push(kept.clone());
                 }
                 continue;
@@ -102,17 +104,13 @@ impl Executor<'_> {
                 action: step.action.clone(),
                 index,
             })?;
-            let renderer = Renderer::new(&scope);
             let state = match self
                 .plan_step(index, step, &renderer, config, &overlay)
                 .await
             {
                 Ok(Some((input, plan))) => {
                     let outputs = with_pending_outputs(&plan, step);
-                    scope.steps.insert(
-                        step.id.clone(),
-                        json!({"status": "done", "outputs": outputs}),
-                    );
+                    renderer.set_step(&step.id, &json!({"status": "done", "outputs": outputs}));
                     self.emit(EventKind::StepPlanned {
                         step: step.id.clone(),
                         plan: plan.clone(),
@@ -128,9 +126,7 @@ impl Executor<'_> {
                         "`when: {}` is false",
                         step.when.as_deref().unwrap_or_default()
                     );
-                    scope
-                        .steps
-                        .insert(step.id.clone(), json!({"status": "skipped", "outputs": {}}));
+                    renderer.set_step(&step.id, &json!({"status": "skipped", "outputs": {}}));
                     self.emit(EventKind::StepSkipped {
                         step: step.id.clone(),
                         reason: reason.clone(),
@@ -143,9 +139,7 @@ impl Executor<'_> {
                         _ => String::new(),
                     };
                     let error = format!("step {} ({}){place}: {error}", index + 1, step.id);
-                    scope
-                        .steps
-                        .insert(step.id.clone(), json!({"status": "failed", "outputs": {}}));
+                    renderer.set_step(&step.id, &json!({"status": "failed", "outputs": {}}));
                     self.emit(EventKind::StepFailed {
                         step: step.id.clone(),
                         error: error.clone(),

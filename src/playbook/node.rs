@@ -278,6 +278,9 @@ pub fn parse_document_values(
         });
     }
     let text = source.text();
+    if let Some(documents) = json_documents(source) {
+        return Ok(documents);
+    }
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get().min(8));
     let runs = document_runs(text, cores);
     // Each run gets its share of the node budget; the whole-text parse gets all of it.
@@ -316,6 +319,30 @@ pub fn parse_document_values(
         }
     }
     Ok(documents)
+}
+
+/// A stream of JSON documents (`kubectl get -o json`, `contain snapshot -o json`) read by the JSON
+/// parser, an order of magnitude faster than YAML's. JSON is YAML, so anything this declines
+/// (including invalid JSON) goes to the YAML parser, whose errors are the ones reported.
+fn json_documents(source: &Source) -> Option<Vec<(Span, serde_json::Value)>> {
+    let text = source.text();
+    if !text.trim_start().starts_with('{') {
+        return None;
+    }
+    let mut stream = serde_json::Deserializer::from_str(text).into_iter::<serde_json::Value>();
+    let mut documents = Vec::new();
+    let mut start = 0;
+    while let Some(value) = stream.next() {
+        let value = value.ok()?;
+        let end = stream.byte_offset();
+        let skipped = text[start..end].len() - text[start..end].trim_start().len();
+        documents.push((
+            source.span_at(start + skipped, end - start - skipped),
+            value,
+        ));
+        start = end;
+    }
+    Some(documents)
 }
 
 /// Cuts `text` into at most `count` runs of whole documents of about equal size, each starting at
@@ -532,6 +559,19 @@ mod tests {
             19_999 * 8 + 2,
             "a document's span is its own, not its run's"
         );
+    }
+
+    #[test]
+    fn json_streams_take_the_json_parser_and_keep_document_places() {
+        let text = "{\"kind\": \"A\"}\n\n{\"kind\": \"B\",\n \"n\": 1}\n";
+        let parsed = parse_document_values(&Source::new("s.json", text), Limits::SNAPSHOT).unwrap();
+        let kinds: Vec<_> = parsed.iter().map(|(_, v)| v["kind"].clone()).collect();
+        assert_eq!(kinds, ["A", "B"]);
+        assert_eq!((parsed[1].0.line, parsed[1].0.column), (3, 1));
+        // Not JSON after all (a YAML flow mapping with a plain scalar): the YAML parser reads it.
+        let yaml = "{kind: A}\n";
+        let parsed = parse_document_values(&Source::new("s.yaml", yaml), Limits::SNAPSHOT).unwrap();
+        assert_eq!(parsed[0].1["kind"], "A");
     }
 
     #[test]
