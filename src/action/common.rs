@@ -151,24 +151,6 @@ pub fn names(objects: &[Value]) -> Value {
     )
 }
 
-/// Polls `check` every half second until it is true or `wait` has passed; returns its last answer.
-pub async fn poll<F, Fut>(wait: std::time::Duration, mut check: F) -> Result<bool, ActionError>
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = Result<bool, crate::cluster::ClusterError>>,
-{
-    let deadline = tokio::time::Instant::now() + wait;
-    loop {
-        if check().await? {
-            return Ok(true);
-        }
-        if tokio::time::Instant::now() >= deadline {
-            return Ok(false);
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(500)).await;
-    }
-}
-
 /// True when a binding subject is the ServiceAccount `namespace/name` (a RoleBinding's subject
 /// without a namespace means the binding's own).
 pub fn names_account(

@@ -2,6 +2,7 @@
 //! controller starts a clean replacement and no traffic is routed to the suspect, which keeps
 //! running for investigation. The removed labels are kept in an annotation and the journal.
 
+use crate::cluster::Watch;
 use std::collections::BTreeMap;
 use std::time::Duration;
 
@@ -259,36 +260,45 @@ impl Action for Detach {
                 .and_then(|c| c.split_once('/'))
             {
                 let owner_ref = ObjectRef::new(kind, Some(&namespace), name);
-                let replaced = common::poll(wait, || async {
-                    let Some(owner) = cluster.get(&owner_ref).await? else {
-                        return Ok(false);
-                    };
-                    let want = owner
-                        .pointer("/spec/replicas")
-                        .and_then(Value::as_i64)
-                        .unwrap_or(1) as usize;
-                    let selector = owner
-                        .pointer("/spec/selector")
-                        .and_then(Selector::from_value)
-                        .unwrap_or_default();
-                    let pods = cluster
-                        .list(
-                            kinds::lookup("Pod").expect("known kind"),
-                            Some(&namespace),
-                            &selector,
-                        )
-                        .await?;
-                    let running = pods
-                        .iter()
-                        .filter(|p| {
-                            object::uid(p) != Some(uid.as_str())
-                                && p.pointer("/metadata/deletionTimestamp").is_none()
-                        })
-                        .count();
-                    Ok(running >= want
-                        && !pods.iter().any(|p| object::uid(p) == Some(uid.as_str())))
-                })
-                .await?;
+                // Watch the controller's pods (its selector does not change), so the check runs
+                // again the moment the replacement appears.
+                let owner_selector = cluster
+                    .get(&owner_ref)
+                    .await?
+                    .and_then(|o| o.pointer("/spec/selector").and_then(Selector::from_value))
+                    .unwrap_or_default();
+                let pods = Watch::matching("Pod", Some(&namespace), owner_selector);
+                let replaced =
+                    crate::cluster::wait::wait_until(wait, cluster.changes(&pods), || async {
+                        let Some(owner) = cluster.get(&owner_ref).await? else {
+                            return Ok(false);
+                        };
+                        let want = owner
+                            .pointer("/spec/replicas")
+                            .and_then(Value::as_i64)
+                            .unwrap_or(1) as usize;
+                        let selector = owner
+                            .pointer("/spec/selector")
+                            .and_then(Selector::from_value)
+                            .unwrap_or_default();
+                        let pods = cluster
+                            .list(
+                                kinds::lookup("Pod").expect("known kind"),
+                                Some(&namespace),
+                                &selector,
+                            )
+                            .await?;
+                        let running = pods
+                            .iter()
+                            .filter(|p| {
+                                object::uid(p) != Some(uid.as_str())
+                                    && p.pointer("/metadata/deletionTimestamp").is_none()
+                            })
+                            .count();
+                        Ok(running >= want
+                            && !pods.iter().any(|p| object::uid(p) == Some(uid.as_str())))
+                    })
+                    .await?;
                 verification.check(
                     format!("{kind} {name} has its replicas without the detached pod"),
                     replaced,
@@ -310,26 +320,28 @@ impl Action for Detach {
                     )]
                     .into(),
                 );
-                let gone = common::poll(wait, || async {
-                    let slices = cluster
-                        .list(
-                            kinds::lookup("EndpointSlice").expect("known kind"),
-                            Some(&namespace),
-                            &selector,
-                        )
-                        .await?;
-                    Ok(!slices.iter().any(|slice| {
-                        slice["endpoints"]
-                            .as_array()
-                            .into_iter()
-                            .flatten()
-                            .any(|e| {
-                                e.pointer("/targetRef/uid").and_then(Value::as_str)
-                                    == Some(uid.as_str())
-                            })
-                    }))
-                })
-                .await?;
+                let slices = Watch::matching("EndpointSlice", Some(&namespace), selector.clone());
+                let gone =
+                    crate::cluster::wait::wait_until(wait, cluster.changes(&slices), || async {
+                        let slices = cluster
+                            .list(
+                                kinds::lookup("EndpointSlice").expect("known kind"),
+                                Some(&namespace),
+                                &selector,
+                            )
+                            .await?;
+                        Ok(!slices.iter().any(|slice| {
+                            slice["endpoints"]
+                                .as_array()
+                                .into_iter()
+                                .flatten()
+                                .any(|e| {
+                                    e.pointer("/targetRef/uid").and_then(Value::as_str)
+                                        == Some(uid.as_str())
+                                })
+                        }))
+                    })
+                    .await?;
                 verification.check(
                     format!("Service {service}'s EndpointSlices no longer list the pod"),
                     gone,

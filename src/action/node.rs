@@ -2,6 +2,7 @@
 //! in one step). The taint is always `NoSchedule` with contain's own key: `NoExecute` would
 //! kill the pods on the node, and the evidence with them.
 
+use crate::cluster::Watch;
 use std::collections::BTreeMap;
 use std::time::Duration;
 
@@ -651,12 +652,17 @@ impl Action for NodeAction {
                     else {
                         continue;
                     };
-                    let gone = common::poll(Duration::from_secs(60), || async {
-                        Ok(match cluster.get(pod).await? {
-                            None => true,
-                            Some(p) => object::uid(&p) != Some(uid.as_str()),
-                        })
-                    })
+                    let changes = cluster.changes(&Watch::object(pod));
+                    let gone = crate::cluster::wait::wait_until(
+                        Duration::from_secs(60),
+                        changes,
+                        || async {
+                            Ok(match cluster.get(pod).await? {
+                                None => true,
+                                Some(p) => object::uid(&p) != Some(uid.as_str()),
+                            })
+                        },
+                    )
                     .await?;
                     verification.check(format!("{pod} is off the node"), gone, None);
                 }

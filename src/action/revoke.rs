@@ -367,10 +367,12 @@ impl Action for Revoke {
                         None => "a token minted before the rotation is rejected by TokenReview"
                             .to_string(),
                     };
-                    let rejected = common::poll(Duration::from_secs(30), || async {
-                        Ok(!cluster.review_token(&canary.token).await?.authenticated)
-                    })
-                    .await?;
+                    // No watch sees a token review's answer: this one polls.
+                    let rejected =
+                        crate::cluster::wait::wait_until(Duration::from_secs(30), None, || async {
+                            Ok(!cluster.review_token(&canary.token).await?.authenticated)
+                        })
+                        .await?;
                     verification.check(what, rejected, None);
                 }
             }

@@ -326,6 +326,25 @@ impl Cluster for KubeCluster {
         })
     }
 
+    fn changes(&self, watch: &super::Watch) -> Option<super::Changes> {
+        use futures::StreamExt;
+        use kube::runtime::{WatchStreamExt, watcher};
+        let api = self.api(watch.kind, watch.namespace.as_deref());
+        // The server ends each watch before the client's read timeout would cut it; the watcher
+        // then resumes from the last resourceVersion it saw.
+        let server_timeout = self.call_timeout.as_secs().saturating_sub(2).clamp(1, 290) as u32;
+        let mut config = watcher::Config::default().timeout(server_timeout);
+        if !watch.labels.is_empty() {
+            config = config.labels(&watch.labels.to_query());
+        }
+        if let Some(fields) = &watch.fields {
+            config = config.fields(fields);
+        }
+        // An error is a wake-up too: the waiter re-reads, and the watcher backs off before it
+        // reconnects.
+        Some(watcher(api, config).default_backoff().map(|_| ()).boxed())
+    }
+
     fn pods_on_node<'a>(&'a self, node: &'a str) -> BoxFuture<'a, Result<Vec<Value>>> {
         Box::pin(async move {
             let params = ListParams::default().fields(&format!("spec.nodeName={node}"));

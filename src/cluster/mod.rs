@@ -8,6 +8,7 @@ pub mod object;
 pub mod overlay;
 pub mod recording;
 pub mod sim;
+pub mod wait;
 
 use std::future::Future;
 use std::pin::Pin;
@@ -19,6 +20,42 @@ pub use object::{ObjectRef, Selector};
 
 /// A boxed future, so `Cluster` can be used as a trait object.
 pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
+
+/// A stream that yields once per change it saw (the change itself is read again by the waiter).
+pub type Changes = Pin<Box<dyn futures::Stream<Item = ()> + Send>>;
+
+/// The objects a wait is about: a kind in one namespace (or all), narrowed by labels and fields.
+#[derive(Clone, Debug)]
+pub struct Watch {
+    pub kind: &'static Kind,
+    pub namespace: Option<String>,
+    pub labels: Selector,
+    /// A field selector, e.g. `metadata.name=web` or `spec.nodeName=node-1`.
+    pub fields: Option<String>,
+}
+
+impl Watch {
+    /// Every object of `kind` in `namespace` matching `labels`.
+    pub fn matching(kind: &str, namespace: Option<&str>, labels: Selector) -> Self {
+        Watch {
+            kind: kinds::lookup(kind).expect("watched kinds are known"),
+            namespace: namespace.map(str::to_string),
+            labels,
+            fields: None,
+        }
+    }
+
+    /// One object.
+    pub fn object(object: &ObjectRef) -> Self {
+        let mut watch = Watch::matching(
+            &object.kind,
+            object.namespace.as_deref(),
+            Selector::default(),
+        );
+        watch.fields = Some(format!("metadata.name={}", object.name));
+        watch
+    }
+}
 
 /// What the user is told about where a run is going.
 #[derive(Clone, Debug, serde::Serialize)]
@@ -342,4 +379,12 @@ pub trait Cluster: Send + Sync {
 
     /// The identity the cluster sees (SelfSubjectReview).
     fn whoami(&self) -> BoxFuture<'_, Result<UserInfo>>;
+
+    /// Notice of every change to the watched objects, so a wait wakes when its condition may
+    /// have become true instead of on a timer. `None` where nothing changes on its own (a
+    /// snapshot): waits then poll.
+    fn changes(&self, watch: &Watch) -> Option<Changes> {
+        let _ = watch;
+        None
+    }
 }

@@ -11,7 +11,8 @@ use serde_json::{Value, json};
 
 use crate::action::common::RUN_ID_LABEL;
 use crate::cluster::object::{self, ObjectRef};
-use crate::cluster::{Cluster, ClusterError, Preconditions, WriteMode, merge};
+use crate::cluster::wait::wait_until;
+use crate::cluster::{Cluster, ClusterError, Preconditions, Watch, WriteMode, merge};
 use crate::event::OpOutcome;
 use crate::plan::{FieldChange, Op};
 
@@ -285,8 +286,8 @@ pub async fn apply_with(
             equals,
             timeout_millis,
         } => {
-            let polls = if carry == Carry::Live { None } else { Some(1) };
-            wait_for(target, path, equals, *timeout_millis, polls, cluster)
+            let once = carry != Carry::Live;
+            wait_for(target, path, equals, *timeout_millis, once, cluster)
                 .await
                 .map(|()| OpOutcome::Applied)
         }
@@ -486,33 +487,37 @@ async fn verify_image(
     Ok(())
 }
 
-/// Polls a workload until its rollout is complete.
+/// Waits until a workload's rollout is complete, woken by a watch on the workload.
 async fn wait_rollout(
     target: &ObjectRef,
     timeout_millis: u64,
     cluster: &dyn Cluster,
 ) -> Result<(), ApplyError> {
-    let deadline = tokio::time::Instant::now() + Duration::from_millis(timeout_millis);
-    loop {
-        let current = cluster
-            .get(target)
-            .await?
-            .ok_or_else(|| ClusterError::NotFound {
-                object: target.to_string(),
-            })?;
-        let (done, detail) = crate::action::rollout::status(&current);
-        if done {
-            return Ok(());
-        }
-        if tokio::time::Instant::now() >= deadline {
-            return Err(ApplyError::Rollout {
-                object: target.to_string(),
-                seconds: timeout_millis / 1000,
-                detail,
-            });
-        }
-        tokio::time::sleep(Duration::from_millis(500)).await;
+    let detail = std::sync::Mutex::new(String::new());
+    let done = wait_until(
+        Duration::from_millis(timeout_millis),
+        cluster.changes(&Watch::object(target)),
+        || async {
+            let current = cluster
+                .get(target)
+                .await?
+                .ok_or_else(|| ClusterError::NotFound {
+                    object: target.to_string(),
+                })?;
+            let (done, now) = crate::action::rollout::status(&current);
+            *detail.lock().expect("detail lock") = now;
+            Ok(done)
+        },
+    )
+    .await?;
+    if done {
+        return Ok(());
     }
+    Err(ApplyError::Rollout {
+        object: target.to_string(),
+        seconds: timeout_millis / 1000,
+        detail: detail.into_inner().expect("detail lock"),
+    })
 }
 
 /// Evicts a pod, retrying a PodDisruptionBudget's 429 with backoff until `wait_millis` pass.
@@ -548,33 +553,40 @@ async fn evict(
     }
 }
 
+/// Waits until a field of an object has a value, woken by a watch on the object. `once` checks
+/// a single time (a simulated cluster, where nothing changes by itself).
 async fn wait_for(
     target: &ObjectRef,
     path: &[String],
     equals: &Value,
     timeout_millis: u64,
-    polls: Option<usize>,
+    once: bool,
     cluster: &dyn Cluster,
 ) -> Result<(), ApplyError> {
-    let deadline = tokio::time::Instant::now() + Duration::from_millis(timeout_millis);
-    let mut polled = 0;
-    loop {
+    let found = std::sync::Mutex::new(None);
+    let (wait, changes) = if once {
+        (Duration::ZERO, None)
+    } else {
+        let wait = Duration::from_millis(timeout_millis);
+        (wait, cluster.changes(&Watch::object(target)))
+    };
+    let matched = wait_until(wait, changes, || async {
         let current = cluster.get(target).await?;
         let value = current.as_ref().and_then(|o| merge::get(o, path)).cloned();
-        if value.as_ref() == Some(equals) {
-            return Ok(());
-        }
-        polled += 1;
-        if polls.is_some_and(|max| polled >= max) || tokio::time::Instant::now() >= deadline {
-            return Err(ApplyError::WaitTimeout {
-                object: target.to_string(),
-                field: path.join("."),
-                expected: equals.to_string(),
-                found: show(value.as_ref()),
-            });
-        }
-        tokio::time::sleep(Duration::from_millis(500)).await;
+        let matched = value.as_ref() == Some(equals);
+        *found.lock().expect("found lock") = value;
+        Ok(matched)
+    })
+    .await?;
+    if matched {
+        return Ok(());
     }
+    Err(ApplyError::WaitTimeout {
+        object: target.to_string(),
+        field: path.join("."),
+        expected: equals.to_string(),
+        found: show(found.into_inner().expect("found lock").as_ref()),
+    })
 }
 
 fn show(value: Option<&Value>) -> String {
