@@ -215,7 +215,8 @@ async fn replan(
     )) {
         return None;
     }
-    let from = plan.steps.iter().position(|s| s.id == stale_step)?;
+    // Re-planned from the playbook step the stale one plans (all of its parts, if it has any).
+    let from = plan.step(stale_step)?.number - 1;
     let outputs: Map<String, Value> = result
         .completed
         .iter()

@@ -170,11 +170,29 @@ impl Renderer {
             }
             None => None,
         };
+        let image = match &target.image {
+            Some(image) => {
+                let path = format!("{field}.image");
+                let image = self.render_str(&path, image)?;
+                let digest = crate::plan::target::parse_digest(&image).ok_or_else(|| {
+                    RenderError::new(
+                        &path,
+                        format!(
+                            "`{image}` is not an image digest (sha256:<64 hex>, alone or after `@`)"
+                        ),
+                    )
+                })?;
+                Some(digest)
+            }
+            None => None,
+        };
         Ok(ResolvedTarget {
             kind,
-            namespace,
+            namespace: namespace.filter(|_| !target.all_namespaces),
             name,
             selector,
+            all_namespaces: target.all_namespaces && kind.namespaced,
+            image,
         })
     }
 }
@@ -344,9 +362,30 @@ mod tests {
             name: Some("{{ params.evil }}".into()),
             namespace: Some("shop".into()),
             selector: None,
+            all_namespaces: false,
+            image: None,
         };
         let err = renderer().target("steps[0].target", &target).unwrap_err();
         assert_eq!(err.field, "steps[0].target.name");
+    }
+
+    #[test]
+    fn an_image_target_renders_to_its_digest() {
+        let digest = format!("sha256:{}", "ab".repeat(32));
+        let mut target = Target {
+            kind: "Pod".into(),
+            name: None,
+            namespace: Some("shop".into()),
+            selector: None,
+            all_namespaces: true,
+            image: Some(format!("registry.example/app@{digest}")),
+        };
+        let resolved = renderer().target("steps[0].target", &target).unwrap();
+        assert_eq!(resolved.image.as_deref(), Some(digest.as_str()));
+        assert!(resolved.all_namespaces && resolved.namespace.is_none());
+        target.image = Some("registry.example/app:1.2".into());
+        let err = renderer().target("steps[0].target", &target).unwrap_err();
+        assert_eq!(err.field, "steps[0].target.image");
     }
 
     #[test]

@@ -25,9 +25,10 @@ pub async fn observe(
         };
     }
     let selector = target.selector.clone().unwrap_or_default();
-    let objects = cluster
+    let mut objects = cluster
         .list(target.kind, target.namespace.as_deref(), &selector)
         .await?;
+    objects.retain(|o| target.admits(o));
     if objects.is_empty() {
         return Err(ActionError::NoMatch(target.to_string()));
     }

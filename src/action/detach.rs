@@ -83,6 +83,11 @@ impl Action for Detach {
         schema_of::<DetachWith>()
     }
 
+    /// A detach works on one pod: a wide target detaches each match as its own part.
+    fn fan_out(&self) -> super::FanOut {
+        super::FanOut::PerObject
+    }
+
     fn plan<'a>(
         &'a self,
         input: &'a StepInput,

@@ -107,6 +107,11 @@ impl Action for MetadataAction {
         }
     }
 
+    /// Labels are patched object by object: one plan covers every namespace.
+    fn fan_out(&self) -> super::FanOut {
+        super::FanOut::Whole
+    }
+
     fn plan<'a>(
         &'a self,
         input: &'a StepInput,

@@ -105,12 +105,31 @@ pub enum ActionError {
     Cluster(#[from] ClusterError),
 }
 
+/// How a step whose target spans namespaces becomes parts of the plan, each planned, journaled,
+/// applied, verified and rolled back on its own (a resumed run picks up at the first unfinished
+/// part).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum FanOut {
+    /// One plan for every match (the action handles objects in many namespaces itself).
+    Whole,
+    /// One part per namespace with matches.
+    PerNamespace,
+    /// One part per matching object.
+    PerObject,
+}
+
 /// One action of the catalogue.
 pub trait Action: Send + Sync {
     fn info(&self) -> &'static ActionInfo;
 
     /// The JSON schema of the action's `with` fields.
     fn with_schema(&self) -> Value;
+
+    /// How a target that spans namespaces (`all_namespaces`) is planned: by default one part
+    /// per namespace, so every action sees the single-namespace target it was written for.
+    fn fan_out(&self) -> FanOut {
+        FanOut::PerNamespace
+    }
 
     /// Whether this step, with these `with` fields, can destroy evidence about a pod.
     fn destroys_evidence(&self, with: &Value) -> bool {

@@ -277,7 +277,11 @@ impl<'a> Executor<'a> {
         let mut first_failure: Option<(String, String)> = None;
         let mut outcome = None;
         for (index, planned) in plan.steps.iter().enumerate() {
-            let step = loaded.playbook.steps.iter().find(|s| s.id == planned.id);
+            let step = loaded
+                .playbook
+                .steps
+                .iter()
+                .find(|s| s.id == planned.playbook_step());
             let (policy, timeout) = match step {
                 Some(step) => (
                     planning::effective_policy(step, loaded.playbook.on_failure),
@@ -511,7 +515,7 @@ impl<'a> Executor<'a> {
             return Ok(Applied::Done(Box::new(plan), CheckCounts::default()));
         }
         let input = StepInput {
-            step_id: step_id.to_string(),
+            step_id: planned.playbook_step().to_string(),
             run_id: config.run_id.clone(),
             target: target.clone(),
             with,

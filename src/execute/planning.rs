@@ -10,14 +10,15 @@ use serde_json::{Map, Value, json};
 
 use super::apply::{self, AutoApprove, Carry};
 use super::{Executor, RunConfig, RunError};
-use crate::action::{self, StepInput};
+use crate::action::{self, FanOut, StepInput};
+use crate::cluster::object;
 use crate::cluster::overlay::Overlay;
-use crate::cluster::{Access, ClusterError};
+use crate::cluster::{Access, Cluster, ClusterError};
 use crate::event::EventKind;
 use crate::facts;
 use crate::outcome::Outcome;
 use crate::plan::run::{ClusterRef, FORMAT, PlaybookRef, after_apply_marker};
-use crate::plan::{PlannedState, PlannedStep, RunPlan, StepPlan};
+use crate::plan::{PlannedState, PlannedStep, ResolvedTarget, RunPlan, StepPlan};
 use crate::playbook::load::Loaded;
 use crate::playbook::refs;
 use crate::playbook::types::{RunFailurePolicy, Step, StepFailurePolicy};
@@ -86,7 +87,12 @@ impl Executor<'_> {
         for (index, step) in playbook.steps.iter().enumerate() {
             // A re-plan keeps the steps before the stale one as they were approved and applied.
             if let Some(replan) = config.replan.as_ref().filter(|r| index < r.from) {
-                if let Some(kept) = replan.previous.steps.get(index) {
+                for kept in replan
+                    .previous
+                    .steps
+                    .iter()
+                    .filter(|s| s.number == index + 1)
+                {
                     let status = match (&kept.state, replan.outputs.get(&kept.id)) {
                         (_, Some(outputs)) => json!({"status": "done", "outputs": outputs}),
                         (PlannedState::Skipped { .. }, None) => {
@@ -94,7 +100,7 @@ impl Executor<'_> {
                         }
                         _ => json!({"status": "failed", "outputs": {}}),
                     };
-                    renderer.set_step(&kept.id, &status);
+                    renderer.set_step(kept.playbook_step(), &status);
                     steps.push(kept.clone());
                 }
                 continue;
@@ -108,18 +114,42 @@ impl Executor<'_> {
                 .plan_step(index, step, &renderer, config, &overlay)
                 .await
             {
-                Ok(Some((input, plan))) => {
-                    let outputs = with_pending_outputs(&plan, step);
-                    renderer.set_step(&step.id, &json!({"status": "done", "outputs": outputs}));
-                    self.emit(EventKind::StepPlanned {
-                        step: step.id.clone(),
-                        plan: plan.clone(),
-                    })?;
-                    PlannedState::Planned {
-                        target: input.target,
-                        with: input.with,
-                        plan: Box::new(plan),
+                Ok(Some(parts)) => {
+                    let whole = parts.len() == 1 && parts[0].id.is_none();
+                    let mut outputs_of_parts = Map::new();
+                    for part in parts {
+                        let id = part.id.clone().unwrap_or_else(|| step.id.clone());
+                        let outputs = with_pending_outputs(&part.plan, step);
+                        if whole {
+                            renderer
+                                .set_step(&step.id, &json!({"status": "done", "outputs": outputs}));
+                        } else {
+                            outputs_of_parts.insert(id.clone(), Value::Object(outputs));
+                        }
+                        self.emit(EventKind::StepPlanned {
+                            step: id.clone(),
+                            plan: part.plan.clone(),
+                        })?;
+                        steps.push(PlannedStep {
+                            id,
+                            number: index + 1,
+                            action: step.action.clone(),
+                            part_of: part.id.is_some().then(|| step.id.clone()),
+                            state: PlannedState::Planned {
+                                target: part.input.target,
+                                with: part.input.with,
+                                plan: Box::new(part.plan),
+                            },
+                        });
                     }
+                    if !whole {
+                        let count = outputs_of_parts.len();
+                        renderer.set_step(
+                            &step.id,
+                            &json!({"status": "done", "outputs": {"parts": outputs_of_parts, "count": count}}),
+                        );
+                    }
+                    continue;
                 }
                 Ok(None) => {
                     let reason = format!(
@@ -155,6 +185,7 @@ impl Executor<'_> {
                 id: step.id.clone(),
                 number: index + 1,
                 action: step.action.clone(),
+                part_of: None,
                 state,
             });
         }
@@ -296,7 +327,8 @@ impl Executor<'_> {
     }
 
     /// Renders and plans one step against the overlay, then records its writes there. `None`
-    /// when its `when:` is false.
+    /// when its `when:` is false; several parts when its target spans namespaces and the action
+    /// plans in parts ([`FanOut`]).
     async fn plan_step(
         &mut self,
         index: usize,
@@ -304,7 +336,7 @@ impl Executor<'_> {
         renderer: &Renderer,
         config: &RunConfig,
         overlay: &Overlay<'_>,
-    ) -> Result<Option<(StepInput, StepPlan)>, PlanError> {
+    ) -> Result<Option<Vec<Part>>, PlanError> {
         if let Some(when) = &step.when
             && !renderer.condition(&format!("steps[{index}].when"), when)?
         {
@@ -320,32 +352,42 @@ impl Executor<'_> {
         let with =
             renderer.render_value(&format!("{field}.with"), &Value::Object(step.with.clone()))?;
         let with = render::coerce(with, &with_schema, &with_schema);
-        let input = StepInput {
-            step_id: step.id.clone(),
-            run_id: config.run_id.clone(),
-            target,
-            with,
-            canaries: Vec::new(),
+        let targets: Vec<(Option<String>, Option<ResolvedTarget>)> = match &target {
+            Some(wide) if wide.all_namespaces && action.fan_out() != FanOut::Whole => {
+                parts_of(&step.id, wide, action.fan_out(), overlay).await?
+            }
+            _ => vec![(None, target)],
         };
-        let plan = action.plan(&input, overlay).await?;
-        // The step's writes land on the overlay, so the next step sees them; the overlay checks
-        // them as the API server would (names, label syntax, 404, 409).
-        for op in plan.ops.iter().filter(|op| op.is_write()) {
-            apply::apply(
-                op,
-                &step.id,
-                &config.run_id,
-                Carry::Simulated,
-                overlay,
-                &mut AutoApprove,
-            )
-            .await
-            .map_err(|e| match e {
-                apply::ApplyError::Cluster(e) => PlanError::Rejected(e),
-                other => PlanError::Rejected(ClusterError::Unsupported(other.to_string())),
-            })?;
+        let mut parts = Vec::new();
+        for (id, target) in targets {
+            let input = StepInput {
+                step_id: step.id.clone(),
+                run_id: config.run_id.clone(),
+                target,
+                with: with.clone(),
+                canaries: Vec::new(),
+            };
+            let plan = action.plan(&input, overlay).await?;
+            // The step's writes land on the overlay, so the next step sees them; the overlay
+            // checks them as the API server would (names, label syntax, 404, 409).
+            for op in plan.ops.iter().filter(|op| op.is_write()) {
+                apply::apply(
+                    op,
+                    &step.id,
+                    &config.run_id,
+                    Carry::Simulated,
+                    overlay,
+                    &mut AutoApprove,
+                )
+                .await
+                .map_err(|e| match e {
+                    apply::ApplyError::Cluster(e) => PlanError::Rejected(e),
+                    other => PlanError::Rejected(ClusterError::Unsupported(other.to_string())),
+                })?;
+            }
+            parts.push(Part { id, input, plan });
         }
-        Ok(Some((input, plan)))
+        Ok(Some(parts))
     }
 
     /// Asks the API server about every permission the plan needs (its writes, their re-reads,
@@ -390,6 +432,55 @@ impl Executor<'_> {
     }
 }
 
+/// One planned part of a step: the whole step (`id` None) or one namespace's or object's share
+/// of a target that spans namespaces.
+struct Part {
+    id: Option<String>,
+    input: StepInput,
+    plan: StepPlan,
+}
+
+/// The single-namespace targets a wide target becomes, each with its part id: the matches are
+/// listed once, then grouped by namespace (or taken one by one).
+async fn parts_of(
+    step: &str,
+    wide: &ResolvedTarget,
+    fan_out: FanOut,
+    cluster: &dyn Cluster,
+) -> Result<Vec<(Option<String>, Option<ResolvedTarget>)>, PlanError> {
+    let matches = crate::action::common::observe(wide, cluster).await?;
+    let mut seen = BTreeSet::new();
+    for object in &matches {
+        let namespace = object::namespace(object).unwrap_or_default().to_string();
+        let name = object::name(object).unwrap_or_default().to_string();
+        seen.insert(match fan_out {
+            FanOut::PerObject => (namespace, Some(name)),
+            _ => (namespace, None),
+        });
+    }
+    Ok(seen
+        .into_iter()
+        .map(|(namespace, name)| {
+            let id = match &name {
+                Some(name) => format!("{step}@{namespace}/{name}"),
+                None => format!("{step}@{namespace}"),
+            };
+            let part = ResolvedTarget {
+                namespace: Some(namespace),
+                all_namespaces: false,
+                selector: if name.is_some() {
+                    None
+                } else {
+                    wide.selector.clone()
+                },
+                name,
+                ..wide.clone()
+            };
+            (Some(id), Some(part))
+        })
+        .collect())
+}
+
 /// Guards run in two passes: those on params alone before the facts are looked up, the others
 /// after.
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -415,7 +506,7 @@ pub fn needed_access(plan: &RunPlan) -> Vec<Access> {
         }
         let action = action::lookup(&planned.action).expect("validation checked the action");
         let input = StepInput {
-            step_id: planned.id.clone(),
+            step_id: planned.playbook_step().to_string(),
             run_id: plan.run_id.clone(),
             target: target.clone(),
             with: with.clone(),

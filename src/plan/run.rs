@@ -54,6 +54,10 @@ pub struct PlannedStep {
     /// 1-based, as messages name steps.
     pub number: usize,
     pub action: String,
+    /// The playbook step this is a part of, when a target spanning namespaces was planned in
+    /// parts (the part's own id is `<step>@<namespace>` or `<step>@<namespace>/<name>`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub part_of: Option<String>,
     #[serde(flatten)]
     pub state: PlannedState,
 }
@@ -88,6 +92,13 @@ impl PlannedStep {
     /// `step 3 (isolate)`: how messages name a step.
     pub fn label(&self) -> String {
         format!("step {} ({})", self.number, self.id)
+    }
+}
+
+impl PlannedStep {
+    /// The id of the playbook step this plans (its own id, or the step it is a part of).
+    pub fn playbook_step(&self) -> &str {
+        self.part_of.as_deref().unwrap_or(&self.id)
     }
 }
 

@@ -57,6 +57,13 @@ impl Node {
         }
     }
 
+    pub fn as_bool(&self) -> Option<bool> {
+        match &self.value {
+            NodeValue::Bool(b) => Some(*b),
+            _ => None,
+        }
+    }
+
     pub fn as_map(&self) -> Option<&[(Key, Node)]> {
         match &self.value {
             NodeValue::Map(entries) => Some(entries),

@@ -189,6 +189,15 @@ pub struct Target {
     /// Equality-based label selector (matchLabels).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub selector: Option<IndexMap<String, String>>,
+    /// Select in every namespace (like `kubectl -A`), with `selector` or `image`: one
+    /// compromised image running across namespaces is contained in one step.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub all_namespaces: bool,
+    /// Pods only: the pods running an image with this digest (`sha256:<64 hex>`, or a reference
+    /// ending in `@sha256:<64 hex>`), matched against each container's image and the image ID
+    /// the kubelet reports. Template.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub image: Option<String>,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize, JsonSchema)]

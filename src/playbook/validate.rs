@@ -511,9 +511,20 @@ impl<'a> Checks<'a> {
                 .label("choose one"),
             );
         }
+        let all_namespaces = target.get("all_namespaces").and_then(Node::as_bool) == Some(true);
+        let image = target.get("image");
+        if let Some(kind) = kind {
+            self.check_wide_target(kind, target, &tpath);
+        }
         if let Some(kind) = kind {
             self.check_scope(kind, target, &tpath);
-            if !has_name && !has_selector && kind.namespaced && target.get("namespace").is_none() {
+            if !has_name
+                && !has_selector
+                && !all_namespaces
+                && image.is_none()
+                && kind.namespaced
+                && target.get("namespace").is_none()
+            {
                 self.push(
                     Problem::new(format!("`{tpath}` names no object"), Some(target.span))
                         .label("needs `name`, `selector`, or at least `namespace`"),
@@ -544,6 +555,68 @@ impl<'a> Checks<'a> {
             }
         }
         self.check_templates_in(target, &tpath, scope);
+    }
+
+    /// `all_namespaces` and `image`: a cluster-wide selection must still be a selection, and an
+    /// image names pods.
+    fn check_wide_target(&mut self, kind: &'static kinds::Kind, target: &Node, tpath: &str) {
+        let flag = target.get("all_namespaces");
+        let all_namespaces = flag.and_then(Node::as_bool) == Some(true);
+        let image = target.get("image");
+        if all_namespaces {
+            let span = flag.map(|n| n.span);
+            for (field, why) in [
+                ("namespace", "`all_namespaces` selects in every namespace"),
+                (
+                    "name",
+                    "a name picks one object; `all_namespaces` selects many",
+                ),
+            ] {
+                if target.get(field).is_some() {
+                    self.push(
+                        Problem::new(
+                            format!("`{tpath}` has both `all_namespaces` and `{field}`"),
+                            span,
+                        )
+                        .label("choose one")
+                        .help(why),
+                    );
+                }
+            }
+            if !kind.namespaced {
+                self.push(
+                    Problem::new(format!("`{tpath}`: {} is not namespaced", kind.kind), span)
+                        .label("remove `all_namespaces`"),
+                );
+            }
+            if target.get("selector").is_none() && image.is_none() {
+                self.push(
+                    Problem::new(format!("`{tpath}` selects every {} in the cluster", kind.kind), span)
+                        .label("needs `selector` or `image`")
+                        .help("a cluster-wide step names what it is after: a label selector or an image digest"),
+                );
+            }
+        }
+        if let Some(node) = image {
+            if kind.kind != "Pod" {
+                self.push(
+                    Problem::new(
+                        format!("`{tpath}.image` selects pods, not {}", kind.kind),
+                        Some(node.span),
+                    )
+                    .label("only with `kind: Pod`"),
+                );
+            }
+            if let Some(text) = node.as_str().filter(|t| !is_template(t))
+                && crate::plan::target::parse_digest(text).is_none()
+            {
+                self.push(
+                    Problem::new(format!("`{text}` is not an image digest"), Some(node.span))
+                        .label("not a digest")
+                        .help("`sha256:<64 hex>`, alone or after `@` in a reference: a tag can be moved, a digest cannot"),
+                );
+            }
+        }
     }
 
     /// A known kind, and one the action accepts.

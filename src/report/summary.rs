@@ -93,10 +93,15 @@ impl RunSummary {
                 EventKind::StepAlreadyDone { step } => {
                     summary.entry(step).status = "done before".into()
                 }
-                EventKind::StepPlanned { step, plan } => summary.step(step, |s| {
-                    s.status = "planned".into();
-                    s.plan = Some(plan.clone());
-                }),
+                EventKind::StepPlanned { step, plan } => {
+                    if let Some((whole, _)) = step.split_once('@') {
+                        summary.part(whole, step);
+                    }
+                    summary.step(step, |s| {
+                        s.status = "planned".into();
+                        s.plan = Some(plan.clone());
+                    })
+                }
                 EventKind::OpApplied {
                     step,
                     index,
@@ -174,6 +179,22 @@ impl RunSummary {
             .rev()
             .find(|s| s.id == id)
             .expect("inserted above")
+    }
+
+    /// A part of a step planned in parts (`<step>@<namespace>`) gets its own row, which takes the
+    /// place of the step's (a step in parts is only ever reported by its parts).
+    fn part(&mut self, whole: &str, part: &str) {
+        if self.steps.iter().any(|s| s.id == part) {
+            return;
+        }
+        let action = self
+            .steps
+            .iter()
+            .find(|s| s.id == whole)
+            .map(|s| s.action.clone())
+            .unwrap_or_default();
+        self.steps.retain(|s| s.id != whole || s.plan.is_some());
+        self.entry(part).action = action;
     }
 
     fn step(&mut self, id: &str, f: impl FnOnce(&mut StepSummary)) {
