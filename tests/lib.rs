@@ -11,6 +11,7 @@ mod forensics;
 mod harness;
 mod hostile;
 mod live;
+mod mass;
 mod redeploy;
 mod render_props;
 mod schema;
