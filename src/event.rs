@@ -157,6 +157,12 @@ pub struct SinkError(pub String);
 /// Consumes events. Returning an error stops the run.
 pub trait EventSink: Send {
     fn emit(&mut self, event: &Event) -> Result<(), SinkError>;
+
+    /// Makes every event emitted so far durable (a sink may hold some back to commit them as a
+    /// group). Called at the end of each step's batch of operations.
+    fn commit(&mut self) -> Result<(), SinkError> {
+        Ok(())
+    }
 }
 
 /// Sends each event to several sinks, in order.
@@ -166,6 +172,13 @@ impl EventSink for Fanout<'_> {
     fn emit(&mut self, event: &Event) -> Result<(), SinkError> {
         for sink in &mut self.0 {
             sink.emit(event)?;
+        }
+        Ok(())
+    }
+
+    fn commit(&mut self) -> Result<(), SinkError> {
+        for sink in &mut self.0 {
+            sink.commit()?;
         }
         Ok(())
     }

@@ -147,10 +147,20 @@ pub fn run_ids(root: &Path) -> Vec<String> {
 }
 
 /// Writes a run's records as the executor emits events.
+///
+/// Records that say a write happened (`applied`) are held back and committed with the next
+/// record, or once `GROUP` of them wait: one fsync for a batch of operations instead of one each.
+/// The promise still holds (every write is journaled before it happens): the records that must
+/// precede a write (the approved plan, a step's intent) are never held. A crash loses at most the
+/// held `applied` records, and resume re-observes the step's objects, finding those writes done.
 pub struct RunJournal<'a> {
     journal: &'a Journal,
     run: String,
+    held: Vec<Value>,
 }
+
+/// How many `applied` records wait at most for one commit.
+const GROUP: usize = 256;
 
 impl<'a> RunJournal<'a> {
     /// Starts recording a new run.
@@ -162,6 +172,7 @@ impl<'a> RunJournal<'a> {
         Ok(RunJournal {
             journal,
             run: run.to_string(),
+            held: Vec::new(),
         })
     }
 
@@ -170,21 +181,46 @@ impl<'a> RunJournal<'a> {
         RunJournal {
             journal,
             run: run.to_string(),
+            held: Vec::new(),
         }
     }
 
-    pub fn append(&self, entry: &Entry) -> Result<(), SinkError> {
+    /// Appends a record (with any held ones before it) and returns once all are durable; an
+    /// `applied` record may be held instead, for the next commit.
+    pub fn append(&mut self, entry: &Entry) -> Result<(), SinkError> {
+        self.held
+            .push(serde_json::to_value(entry).expect("entries serialize"));
+        if matches!(entry, Entry::Applied { .. }) && self.held.len() < GROUP {
+            return Ok(());
+        }
+        self.commit_held()
+    }
+
+    /// Makes every held record durable.
+    pub fn commit_held(&mut self) -> Result<(), SinkError> {
+        if self.held.is_empty() {
+            return Ok(());
+        }
+        let held = std::mem::take(&mut self.held);
         self.journal
-            .append(
-                &self.run,
-                serde_json::to_value(entry).expect("entries serialize"),
-            )
+            .append_all(&self.run, held)
             .map(|_| ())
             .map_err(|e| SinkError(e.to_string()))
     }
 }
 
+impl Drop for RunJournal<'_> {
+    fn drop(&mut self) {
+        // A run that ends without its last record (an error) still keeps what it applied.
+        let _ = self.commit_held();
+    }
+}
+
 impl EventSink for RunJournal<'_> {
+    fn commit(&mut self) -> Result<(), SinkError> {
+        self.commit_held()
+    }
+
     fn emit(&mut self, event: &Event) -> Result<(), SinkError> {
         let entry = match &event.kind {
             EventKind::PlanApproved { plan } => Entry::Approved {

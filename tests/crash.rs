@@ -393,8 +393,9 @@ fn resume_and_rollback_refuse_another_cluster() {
             mode: "live".into(),
             started_at: "2026-11-27T00:00:00Z".into(),
         };
-        let sink = contain::journal::RunJournal::create(&journal, "20261127T000000Z-aaaaaa", &info)
-            .unwrap();
+        let mut sink =
+            contain::journal::RunJournal::create(&journal, "20261127T000000Z-aaaaaa", &info)
+                .unwrap();
         let plan: contain::plan::RunPlan = serde_json::from_value(json!({
             "format": 1, "run_id": "20261127T000000Z-aaaaaa", "created_at": "2026-11-27T00:00:00Z",
             "playbook": {"path": info.playbook_path, "name": "label-suspect-pod", "sha256": info.playbook_sha256},

@@ -235,34 +235,54 @@ impl Journal {
 
     /// Appends a record and returns once it is durable.
     pub fn append(&self, run: &str, body: Value) -> Result<Record> {
+        let mut records = self.append_all(run, vec![body])?;
+        Ok(records.remove(0))
+    }
+
+    /// Appends records in order, chained as one append each would chain them, in one batch and
+    /// one fsync (group commit): all of them are durable when the call returns, or none is.
+    pub fn append_all(&self, run: &str, bodies: Vec<Value>) -> Result<Vec<Record>> {
         self.run(run)?;
         let tree = self.run_tree(run)?;
         let head = read_head(&tree, run)?;
-        let (seq, prev) = match head {
-            Some(head) => (head.seq + 1, head.hash),
-            None => (1, ZERO_HASH.to_string()),
-        };
-        let at = now();
-        let hash = Record::compute_hash(seq, &at, &prev, &body);
-        let record = Record {
-            seq,
-            at,
-            prev,
-            hash: hash.clone(),
-            body,
+        let (mut seq, mut prev) = match head {
+            Some(head) => (head.seq, head.hash),
+            None => (0, ZERO_HASH.to_string()),
         };
         let mut batch = sled::Batch::default();
-        batch.insert(
-            &seq.to_be_bytes(),
-            serde_json::to_vec(&record).expect("records serialize"),
-        );
+        let mut records = Vec::with_capacity(bodies.len());
+        for body in bodies {
+            seq += 1;
+            let at = now();
+            let hash = Record::compute_hash(seq, &at, &prev, &body);
+            let record = Record {
+                seq,
+                at,
+                prev,
+                hash: hash.clone(),
+                body,
+            };
+            batch.insert(
+                &seq.to_be_bytes(),
+                serde_json::to_vec(&record).expect("records serialize"),
+            );
+            prev = hash;
+            records.push(record);
+        }
+        let Some(last) = records.last() else {
+            return Ok(records);
+        };
         batch.insert(
             HEAD,
-            serde_json::to_vec(&Head { seq, hash }).expect("heads serialize"),
+            serde_json::to_vec(&Head {
+                seq,
+                hash: last.hash.clone(),
+            })
+            .expect("heads serialize"),
         );
         tree.apply_batch(batch).map_err(|e| self.storage(e))?;
         self.sync()?;
-        Ok(record)
+        Ok(records)
     }
 
     /// Every record of a run, in order. Unreadable records are errors; use [`Journal::verify`]

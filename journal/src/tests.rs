@@ -39,6 +39,30 @@ fn records_come_back_in_order_with_a_valid_chain() {
 }
 
 #[test]
+fn a_group_commit_chains_like_single_appends() {
+    let dir = tempfile::tempdir().unwrap();
+    let journal = open(dir.path());
+    journal.create_run("r", json!({})).unwrap();
+    journal.append("r", json!({"n": 0})).unwrap();
+    let group = journal
+        .append_all("r", (1..4).map(|n| json!({"n": n})).collect())
+        .unwrap();
+    assert_eq!(group.iter().map(|r| r.seq).collect::<Vec<_>>(), [2, 3, 4]);
+    journal.append("r", json!({"n": 4})).unwrap();
+    let records = journal.records("r").unwrap();
+    assert_eq!(
+        records
+            .iter()
+            .map(|r| r.body["n"].clone())
+            .collect::<Vec<_>>(),
+        [0, 1, 2, 3, 4]
+    );
+    assert!(records.windows(2).all(|w| w[1].prev == w[0].hash));
+    assert!(journal.verify("r").unwrap().is_intact());
+    assert!(journal.append_all("r", Vec::new()).unwrap().is_empty());
+}
+
+#[test]
 fn records_survive_reopening() {
     let dir = tempfile::tempdir().unwrap();
     {

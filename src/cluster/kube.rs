@@ -234,7 +234,14 @@ impl KubeCluster {
             if !transient || attempt > RETRIES {
                 return Err(error);
             }
-            let backoff = Duration::from_millis(200 * 2u64.pow(attempt - 1));
+            // The server's Retry-After (APF sends one with every 429) wins over our own backoff.
+            let backoff = match &error {
+                ClusterError::TooManyRequests {
+                    retry_after_seconds: Some(seconds),
+                    ..
+                } => Duration::from_secs(u64::from(*seconds)),
+                _ => Duration::from_millis(200 * 2u64.pow(attempt - 1)),
+            };
             if tokio::time::Instant::now() + backoff >= deadline {
                 return Err(error);
             }
@@ -258,7 +265,15 @@ pub fn map_error(object: &str, error: kube::Error) -> ClusterError {
                 409 => ClusterError::Conflict { object, message },
                 403 => ClusterError::Forbidden { object, message },
                 422 | 400 => ClusterError::Invalid { object, message },
-                429 => ClusterError::TooManyRequests { object, message },
+                429 => ClusterError::TooManyRequests {
+                    object,
+                    message,
+                    retry_after_seconds: status
+                        .details
+                        .as_ref()
+                        .map(|d| d.retry_after_seconds)
+                        .filter(|s| *s > 0),
+                },
                 code => ClusterError::Api {
                     code,
                     object,

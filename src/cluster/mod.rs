@@ -96,7 +96,13 @@ pub enum ClusterError {
     #[error("rejected by the API server: {object}: {message}")]
     Invalid { object: String, message: String },
     #[error("too many requests for {object}: {message}")]
-    TooManyRequests { object: String, message: String },
+    TooManyRequests {
+        object: String,
+        message: String,
+        /// How long the server asked the client to wait (API Priority and Fairness and a
+        /// disruption budget's refusal both say so), when it did.
+        retry_after_seconds: Option<u32>,
+    },
     #[error("{operation} timed out after {seconds} s")]
     Timeout { operation: String, seconds: u64 },
     #[error("API error {code} on {object}: {message}")]

@@ -439,6 +439,7 @@ pub(super) fn covering_budgets(
             return Err(ClusterError::TooManyRequests {
                 object: r.to_string(),
                 message: "Cannot evict pod as it would violate the pod's disruption budget.".into(),
+                retry_after_seconds: None,
             });
         }
         covering.push(pdb);

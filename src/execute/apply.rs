@@ -537,7 +537,9 @@ async fn evict(
             Err(ClusterError::NotFound { .. }) => return Ok(false),
             // The uid precondition failed: the pod we planned to evict is already gone.
             Err(ClusterError::Conflict { .. }) => return Ok(false),
-            Err(ClusterError::TooManyRequests { object, message }) => {
+            Err(ClusterError::TooManyRequests {
+                object, message, ..
+            }) => {
                 if tokio::time::Instant::now() + backoff > deadline {
                     return Err(ApplyError::DisruptionBudget {
                         object,

@@ -28,6 +28,9 @@ use crate::playbook::types::{StepFailurePolicy, parse_duration};
 
 /// How many artifacts a capture collects at once.
 pub const CAPTURE_CONCURRENCY: usize = 4;
+/// How many patches of one step are in flight at once: enough to keep the API server busy
+/// with a connection per request in flight, few enough to stay inside one client's fair share (APF).
+pub const WRITE_CONCURRENCY: usize = 16;
 
 /// The default time a step may take when it sets no `timeout`.
 pub const DEFAULT_STEP_TIMEOUT: Duration = Duration::from_secs(600);
@@ -476,6 +479,20 @@ impl<'a> Executor<'a> {
                 i = end;
                 continue;
             }
+            if carry == Carry::Live && matches!(plan.ops[i], Op::Patch { .. }) {
+                // A run of patches (one label per pod across a namespace or the cluster): each
+                // names its own object with its own uid precondition, so they go out side by
+                // side, bounded, and each is journaled as it lands.
+                let end = plan.ops[i..]
+                    .iter()
+                    .position(|op| !matches!(op, Op::Patch { .. }))
+                    .map_or(plan.ops.len(), |n| i + n);
+                if end - i > 1 {
+                    self.patches(&plan.ops[i..end], i, step_id, config).await?;
+                    i = end;
+                    continue;
+                }
+            }
             let op = &plan.ops[i];
             let outcome = match op {
                 Op::Seal { archive } => self.seal(
@@ -507,6 +524,8 @@ impl<'a> Executor<'a> {
             })?;
             i += 1;
         }
+        // The step's `applied` records, one commit for the whole batch of operations.
+        self.sink.commit()?;
         if writes {
             failpoint("after-write", step_id);
         }
@@ -547,6 +566,36 @@ impl<'a> Executor<'a> {
             return Err(StepError::Verify(failures.join("; ")));
         }
         Ok(Applied::Done(Box::new(plan), counts))
+    }
+
+    /// Applies consecutive `Patch` operations, `WRITE_CONCURRENCY` at a time, journaling each as
+    /// it lands. The intent is already journaled, so a crash here resumes the step: patches
+    /// already in place are found done, and the rest are applied.
+    async fn patches(
+        &mut self,
+        ops: &[Op],
+        first_index: usize,
+        step: &str,
+        config: &RunConfig,
+    ) -> Result<(), StepError> {
+        use futures::StreamExt;
+        let cluster = self.cluster;
+        let run_id = config.run_id.as_str();
+        let mut pending = futures::stream::iter(ops.iter().enumerate().map(|(n, op)| async move {
+            let outcome =
+                apply::apply(op, step, run_id, Carry::Live, cluster, &mut AutoApprove).await;
+            (n, op, outcome)
+        }))
+        .buffer_unordered(WRITE_CONCURRENCY);
+        while let Some((n, op, outcome)) = pending.next().await {
+            self.emit(EventKind::OpApplied {
+                step: step.to_string(),
+                index: first_index + n,
+                op: op.to_string(),
+                outcome: outcome?,
+            })?;
+        }
+        Ok(())
     }
 
     /// Carries out consecutive `Capture` operations, `CAPTURE_CONCURRENCY` at a time, emitting an
