@@ -96,18 +96,25 @@ pub async fn verify_patches(
     ops: &[Op],
     cluster: &dyn Cluster,
 ) -> Result<Verification, ActionError> {
+    let patches: Vec<(&ObjectRef, &String, &Vec<crate::plan::FieldChange>)> = ops
+        .iter()
+        .filter_map(|op| match op {
+            Op::Patch {
+                target,
+                uid,
+                changes,
+            } => Some((target, uid, changes)),
+            _ => None,
+        })
+        .collect();
+    // Each patched object is read again, together (a list per namespace where there are many);
+    // the checks in the plan's order.
+    let refs: Vec<ObjectRef> = patches.iter().map(|(t, _, _)| (*t).clone()).collect();
+    let current = crate::cluster::read::read_many(cluster, &refs).await?;
     let mut verification = Verification::default();
-    for op in ops {
-        let Op::Patch {
-            target,
-            uid,
-            changes,
-        } = op
-        else {
-            continue;
-        };
-        let current = cluster.get(target).await?;
-        let Some(current) = current.filter(|o| object::uid(o) == Some(uid.as_str())) else {
+    for (target, uid, changes) in patches {
+        let now = current.get(target).cloned().flatten();
+        let Some(current) = now.filter(|o| object::uid(o) == Some(uid.as_str())) else {
             verification.check(
                 format!("{target} still exists"),
                 false,

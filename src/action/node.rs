@@ -606,21 +606,23 @@ impl Action for NodeAction {
                         "spec": {"nodeName": target, "tolerations": [{"operator": "Exists"}],
                                  "containers": [{"name": "probe", "image": "contain.invalid/probe"}]}
                     });
-                    // A new policy takes a moment to reach the API server's admission chain.
-                    let deadline = tokio::time::Instant::now() + Duration::from_secs(15);
-                    let (refused, refusal) = loop {
-                        let answer = cluster
-                            .create(&probe, crate::cluster::WriteMode::DryRun)
-                            .await;
-                        let text = answer.err().map(|e| e.to_string());
-                        let ours = text
-                            .as_deref()
-                            .is_some_and(|t| t.contains("is quarantined"));
-                        if ours || tokio::time::Instant::now() >= deadline {
-                            break (ours, text);
-                        }
-                        tokio::time::sleep(Duration::from_millis(250)).await;
-                    };
+                    // A new policy takes a moment to reach the API server's admission chain:
+                    // probe from 50 ms on, backing off, for up to 15 s.
+                    let refusal = std::sync::Mutex::new(None);
+                    let refused =
+                        crate::cluster::wait::wait_until(Duration::from_secs(15), None, || async {
+                            let answer = cluster
+                                .create(&probe, crate::cluster::WriteMode::DryRun)
+                                .await;
+                            let text = answer.err().map(|e| e.to_string());
+                            let ours = text
+                                .as_deref()
+                                .is_some_and(|t| t.contains("is quarantined"));
+                            *refusal.lock().expect("refusal lock") = text;
+                            Ok(ours)
+                        })
+                        .await?;
+                    let refusal = refusal.into_inner().expect("refusal lock");
                     verification.check(what, refused, refusal);
                 }
             }

@@ -6,6 +6,7 @@ pub mod kube;
 pub mod merge;
 pub mod object;
 pub mod overlay;
+pub mod read;
 pub mod recording;
 pub mod sim;
 pub mod wait;

@@ -43,6 +43,10 @@ pub struct Overlay<'a> {
     base: &'a dyn Cluster,
     layer: Mutex<Layer>,
     forward_dry_run: bool,
+    /// Objects the base listed, by key: planning reads the cluster as of one moment, so an
+    /// object a list already returned needs no GET of its own (a mass step lists thousands of
+    /// pods, then plans a patch of each).
+    listed: Mutex<std::collections::HashMap<Key, Value>>,
 }
 
 impl<'a> Overlay<'a> {
@@ -52,6 +56,7 @@ impl<'a> Overlay<'a> {
             base,
             layer: Mutex::new(Layer::default()),
             forward_dry_run: false,
+            listed: Mutex::default(),
         }
     }
 
@@ -97,8 +102,17 @@ impl<'a> Overlay<'a> {
     }
 
     async fn read(&self, r: &ObjectRef) -> Result<Option<Value>> {
-        match self.layered(r) {
-            Some(planned) => Ok(planned),
+        if let Some(planned) = self.layered(r) {
+            return Ok(planned);
+        }
+        let listed = self
+            .listed
+            .lock()
+            .expect("overlay lock")
+            .get(&key_of(r))
+            .cloned();
+        match listed {
+            Some(object) => Ok(Some(object)),
             None => self.base.get(r).await,
         }
     }
@@ -264,6 +278,14 @@ impl Cluster for Overlay<'_> {
     ) -> BoxFuture<'b, Result<Vec<Value>>> {
         Box::pin(async move {
             let base = self.base.list(kind, namespace, selector).await?;
+            {
+                let mut listed = self.listed.lock().expect("overlay lock");
+                for object in &base {
+                    if let Some(r) = ObjectRef::of(object) {
+                        listed.insert(key_of(&r), object.clone());
+                    }
+                }
+            }
             let layer = self.layer.lock().expect("overlay lock");
             let mut found: BTreeMap<Key, Value> = base
                 .into_iter()

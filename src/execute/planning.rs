@@ -18,7 +18,7 @@ use crate::event::EventKind;
 use crate::facts;
 use crate::outcome::Outcome;
 use crate::plan::run::{ClusterRef, FORMAT, PlaybookRef, after_apply_marker};
-use crate::plan::{PlannedState, PlannedStep, ResolvedTarget, RunPlan, StepPlan};
+use crate::plan::{Op, PlannedState, PlannedStep, ResolvedTarget, RunPlan, StepPlan};
 use crate::playbook::load::Loaded;
 use crate::playbook::refs;
 use crate::playbook::types::{RunFailurePolicy, Step, StepFailurePolicy};
@@ -216,57 +216,26 @@ impl Executor<'_> {
             );
             return Ok(Err(Outcome::Refused { reason }));
         }
-        if let Some(refusal) = self.preflight(&mut plan).await? {
+        // Both only ask the API server (nothing is stored), so they go out together; a denied
+        // permission still refuses the run first, whatever the dry run said.
+        let needed = needed_access(&plan);
+        let (verdicts, refusals) = futures::join!(
+            review_in_groups(self.cluster, &needed),
+            dry_run_refusals(self.cluster, &plan, config)
+        );
+        if let Some(refusal) = self.preflight(verdicts, &mut plan)? {
             return Ok(Err(refusal));
         }
-        if let Some(refusal) = self.server_dry_run(&plan, config).await? {
+        if let Some(refusals) = refusals
+            && let Some(refusal) = self.server_dry_run(refusals)?
+        {
             return Ok(Err(refusal));
         }
         Ok(Ok(plan))
     }
 
-    /// On a live cluster, every planned write is sent once with `dryRun=All`, in plan order,
-    /// so admission (webhooks, policies) and the API server's own validation can refuse it
-    /// before anything is written. Writes to an object an earlier planned write changes are
-    /// checked against the planned state only. Evictions are left to apply time: a disruption
-    /// budget may allow them later, and the drain waits for that.
-    async fn server_dry_run(
-        &mut self,
-        plan: &RunPlan,
-        config: &RunConfig,
-    ) -> Result<Option<Outcome>, RunError> {
-        if self.cluster.info().kind != "live" {
-            return Ok(None);
-        }
-        let forwarding = Overlay::forwarding_dry_run(self.cluster);
-        let mut refusals = Vec::new();
-        for planned in &plan.steps {
-            let Some(step_plan) = planned.plan() else {
-                continue;
-            };
-            for op in step_plan
-                .ops
-                .iter()
-                .filter(|op| op.is_write() && !matches!(op, crate::plan::Op::Evict { .. }))
-            {
-                let result = apply::apply(
-                    op,
-                    &planned.id,
-                    &config.run_id,
-                    Carry::ServerDryRun,
-                    &forwarding,
-                    &mut AutoApprove,
-                )
-                .await;
-                if let Err(e) = result {
-                    refusals.push(format!(
-                        "{}: the API server refuses `{op}`: {e}",
-                        planned.label()
-                    ));
-                    break;
-                }
-            }
-        }
+    /// Reports the server dry run ([`dry_run_refusals`]); any refusal refuses the run.
+    fn server_dry_run(&mut self, refusals: Vec<String>) -> Result<Option<Outcome>, RunError> {
         self.emit(EventKind::ServerDryRun {
             refused: refusals.clone(),
         })?;
@@ -392,9 +361,12 @@ impl Executor<'_> {
 
     /// Asks the API server about every permission the plan needs (its writes, their re-reads,
     /// and the reads of verification). Any denial refuses the run and lists every one.
-    async fn preflight(&mut self, plan: &mut RunPlan) -> Result<Option<Outcome>, RunError> {
-        let needed = needed_access(plan);
-        match self.cluster.review_access(&needed).await {
+    fn preflight(
+        &mut self,
+        verdicts: Result<Vec<crate::cluster::AccessVerdict>, ClusterError>,
+        plan: &mut RunPlan,
+    ) -> Result<Option<Outcome>, RunError> {
+        match verdicts {
             Ok(verdicts) => {
                 let denied: Vec<String> = verdicts
                     .iter()
@@ -430,6 +402,126 @@ impl Executor<'_> {
         }
         Ok(None)
     }
+}
+
+/// On a live cluster, every planned write is sent once with `dryRun=All`, in plan order, so
+/// admission (webhooks, policies) and the API server's own validation can refuse it before
+/// anything is written; the refusals, one per step at most. Writes to an object an earlier
+/// planned write changes are checked against the planned state only. Evictions are left to
+/// apply time: a disruption budget may allow them later, and the drain waits for that. `None`
+/// on a simulated cluster.
+async fn dry_run_refusals(
+    cluster: &dyn Cluster,
+    plan: &RunPlan,
+    config: &RunConfig,
+) -> Option<Vec<String>> {
+    if cluster.info().kind != "live" {
+        return None;
+    }
+    use futures::StreamExt;
+    let forwarding = Overlay::forwarding_dry_run(cluster);
+    let forwarding = &forwarding;
+    let mut refusals = Vec::new();
+    for planned in &plan.steps {
+        let Some(step_plan) = planned.plan() else {
+            continue;
+        };
+        let writes: Vec<&Op> = step_plan
+            .ops
+            .iter()
+            .filter(|op| op.is_write() && !matches!(op, Op::Evict { .. }))
+            .collect();
+        // Runs of patches (each on its own object, as apply sends them) are checked side by
+        // side; anything else in order, as it depends on what came before.
+        let mut i = 0;
+        'step: while i < writes.len() {
+            let end = match writes[i] {
+                Op::Patch { .. } => writes[i..]
+                    .iter()
+                    .position(|op| !matches!(op, Op::Patch { .. }))
+                    .map_or(writes.len(), |n| i + n),
+                _ => i + 1,
+            };
+            let checks: Vec<_> = writes[i..end]
+                .iter()
+                .map(|op| async move {
+                    let result = apply::apply(
+                        op,
+                        &planned.id,
+                        &config.run_id,
+                        Carry::ServerDryRun,
+                        forwarding,
+                        &mut AutoApprove,
+                    )
+                    .await;
+                    (op, result)
+                })
+                .collect();
+            let mut checked = futures::stream::iter(checks).buffered(16);
+            while let Some((op, result)) = checked.next().await {
+                if let Err(e) = result {
+                    refusals.push(format!(
+                        "{}: the API server refuses `{op}`: {e}",
+                        planned.label()
+                    ));
+                    break 'step;
+                }
+            }
+            i = end;
+        }
+    }
+    Some(refusals)
+}
+
+/// Reviews every access a plan needs, asking about a whole collection (`patch pods` in a
+/// namespace) once where the plan names several of its objects: allowed there, it is allowed on
+/// each of them. Only where the collection is denied (RBAC may grant some names only) is each
+/// object asked about. A mass step over thousands of pods needs tens of reviews, not thousands.
+async fn review_in_groups(
+    cluster: &dyn Cluster,
+    needed: &[Access],
+) -> Result<Vec<crate::cluster::AccessVerdict>, ClusterError> {
+    use std::collections::{BTreeMap, HashMap};
+    let collection = |a: &Access| Access {
+        name: None,
+        ..a.clone()
+    };
+    let mut named: BTreeMap<Access, usize> = BTreeMap::new();
+    for access in needed.iter().filter(|a| a.name.is_some()) {
+        *named.entry(collection(access)).or_default() += 1;
+    }
+    let grouped: Vec<Access> = named
+        .into_iter()
+        .filter(|(_, count)| *count > 1)
+        .map(|(access, _)| access)
+        .collect();
+    let allowed_collections: Vec<Access> = cluster
+        .review_access(&grouped)
+        .await?
+        .into_iter()
+        .filter(|v| v.allowed)
+        .map(|v| v.access)
+        .collect();
+    let covered = |a: &Access| a.name.is_some() && allowed_collections.contains(&collection(a));
+    let ask: Vec<Access> = needed.iter().filter(|a| !covered(a)).cloned().collect();
+    let mut answers: HashMap<Access, crate::cluster::AccessVerdict> = cluster
+        .review_access(&ask)
+        .await?
+        .into_iter()
+        .map(|v| (v.access.clone(), v))
+        .collect();
+    Ok(needed
+        .iter()
+        .map(|access| {
+            answers
+                .remove(access)
+                .unwrap_or_else(|| crate::cluster::AccessVerdict {
+                    access: access.clone(),
+                    allowed: true,
+                    reason: Some("allowed on the whole collection".into()),
+                })
+        })
+        .collect())
 }
 
 /// One planned part of a step: the whole step (`id` None) or one namespace's or object's share

@@ -8,7 +8,7 @@ use serde_json::Value;
 
 use crate::action::common::RUN_ID_LABEL;
 use crate::cluster::object::{self, ObjectRef};
-use crate::cluster::{Cluster, ClusterError, merge};
+use crate::cluster::{Cluster, ClusterError, merge, read};
 use crate::plan::Op;
 
 /// Everything that moved under one step's writes, one line each; empty when the plan holds.
@@ -17,21 +17,25 @@ pub async fn changes_since_plan(
     run_id: &str,
     cluster: &dyn Cluster,
 ) -> Result<Vec<String>, ClusterError> {
-    let mut changes = Vec::new();
     // An object an earlier write of this same step changes (the account a rotation deletes,
     // then creates again) is judged by that first write only: its later state is the step's
     // own doing, not a change since the plan.
-    let mut touched: Vec<ObjectRef> = Vec::new();
-    for op in ops {
-        let Some(target) = op.target().filter(|_| op.is_write()) else {
-            continue;
-        };
-        if touched.contains(&target) {
-            continue;
-        }
-        let current = cluster.get(&target).await?;
-        changes.extend(drift(op, &target, current.as_ref(), run_id));
-        touched.push(target);
+    let mut touched = std::collections::HashSet::new();
+    let firsts: Vec<(&Op, ObjectRef)> = ops
+        .iter()
+        .filter_map(|op| {
+            let target = op.target().filter(|_| op.is_write())?;
+            touched.insert(target.clone()).then_some((op, target))
+        })
+        .collect();
+    // Read together (a list per namespace where the step names many objects there); the
+    // changes still reported in the order of the writes.
+    let refs: Vec<ObjectRef> = firsts.iter().map(|(_, target)| target.clone()).collect();
+    let mut current = read::read_many(cluster, &refs).await?;
+    let mut changes = Vec::new();
+    for (op, target) in &firsts {
+        let now = current.remove(target).flatten();
+        changes.extend(drift(op, target, now.as_ref(), run_id));
     }
     Ok(changes)
 }
