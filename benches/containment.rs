@@ -614,6 +614,15 @@ async fn mass(env: &Env, pods: usize) {
             json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": ns}}),
         )
         .await;
+        // Pods are admitted only once the namespace's default ServiceAccount exists.
+        until("the default ServiceAccount", || async {
+            c.get(&ObjectRef::new("ServiceAccount", Some(ns), "default"))
+                .await
+                .ok()
+                .flatten()
+                .is_some()
+        })
+        .await;
     }))
     .buffer_unordered(16)
     .collect::<Vec<_>>()

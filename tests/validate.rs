@@ -170,3 +170,59 @@ fn a_destructive_step_before_the_capture_is_rejected_by_name() {
         0
     );
 }
+
+#[test]
+fn wide_targets_are_checked_and_read_as_parts() {
+    let playbook = crate::harness::playbook_file(
+        r#"apiVersion: contain/v1
+kind: Playbook
+metadata: {name: wide}
+steps:
+  - id: everywhere
+    action: object.label
+    target: {kind: Pod, all_namespaces: true}
+    with: {labels: {a: b}}
+  - id: tagged
+    action: object.label
+    target: {kind: Pod, all_namespaces: true, namespace: shop, image: "registry.example/app:1.2"}
+    with: {labels: {a: b}}
+  - id: nodes
+    action: object.label
+    target: {kind: Node, all_namespaces: true, selector: {a: b}}
+    with: {labels: {c: d}}
+  - id: isolate
+    action: network.isolate
+    target: {kind: Pod, all_namespaces: true, image: "sha256:4f1c0b1f2a6e7d8c9b0a1f2e3d4c5b6a7f8e9d0c1b2a3f4e5d6c7b8a9f0e1d2c"}
+  - id: note
+    action: object.annotate
+    target: {kind: Namespace, name: default}
+    with:
+      annotations:
+        isolated: "{{ steps.isolate.outputs.count }}"
+        policy: "{{ steps.isolate.outputs.policy }}"
+"#,
+    );
+    let out = Contain::new()
+        .args(["validate", &playbook.path().display().to_string()])
+        .run();
+    assert_eq!(out.code, 3, "{}", out.stderr);
+    for expected in [
+        "`steps[0].target` selects every Pod in the cluster",
+        "`steps[1].target` has both `all_namespaces` and `namespace`",
+        "`registry.example/app:1.2` is not an image digest",
+        "`steps[2].target`: Node is not namespaced",
+        "`steps.isolate.outputs.policy`: step `isolate` has no output",
+    ] {
+        assert!(
+            out.stderr.contains(expected),
+            "missing {expected:?} in\n{}",
+            out.stderr
+        );
+    }
+    // Those five and no more: `steps.isolate.outputs.count` is an output of a step in parts.
+    assert!(
+        out.stderr.contains("5 problems in"),
+        "a step in parts has a count: {}",
+        out.stderr
+    );
+}

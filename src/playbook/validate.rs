@@ -11,7 +11,7 @@ use super::refs::{self, Reference};
 use super::schema_check::{self, is_template, join};
 use super::shape;
 use super::types::{Playbook, parse_duration};
-use crate::action::{self, TargetRule};
+use crate::action::{self, FanOut, TargetRule};
 use crate::cluster::{kinds, object};
 use crate::diagnostics::{Problem, did_you_mean};
 use crate::render;
@@ -203,7 +203,15 @@ impl<'a> Checks<'a> {
         // list for the whole playbook, so validation stays linear in its steps).
         let ids: Vec<StepId<'a>> = steps
             .iter()
-            .filter_map(|s| Some((s.id?.as_str()?, s.action)))
+            .filter_map(|s| {
+                let wide = s
+                    .node
+                    .get("target")
+                    .and_then(|t| t.get("all_namespaces"))
+                    .and_then(Node::as_bool)
+                    == Some(true);
+                Some((s.id?.as_str()?, s.action, wide))
+            })
             .collect();
         let mut before = 0;
         for step in &steps {
@@ -798,8 +806,9 @@ impl<'a> Checks<'a> {
                         .label("not available here"),
                     );
                 };
-                let Some((_, action)) = earlier.iter().find(|(name, _)| *name == id) else {
-                    let ids: Vec<&str> = earlier.iter().map(|(n, _)| *n).collect();
+                let Some((_, action, wide)) = earlier.iter().find(|(name, _, _)| *name == id)
+                else {
+                    let ids: Vec<&str> = earlier.iter().map(|(n, _, _)| *n).collect();
                     let mut p = Problem::new(
                         format!("`{shown}` reads step `{id}`, which does not run before this one"),
                         None,
@@ -816,8 +825,11 @@ impl<'a> Checks<'a> {
                     action,
                 ) {
                     (Some("outputs"), Some(output), Some(action)) => {
-                        let outputs: Vec<&str> =
-                            action.info().outputs.iter().map(|(n, _)| *n).collect();
+                        let outputs: Vec<&str> = if *wide && action.fan_out() != FanOut::Whole {
+                            vec!["parts", "count"]
+                        } else {
+                            action.info().outputs.iter().map(|(n, _)| *n).collect()
+                        };
                         (!outputs.contains(&output.as_str())).then(|| {
                             let help = if outputs.is_empty() {
                                 format!("`{}` has no outputs", action.info().name)
@@ -922,8 +934,9 @@ enum Scope<'s> {
     Step { earlier: &'s [StepId<'s>] },
 }
 
-/// A step's id and (when known) its action.
-type StepId<'s> = (&'s str, Option<&'static dyn action::Action>);
+/// A step's id, (when known) its action, and whether its target spans namespaces (it is then
+/// planned in parts, and its outputs are `parts` and `count`).
+type StepId<'s> = (&'s str, Option<&'static dyn action::Action>, bool);
 
 fn undefined(shown: &str, what: &str, name: &str, known: &[&str]) -> Problem {
     let mut p =
