@@ -824,11 +824,13 @@ impl Action for Isolate {
                 .and_then(Value::as_object)
                 .cloned()
                 .unwrap_or_default();
-            for pod_name in expected.keys() {
-                let Some(pod) = cluster
-                    .get(&ObjectRef::new("Pod", Some(&namespace), pod_name))
-                    .await?
-                else {
+            let pod_refs: Vec<ObjectRef> = expected
+                .keys()
+                .map(|pod| ObjectRef::new("Pod", Some(&namespace), pod))
+                .collect();
+            let mut pods = crate::cluster::read::read_many(cluster, &pod_refs).await?;
+            for (pod_name, pod_ref) in expected.keys().zip(&pod_refs) {
+                let Some(pod) = pods.remove(pod_ref).flatten() else {
                     verification.not_checked(
                         format!("pod {pod_name} is isolated"),
                         "the pod is gone since the plan: nothing left to isolate",
