@@ -783,12 +783,13 @@ async fn create(c: &KubeCluster, object: Value) {
     }
 }
 
+/// Waits up to ten minutes (deleting ten thousand pods' namespaces takes minutes here).
 async fn until<F, Fut>(what: &str, mut check: F)
 where
     F: FnMut() -> Fut,
     Fut: std::future::Future<Output = bool>,
 {
-    for _ in 0..1200 {
+    for _ in 0..6000 {
         if check().await {
             return;
         }
