@@ -487,7 +487,12 @@ impl<'a> Executor<'a> {
                     .iter()
                     .position(|op| !matches!(op, Op::Patch { .. }))
                     .map_or(plan.ops.len(), |n| i + n);
-                if end - i > 1 {
+                // Two patches of one object keep their order: only distinct objects go together.
+                let mut objects = HashSet::new();
+                let distinct = plan.ops[i..end]
+                    .iter()
+                    .all(|op| op.target().is_some_and(|t| objects.insert(t)));
+                if end - i > 1 && distinct {
                     self.patches(&plan.ops[i..end], i, step_id, config).await?;
                     i = end;
                     continue;

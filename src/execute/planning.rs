@@ -436,10 +436,17 @@ async fn dry_run_refusals(
         let mut i = 0;
         'step: while i < writes.len() {
             let end = match writes[i] {
-                Op::Patch { .. } => writes[i..]
-                    .iter()
-                    .position(|op| !matches!(op, Op::Patch { .. }))
-                    .map_or(writes.len(), |n| i + n),
+                Op::Patch { .. } => {
+                    // Distinct objects only: a second patch of one object waits for the first.
+                    let mut objects = std::collections::HashSet::new();
+                    writes[i..]
+                        .iter()
+                        .position(|op| {
+                            !matches!(op, Op::Patch { .. })
+                                || !op.target().is_some_and(|t| objects.insert(t))
+                        })
+                        .map_or(writes.len(), |n| i + n.max(1))
+                }
                 _ => i + 1,
             };
             let checks: Vec<_> = writes[i..end]
