@@ -530,16 +530,10 @@ async fn floor_run(env: &Env, s: &Scenario) -> Timing {
                     &service,
                 )
                 .await?;
-            Ok(!found.iter().any(|slice| {
-                slice["endpoints"]
-                    .as_array()
-                    .into_iter()
-                    .flatten()
-                    .any(|e| {
-                        e.pointer("/targetRef/uid").and_then(Value::as_str)
-                            == Some(s.suspect_uid.as_str())
-                    })
-            }))
+            Ok(!contain::action::detach::slices_list_pod(
+                &found,
+                &s.suspect_uid,
+            ))
         });
     let probe = json!({"apiVersion": "v1", "kind": "Pod",
         "metadata": {"name": "bench-probe", "namespace": s.namespace},

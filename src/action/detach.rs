@@ -335,16 +335,7 @@ impl Action for Detach {
                                 &selector,
                             )
                             .await?;
-                        Ok(!slices.iter().any(|slice| {
-                            slice["endpoints"]
-                                .as_array()
-                                .into_iter()
-                                .flatten()
-                                .any(|e| {
-                                    e.pointer("/targetRef/uid").and_then(Value::as_str)
-                                        == Some(uid.as_str())
-                                })
-                        }))
+                        Ok(!slices_list_pod(&slices, uid))
                     })
                     .await?;
                 verification.check(
@@ -356,4 +347,15 @@ impl Action for Detach {
             Ok(verification)
         })
     }
+}
+
+/// Whether any of these EndpointSlices still lists the pod with `uid` as an endpoint.
+pub fn slices_list_pod(slices: &[Value], uid: &str) -> bool {
+    slices.iter().any(|slice| {
+        slice["endpoints"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .any(|e| e.pointer("/targetRef/uid").and_then(Value::as_str) == Some(uid))
+    })
 }

@@ -493,22 +493,13 @@ async fn wait_rollout(
     timeout_millis: u64,
     cluster: &dyn Cluster,
 ) -> Result<(), ApplyError> {
-    let detail = std::sync::Mutex::new(String::new());
-    let done = wait_until(
-        Duration::from_millis(timeout_millis),
-        cluster.changes(&Watch::object(target)),
-        || async {
-            let current = cluster
-                .get(target)
-                .await?
-                .ok_or_else(|| ClusterError::NotFound {
-                    object: target.to_string(),
-                })?;
-            let (done, now) = crate::action::rollout::status(&current);
-            *detail.lock().expect("detail lock") = now;
-            Ok(done)
-        },
-    )
+    let wait = Some(Duration::from_millis(timeout_millis));
+    let (done, detail) = wait_on_object(target, wait, cluster, |current| {
+        let current = current.ok_or_else(|| ClusterError::NotFound {
+            object: target.to_string(),
+        })?;
+        Ok(crate::action::rollout::status(current))
+    })
     .await?;
     if done {
         return Ok(());
@@ -516,7 +507,7 @@ async fn wait_rollout(
     Err(ApplyError::Rollout {
         object: target.to_string(),
         seconds: timeout_millis / 1000,
-        detail: detail.into_inner().expect("detail lock"),
+        detail,
     })
 }
 
@@ -565,19 +556,10 @@ async fn wait_for(
     once: bool,
     cluster: &dyn Cluster,
 ) -> Result<(), ApplyError> {
-    let found = std::sync::Mutex::new(None);
-    let (wait, changes) = if once {
-        (Duration::ZERO, None)
-    } else {
-        let wait = Duration::from_millis(timeout_millis);
-        (wait, cluster.changes(&Watch::object(target)))
-    };
-    let matched = wait_until(wait, changes, || async {
-        let current = cluster.get(target).await?;
-        let value = current.as_ref().and_then(|o| merge::get(o, path)).cloned();
-        let matched = value.as_ref() == Some(equals);
-        *found.lock().expect("found lock") = value;
-        Ok(matched)
+    let wait = (!once).then(|| Duration::from_millis(timeout_millis));
+    let (matched, found) = wait_on_object(target, wait, cluster, |current| {
+        let value = current.and_then(|o| merge::get(o, path)).cloned();
+        Ok((value.as_ref() == Some(equals), value))
     })
     .await?;
     if matched {
@@ -587,8 +569,28 @@ async fn wait_for(
         object: target.to_string(),
         field: path.join("."),
         expected: equals.to_string(),
-        found: show(found.into_inner().expect("found lock").as_ref()),
+        found: show(found.as_ref()),
     })
+}
+
+/// Reads `target` until `judge` says it is as wanted, again on every change a watch on it sees,
+/// for up to `wait` (`None`: one reading). Returns the last verdict and what `judge` said with it.
+async fn wait_on_object<T: Default>(
+    target: &ObjectRef,
+    wait: Option<Duration>,
+    cluster: &dyn Cluster,
+    judge: impl Fn(Option<&Value>) -> Result<(bool, T), ClusterError>,
+) -> Result<(bool, T), ClusterError> {
+    let last = std::sync::Mutex::new(T::default());
+    let changes = wait.and_then(|_| cluster.changes(&Watch::object(target)));
+    let met = wait_until(wait.unwrap_or(Duration::ZERO), changes, || async {
+        let current = cluster.get(target).await?;
+        let (met, said) = judge(current.as_ref())?;
+        *last.lock().expect("wait lock") = said;
+        Ok(met)
+    })
+    .await?;
+    Ok((met, last.into_inner().expect("wait lock")))
 }
 
 fn show(value: Option<&Value>) -> String {

@@ -479,20 +479,11 @@ impl<'a> Executor<'a> {
                 i = end;
                 continue;
             }
-            if carry == Carry::Live && matches!(plan.ops[i], Op::Patch { .. }) {
-                // A run of patches (one label per pod across a namespace or the cluster): each
-                // names its own object with its own uid precondition, so they go out side by
-                // side, bounded, and each is journaled as it lands.
-                let end = plan.ops[i..]
-                    .iter()
-                    .position(|op| !matches!(op, Op::Patch { .. }))
-                    .map_or(plan.ops.len(), |n| i + n);
-                // Two patches of one object keep their order: only distinct objects go together.
-                let mut objects = HashSet::new();
-                let distinct = plan.ops[i..end]
-                    .iter()
-                    .all(|op| op.target().is_some_and(|t| objects.insert(t)));
-                if end - i > 1 && distinct {
+            if carry == Carry::Live {
+                // A run of patches of distinct objects (one label per pod across a namespace or
+                // the cluster) goes out side by side, bounded, each journaled as it lands.
+                let end = crate::plan::op::patch_run(&plan.ops, i);
+                if end - i > 1 {
                     self.patches(&plan.ops[i..end], i, step_id, config).await?;
                     i = end;
                     continue;

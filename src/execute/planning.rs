@@ -435,20 +435,7 @@ async fn dry_run_refusals(
         // side; anything else in order, as it depends on what came before.
         let mut i = 0;
         'step: while i < writes.len() {
-            let end = match writes[i] {
-                Op::Patch { .. } => {
-                    // Distinct objects only: a second patch of one object waits for the first.
-                    let mut objects = std::collections::HashSet::new();
-                    writes[i..]
-                        .iter()
-                        .position(|op| {
-                            !matches!(op, Op::Patch { .. })
-                                || !op.target().is_some_and(|t| objects.insert(t))
-                        })
-                        .map_or(writes.len(), |n| i + n.max(1))
-                }
-                _ => i + 1,
-            };
+            let end = crate::plan::op::patch_run(&writes, i);
             let checks: Vec<_> = writes[i..end]
                 .iter()
                 .map(|op| async move {

@@ -387,3 +387,52 @@ pub fn human_millis(millis: u64) -> String {
         format!("{millis}ms")
     }
 }
+
+/// Where the run of patches starting at `from` ends: at the first operation that is not a
+/// patch, or that patches an object the run already patches. Those patches name distinct
+/// objects, each with its own uid precondition, so they can be sent side by side; a second patch
+/// of one object waits for the first.
+pub fn patch_run<T: std::borrow::Borrow<Op>>(ops: &[T], from: usize) -> usize {
+    let mut objects = std::collections::HashSet::new();
+    ops[from..]
+        .iter()
+        .position(|op| {
+            let op = op.borrow();
+            !matches!(op, Op::Patch { .. }) || !op.target().is_some_and(|t| objects.insert(t))
+        })
+        .map_or(ops.len(), |n| from + n.max(1))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn patch(name: &str) -> Op {
+        Op::Patch {
+            target: ObjectRef::new("Pod", Some("shop"), name),
+            uid: format!("uid-{name}"),
+            changes: Vec::new(),
+        }
+    }
+
+    #[test]
+    fn a_patch_run_ends_at_another_op_or_a_second_patch_of_one_object() {
+        let ops = [
+            patch("a"),
+            patch("b"),
+            Op::Sleep { millis: 1 },
+            patch("c"),
+            patch("d"),
+            patch("c"),
+            patch("e"),
+        ];
+        assert_eq!(patch_run(&ops, 0), 2);
+        assert_eq!(patch_run(&ops, 2), 3, "a non-patch is a run of its own");
+        assert_eq!(
+            patch_run(&ops, 3),
+            5,
+            "`c` again waits for the first patch of `c`"
+        );
+        assert_eq!(patch_run(&ops, 5), 7);
+    }
+}
