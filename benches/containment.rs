@@ -49,6 +49,7 @@ async fn main() {
         kubeconfig: Some(kubeconfig.clone()),
         context: None,
         call_timeout: Some(Duration::from_secs(60)),
+        user_agent: None,
     })
     .await
     .expect("the control plane answers");

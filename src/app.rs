@@ -85,6 +85,7 @@ async fn dispatch(cli: Cli) -> u8 {
             Err(code) => code,
         },
         Command::Run(args) => live(args, global).await,
+        Command::Drill(args) => crate::drill::command(args, global).await,
         Command::Snapshot { file } => snapshot(file.as_deref(), global).await,
         Command::Rbac {
             playbook,
@@ -275,10 +276,19 @@ async fn snapshot_or_live(
 }
 
 pub(crate) async fn connect(global: &Global) -> Result<KubeCluster, u8> {
+    connect_as(global, None).await
+}
+
+/// Connects with a User-Agent of our own (a drill's carries its run id).
+pub(crate) async fn connect_as(
+    global: &Global,
+    user_agent: Option<String>,
+) -> Result<KubeCluster, u8> {
     let options = Connect {
         kubeconfig: global.kubeconfig.clone(),
         context: global.context.clone(),
         call_timeout: None,
+        user_agent,
     };
     KubeCluster::connect(&options).await.map_err(|e| {
         eprintln!("error: {e}");

@@ -19,7 +19,7 @@ pub struct Cli {
     pub command: Command,
 }
 
-#[derive(Debug, Args)]
+#[derive(Clone, Debug, Args)]
 pub struct Global {
     /// Path of the kubeconfig file (default: $KUBECONFIG, then ~/.kube/config, then in-cluster).
     #[arg(long, global = true, env = "KUBECONFIG", value_name = "PATH")]
@@ -106,6 +106,53 @@ pub enum JournalCommand {
     Verify { run: String },
 }
 
+#[derive(Debug, Args)]
+#[command(args_conflicts_with_subcommands = true)]
+pub struct DrillArgs {
+    #[command(subcommand)]
+    pub command: Option<DrillCommand>,
+    /// The drill file (`kind: Drill`).
+    pub file: Option<PathBuf>,
+    #[command(flatten)]
+    pub options: DrillOptions,
+}
+
+#[derive(Debug, Args)]
+pub struct DrillOptions {
+    /// Where the reports go (report.json, report.md, junit.xml); default ./drill-reports/<run>.
+    #[arg(long, value_name = "DIR")]
+    pub report_dir: Option<PathBuf>,
+    /// A directory whose `report.md.hbs` / `junit.xml.hbs` replace the shipped templates.
+    #[arg(long, value_name = "DIR")]
+    pub templates: Option<PathBuf>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum DrillCommand {
+    /// Go on with a drill that stopped (a crash, a killed process) from its last phase.
+    Resume {
+        /// The drill run id (printed when it started; directories under <journal>/drills).
+        run: String,
+        #[command(flatten)]
+        options: DrillOptions,
+    },
+    /// Abort a drill: roll its containment back, delete everything it created, and report.
+    Cleanup {
+        run: String,
+        #[command(flatten)]
+        options: DrillOptions,
+    },
+    /// Check drill files and report every problem with its place.
+    Validate {
+        #[arg(required = true)]
+        files: Vec<PathBuf>,
+    },
+    /// Print the JSON schema of the drill format.
+    Schema,
+    /// The drill's exit codes.
+    ExitCodes,
+}
+
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Check playbooks and report every problem with its place.
@@ -172,6 +219,10 @@ pub enum Command {
         #[command(subcommand)]
         command: JournalCommand,
     },
+    /// Run a chaos drill: detonate abuse against decoys, wait for the alerts it must raise,
+    /// contain with the real playbook, verify, revert, clean up and report. Exit codes: 0
+    /// passed, 1 an expectation failed, 2 drill error or abort, 3 cleanup incomplete.
+    Drill(DrillArgs),
     /// Walk a playbook against a cluster snapshot: plans, simulated changes, summary.
     Tabletop {
         #[command(flatten)]

@@ -138,7 +138,7 @@ pub fn run_ids(root: &Path) -> Vec<String> {
                 .filter_map(Result::ok)
                 .filter(|e| e.path().is_dir())
                 .filter_map(|e| e.file_name().into_string().ok())
-                .filter(|name| !name.starts_with('.'))
+                .filter(|name| !name.starts_with('.') && name != "drills")
                 .collect()
         })
         .unwrap_or_default();

@@ -74,7 +74,21 @@ pub async fn journaled_live(
     cluster: &KubeCluster,
     yes: bool,
 ) -> u8 {
-    let run_id = new_run_id();
+    journaled_live_as(&new_run_id(), path, loaded, params, global, cluster, yes).await
+}
+
+/// A live run under a run id chosen by the caller (a drill journals the id before the run
+/// starts, so its cleanup can always find and roll back the run).
+pub async fn journaled_live_as(
+    run_id: &str,
+    path: &Path,
+    loaded: &Loaded,
+    params: Map<String, Value>,
+    global: &Global,
+    cluster: &KubeCluster,
+    yes: bool,
+) -> u8 {
+    let run_id = run_id.to_string();
     let config = RunConfig::new(&run_id, Mode::Live, params, &playbook_path(path));
     let mut reporting = Reporting::new(global, Mode::Live);
     let planned = {

@@ -111,7 +111,8 @@ impl fmt::Display for Source {
     }
 }
 
-fn floor_char_boundary(text: &str, mut index: usize) -> usize {
+/// The largest char boundary at or below `index` (a place to cut UTF-8 text).
+pub fn floor_char_boundary(text: &str, mut index: usize) -> usize {
     while index > 0 && !text.is_char_boundary(index) {
         index -= 1;
     }

@@ -29,6 +29,7 @@ pub async fn connect(kubeconfig: PathBuf) -> KubeCluster {
         kubeconfig: Some(kubeconfig),
         context: None,
         call_timeout: Some(Duration::from_secs(20)),
+        user_agent: None,
     })
     .await
     .expect("the test control plane answers")

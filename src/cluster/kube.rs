@@ -35,6 +35,9 @@ pub struct Connect {
     pub context: Option<String>,
     /// Deadline of one API call, retries included.
     pub call_timeout: Option<Duration>,
+    /// The User-Agent every request carries (audit logs record it): a drill stamps its run id
+    /// here.
+    pub user_agent: Option<String>,
 }
 
 /// A live cluster behind an API server.
@@ -52,6 +55,22 @@ impl KubeCluster {
     /// Connects using a kubeconfig file (`--kubeconfig`, else `$KUBECONFIG`, else
     /// `~/.kube/config`) or, with none of those, the in-cluster service account.
     pub async fn connect(options: &Connect) -> Result<Self> {
+        let config = Self::config(options).await?;
+        let call_timeout = options.call_timeout.unwrap_or(Duration::from_secs(30));
+        let server = config.cluster_url.to_string();
+        let client =
+            Client::try_from(config).map_err(|e| ClusterError::Connection(e.to_string()))?;
+        Ok(KubeCluster {
+            client,
+            server,
+            context: options.context.clone(),
+            call_timeout,
+        })
+    }
+
+    /// The client configuration `connect` uses: the kubeconfig (or in-cluster account), our
+    /// timeouts, no blind retries, and the User-Agent when one is given.
+    pub async fn config(options: &Connect) -> Result<Config> {
         let kube_options = KubeConfigOptions {
             context: options.context.clone(),
             ..KubeConfigOptions::default()
@@ -84,15 +103,13 @@ impl KubeCluster {
         config.connect_timeout = Some(Duration::from_secs(10));
         config.read_timeout = Some(call_timeout);
         config.write_timeout = Some(call_timeout);
-        let server = config.cluster_url.to_string();
-        let client =
-            Client::try_from(config).map_err(|e| ClusterError::Connection(e.to_string()))?;
-        Ok(KubeCluster {
-            client,
-            server,
-            context: options.context.clone(),
-            call_timeout,
-        })
+        if let Some(agent) = &options.user_agent {
+            let value = http::HeaderValue::from_str(agent).map_err(|e| {
+                ClusterError::Connection(format!("user agent {agent:?}: {e}"))
+            })?;
+            config.headers.push((http::header::USER_AGENT, value));
+        }
+        Ok(config)
     }
 
     /// The kube-rs client, for calls outside the `Cluster` seam (token review, exec, logs).

@@ -1,0 +1,248 @@
+//! The abuse patterns a drill detonates, each stamped with the run id (the User-Agent of every
+//! request, and the name of every object it creates), and how the cluster answered: executed,
+//! refused by admission (the control PREVENTED it), or failed for another reason.
+
+use jiff::Timestamp;
+use k8s_openapi::api::core::v1::Pod;
+use kube::Api;
+use kube::api::{ListParams, PostParams};
+use serde::{Deserialize, Serialize};
+use serde_json::{Value, json};
+
+use super::spec::{Detonation, Pattern, Phase};
+use super::warmup::{Stage, toleration_all};
+use crate::cluster::object::ObjectRef;
+use crate::cluster::{Cluster, ClusterError};
+
+/// What the cluster did with a detonation.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "effect", rename_all = "snake_case")]
+pub enum Effect {
+    /// The abuse went through (the detection must now see it).
+    Executed { detail: String },
+    /// Admission refused it (a PodSecurity level, a ValidatingAdmissionPolicy, a webhook).
+    Refused { message: String },
+    /// It could not be carried out for another reason (no permission, no decoy pod…).
+    Failed { message: String },
+}
+
+/// A detonation as it happened.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct Detonated {
+    pub id: String,
+    pub pattern: String,
+    pub phase: Phase,
+    pub at: Timestamp,
+    #[serde(flatten)]
+    pub effect: Effect,
+}
+
+/// Detonates one pattern.
+pub async fn detonate(stage: &Stage<'_>, detonation: &Detonation) -> Detonated {
+    let at = Timestamp::now();
+    let effect = match &detonation.abuse {
+        Pattern::PrivilegedPod {
+            image,
+            node_selector,
+            tolerate_all,
+        } => {
+            let pod = pod_spec(
+                stage,
+                &detonation.id,
+                image,
+                node_selector,
+                *tolerate_all,
+                json!({"privileged": true}),
+                true,
+            );
+            create_pod(stage, pod).await
+        }
+        Pattern::ForeignRegistryPod {
+            image,
+            node_selector,
+            tolerate_all,
+        } => {
+            let pod = pod_spec(
+                stage,
+                &detonation.id,
+                image,
+                node_selector,
+                *tolerate_all,
+                json!({"allowPrivilegeEscalation": false}),
+                false,
+            );
+            create_pod(stage, pod).await
+        }
+        Pattern::ExecBurst {
+            decoy,
+            count,
+            command,
+        } => exec_burst(stage, decoy, *count, command).await,
+        Pattern::TokenMisuse {
+            decoy,
+            against_namespace,
+        } => {
+            let against = against_namespace
+                .clone()
+                .unwrap_or_else(|| stage.target_namespace.clone());
+            token_misuse(stage, decoy, &against).await
+        }
+    };
+    Detonated {
+        id: detonation.id.clone(),
+        pattern: detonation.abuse.name().into(),
+        phase: detonation.phase,
+        at,
+        effect,
+    }
+}
+
+fn pod_spec(
+    stage: &Stage<'_>,
+    id: &str,
+    image: &str,
+    node_selector: &indexmap::IndexMap<String, String>,
+    tolerate_all: bool,
+    security: Value,
+    host_pid: bool,
+) -> Value {
+    let mut spec = json!({
+        "containers": [{"name": "app", "image": image, "securityContext": security}],
+        "hostPID": host_pid,
+        "automountServiceAccountToken": false,
+        "terminationGracePeriodSeconds": 0,
+    });
+    if !node_selector.is_empty() {
+        spec["nodeSelector"] = json!(node_selector);
+    }
+    if tolerate_all {
+        spec["tolerations"] = json!([toleration_all()]);
+    }
+    json!({
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {
+            "name": stage.object_name(id),
+            "namespace": stage.namespace,
+            "labels": stage.labels(),
+        },
+        "spec": spec,
+    })
+}
+
+/// A create refused by admission is prevention; one refused by RBAC is the drill's own
+/// misconfiguration, not a control.
+fn refusal(error: &kube::Error) -> Effect {
+    match error {
+        kube::Error::Api(status)
+            if matches!(status.code, 400 | 403 | 422)
+                && !status.message.contains("cannot create resource") =>
+        {
+            Effect::Refused {
+                message: status.message.clone(),
+            }
+        }
+        other => Effect::Failed {
+            message: other.to_string(),
+        },
+    }
+}
+
+async fn create_pod(stage: &Stage<'_>, pod: Value) -> Effect {
+    let name = pod["metadata"]["name"].as_str().unwrap_or("").to_string();
+    if let Err(e) = stage.journal_create("Pod", &name) {
+        return Effect::Failed { message: e };
+    }
+    let pod: Pod = match serde_json::from_value(pod) {
+        Ok(pod) => pod,
+        Err(e) => {
+            return Effect::Failed {
+                message: e.to_string(),
+            };
+        }
+    };
+    let api: Api<Pod> = Api::namespaced(stage.client(), &stage.namespace);
+    match api.create(&PostParams::default(), &pod).await {
+        Ok(_) => Effect::Executed {
+            detail: format!("created pod {}/{name}", stage.namespace),
+        },
+        Err(e) => refusal(&e),
+    }
+}
+
+/// The decoy's running pod.
+pub async fn decoy_pod(stage: &Stage<'_>, decoy: &str) -> Result<String, String> {
+    let api: Api<Pod> = Api::namespaced(stage.client(), &stage.namespace);
+    let selector = format!("{}={}", super::warmup::DECOY_LABEL, decoy);
+    let pods = api
+        .list(&ListParams::default().labels(&selector))
+        .await
+        .map_err(|e| e.to_string())?;
+    pods.items
+        .into_iter()
+        .filter(|p| p.metadata.deletion_timestamp.is_none())
+        .find(|p| p.status.as_ref().and_then(|s| s.phase.as_deref()) == Some("Running"))
+        .and_then(|p| p.metadata.name)
+        .ok_or_else(|| format!("decoy {decoy} has no running pod"))
+}
+
+async fn exec_burst(stage: &Stage<'_>, decoy: &str, count: u32, command: &[String]) -> Effect {
+    let pod = match decoy_pod(stage, decoy).await {
+        Ok(pod) => pod,
+        Err(message) => return Effect::Failed { message },
+    };
+    let target = ObjectRef::new("Pod", Some(&stage.namespace), &pod);
+    let mut done = 0;
+    let mut last_error = None;
+    for _ in 0..count {
+        match stage.cluster.exec(&target, "app", command).await {
+            Ok(_) => done += 1,
+            Err(e) => last_error = Some(e.to_string()),
+        }
+    }
+    match (done, last_error) {
+        (0, Some(error)) if error.contains("forbidden") || error.contains("denied") => {
+            Effect::Refused { message: error }
+        }
+        (0, error) => Effect::Failed {
+            message: error.unwrap_or_else(|| "no exec ran".into()),
+        },
+        (done, _) => Effect::Executed {
+            detail: format!("{done} of {count} exec calls into {}/{pod}", stage.namespace),
+        },
+    }
+}
+
+/// Mints a token for the decoy's ServiceAccount and lists Secrets with it in another
+/// namespace, as an intruder who read the token from the pod would.
+async fn token_misuse(stage: &Stage<'_>, decoy: &str, against: &str) -> Effect {
+    let account = ObjectRef::new(
+        "ServiceAccount",
+        Some(&stage.namespace),
+        &stage.object_name(decoy),
+    );
+    let token = match stage.cluster.request_token(&account, 600, None).await {
+        Ok(token) => token,
+        Err(e) => return Effect::Failed { message: e.to_string() },
+    };
+    let client = match stage.client_with_token(&token) {
+        Ok(client) => client,
+        Err(message) => return Effect::Failed { message },
+    };
+    let secrets: Api<k8s_openapi::api::core::v1::Secret> = Api::namespaced(client, against);
+    match secrets.list_metadata(&ListParams::default().limit(1)).await {
+        Ok(_) => Effect::Executed {
+            detail: format!(
+                "the token of {account} listed Secrets in {against}: it should not be able to (RBAC gap)"
+            ),
+        },
+        Err(kube::Error::Api(status)) if status.code == 403 => Effect::Executed {
+            detail: format!(
+                "the token of {account} was used against {against} and refused by RBAC (403), as it should be"
+            ),
+        },
+        Err(e) => Effect::Failed {
+            message: ClusterError::Connection(e.to_string()).to_string(),
+        },
+    }
+}

@@ -1,0 +1,60 @@
+//! The drill's progress on the terminal: a spinner per phase and wait (indicatif), or plain
+//! timestamped lines when standard error is not a terminal (a CronJob's log).
+
+use std::io::IsTerminal;
+use std::time::Duration;
+
+use indicatif::{ProgressBar, ProgressStyle};
+
+pub struct Progress {
+    spinner: Option<ProgressBar>,
+    animated: bool,
+}
+
+impl Progress {
+    pub fn new(no_progress: bool) -> Self {
+        Progress {
+            spinner: None,
+            animated: !no_progress && std::io::stderr().is_terminal(),
+        }
+    }
+
+    /// A phase starts (or a wait inside one).
+    pub fn phase(&mut self, phase: &str, what: &str) {
+        self.finish();
+        let line = format!("{phase:<9} {}", crate::report::sanitize(what));
+        if self.animated {
+            let spinner = ProgressBar::new_spinner();
+            spinner.set_style(
+                ProgressStyle::with_template("{spinner} {elapsed:>4} {msg}")
+                    .unwrap_or_else(|_| ProgressStyle::default_spinner()),
+            );
+            spinner.enable_steady_tick(Duration::from_millis(120));
+            spinner.set_message(line);
+            self.spinner = Some(spinner);
+        } else {
+            eprintln!("drill: {} {line}", jiff::Timestamp::now().strftime("%H:%M:%S"));
+        }
+    }
+
+    /// A line of result under the current phase.
+    pub fn note(&mut self, text: &str) {
+        let text = crate::report::sanitize(text);
+        match &self.spinner {
+            Some(spinner) => spinner.println(format!("          {text}")),
+            None => eprintln!("drill:          {text}"),
+        }
+    }
+
+    pub fn finish(&mut self) {
+        if let Some(spinner) = self.spinner.take() {
+            spinner.finish_and_clear();
+        }
+    }
+}
+
+impl Drop for Progress {
+    fn drop(&mut self) {
+        self.finish();
+    }
+}

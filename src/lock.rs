@@ -1,0 +1,191 @@
+//! A Lease lock (coordination.k8s.io) so two runs never act on one target at once: taken by
+//! compare-and-swap on the Lease's resourceVersion, renewed at a third of its duration, released
+//! at the end. A holder that dies stops renewing; once its lease expires the next run takes it.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use k8s_openapi::api::coordination::v1::{Lease, LeaseSpec};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{MicroTime, ObjectMeta};
+use kube::Api;
+use kube::api::PostParams;
+
+/// Why the lock was not taken.
+#[derive(Debug, thiserror::Error)]
+pub enum LockError {
+    #[error(
+        "Lease {namespace}/{name} is held by {holder} since {since} (renewed {renewed}, expires {expires}); wait for it, or stop that run"
+    )]
+    Held {
+        namespace: String,
+        name: String,
+        holder: String,
+        since: String,
+        renewed: String,
+        expires: String,
+    },
+    #[error("Lease {namespace}/{name}: {message}")]
+    Api {
+        namespace: String,
+        name: String,
+        message: String,
+    },
+}
+
+/// A held lock. [`HeldLock::lost`] turns true when a renewal failed: the holder must stop.
+pub struct HeldLock {
+    api: Api<Lease>,
+    name: String,
+    holder: String,
+    lost: Arc<AtomicBool>,
+    renewer: tokio::task::JoinHandle<()>,
+}
+
+fn now() -> MicroTime {
+    MicroTime(jiff::Timestamp::now())
+}
+
+fn api_error(namespace: &str, name: &str, e: impl std::fmt::Display) -> LockError {
+    LockError::Api {
+        namespace: namespace.to_string(),
+        name: name.to_string(),
+        message: e.to_string(),
+    }
+}
+
+/// Takes the Lease `name` in `namespace` for `holder`. A lease held by `holder` itself (a run
+/// resumed after a crash) is taken over; one held by anyone else is refused until it expires.
+pub async fn acquire(
+    client: kube::Client,
+    namespace: &str,
+    name: &str,
+    holder: &str,
+    duration: Duration,
+) -> Result<HeldLock, LockError> {
+    let api: Api<Lease> = Api::namespaced(client, namespace);
+    let seconds = duration.as_secs().max(1) as i32;
+    let fresh = |resource_version: Option<String>| Lease {
+        metadata: ObjectMeta {
+            name: Some(name.to_string()),
+            namespace: Some(namespace.to_string()),
+            resource_version,
+            labels: Some([("app.kubernetes.io/managed-by".to_string(), "contain".to_string())].into()),
+            ..ObjectMeta::default()
+        },
+        spec: Some(LeaseSpec {
+            holder_identity: Some(holder.to_string()),
+            lease_duration_seconds: Some(seconds),
+            acquire_time: Some(now()),
+            renew_time: Some(now()),
+            ..LeaseSpec::default()
+        }),
+    };
+    let existing = api
+        .get_opt(name)
+        .await
+        .map_err(|e| api_error(namespace, name, e))?;
+    let taken = match existing {
+        None => api.create(&PostParams::default(), &fresh(None)).await,
+        Some(lease) => {
+            let spec = lease.spec.clone().unwrap_or_default();
+            let current = spec.holder_identity.clone().unwrap_or_default();
+            let renewed = spec
+                .renew_time
+                .as_ref()
+                .or(spec.acquire_time.as_ref())
+                .map(|t| t.0);
+            let lasts = Duration::from_secs(spec.lease_duration_seconds.unwrap_or(0).max(0) as u64);
+            let expires = renewed.map(|r| r + jiff::SignedDuration::try_from(lasts).unwrap_or_default());
+            let expired = expires.is_none_or(|e| e < jiff::Timestamp::now());
+            if !current.is_empty() && current != holder && !expired {
+                return Err(LockError::Held {
+                    namespace: namespace.to_string(),
+                    name: name.to_string(),
+                    holder: current,
+                    since: spec
+                        .acquire_time
+                        .map(|t| t.0.to_string())
+                        .unwrap_or_else(|| "an unknown time".into()),
+                    renewed: renewed.map(|t| t.to_string()).unwrap_or_default(),
+                    expires: expires.map(|t| t.to_string()).unwrap_or_default(),
+                });
+            }
+            // The resourceVersion makes this a compare-and-swap: if another run took the
+            // expired lease between our read and this write, the API server answers 409.
+            api.replace(name, &PostParams::default(), &fresh(lease.metadata.resource_version))
+                .await
+        }
+    };
+    let lease = taken.map_err(|e| match &e {
+        kube::Error::Api(status) if status.code == 409 => LockError::Api {
+            namespace: namespace.to_string(),
+            name: name.to_string(),
+            message: "another run took it at the same moment (conflict); try again".into(),
+        },
+        _ => api_error(namespace, name, e),
+    })?;
+    let lost = Arc::new(AtomicBool::new(false));
+    let renewer = tokio::spawn(renew(
+        api.clone(),
+        lease,
+        duration / 3,
+        lost.clone(),
+    ));
+    Ok(HeldLock {
+        api,
+        name: name.to_string(),
+        holder: holder.to_string(),
+        lost,
+        renewer,
+    })
+}
+
+/// Renews at `every` until a renewal fails (then flags `lost` and stops).
+async fn renew(api: Api<Lease>, mut lease: Lease, every: Duration, lost: Arc<AtomicBool>) {
+    loop {
+        tokio::time::sleep(every).await;
+        if let Some(spec) = lease.spec.as_mut() {
+            spec.renew_time = Some(now());
+        }
+        let name = lease.metadata.name.clone().unwrap_or_default();
+        match api.replace(&name, &PostParams::default(), &lease).await {
+            Ok(renewed) => lease = renewed,
+            Err(_) => {
+                lost.store(true, Ordering::SeqCst);
+                return;
+            }
+        }
+    }
+}
+
+impl HeldLock {
+    /// True once a renewal failed: someone else may hold the target now.
+    pub fn lost(&self) -> bool {
+        self.lost.load(Ordering::SeqCst)
+    }
+
+    /// Stops renewing and clears the holder, so the next run need not wait for the expiry.
+    pub async fn release(self) {
+        self.renewer.abort();
+        if let Ok(mut lease) = self.api.get(&self.name).await
+            && lease
+                .spec
+                .as_ref()
+                .and_then(|s| s.holder_identity.as_deref())
+                == Some(self.holder.as_str())
+        {
+            if let Some(spec) = lease.spec.as_mut() {
+                spec.holder_identity = None;
+                spec.renew_time = Some(now());
+            }
+            let _ = self.api.replace(&self.name, &PostParams::default(), &lease).await;
+        }
+    }
+}
+
+impl Drop for HeldLock {
+    fn drop(&mut self) {
+        self.renewer.abort();
+    }
+}
