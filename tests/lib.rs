@@ -6,6 +6,7 @@ mod contract;
 mod contract_live;
 mod crash;
 mod differential;
+mod drill;
 mod engine;
 mod forensics;
 mod harness;

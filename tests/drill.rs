@@ -1,0 +1,285 @@
+//! Live drills on the real control plane with the real detection chain `scripts/test` starts:
+//! Prometheus scraping the API server's metrics, firing `DrillExecBurst`, and Alertmanager
+//! delivering it to the drill's receiver. The drills share that chain (and the receiver's
+//! port), so they run one at a time.
+
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+use crate::harness::{Contain, Outcome, repo};
+use crate::live::kubeconfig;
+
+static CHAIN: Mutex<()> = Mutex::new(());
+
+fn env(name: &str, default: &str) -> String {
+    std::env::var(name).unwrap_or_else(|_| default.to_string())
+}
+
+fn token() -> String {
+    let file = env(
+        "CONTAIN_TEST_RECEIVER_TOKEN_FILE",
+        &repo("target/detection/token"),
+    );
+    std::fs::read_to_string(&file)
+        .unwrap_or_else(|e| panic!("the drill tests need the detection chain (scripts/detection up): {file}: {e}"))
+}
+
+fn kubectl() -> String {
+    let out = std::process::Command::new(repo("scripts/build-control-plane"))
+        .output()
+        .expect("build-control-plane runs");
+    let bin = String::from_utf8_lossy(&out.stdout).lines().last().unwrap_or("").to_string();
+    format!("{bin}/kubectl")
+}
+
+fn kubectl_run(args: &[&str]) -> (bool, String) {
+    let out = std::process::Command::new(kubectl())
+        .arg("--kubeconfig")
+        .arg(kubeconfig())
+        .args(args)
+        .output()
+        .expect("kubectl runs");
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).to_string() + &String::from_utf8_lossy(&out.stderr),
+    )
+}
+
+/// A labelled drill target namespace, removed at the end.
+struct Target(String);
+
+impl Target {
+    fn new(test: &str) -> Self {
+        let id = contain::app::new_run_id();
+        let name = format!("dt-{test}-{}", id.rsplit('-').next().unwrap());
+        assert!(kubectl_run(&["create", "namespace", &name]).0);
+        assert!(kubectl_run(&["label", "namespace", &name, "contain.dev/drill-target=true"]).0);
+        Target(name)
+    }
+}
+
+impl Drop for Target {
+    fn drop(&mut self) {
+        let _ = kubectl_run(&["delete", "namespace", &self.0, "--wait=false"]);
+    }
+}
+
+struct Drill {
+    dir: tempfile::TempDir,
+    file: PathBuf,
+}
+
+fn drill(name: &str, target: &Target, alertname: &str, within: u64) -> Drill {
+    let dir = tempfile::tempdir().unwrap();
+    let text = std::fs::read_to_string(repo("tests/fixtures/drills/exec-burst.yaml"))
+        .unwrap()
+        .replace("@NAME@", name)
+        .replace("@NAMESPACE@", &target.0)
+        .replace("@ALERTNAME@", alertname)
+        .replace("@WITHIN@", &within.to_string())
+        .replace("@PLAYBOOK@", &repo("playbooks/isolate-pod.yaml"))
+        .replace("@RECEIVER@", &env("CONTAIN_TEST_RECEIVER", "127.0.0.1:29095"))
+        .replace(
+            "@ALERTMANAGER@",
+            &env("CONTAIN_TEST_ALERTMANAGER", "http://127.0.0.1:29093"),
+        );
+    let file = dir.path().join("drill.yaml");
+    std::fs::write(&file, text).unwrap();
+    Drill { dir, file }
+}
+
+impl Drill {
+    fn contain(&self) -> Contain {
+        Contain::new()
+            .args(["--no-progress", "--kubeconfig", &kubeconfig().display().to_string()])
+            .args(["--journal", &self.dir.path().join("journal").display().to_string()])
+            .args(["--evidence", &self.dir.path().join("evidence").display().to_string()])
+            .env("CONTAIN_DRILL_TOKEN", token().trim())
+    }
+
+    fn reports(&self) -> PathBuf {
+        self.dir.path().join("reports")
+    }
+
+    fn run(&self) -> Outcome {
+        self.contain()
+            .args(["drill", &self.file.display().to_string()])
+            .args(["--report-dir", &self.reports().display().to_string()])
+            .run()
+    }
+
+    fn report(&self) -> Value {
+        serde_json::from_str(&std::fs::read_to_string(self.reports().join("report.json")).unwrap())
+            .unwrap()
+    }
+
+    /// The drill runs in the journal, oldest first.
+    fn runs(&self) -> Vec<String> {
+        let mut runs: Vec<String> = std::fs::read_dir(self.dir.path().join("journal/drills"))
+            .map(|d| d.filter_map(|e| e.ok()?.file_name().into_string().ok()).collect())
+            .unwrap_or_default();
+        runs.sort();
+        runs
+    }
+}
+
+fn namespace_gone(name: &str) -> bool {
+    let (found, _) = kubectl_run(&["get", "namespace", name]);
+    !found
+}
+
+/// Parses the JUnit file with a JUnit consumer (Python's junitparser) and returns its verdicts.
+fn junit_cases(path: &Path) -> String {
+    let script = "import sys, junitparser\n\
+        xml = junitparser.JUnitXml.fromfile(sys.argv[1])\n\
+        for suite in xml:\n\
+        \x20   for case in suite:\n\
+        \x20       kinds = [type(r).__name__ for r in case.result]\n\
+        \x20       print(suite.name, case.name, ','.join(kinds) or 'passed')\n";
+    let out = std::process::Command::new("python3")
+        .args(["-c", script, &path.display().to_string()])
+        .output()
+        .expect("python3 runs");
+    assert!(
+        out.status.success(),
+        "junitparser rejects the report: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).to_string()
+}
+
+fn assert_four_times(drill: &Drill, report: &Value) {
+    let times = &report["times"];
+    for time in [
+        "time_to_detect_seconds",
+        "time_to_notify_seconds",
+        "time_to_contain_seconds",
+        "time_to_restore_seconds",
+    ] {
+        let value = times[time].as_f64().unwrap_or_else(|| panic!("{time} measured: {times}"));
+        assert!((0.0..120.0).contains(&value), "{time} = {value}");
+    }
+    let markdown = std::fs::read_to_string(drill.reports().join("report.md")).unwrap();
+    for label in ["time to detect", "time to notify", "time to contain", "time to restore"] {
+        assert!(markdown.contains(label), "{label} in the Markdown report");
+    }
+    let detect = format!("{}", times["time_to_detect_seconds"].as_f64().unwrap());
+    assert!(markdown.contains(&detect), "the measured detect time {detect} is in the Markdown report");
+    let junit = std::fs::read_to_string(drill.reports().join("junit.xml")).unwrap();
+    let notify = format!("{}", times["time_to_notify_seconds"].as_f64().unwrap());
+    let restore = format!("{}", times["time_to_restore_seconds"].as_f64().unwrap());
+    assert!(junit.contains(&notify) && junit.contains(&restore), "notify and restore times in the JUnit file");
+}
+
+#[test]
+fn a_detected_drill_is_contained_verified_reverted_and_cleaned() {
+    let _chain = CHAIN.lock().unwrap_or_else(|e| e.into_inner());
+    let target = Target::new("detected");
+    let drill = drill("exec-burst", &target, "DrillExecBurst", 90);
+    let outcome = drill.run();
+    assert_eq!(outcome.code, 0, "drill passes: {}\n{}", outcome.stdout, outcome.stderr);
+    let report = drill.report();
+    assert_eq!(report["schema"], "contain.dev/drill-report/v1");
+    assert_eq!(report["status"], "PASSED");
+    assert_eq!(report["expectations"][0]["verdict"], "DETECTED", "{report}");
+    assert_eq!(report["expectations"][0]["matched"]["source"], "alertmanager");
+    assert_eq!(report["containment"]["exit_code"], 0);
+    assert_eq!(report["containment"]["rollback_exit_code"], 0);
+    assert!(report["verification"].as_array().unwrap().iter().all(|c| c["passed"] == true));
+    assert_eq!(report["leftovers"], serde_json::json!([]));
+    assert_four_times(&drill, &report);
+    let cases = junit_cases(&drill.reports().join("junit.xml"));
+    assert!(cases.contains("exec-burst.burst DrillExecBurst within 90s passed"), "{cases}");
+    assert!(namespace_gone(report["namespace"].as_str().unwrap()));
+    // The containment was really rolled back: no policy of the run is left anywhere.
+    let (_, policies) = kubectl_run(&["get", "networkpolicies", "-A", "-l", "contain.dev/run-id"]);
+    assert!(!policies.contains(report["containment"]["run"].as_str().unwrap()));
+    // The result is published in the cluster: a ConfigMap and an Event in the target namespace.
+    let short = report["run"].as_str().unwrap().rsplit('-').next().unwrap().to_string();
+    let (found, status) = kubectl_run(&["get", "configmap", "-n", &target.0, &format!("contain-drill-{short}"), "-o", "jsonpath={.data.status}"]);
+    assert!(found && status == "PASSED", "{status}");
+    let (_, events) = kubectl_run(&["get", "events", "-n", &target.0, "-o", "jsonpath={.items[*].reason}"]);
+    assert!(events.contains("DrillPassed"), "{events}");
+}
+
+#[test]
+fn a_drill_without_its_alert_ends_missed_and_still_reverts_and_cleans() {
+    let _chain = CHAIN.lock().unwrap_or_else(|e| e.into_inner());
+    let target = Target::new("missed");
+    // The rule this drill expects does not exist in Prometheus (as if it had been removed).
+    let drill = drill("rule-removed", &target, "DrillRuleRemoved", 10);
+    let outcome = drill.run();
+    assert_eq!(outcome.code, 1, "an expectation failed: {}\n{}", outcome.stdout, outcome.stderr);
+    let report = drill.report();
+    assert_eq!(report["status"], "FAILED");
+    assert_eq!(report["expectations"][0]["verdict"], "MISSED", "{report}");
+    assert!(report["expectations"][0]["guardrail"].as_str().unwrap().contains("exec"));
+    assert_eq!(report["containment"]["rollback_exit_code"], 0, "containment ran and was rolled back");
+    assert_eq!(report["leftovers"], serde_json::json!([]));
+    assert!(namespace_gone(report["namespace"].as_str().unwrap()));
+    let cases = junit_cases(&drill.reports().join("junit.xml"));
+    assert!(cases.contains("DrillRuleRemoved within 10s Failure"), "MISSED is a JUnit failure: {cases}");
+    let markdown = std::fs::read_to_string(drill.reports().join("report.md")).unwrap();
+    assert!(markdown.contains("**runtime**: burst"), "control failures by phase: {markdown}");
+}
+
+#[test]
+fn a_drill_killed_mid_detect_is_finished_by_cleanup_and_holds_its_lock_until_then() {
+    let _chain = CHAIN.lock().unwrap_or_else(|e| e.into_inner());
+    let target = Target::new("killed");
+    let drill = drill("killed", &target, "DrillNeverFires", 300);
+    let mut child = drill
+        .contain()
+        .args(["drill", &drill.file.display().to_string()])
+        .spawn();
+    // Wait until the drill journaled its detect phase, then kill it without warning.
+    let started = Instant::now();
+    let run = loop {
+        assert!(started.elapsed() < Duration::from_secs(120), "the drill reached detect");
+        if let Some(run) = drill.runs().first()
+            && detect_reached(&drill, run)
+        {
+            break run.clone();
+        }
+        std::thread::sleep(Duration::from_millis(300));
+    };
+    child.kill().unwrap();
+    child.wait().unwrap();
+    let namespace = format!("{}-{}", target.0, run.rsplit('-').next().unwrap().to_ascii_lowercase());
+    assert!(!namespace_gone(&namespace), "the killed drill left its namespace");
+    // A second drill on the same target is refused while the dead one's lease lasts.
+    let second = drill.run();
+    assert_eq!(second.code, 2, "{}\n{}", second.stdout, second.stderr);
+    assert!(second.stderr.contains(&run), "the refusal names the holder: {}", second.stderr);
+    let cleanup = drill
+        .contain()
+        .args(["drill", "cleanup", &run, "--report-dir", &drill.reports().display().to_string()])
+        .run();
+    assert_eq!(cleanup.code, 2, "an aborted drill exits 2: {}\n{}", cleanup.stdout, cleanup.stderr);
+    let report = drill.report();
+    assert_eq!(report["status"], "ABORTED");
+    assert_eq!(report["leftovers"], serde_json::json!([]));
+    assert!(namespace_gone(&namespace));
+    let (_, holder) = kubectl_run(&["get", "lease", "-n", &target.0, "contain-drill", "-o", "jsonpath={.spec.holderIdentity}"]);
+    assert_eq!(holder, "", "cleanup released the lock");
+}
+
+/// Whether the drill run's journal has reached its detect phase. The live drill holds its
+/// store's lock, so the record is looked for in the store's files, where each durable record's
+/// JSON lies as written.
+fn detect_reached(drill: &Drill, run: &str) -> bool {
+    let dir = drill.dir.path().join("journal/drills").join(run);
+    std::fs::read_dir(&dir)
+        .into_iter()
+        .flatten()
+        .filter_map(Result::ok)
+        .filter(|e| e.path().is_file())
+        .any(|e| {
+            std::fs::read(e.path())
+                .map(|bytes| bytes.windows(16).any(|w| w == b"\"phase\":\"detect\""))
+                .unwrap_or(false)
+        })
+}
