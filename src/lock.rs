@@ -70,7 +70,13 @@ pub async fn acquire(
             name: Some(name.to_string()),
             namespace: Some(namespace.to_string()),
             resource_version,
-            labels: Some([("app.kubernetes.io/managed-by".to_string(), "contain".to_string())].into()),
+            labels: Some(
+                [(
+                    "app.kubernetes.io/managed-by".to_string(),
+                    "contain".to_string(),
+                )]
+                .into(),
+            ),
             ..ObjectMeta::default()
         },
         spec: Some(LeaseSpec {
@@ -96,7 +102,8 @@ pub async fn acquire(
                 .or(spec.acquire_time.as_ref())
                 .map(|t| t.0);
             let lasts = Duration::from_secs(spec.lease_duration_seconds.unwrap_or(0).max(0) as u64);
-            let expires = renewed.map(|r| r + jiff::SignedDuration::try_from(lasts).unwrap_or_default());
+            let expires =
+                renewed.map(|r| r + jiff::SignedDuration::try_from(lasts).unwrap_or_default());
             let expired = expires.is_none_or(|e| e < jiff::Timestamp::now());
             if !current.is_empty() && current != holder && !expired {
                 return Err(LockError::Held {
@@ -113,8 +120,12 @@ pub async fn acquire(
             }
             // The resourceVersion makes this a compare-and-swap: if another run took the
             // expired lease between our read and this write, the API server answers 409.
-            api.replace(name, &PostParams::default(), &fresh(lease.metadata.resource_version))
-                .await
+            api.replace(
+                name,
+                &PostParams::default(),
+                &fresh(lease.metadata.resource_version),
+            )
+            .await
         }
     };
     let lease = taken.map_err(|e| match &e {
@@ -126,12 +137,7 @@ pub async fn acquire(
         _ => api_error(namespace, name, e),
     })?;
     let lost = Arc::new(AtomicBool::new(false));
-    let renewer = tokio::spawn(renew(
-        api.clone(),
-        lease,
-        duration / 3,
-        lost.clone(),
-    ));
+    let renewer = tokio::spawn(renew(api.clone(), lease, duration / 3, lost.clone()));
     Ok(HeldLock {
         api,
         name: name.to_string(),
@@ -179,7 +185,10 @@ impl HeldLock {
                 spec.holder_identity = None;
                 spec.renew_time = Some(now());
             }
-            let _ = self.api.replace(&self.name, &PostParams::default(), &lease).await;
+            let _ = self
+                .api
+                .replace(&self.name, &PostParams::default(), &lease)
+                .await;
         }
     }
 }

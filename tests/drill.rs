@@ -23,15 +23,20 @@ fn token() -> String {
         "CONTAIN_TEST_RECEIVER_TOKEN_FILE",
         &repo("target/detection/token"),
     );
-    std::fs::read_to_string(&file)
-        .unwrap_or_else(|e| panic!("the drill tests need the detection chain (scripts/detection up): {file}: {e}"))
+    std::fs::read_to_string(&file).unwrap_or_else(|e| {
+        panic!("the drill tests need the detection chain (scripts/detection up): {file}: {e}")
+    })
 }
 
 fn kubectl() -> String {
     let out = std::process::Command::new(repo("scripts/build-control-plane"))
         .output()
         .expect("build-control-plane runs");
-    let bin = String::from_utf8_lossy(&out.stdout).lines().last().unwrap_or("").to_string();
+    let bin = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .last()
+        .unwrap_or("")
+        .to_string();
     format!("{bin}/kubectl")
 }
 
@@ -81,7 +86,10 @@ fn drill(name: &str, target: &Target, alertname: &str, within: u64) -> Drill {
         .replace("@ALERTNAME@", alertname)
         .replace("@WITHIN@", &within.to_string())
         .replace("@PLAYBOOK@", &repo("playbooks/isolate-pod.yaml"))
-        .replace("@RECEIVER@", &env("CONTAIN_TEST_RECEIVER", "127.0.0.1:29095"))
+        .replace(
+            "@RECEIVER@",
+            &env("CONTAIN_TEST_RECEIVER", "127.0.0.1:29095"),
+        )
         .replace(
             "@ALERTMANAGER@",
             &env("CONTAIN_TEST_ALERTMANAGER", "http://127.0.0.1:29093"),
@@ -94,9 +102,19 @@ fn drill(name: &str, target: &Target, alertname: &str, within: u64) -> Drill {
 impl Drill {
     fn contain(&self) -> Contain {
         Contain::new()
-            .args(["--no-progress", "--kubeconfig", &kubeconfig().display().to_string()])
-            .args(["--journal", &self.dir.path().join("journal").display().to_string()])
-            .args(["--evidence", &self.dir.path().join("evidence").display().to_string()])
+            .args([
+                "--no-progress",
+                "--kubeconfig",
+                &kubeconfig().display().to_string(),
+            ])
+            .args([
+                "--journal",
+                &self.dir.path().join("journal").display().to_string(),
+            ])
+            .args([
+                "--evidence",
+                &self.dir.path().join("evidence").display().to_string(),
+            ])
             .env("CONTAIN_DRILL_TOKEN", token().trim())
     }
 
@@ -119,7 +137,10 @@ impl Drill {
     /// The drill runs in the journal, oldest first.
     fn runs(&self) -> Vec<String> {
         let mut runs: Vec<String> = std::fs::read_dir(self.dir.path().join("journal/drills"))
-            .map(|d| d.filter_map(|e| e.ok()?.file_name().into_string().ok()).collect())
+            .map(|d| {
+                d.filter_map(|e| e.ok()?.file_name().into_string().ok())
+                    .collect()
+            })
             .unwrap_or_default();
         runs.sort();
         runs
@@ -159,19 +180,32 @@ fn assert_four_times(drill: &Drill, report: &Value) {
         "time_to_contain_seconds",
         "time_to_restore_seconds",
     ] {
-        let value = times[time].as_f64().unwrap_or_else(|| panic!("{time} measured: {times}"));
+        let value = times[time]
+            .as_f64()
+            .unwrap_or_else(|| panic!("{time} measured: {times}"));
         assert!((0.0..120.0).contains(&value), "{time} = {value}");
     }
     let markdown = std::fs::read_to_string(drill.reports().join("report.md")).unwrap();
-    for label in ["time to detect", "time to notify", "time to contain", "time to restore"] {
+    for label in [
+        "time to detect",
+        "time to notify",
+        "time to contain",
+        "time to restore",
+    ] {
         assert!(markdown.contains(label), "{label} in the Markdown report");
     }
     let detect = format!("{}", times["time_to_detect_seconds"].as_f64().unwrap());
-    assert!(markdown.contains(&detect), "the measured detect time {detect} is in the Markdown report");
+    assert!(
+        markdown.contains(&detect),
+        "the measured detect time {detect} is in the Markdown report"
+    );
     let junit = std::fs::read_to_string(drill.reports().join("junit.xml")).unwrap();
     let notify = format!("{}", times["time_to_notify_seconds"].as_f64().unwrap());
     let restore = format!("{}", times["time_to_restore_seconds"].as_f64().unwrap());
-    assert!(junit.contains(&notify) && junit.contains(&restore), "notify and restore times in the JUnit file");
+    assert!(
+        junit.contains(&notify) && junit.contains(&restore),
+        "notify and restore times in the JUnit file"
+    );
 }
 
 #[test]
@@ -180,28 +214,65 @@ fn a_detected_drill_is_contained_verified_reverted_and_cleaned() {
     let target = Target::new("detected");
     let drill = drill("exec-burst", &target, "DrillExecBurst", 90);
     let outcome = drill.run();
-    assert_eq!(outcome.code, 0, "drill passes: {}\n{}", outcome.stdout, outcome.stderr);
+    assert_eq!(
+        outcome.code, 0,
+        "drill passes: {}\n{}",
+        outcome.stdout, outcome.stderr
+    );
     let report = drill.report();
     assert_eq!(report["schema"], "contain.dev/drill-report/v1");
     assert_eq!(report["status"], "PASSED");
     assert_eq!(report["expectations"][0]["verdict"], "DETECTED", "{report}");
-    assert_eq!(report["expectations"][0]["matched"]["source"], "alertmanager");
+    assert_eq!(
+        report["expectations"][0]["matched"]["source"],
+        "alertmanager"
+    );
     assert_eq!(report["containment"]["exit_code"], 0);
     assert_eq!(report["containment"]["rollback_exit_code"], 0);
-    assert!(report["verification"].as_array().unwrap().iter().all(|c| c["passed"] == true));
+    assert!(
+        report["verification"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|c| c["passed"] == true)
+    );
     assert_eq!(report["leftovers"], serde_json::json!([]));
     assert_four_times(&drill, &report);
     let cases = junit_cases(&drill.reports().join("junit.xml"));
-    assert!(cases.contains("exec-burst.burst DrillExecBurst within 90s passed"), "{cases}");
+    assert!(
+        cases.contains("exec-burst.burst DrillExecBurst within 90s passed"),
+        "{cases}"
+    );
     assert!(namespace_gone(report["namespace"].as_str().unwrap()));
     // The containment was really rolled back: no policy of the run is left anywhere.
     let (_, policies) = kubectl_run(&["get", "networkpolicies", "-A", "-l", "contain.dev/run-id"]);
     assert!(!policies.contains(report["containment"]["run"].as_str().unwrap()));
     // The result is published in the cluster: a ConfigMap and an Event in the target namespace.
-    let short = report["run"].as_str().unwrap().rsplit('-').next().unwrap().to_string();
-    let (found, status) = kubectl_run(&["get", "configmap", "-n", &target.0, &format!("contain-drill-{short}"), "-o", "jsonpath={.data.status}"]);
+    let short = report["run"]
+        .as_str()
+        .unwrap()
+        .rsplit('-')
+        .next()
+        .unwrap()
+        .to_string();
+    let (found, status) = kubectl_run(&[
+        "get",
+        "configmap",
+        "-n",
+        &target.0,
+        &format!("contain-drill-{short}"),
+        "-o",
+        "jsonpath={.data.status}",
+    ]);
     assert!(found && status == "PASSED", "{status}");
-    let (_, events) = kubectl_run(&["get", "events", "-n", &target.0, "-o", "jsonpath={.items[*].reason}"]);
+    let (_, events) = kubectl_run(&[
+        "get",
+        "events",
+        "-n",
+        &target.0,
+        "-o",
+        "jsonpath={.items[*].reason}",
+    ]);
     assert!(events.contains("DrillPassed"), "{events}");
 }
 
@@ -212,18 +283,36 @@ fn a_drill_without_its_alert_ends_missed_and_still_reverts_and_cleans() {
     // The rule this drill expects does not exist in Prometheus (as if it had been removed).
     let drill = drill("rule-removed", &target, "DrillRuleRemoved", 10);
     let outcome = drill.run();
-    assert_eq!(outcome.code, 1, "an expectation failed: {}\n{}", outcome.stdout, outcome.stderr);
+    assert_eq!(
+        outcome.code, 1,
+        "an expectation failed: {}\n{}",
+        outcome.stdout, outcome.stderr
+    );
     let report = drill.report();
     assert_eq!(report["status"], "FAILED");
     assert_eq!(report["expectations"][0]["verdict"], "MISSED", "{report}");
-    assert!(report["expectations"][0]["guardrail"].as_str().unwrap().contains("exec"));
-    assert_eq!(report["containment"]["rollback_exit_code"], 0, "containment ran and was rolled back");
+    assert!(
+        report["expectations"][0]["guardrail"]
+            .as_str()
+            .unwrap()
+            .contains("exec")
+    );
+    assert_eq!(
+        report["containment"]["rollback_exit_code"], 0,
+        "containment ran and was rolled back"
+    );
     assert_eq!(report["leftovers"], serde_json::json!([]));
     assert!(namespace_gone(report["namespace"].as_str().unwrap()));
     let cases = junit_cases(&drill.reports().join("junit.xml"));
-    assert!(cases.contains("DrillRuleRemoved within 10s Failure"), "MISSED is a JUnit failure: {cases}");
+    assert!(
+        cases.contains("DrillRuleRemoved within 10s Failure"),
+        "MISSED is a JUnit failure: {cases}"
+    );
     let markdown = std::fs::read_to_string(drill.reports().join("report.md")).unwrap();
-    assert!(markdown.contains("**runtime**: burst"), "control failures by phase: {markdown}");
+    assert!(
+        markdown.contains("**runtime**: burst"),
+        "control failures by phase: {markdown}"
+    );
 }
 
 #[test]
@@ -238,7 +327,10 @@ fn a_drill_killed_mid_detect_is_finished_by_cleanup_and_holds_its_lock_until_the
     // Wait until the drill journaled its detect phase, then kill it without warning.
     let started = Instant::now();
     let run = loop {
-        assert!(started.elapsed() < Duration::from_secs(120), "the drill reached detect");
+        assert!(
+            started.elapsed() < Duration::from_secs(120),
+            "the drill reached detect"
+        );
         if let Some(run) = drill.runs().first()
             && detect_reached(&drill, run)
         {
@@ -248,22 +340,51 @@ fn a_drill_killed_mid_detect_is_finished_by_cleanup_and_holds_its_lock_until_the
     };
     child.kill().unwrap();
     child.wait().unwrap();
-    let namespace = format!("{}-{}", target.0, run.rsplit('-').next().unwrap().to_ascii_lowercase());
-    assert!(!namespace_gone(&namespace), "the killed drill left its namespace");
+    let namespace = format!(
+        "{}-{}",
+        target.0,
+        run.rsplit('-').next().unwrap().to_ascii_lowercase()
+    );
+    assert!(
+        !namespace_gone(&namespace),
+        "the killed drill left its namespace"
+    );
     // A second drill on the same target is refused while the dead one's lease lasts.
     let second = drill.run();
     assert_eq!(second.code, 2, "{}\n{}", second.stdout, second.stderr);
-    assert!(second.stderr.contains(&run), "the refusal names the holder: {}", second.stderr);
+    assert!(
+        second.stderr.contains(&run),
+        "the refusal names the holder: {}",
+        second.stderr
+    );
     let cleanup = drill
         .contain()
-        .args(["drill", "cleanup", &run, "--report-dir", &drill.reports().display().to_string()])
+        .args([
+            "drill",
+            "cleanup",
+            &run,
+            "--report-dir",
+            &drill.reports().display().to_string(),
+        ])
         .run();
-    assert_eq!(cleanup.code, 2, "an aborted drill exits 2: {}\n{}", cleanup.stdout, cleanup.stderr);
+    assert_eq!(
+        cleanup.code, 2,
+        "an aborted drill exits 2: {}\n{}",
+        cleanup.stdout, cleanup.stderr
+    );
     let report = drill.report();
     assert_eq!(report["status"], "ABORTED");
     assert_eq!(report["leftovers"], serde_json::json!([]));
     assert!(namespace_gone(&namespace));
-    let (_, holder) = kubectl_run(&["get", "lease", "-n", &target.0, "contain-drill", "-o", "jsonpath={.spec.holderIdentity}"]);
+    let (_, holder) = kubectl_run(&[
+        "get",
+        "lease",
+        "-n",
+        &target.0,
+        "contain-drill",
+        "-o",
+        "jsonpath={.spec.holderIdentity}",
+    ]);
     assert_eq!(holder, "", "cleanup released the lock");
 }
 

@@ -104,9 +104,8 @@ impl KubeCluster {
         config.read_timeout = Some(call_timeout);
         config.write_timeout = Some(call_timeout);
         if let Some(agent) = &options.user_agent {
-            let value = http::HeaderValue::from_str(agent).map_err(|e| {
-                ClusterError::Connection(format!("user agent {agent:?}: {e}"))
-            })?;
+            let value = http::HeaderValue::from_str(agent)
+                .map_err(|e| ClusterError::Connection(format!("user agent {agent:?}: {e}")))?;
             config.headers.push((http::header::USER_AGENT, value));
         }
         Ok(config)

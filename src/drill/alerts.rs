@@ -165,7 +165,8 @@ fn alertmanager_alert(item: &Value, received_at: Timestamp) -> Result<Alert, Int
         Some(Value::String(s)) => s == "firing",
         Some(status) => status.get("state").and_then(Value::as_str) != Some("resolved"),
         None => true,
-    } && time_of(item.get("endsAt")).is_none_or(|end| end > received_at || end.as_second() <= 0);
+    } && time_of(item.get("endsAt"))
+        .is_none_or(|end| end > received_at || end.as_second() <= 0);
     let names = ["pod", "name", "deployment", "container", "service"]
         .iter()
         .filter_map(|k| labels.get(*k).and_then(Value::as_str))
@@ -273,7 +274,9 @@ pub(crate) fn parse_path(path: &str) -> Result<Vec<PathStep<'_>>, String> {
             rest = &after[end + 2..];
         } else if let Some(after) = rest.strip_prefix('[') {
             let end = after.find(']').ok_or_else(unknown)?;
-            steps.push(PathStep::Index(after[..end].parse().map_err(|_| unknown())?));
+            steps.push(PathStep::Index(
+                after[..end].parse().map_err(|_| unknown())?,
+            ));
             rest = &after[end + 1..];
         } else if let Some(after) = rest.strip_prefix('.') {
             let end = after.find(['.', '[']).unwrap_or(after.len());

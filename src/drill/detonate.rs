@@ -208,7 +208,10 @@ async fn exec_burst(stage: &Stage<'_>, decoy: &str, count: u32, command: &[Strin
             message: error.unwrap_or_else(|| "no exec ran".into()),
         },
         (done, _) => Effect::Executed {
-            detail: format!("{done} of {count} exec calls into {}/{pod}", stage.namespace),
+            detail: format!(
+                "{done} of {count} exec calls into {}/{pod}",
+                stage.namespace
+            ),
         },
     }
 }
@@ -223,7 +226,11 @@ async fn token_misuse(stage: &Stage<'_>, decoy: &str, against: &str) -> Effect {
     );
     let token = match stage.cluster.request_token(&account, 600, None).await {
         Ok(token) => token,
-        Err(e) => return Effect::Failed { message: e.to_string() },
+        Err(e) => {
+            return Effect::Failed {
+                message: e.to_string(),
+            };
+        }
     };
     let client = match stage.client_with_token(&token) {
         Ok(client) => client,

@@ -42,13 +42,17 @@ pub fn load(path: &Path) -> Result<LoadedDrill, DrillLoadError> {
     let text = node::text_from_bytes(&name, bytes, Limits::PLAYBOOK)
         .map_err(|e| DrillLoadError::Io(e.to_string()))?;
     let source = Source::new(name.clone(), text);
-    let invalid = |problems: Vec<Problem>| DrillLoadError::Invalid(vec![Report::new(source.clone(), problems)]);
+    let invalid = |problems: Vec<Problem>| {
+        DrillLoadError::Invalid(vec![Report::new(source.clone(), problems)])
+    };
     let root = node::parse_document(&source, Limits::PLAYBOOK).map_err(|e| {
         let span = match &e {
             node::ParseError::Yaml { span, .. } => *span,
             _ => None,
         };
-        invalid(vec![Problem::new(format!("invalid YAML: {e}"), span).label("here")])
+        invalid(vec![
+            Problem::new(format!("invalid YAML: {e}"), span).label("here"),
+        ])
     })?;
     let schema = drill_schema();
     let mut problems = Vec::new();
@@ -57,7 +61,10 @@ pub fn load(path: &Path) -> Result<LoadedDrill, DrillLoadError> {
         return Err(invalid(problems));
     }
     let drill: Drill = serde_json::from_value(root.to_json()).map_err(|e| {
-        invalid(vec![Problem::new(format!("invalid drill: {e}"), Some(root.span))])
+        invalid(vec![Problem::new(
+            format!("invalid drill: {e}"),
+            Some(root.span),
+        )])
     })?;
     check_references(&drill, &root, &mut problems);
     if !problems.is_empty() {
@@ -103,26 +110,36 @@ fn check_references(drill: &Drill, root: &Node, problems: &mut Vec<Problem>) {
     for (i, decoy) in drill.spec.decoys.iter().enumerate() {
         if decoys[..i].contains(&decoy.name.as_str()) {
             problems.push(Problem::new(
-                format!("spec.decoys[{i}].name: decoy `{}` is declared twice", decoy.name),
+                format!(
+                    "spec.decoys[{i}].name: decoy `{}` is declared twice",
+                    decoy.name
+                ),
                 span_at(root, &format!("/spec/decoys/{i}/name")),
             ));
         }
     }
-    let unknown_decoy = |name: &str, pointer: String, field: String, problems: &mut Vec<Problem>| {
-        if !decoys.contains(&name) {
-            let hint = crate::diagnostics::did_you_mean(name, decoys.iter().copied())
-                .map(|c| format!("; did you mean `{c}`?"))
-                .unwrap_or_else(|| format!("; decoys: {}", decoys.join(", ")));
-            problems.push(Problem::new(
-                format!("{field}: no decoy `{name}`{hint}"),
-                span_at(root, &pointer),
-            ));
-        }
-    };
+    let unknown_decoy =
+        |name: &str, pointer: String, field: String, problems: &mut Vec<Problem>| {
+            if !decoys.contains(&name) {
+                let hint = crate::diagnostics::did_you_mean(name, decoys.iter().copied())
+                    .map(|c| format!("; did you mean `{c}`?"))
+                    .unwrap_or_else(|| format!("; decoys: {}", decoys.join(", ")));
+                problems.push(Problem::new(
+                    format!("{field}: no decoy `{name}`{hint}"),
+                    span_at(root, &pointer),
+                ));
+            }
+        };
     for (i, detonation) in drill.spec.detonations.iter().enumerate() {
-        if drill.spec.detonations[..i].iter().any(|d| d.id == detonation.id) {
+        if drill.spec.detonations[..i]
+            .iter()
+            .any(|d| d.id == detonation.id)
+        {
             problems.push(Problem::new(
-                format!("spec.detonations[{i}].id: `{}` is used twice", detonation.id),
+                format!(
+                    "spec.detonations[{i}].id: `{}` is used twice",
+                    detonation.id
+                ),
                 span_at(root, &format!("/spec/detonations/{i}/id")),
             ));
         }
@@ -140,7 +157,10 @@ fn check_references(drill: &Drill, root: &Node, problems: &mut Vec<Problem>) {
         {
             problems.push(Problem::new(
                 format!("spec.detonations[{i}].abuse.exec_burst.command: give a command to exec"),
-                span_at(root, &format!("/spec/detonations/{i}/abuse/exec_burst/command")),
+                span_at(
+                    root,
+                    &format!("/spec/detonations/{i}/abuse/exec_burst/command"),
+                ),
             ));
         }
         for (j, expect) in detonation.expect.iter().enumerate() {
@@ -186,7 +206,13 @@ fn check_references(drill: &Drill, root: &Node, problems: &mut Vec<Problem>) {
             }
         }
     }
-    if drill.spec.receiver.listen.parse::<std::net::SocketAddr>().is_err() {
+    if drill
+        .spec
+        .receiver
+        .listen
+        .parse::<std::net::SocketAddr>()
+        .is_err()
+    {
         problems.push(Problem::new(
             format!(
                 "spec.receiver.listen: `{}` is not an address:port (e.g. 127.0.0.1:9095 or 0.0.0.0:9095)",

@@ -33,7 +33,10 @@ impl Progress {
             spinner.set_message(line);
             self.spinner = Some(spinner);
         } else {
-            eprintln!("drill: {} {line}", jiff::Timestamp::now().strftime("%H:%M:%S"));
+            eprintln!(
+                "drill: {} {line}",
+                jiff::Timestamp::now().strftime("%H:%M:%S")
+            );
         }
     }
 

@@ -105,10 +105,12 @@ pub async fn start(
     generic: Option<GenericMapping>,
     inbox: Inbox,
 ) -> Result<Receiver, ListenError> {
-    let listener = TcpListener::bind(listen).await.map_err(|source| ListenError {
-        listen: listen.to_string(),
-        source,
-    })?;
+    let listener = TcpListener::bind(listen)
+        .await
+        .map_err(|source| ListenError {
+            listen: listen.to_string(),
+            source,
+        })?;
     let address = listener.local_addr().map_err(|source| ListenError {
         listen: listen.to_string(),
         source,

@@ -114,10 +114,7 @@ impl DrillJournal {
             source: e.into(),
         })?;
         let journal = Journal::open(&dir, Duration::from_secs(5))?;
-        journal.create_run(
-            run,
-            serde_json::to_value(info).unwrap_or(Value::Null),
-        )?;
+        journal.create_run(run, serde_json::to_value(info).unwrap_or(Value::Null))?;
         Ok(DrillJournal {
             journal,
             run: run.to_string(),

@@ -184,12 +184,7 @@ pub fn junit_view(result: &DrillResult) -> Value {
         &result.finished_at.to_string(),
         cases,
     ));
-    let count = |key: &str| -> u64 {
-        suites
-            .iter()
-            .map(|s| s[key].as_u64().unwrap_or(0))
-            .sum()
-    };
+    let count = |key: &str| -> u64 { suites.iter().map(|s| s[key].as_u64().unwrap_or(0)).sum() };
     json!({
         "drill": result.drill,
         "run": result.run,
@@ -205,7 +200,11 @@ fn suite(name: &str, pattern: &str, phase: &str, timestamp: &str, cases: Vec<Val
     let failures = cases.iter().filter(|c| c["failure"] == true).count();
     let errors = cases.iter().filter(|c| c["error"] == true).count();
     // JUnit's timestamp is ISO 8601 without a zone designator.
-    let timestamp = timestamp.trim_end_matches('Z').split('.').next().unwrap_or("");
+    let timestamp = timestamp
+        .trim_end_matches('Z')
+        .split('.')
+        .next()
+        .unwrap_or("");
     json!({"name": name, "pattern": pattern, "phase": phase, "timestamp": timestamp,
            "tests": cases.len(), "failures": failures, "errors": errors, "cases": cases})
 }
@@ -217,7 +216,12 @@ pub fn markdown(
     templates: Option<&Path>,
 ) -> Result<String, String> {
     let text = template(templates, "report.md.hbs", MARKDOWN)?;
-    render(escape_markdown, "report.md.hbs", &text, &markdown_view(result, previous))
+    render(
+        escape_markdown,
+        "report.md.hbs",
+        &text,
+        &markdown_view(result, previous),
+    )
 }
 
 /// Renders the JUnit XML.

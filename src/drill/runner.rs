@@ -38,8 +38,12 @@ pub const LOCK_NAME: &str = "contain-drill";
 /// Entry point of `contain drill …`.
 pub async fn command(args: &DrillArgs, global: &Global) -> u8 {
     match (&args.command, &args.file) {
-        (Some(DrillCommand::Resume { run, options }), _) => continue_run(run, options, global, false).await,
-        (Some(DrillCommand::Cleanup { run, options }), _) => continue_run(run, options, global, true).await,
+        (Some(DrillCommand::Resume { run, options }), _) => {
+            continue_run(run, options, global, false).await
+        }
+        (Some(DrillCommand::Cleanup { run, options }), _) => {
+            continue_run(run, options, global, true).await
+        }
         (Some(DrillCommand::Validate { files }), _) => validate(files, global),
         (Some(DrillCommand::Schema), _) => {
             crate::app::print_output(&super::load::drill_schema(), Output::Json);
@@ -67,7 +71,10 @@ fn load_or_report(path: &Path, global: &Global) -> Result<LoadedDrill, u8> {
                     if global.output == Output::Text {
                         eprint!("{}", report.render(crate::app::color()));
                     } else {
-                        crate::app::print_output(&json!({"valid": false, "problems": report.to_json()}), global.output);
+                        crate::app::print_output(
+                            &json!({"valid": false, "problems": report.to_json()}),
+                            global.output,
+                        );
                     }
                 }
             }
@@ -85,7 +92,13 @@ fn validate(files: &[PathBuf], global: &Global) -> u8 {
                 "{}: ok ({} detonations, {} expectations)",
                 file.display(),
                 loaded.drill.spec.detonations.len(),
-                loaded.drill.spec.detonations.iter().map(|d| d.expect.len()).sum::<usize>()
+                loaded
+                    .drill
+                    .spec
+                    .detonations
+                    .iter()
+                    .map(|d| d.expect.len())
+                    .sum::<usize>()
             ),
             Err(c) => code = c,
         }
@@ -94,7 +107,12 @@ fn validate(files: &[PathBuf], global: &Global) -> u8 {
 }
 
 fn journal_root(global: &Global) -> PathBuf {
-    record::root(&global.journal.clone().unwrap_or_else(crate::journal::default_dir))
+    record::root(
+        &global
+            .journal
+            .clone()
+            .unwrap_or_else(crate::journal::default_dir),
+    )
 }
 
 /// The kubeconfig context in use (or `in-cluster`), for the allowlist.
@@ -106,7 +124,8 @@ fn context_name(global: &Global) -> String {
         Some(path) => kube::config::Kubeconfig::read_from(path).ok(),
         None => kube::config::Kubeconfig::read().ok(),
     };
-    file.and_then(|k| k.current_context).unwrap_or_else(|| "in-cluster".into())
+    file.and_then(|k| k.current_context)
+        .unwrap_or_else(|| "in-cluster".into())
 }
 
 /// The six hex digits that end a run id: the run's short name in object names.
@@ -129,7 +148,10 @@ async fn connect(global: &Global, run: &str) -> Result<(KubeCluster, kube::Confi
         context: global.context.clone(),
         call_timeout: None,
         // Stamped on every request, so an audit-log detection can tie it to this run.
-        user_agent: Some(format!("contain-drill/{} (run {run})", env!("CARGO_PKG_VERSION"))),
+        user_agent: Some(format!(
+            "contain-drill/{} (run {run})",
+            env!("CARGO_PKG_VERSION")
+        )),
     };
     let config = KubeCluster::config(&options).await.map_err(|e| {
         eprintln!("error: {e}");
@@ -143,10 +165,16 @@ async fn connect(global: &Global, run: &str) -> Result<(KubeCluster, kube::Confi
 }
 
 /// Refuses a target namespace without the drill label, and a context outside the allowlist.
-async fn preflight_checks(drill: &Drill, cluster: &KubeCluster, context: &str) -> Result<(), String> {
+async fn preflight_checks(
+    drill: &Drill,
+    cluster: &KubeCluster,
+    context: &str,
+) -> Result<(), String> {
     let allowed = &drill.spec.contexts;
     let server = cluster.info().server;
-    if !allowed.iter().any(|c| c == context || *c == server || c.trim_end_matches('/') == server.trim_end_matches('/')) {
+    if !allowed.iter().any(|c| {
+        c == context || *c == server || c.trim_end_matches('/') == server.trim_end_matches('/')
+    }) {
         return Err(format!(
             "context `{context}` (server {server}) is not in the drill's allowlist ({})",
             allowed.join(", ")
@@ -192,7 +220,12 @@ impl Abort {
     fn tripped(&self) -> Option<String> {
         self.flag
             .load(Ordering::SeqCst)
-            .then(|| self.reason.lock().unwrap_or_else(|e| e.into_inner()).clone())
+            .then(|| {
+                self.reason
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .clone()
+            })
             .flatten()
     }
 
@@ -201,9 +234,10 @@ impl Abort {
         let abort = self.clone();
         tokio::spawn(async move {
             use tokio::signal::unix::{SignalKind, signal};
-            let (Ok(mut term), Ok(mut int)) =
-                (signal(SignalKind::terminate()), signal(SignalKind::interrupt()))
-            else {
+            let (Ok(mut term), Ok(mut int)) = (
+                signal(SignalKind::terminate()),
+                signal(SignalKind::interrupt()),
+            ) else {
                 return;
             };
             let namespaces: Api<Namespace> = Api::all(client);
@@ -259,56 +293,97 @@ impl State {
     fn apply(&mut self, entry: DrillEntry) {
         match entry {
             DrillEntry::Phase { phase, at } => {
-                self.timeline.push(Moment { at, what: format!("phase {phase}") });
+                self.timeline.push(Moment {
+                    at,
+                    what: format!("phase {phase}"),
+                });
                 self.phases.push(phase);
             }
             DrillEntry::Create { .. } => {}
             DrillEntry::Armed { preexisting, at } => {
-                self.timeline.push(Moment { at, what: format!("armed ({} alerts already firing, not counted)", preexisting.len()) });
+                self.timeline.push(Moment {
+                    at,
+                    what: format!(
+                        "armed ({} alerts already firing, not counted)",
+                        preexisting.len()
+                    ),
+                });
                 self.preexisting.extend(preexisting);
             }
             DrillEntry::Detonated(d) => {
                 let what = match &d.effect {
-                    detonate::Effect::Executed { detail } => format!("detonated {} ({}): {detail}", d.id, d.pattern),
-                    detonate::Effect::Refused { message } => format!("detonation {} ({}) refused by admission: {message}", d.id, d.pattern),
-                    detonate::Effect::Failed { message } => format!("detonation {} ({}) failed: {message}", d.id, d.pattern),
+                    detonate::Effect::Executed { detail } => {
+                        format!("detonated {} ({}): {detail}", d.id, d.pattern)
+                    }
+                    detonate::Effect::Refused { message } => format!(
+                        "detonation {} ({}) refused by admission: {message}",
+                        d.id, d.pattern
+                    ),
+                    detonate::Effect::Failed { message } => {
+                        format!("detonation {} ({}) failed: {message}", d.id, d.pattern)
+                    }
                 };
                 self.timeline.push(Moment { at: d.at, what });
                 self.detonations.push(d);
             }
             DrillEntry::Alert(a) => {
-                self.timeline.push(Moment { at: a.received_at, what: format!("alert {} received from {}", a.name, a.source) });
+                self.timeline.push(Moment {
+                    at: a.received_at,
+                    what: format!("alert {} received from {}", a.name, a.source),
+                });
                 self.alerts.push(a);
             }
             DrillEntry::Contain { run, at } => {
-                self.timeline.push(Moment { at, what: format!("containment run {run} started") });
+                self.timeline.push(Moment {
+                    at,
+                    what: format!("containment run {run} started"),
+                });
                 self.contain_run = Some(run);
                 self.contain_started = Some(at);
             }
             DrillEntry::Contained { code, at } => {
-                self.timeline.push(Moment { at, what: format!("containment run finished (exit {code})") });
+                self.timeline.push(Moment {
+                    at,
+                    what: format!("containment run finished (exit {code})"),
+                });
                 self.contain_code = Some(code);
             }
             DrillEntry::Verified { checks, at } => {
                 let passed = checks.iter().all(|c| c.passed);
-                self.timeline.push(Moment { at, what: format!("post-conditions {}", if passed { "hold" } else { "FAILED" }) });
+                self.timeline.push(Moment {
+                    at,
+                    what: format!("post-conditions {}", if passed { "hold" } else { "FAILED" }),
+                });
                 if passed && !checks.is_empty() {
                     self.contained_at = Some(at);
                 }
                 self.verification = checks;
             }
             DrillEntry::Reverted { code, started, at } => {
-                self.timeline.push(Moment { at, what: format!("reverted (rollback exit {code})") });
+                self.timeline.push(Moment {
+                    at,
+                    what: format!("reverted (rollback exit {code})"),
+                });
                 self.revert_code = Some(code);
                 self.revert_started = Some(started);
                 self.reverted_at = Some(at);
             }
             DrillEntry::Cleaned { leftovers, at } => {
-                self.timeline.push(Moment { at, what: if leftovers.is_empty() { "cleaned: nothing left".into() } else { format!("cleanup left {}", leftovers.join(", ")) } });
+                self.timeline.push(Moment {
+                    at,
+                    what: if leftovers.is_empty() {
+                        "cleaned: nothing left".into()
+                    } else {
+                        format!("cleanup left {}", leftovers.join(", "))
+                    },
+                });
                 self.cleaned = Some(leftovers);
             }
             DrillEntry::Aborted { reason, at } => {
-                self.timeline.push(Moment { at, what: format!("aborted: {reason}") });
+                self.timeline.push(Moment {
+                    at,
+                    what: format!("aborted: {reason}"),
+                });
                 self.aborted = Some(reason);
             }
             DrillEntry::Result(result) => self.result = Some(*result),
@@ -348,7 +423,10 @@ async fn fresh(file: &Path, options: &DrillOptions, global: &Global) -> u8 {
         Err(code) => return code,
     };
     let mut progress = Progress::new(global.no_progress);
-    progress.phase("preflight", &format!("drill {} run {run}", loaded.drill.metadata.name));
+    progress.phase(
+        "preflight",
+        &format!("drill {} run {run}", loaded.drill.metadata.name),
+    );
     let context = context_name(global);
     if let Err(refusal) = preflight_checks(&loaded.drill, &cluster, &context).await {
         progress.finish();
@@ -362,7 +440,11 @@ async fn fresh(file: &Path, options: &DrillOptions, global: &Global) -> u8 {
             return exit::ERROR;
         }
     };
-    let user = cluster.whoami().await.map(|u| u.username).unwrap_or_else(|_| "unknown".into());
+    let user = cluster
+        .whoami()
+        .await
+        .map(|u| u.username)
+        .unwrap_or_else(|_| "unknown".into());
     let identity = identity_of(&loaded.drill, &run);
     let info = DrillInfo {
         drill_path: crate::app::playbook_path(file),
@@ -384,8 +466,21 @@ async fn fresh(file: &Path, options: &DrillOptions, global: &Global) -> u8 {
             return exit::ERROR;
         }
     };
-    progress.note(&format!("journal {}", journal_root(global).join(&run).display()));
-    let mut runner = Runner::new(&loaded, global, options, &cluster, config, &journal, info, State::default(), progress);
+    progress.note(&format!(
+        "journal {}",
+        journal_root(global).join(&run).display()
+    ));
+    let mut runner = Runner::new(
+        &loaded,
+        global,
+        options,
+        &cluster,
+        config,
+        &journal,
+        info,
+        State::default(),
+        progress,
+    );
     runner.go(false).await
 }
 
@@ -423,7 +518,10 @@ async fn continue_run(run: &str, options: &DrillOptions, global: &Global, cleanu
     match cluster.identity().await {
         Ok(id) if id == info.cluster_id => {}
         Ok(id) => {
-            eprintln!("error: drill run {run} was made on another cluster ({}, kube-system uid {}); this one's is {id}", info.server, info.cluster_id);
+            eprintln!(
+                "error: drill run {run} was made on another cluster ({}, kube-system uid {}); this one's is {id}",
+                info.server, info.cluster_id
+            );
             return exit::ERROR;
         }
         Err(e) => {
@@ -433,11 +531,16 @@ async fn continue_run(run: &str, options: &DrillOptions, global: &Global, cleanu
     }
     let state = State::from_entries(entries);
     if let Some(result) = &state.result {
-        println!("drill run {run} already finished: {} (exit {})", result.status, result.exit_code);
+        println!(
+            "drill run {run} already finished: {} (exit {})",
+            result.status, result.exit_code
+        );
         return result.exit_code;
     }
     let progress = Progress::new(global.no_progress);
-    let mut runner = Runner::new(&loaded, global, options, &cluster, config, &journal, info, state, progress);
+    let mut runner = Runner::new(
+        &loaded, global, options, &cluster, config, &journal, info, state, progress,
+    );
     runner.go(cleanup).await
 }
 
@@ -473,7 +576,12 @@ impl<'a> Runner<'a> {
             info,
             state,
             inbox,
-            alertmanager: loaded.drill.spec.alertmanager.as_ref().map(|a| AlertmanagerClient::new(&a.url)),
+            alertmanager: loaded
+                .drill
+                .spec
+                .alertmanager
+                .as_ref()
+                .map(|a| AlertmanagerClient::new(&a.url)),
             abort: Abort::default(),
             progress,
             lock: None,
@@ -493,17 +601,25 @@ impl<'a> Runner<'a> {
 
     fn enter(&mut self, phase: &str, what: &str) -> Result<(), String> {
         self.progress.phase(phase, what);
-        self.record(DrillEntry::Phase { phase: phase.into(), at: Timestamp::now() })
+        self.record(DrillEntry::Phase {
+            phase: phase.into(),
+            at: Timestamp::now(),
+        })
     }
 
     /// Runs the phases from where the journal stands; `cleanup` skips to revert.
     async fn go(&mut self, cleanup: bool) -> u8 {
-        let watcher = self.abort.watch(self.stage.client(), self.stage.target_namespace.clone());
+        let watcher = self
+            .abort
+            .watch(self.stage.client(), self.stage.target_namespace.clone());
         if let Err(e) = self.take_lock().await {
             watcher.abort();
             self.progress.finish();
             eprintln!("refused: {e}");
-            let _ = self.record(DrillEntry::Aborted { reason: e, at: Timestamp::now() });
+            let _ = self.record(DrillEntry::Aborted {
+                reason: e,
+                at: Timestamp::now(),
+            });
             if !self.state.reached("warmup") {
                 // Nothing was created: the drill never started.
                 return exit::ERROR;
@@ -511,7 +627,8 @@ impl<'a> Runner<'a> {
             return self.finish_report().await;
         }
         if cleanup {
-            self.abort.trip("cleanup requested (contain drill cleanup)".into());
+            self.abort
+                .trip("cleanup requested (contain drill cleanup)".into());
         }
         let outcome = self.phases().await;
         if let Err(e) = outcome {
@@ -543,7 +660,9 @@ impl<'a> Runner<'a> {
         if let Some(lock) = &self.lock
             && lock.lost()
         {
-            self.abort.trip("the Lease lock could not be renewed: another run may hold the target".into());
+            self.abort.trip(
+                "the Lease lock could not be renewed: another run may hold the target".into(),
+            );
         }
         match self.abort.tripped() {
             Some(reason) => Err(Stop(reason)),
@@ -558,7 +677,10 @@ impl<'a> Runner<'a> {
             Err(Failure::Stopped(Stop(reason))) => {
                 self.progress.note(&format!("aborted: {reason}"));
                 if self.state.aborted.is_none() {
-                    self.record(DrillEntry::Aborted { reason, at: Timestamp::now() })?;
+                    self.record(DrillEntry::Aborted {
+                        reason,
+                        at: Timestamp::now(),
+                    })?;
                 }
                 Ok(())
             }
@@ -569,30 +691,45 @@ impl<'a> Runner<'a> {
     async fn forward(&mut self) -> Result<(), Failure> {
         self.check_abort()?;
         if !self.state.reached("warmup") || !self.state.reached("arm") {
-            self.enter("warmup", &format!("namespace {} and {} decoys", self.stage.namespace, self.drill().spec.decoys.len()))?;
+            self.enter(
+                "warmup",
+                &format!(
+                    "namespace {} and {} decoys",
+                    self.stage.namespace,
+                    self.drill().spec.decoys.len()
+                ),
+            )?;
             self.stage.create_namespace().await?;
             for decoy in &self.drill().spec.decoys {
                 self.stage.create_decoy(decoy).await?;
             }
             let wait = Duration::from_secs(self.drill().spec.timing.decoys_ready_seconds);
-            self.progress.phase("warmup", "waiting for the decoys to run");
+            self.progress
+                .phase("warmup", "waiting for the decoys to run");
             warmup::wait_ready(&self.stage, &self.drill().spec.decoys, wait).await?;
         }
         self.check_abort()?;
         self.start_receiver().await?;
         if !self.state.reached("arm") {
-            self.enter("arm", &format!("receiver on {}", self.drill().spec.receiver.listen))?;
+            self.enter(
+                "arm",
+                &format!("receiver on {}", self.drill().spec.receiver.listen),
+            )?;
             self.arm().await?;
         }
         if self.state.detonations.len() < self.drill().spec.detonations.len() {
-            self.enter("detonate", &format!("{} detonations", self.drill().spec.detonations.len()))?;
+            self.enter(
+                "detonate",
+                &format!("{} detonations", self.drill().spec.detonations.len()),
+            )?;
             for detonation in &self.drill().spec.detonations {
                 self.check_abort()?;
                 if self.state.detonations.iter().any(|d| d.id == detonation.id) {
                     continue;
                 }
                 let done = detonate::detonate(&self.stage, detonation).await;
-                self.progress.note(&format!("{}: {:?}", done.id, done.effect));
+                self.progress
+                    .note(&format!("{}: {:?}", done.id, done.effect));
                 self.record(DrillEntry::Detonated(done))?;
             }
         }
@@ -604,12 +741,23 @@ impl<'a> Runner<'a> {
         self.contain().await?;
         self.check_abort()?;
         if self.state.contain_run.is_some() || !self.drill().spec.verify.is_empty() {
-            self.enter("verify", &format!("{} post-conditions", self.drill().spec.verify.len()))?;
+            self.enter(
+                "verify",
+                &format!("{} post-conditions", self.drill().spec.verify.len()),
+            )?;
             let checks = super::verify::check_all(&self.stage, &self.drill().spec.verify).await;
             for check in &checks {
-                self.progress.note(&format!("{}: {}: {}", if check.passed { "holds" } else { "FAILED" }, check.condition, check.detail));
+                self.progress.note(&format!(
+                    "{}: {}: {}",
+                    if check.passed { "holds" } else { "FAILED" },
+                    check.condition,
+                    check.detail
+                ));
             }
-            self.record(DrillEntry::Verified { checks, at: Timestamp::now() })?;
+            self.record(DrillEntry::Verified {
+                checks,
+                at: Timestamp::now(),
+            })?;
         }
         Ok(())
     }
@@ -619,13 +767,23 @@ impl<'a> Runner<'a> {
             return Ok(());
         }
         let spec = &self.drill().spec.receiver;
-        let token = std::env::var(&spec.token_env).ok().filter(|t| !t.is_empty());
+        let token = std::env::var(&spec.token_env)
+            .ok()
+            .filter(|t| !t.is_empty());
         if token.is_none() {
-            self.progress.note(&format!("${} is not set: pushed alerts will be refused", spec.token_env));
+            self.progress.note(&format!(
+                "${} is not set: pushed alerts will be refused",
+                spec.token_env
+            ));
         }
-        let started = receiver::start(&spec.listen, token, spec.generic.clone(), self.inbox.clone())
-            .await
-            .map_err(|e| e.to_string())?;
+        let started = receiver::start(
+            &spec.listen,
+            token,
+            spec.generic.clone(),
+            self.inbox.clone(),
+        )
+        .await
+        .map_err(|e| e.to_string())?;
         self._receiver = Some(started);
         Ok(())
     }
@@ -633,23 +791,56 @@ impl<'a> Runner<'a> {
     /// Records the alerts already firing (they do not count), and waits a bounded time for an
     /// expected one that fires already to resolve.
     async fn arm(&mut self) -> Result<(), Failure> {
-        let expected: HashSet<&str> = self.drill().spec.detonations.iter().flat_map(|d| d.expect.iter().map(|e| e.alert())).collect();
+        let expected: HashSet<&str> = self
+            .drill()
+            .spec
+            .detonations
+            .iter()
+            .flat_map(|d| d.expect.iter().map(|e| e.alert()))
+            .collect();
         let quiet = Duration::from_secs(self.drill().spec.timing.quiet_seconds);
         let deadline = tokio::time::Instant::now() + quiet;
         loop {
             self.check_abort()?;
             self.pull().await;
-            let firing: Vec<Alert> = self.inbox.snapshot().into_iter().filter(|a| a.firing).collect();
-            let busy: Vec<&str> = firing.iter().filter(|a| expected.contains(a.name.as_str())).map(|a| a.name.as_str()).collect();
+            let firing: Vec<Alert> = self
+                .inbox
+                .snapshot()
+                .into_iter()
+                .filter(|a| a.firing)
+                .collect();
+            let busy: Vec<&str> = firing
+                .iter()
+                .filter(|a| expected.contains(a.name.as_str()))
+                .map(|a| a.name.as_str())
+                .collect();
             if busy.is_empty() || tokio::time::Instant::now() >= deadline {
                 if !busy.is_empty() {
-                    self.progress.note(&format!("still firing after {} s, not counted: {}", quiet.as_secs(), busy.join(", ")));
+                    self.progress.note(&format!(
+                        "still firing after {} s, not counted: {}",
+                        quiet.as_secs(),
+                        busy.join(", ")
+                    ));
                 }
-                let preexisting = self.inbox.snapshot().into_iter().map(|a| format!("{}/{}", a.source, a.fingerprint)).collect();
-                self.record(DrillEntry::Armed { preexisting, at: Timestamp::now() })?;
+                let preexisting = self
+                    .inbox
+                    .snapshot()
+                    .into_iter()
+                    .map(|a| format!("{}/{}", a.source, a.fingerprint))
+                    .collect();
+                self.record(DrillEntry::Armed {
+                    preexisting,
+                    at: Timestamp::now(),
+                })?;
                 return Ok(());
             }
-            self.progress.phase("arm", &format!("waiting for {} to resolve before detonating", busy.join(", ")));
+            self.progress.phase(
+                "arm",
+                &format!(
+                    "waiting for {} to resolve before detonating",
+                    busy.join(", ")
+                ),
+            );
             tokio::time::sleep(Duration::from_secs(2)).await;
             // Look afresh: what still fires is pulled or pushed again.
             if self.alertmanager.is_some() {
@@ -671,13 +862,19 @@ impl<'a> Runner<'a> {
 
     /// Counts new alerts into the journal; returns them.
     fn take_new_alerts(&mut self) -> Result<(), String> {
-        let known: HashSet<String> = self.state.alerts.iter().map(|a| format!("{}/{}", a.source, a.fingerprint)).collect();
+        let known: HashSet<String> = self
+            .state
+            .alerts
+            .iter()
+            .map(|a| format!("{}/{}", a.source, a.fingerprint))
+            .collect();
         for alert in self.inbox.snapshot() {
             let key = format!("{}/{}", alert.source, alert.fingerprint);
             if self.state.preexisting.contains(&key) || known.contains(&key) {
                 continue;
             }
-            self.progress.note(&format!("alert {} from {}", alert.name, alert.source));
+            self.progress
+                .note(&format!("alert {} from {}", alert.name, alert.source));
             self.record(DrillEntry::Alert(alert))?;
         }
         Ok(())
@@ -686,14 +883,28 @@ impl<'a> Runner<'a> {
     fn results(&self, until: Timestamp) -> Vec<ExpectationResult> {
         let mut results = Vec::new();
         for detonation in &self.drill().spec.detonations {
-            let detonated = self.state.detonations.iter().find(|d| d.id == detonation.id);
+            let detonated = self
+                .state
+                .detonations
+                .iter()
+                .find(|d| d.id == detonation.id);
             for expectation in &detonation.expect {
-                let (verdict, matched, detail) = score::classify(expectation, detonated, &self.state.alerts, &self.stage.run, until);
+                let (verdict, matched, detail) = score::classify(
+                    expectation,
+                    detonated,
+                    &self.state.alerts,
+                    &self.stage.run,
+                    until,
+                );
                 let (detect, notify) = match (&matched, detonated) {
-                    (Some(alert), Some(d)) if verdict.passed() || verdict == score::Verdict::Late => (
-                        alert.event_time.map(|t| score::seconds(d.at, t)),
-                        Some(score::seconds(d.at, alert.received_at)),
-                    ),
+                    (Some(alert), Some(d))
+                        if verdict.passed() || verdict == score::Verdict::Late =>
+                    {
+                        (
+                            alert.event_time.map(|t| score::seconds(d.at, t)),
+                            Some(score::seconds(d.at, alert.received_at)),
+                        )
+                    }
                     _ => (None, None),
                 };
                 results.push(ExpectationResult {
@@ -728,13 +939,28 @@ impl<'a> Runner<'a> {
                 Some(at + jiff::SignedDuration::from_secs(longest as i64))
             })
             .max();
-        let poll = Duration::from_secs(self.drill().spec.alertmanager.as_ref().map_or(1, |a| a.poll_seconds));
+        let poll = Duration::from_secs(
+            self.drill()
+                .spec
+                .alertmanager
+                .as_ref()
+                .map_or(1, |a| a.poll_seconds),
+        );
         loop {
             self.check_abort()?;
             self.pull().await;
             self.take_new_alerts()?;
             let now = Timestamp::now();
-            let pending = self.results(now).iter().filter(|r| matches!(r.verdict, score::Verdict::Missed | score::Verdict::Unattributed)).count();
+            let pending = self
+                .results(now)
+                .iter()
+                .filter(|r| {
+                    matches!(
+                        r.verdict,
+                        score::Verdict::Missed | score::Verdict::Unattributed
+                    )
+                })
+                .count();
             if pending == 0 || deadline.is_none_or(|d| now >= d) {
                 return Ok(());
             }
@@ -759,11 +985,21 @@ impl<'a> Runner<'a> {
         if let Some(run) = self.state.contain_run.clone() {
             self.enter("contain", &format!("resuming containment run {run}"))?;
             let code = crate::recover::resume(&run, true, &inner).await;
-            self.record(DrillEntry::Contained { code, at: Timestamp::now() })?;
+            self.record(DrillEntry::Contained {
+                code,
+                at: Timestamp::now(),
+            })?;
             return Ok(());
         }
-        if spec.after_detection && !self.results(Timestamp::now()).iter().any(|r| r.verdict.passed() || r.verdict == score::Verdict::Late) {
-            self.progress.note("containment skipped: it waits for a detection (after_detection), and none came");
+        if spec.after_detection
+            && !self
+                .results(Timestamp::now())
+                .iter()
+                .any(|r| r.verdict.passed() || r.verdict == score::Verdict::Late)
+        {
+            self.progress.note(
+                "containment skipped: it waits for a detection (after_detection), and none came",
+            );
             return Ok(());
         }
         let Some(playbook) = &self.loaded.playbook else {
@@ -771,29 +1007,62 @@ impl<'a> Runner<'a> {
         };
         let params = self.playbook_params(&spec.params).await?;
         let run = crate::app::new_run_id();
-        self.enter("contain", &format!("{} as run {run}", playbook.playbook.metadata.name))?;
-        self.record(DrillEntry::Contain { run: run.clone(), at: Timestamp::now() })?;
+        self.enter(
+            "contain",
+            &format!("{} as run {run}", playbook.playbook.metadata.name),
+        )?;
+        self.record(DrillEntry::Contain {
+            run: run.clone(),
+            at: Timestamp::now(),
+        })?;
         let bound = crate::playbook::load::bind_params(playbook, &params).map_err(|reports| {
             let text: Vec<String> = reports.iter().map(|r| r.render(false)).collect();
-            Failure::Error(format!("the containment playbook's params: {}", text.join("; ")))
+            Failure::Error(format!(
+                "the containment playbook's params: {}",
+                text.join("; ")
+            ))
         })?;
         let path = self.drill_dir().join(&spec.playbook);
-        let code = crate::recover::journaled_live_as(&run, &path, playbook, bound, &inner, self.stage.cluster, true).await;
-        self.record(DrillEntry::Contained { code, at: Timestamp::now() })?;
+        let code = crate::recover::journaled_live_as(
+            &run,
+            &path,
+            playbook,
+            bound,
+            &inner,
+            self.stage.cluster,
+            true,
+        )
+        .await;
+        self.record(DrillEntry::Contained {
+            code,
+            at: Timestamp::now(),
+        })?;
         Ok(())
     }
 
     fn drill_dir(&self) -> PathBuf {
-        self.loaded.path.parent().unwrap_or(Path::new(".")).to_path_buf()
+        self.loaded
+            .path
+            .parent()
+            .unwrap_or(Path::new("."))
+            .to_path_buf()
     }
 
     /// `--set` assignments from the drill's params, their templates filled in from the run.
-    async fn playbook_params(&self, params: &indexmap::IndexMap<String, Value>) -> Result<Vec<String>, String> {
+    async fn playbook_params(
+        &self,
+        params: &indexmap::IndexMap<String, Value>,
+    ) -> Result<Vec<String>, String> {
         let mut decoys = Map::new();
         for decoy in &self.drill().spec.decoys {
-            let pod = detonate::decoy_pod(&self.stage, &decoy.name).await.unwrap_or_default();
+            let pod = detonate::decoy_pod(&self.stage, &decoy.name)
+                .await
+                .unwrap_or_default();
             let name = self.stage.object_name(&decoy.name);
-            decoys.insert(decoy.name.clone(), json!({"pod": pod, "deployment": name, "service_account": name}));
+            decoys.insert(
+                decoy.name.clone(),
+                json!({"pod": pod, "deployment": name, "service_account": name}),
+            );
         }
         let context = json!({
             "run": {"id": self.stage.run.run_id, "namespace": self.stage.namespace, "prefix": self.stage.run.prefix},
@@ -804,10 +1073,14 @@ impl<'a> Runner<'a> {
             .map(|(name, value)| {
                 let text = match value {
                     Value::String(s) => fill(s, &context)?,
-                    Value::Array(items) => items.iter().map(|i| match i {
-                        Value::String(s) => fill(s, &context),
-                        other => Ok(other.to_string()),
-                    }).collect::<Result<Vec<_>, _>>()?.join(","),
+                    Value::Array(items) => items
+                        .iter()
+                        .map(|i| match i {
+                            Value::String(s) => fill(s, &context),
+                            other => Ok(other.to_string()),
+                        })
+                        .collect::<Result<Vec<_>, _>>()?
+                        .join(","),
                     other => other.to_string(),
                 };
                 Ok(format!("{name}={text}"))
@@ -821,12 +1094,27 @@ impl<'a> Runner<'a> {
             self.state.errors.push(e);
         }
         if self.state.cleaned.is_none() {
-            let _ = self.enter("cleanup", &format!("deleting everything labelled {}={}", warmup::RUN_LABEL, self.stage.run.run_id));
-            let leftovers = self.stage.tear_down(Duration::from_secs(self.drill().spec.timing.cleanup_seconds)).await;
+            let _ = self.enter(
+                "cleanup",
+                &format!(
+                    "deleting everything labelled {}={}",
+                    warmup::RUN_LABEL,
+                    self.stage.run.run_id
+                ),
+            );
+            let leftovers = self
+                .stage
+                .tear_down(Duration::from_secs(
+                    self.drill().spec.timing.cleanup_seconds,
+                ))
+                .await;
             for left in &leftovers {
                 self.progress.note(&format!("left behind: {left}"));
             }
-            if let Err(e) = self.record(DrillEntry::Cleaned { leftovers, at: Timestamp::now() }) {
+            if let Err(e) = self.record(DrillEntry::Cleaned {
+                leftovers,
+                at: Timestamp::now(),
+            }) {
                 self.state.errors.push(e);
             }
         }
@@ -850,19 +1138,38 @@ impl<'a> Runner<'a> {
         };
         let code = crate::recover::rollback(&run, None, true, &inner).await;
         // A run that never started (killed before its plan was approved) has nothing to undo.
-        let code = if code == crate::exit::NEVER_STARTED { 0 } else { code };
-        self.record(DrillEntry::Reverted { code, started, at: Timestamp::now() })
+        let code = if code == crate::exit::NEVER_STARTED {
+            0
+        } else {
+            code
+        };
+        self.record(DrillEntry::Reverted {
+            code,
+            started,
+            at: Timestamp::now(),
+        })
     }
 
     async fn finish_report(&mut self) -> u8 {
         let _ = self.enter("report", "scoring and writing the reports");
         let now = Timestamp::now();
-        let detection_end = self.state.phases.iter().position(|p| p == "contain").and(self.state.contain_started).unwrap_or(now);
+        let detection_end = self
+            .state
+            .phases
+            .iter()
+            .position(|p| p == "contain")
+            .and(self.state.contain_started)
+            .unwrap_or(now);
         let expectations = self.results(detection_end);
         let (score_value, coverage) = score::score(&expectations);
-        let matched: Vec<Alert> = expectations.iter().filter_map(|e| e.matched.clone()).collect();
+        let matched: Vec<Alert> = expectations
+            .iter()
+            .filter_map(|e| e.matched.clone())
+            .collect();
         let noise = score::noise(self.drill(), &self.state.alerts, &matched, &self.stage.run);
-        let first = |f: fn(&ExpectationResult) -> Option<f64>| expectations.iter().filter_map(f).reduce(f64::min);
+        let first = |f: fn(&ExpectationResult) -> Option<f64>| {
+            expectations.iter().filter_map(f).reduce(f64::min)
+        };
         let first_receipt = expectations
             .iter()
             .filter(|e| e.verdict.passed() || e.verdict == score::Verdict::Late)
@@ -889,17 +1196,36 @@ impl<'a> Runner<'a> {
                 breaches.push(format!("{name} {value:.1} s exceeds the SLO of {limit} s"));
             }
         };
-        breach("time to detect", slo.time_to_detect_seconds, times.time_to_detect_seconds);
-        breach("time to contain", slo.time_to_contain_seconds, times.time_to_contain_seconds);
-        breach("time to restore", slo.time_to_restore_seconds, times.time_to_restore_seconds);
+        breach(
+            "time to detect",
+            slo.time_to_detect_seconds,
+            times.time_to_detect_seconds,
+        );
+        breach(
+            "time to contain",
+            slo.time_to_contain_seconds,
+            times.time_to_contain_seconds,
+        );
+        breach(
+            "time to restore",
+            slo.time_to_restore_seconds,
+            times.time_to_restore_seconds,
+        );
         if let Some(min) = slo.min_score
             && score_value < min
         {
             breaches.push(format!("score {score_value} is below the SLO of {min}"));
         }
-        let leftovers = self.state.cleaned.clone().unwrap_or_else(|| vec!["cleanup did not run".into()]);
+        let leftovers = self
+            .state
+            .cleaned
+            .clone()
+            .unwrap_or_else(|| vec!["cleanup did not run".into()]);
         let revert_failed = self.state.contain_run.is_some() && self.state.revert_code != Some(0);
-        let any_error = expectations.iter().any(|e| e.verdict == score::Verdict::Error) || !self.state.errors.is_empty();
+        let any_error = expectations
+            .iter()
+            .any(|e| e.verdict == score::Verdict::Error)
+            || !self.state.errors.is_empty();
         let failed = expectations.iter().any(|e| !e.verdict.passed())
             || self.state.verification.iter().any(|c| !c.passed)
             || self.state.contain_code.is_some_and(|c| c != 0)
@@ -951,17 +1277,32 @@ impl<'a> Runner<'a> {
         };
         let root = journal_root(self.global);
         let previous = record::previous_results(&root, &result.drill, &result.run);
-        let dir = self.options.report_dir.clone().unwrap_or_else(|| PathBuf::from("drill-reports").join(&result.run));
-        match super::report::write_all(&dir, &result, &previous, self.options.templates.as_deref()) {
-            Ok(written) => self.progress.note(&format!("reports: {}, {}, {}", written.json.display(), written.markdown.display(), written.junit.display())),
+        let dir = self
+            .options
+            .report_dir
+            .clone()
+            .unwrap_or_else(|| PathBuf::from("drill-reports").join(&result.run));
+        match super::report::write_all(&dir, &result, &previous, self.options.templates.as_deref())
+        {
+            Ok(written) => self.progress.note(&format!(
+                "reports: {}, {}, {}",
+                written.json.display(),
+                written.markdown.display(),
+                written.junit.display()
+            )),
             Err(e) => {
-                self.progress.note(&format!("cannot write the reports: {e}"));
+                self.progress
+                    .note(&format!("cannot write the reports: {e}"));
             }
         }
         if let Err(e) = self.publish(&result).await {
-            self.progress.note(&format!("cannot publish the result to the cluster: {e}"));
+            self.progress
+                .note(&format!("cannot publish the result to the cluster: {e}"));
         }
-        if let Err(e) = self.journal.append(&DrillEntry::Result(Box::new(result.clone()))) {
+        if let Err(e) = self
+            .journal
+            .append(&DrillEntry::Result(Box::new(result.clone())))
+        {
             eprintln!("error: {e}");
         }
         self.progress.finish();
@@ -987,10 +1328,13 @@ impl<'a> Runner<'a> {
         }))
         .map_err(|e| e.to_string())?;
         let config_maps: Api<ConfigMap> = Api::namespaced(self.stage.client(), namespace);
-        config_maps.create(&PostParams::default(), &config_map).await.or_else(|e| match e {
-            kube::Error::Api(s) if s.code == 409 => Ok(config_map.clone()),
-            e => Err(e.to_string()),
-        })?;
+        config_maps
+            .create(&PostParams::default(), &config_map)
+            .await
+            .or_else(|e| match e {
+                kube::Error::Api(s) if s.code == 409 => Ok(config_map.clone()),
+                e => Err(e.to_string()),
+            })?;
         let passed = result.status == "PASSED";
         let event: k8s_openapi::api::core::v1::Event = serde_json::from_value(json!({
             "metadata": {"generateName": "contain-drill-", "namespace": namespace},
@@ -1004,20 +1348,36 @@ impl<'a> Runner<'a> {
             "count": 1,
         }))
         .map_err(|e| e.to_string())?;
-        let events: Api<k8s_openapi::api::core::v1::Event> = Api::namespaced(self.stage.client(), namespace);
-        events.create(&PostParams::default(), &event).await.map_err(|e| e.to_string())?;
+        let events: Api<k8s_openapi::api::core::v1::Event> =
+            Api::namespaced(self.stage.client(), namespace);
+        events
+            .create(&PostParams::default(), &event)
+            .await
+            .map_err(|e| e.to_string())?;
         Ok(())
     }
 
     fn print_summary(&self, result: &DrillResult) {
         if self.global.output != Output::Text {
-            crate::app::print_output(&serde_json::to_value(result).unwrap_or(Value::Null), self.global.output);
+            crate::app::print_output(
+                &serde_json::to_value(result).unwrap_or(Value::Null),
+                self.global.output,
+            );
             return;
         }
         let secs = |v: Option<f64>| v.map_or("–".to_string(), |v| format!("{v:.1} s"));
-        println!("drill {} run {}: {} (score {})", result.drill, result.run, result.status, result.score);
+        println!(
+            "drill {} run {}: {} (score {})",
+            result.drill, result.run, result.status, result.score
+        );
         for e in &result.expectations {
-            println!("  {:<13} {} {} → {}", format!("{:?}", e.verdict).to_uppercase(), e.detonation, e.alert, crate::report::sanitize(&e.detail));
+            println!(
+                "  {:<13} {} {} → {}",
+                format!("{:?}", e.verdict).to_uppercase(),
+                e.detonation,
+                e.alert,
+                crate::report::sanitize(&e.detail)
+            );
         }
         println!(
             "  detect {}  notify {}  contain {}  restore {}",
@@ -1068,7 +1428,9 @@ fn fill(text: &str, context: &Value) -> Result<String, String> {
         }
     });
     match missing {
-        Some(name) => Err(format!("`{name}` in a containment param is not a run value (run.id, run.namespace, run.prefix, decoys.<name>.pod|deployment|service_account)")),
+        Some(name) => Err(format!(
+            "`{name}` in a containment param is not a run value (run.id, run.namespace, run.prefix, decoys.<name>.pod|deployment|service_account)"
+        )),
         None => Ok(filled.into_owned()),
     }
 }

@@ -143,19 +143,32 @@ pub fn classify(
     detection_ended: Timestamp,
 ) -> (Verdict, Option<Alert>, String) {
     let Some(detonated) = detonated else {
-        return (Verdict::Error, None, "the detonation did not happen (aborted before it)".into());
+        return (
+            Verdict::Error,
+            None,
+            "the detonation did not happen (aborted before it)".into(),
+        );
     };
     match &detonated.effect {
         Effect::Refused { message } => {
-            return (Verdict::Prevented, None, format!("admission refused it: {message}"));
+            return (
+                Verdict::Prevented,
+                None,
+                format!("admission refused it: {message}"),
+            );
         }
         Effect::Failed { message } => {
-            return (Verdict::Error, None, format!("the detonation failed: {message}"));
+            return (
+                Verdict::Error,
+                None,
+                format!("the detonation failed: {message}"),
+            );
         }
         Effect::Executed { .. } => {}
     }
     let window_start = detonated.at - jiff::SignedDuration::from_secs(5);
-    let deadline = detonated.at + jiff::SignedDuration::from_secs(expectation.within_seconds as i64);
+    let deadline =
+        detonated.at + jiff::SignedDuration::from_secs(expectation.within_seconds as i64);
     let candidates: Vec<&Alert> = alerts
         .iter()
         .filter(|a| a.firing && a.name == expectation.alert())
@@ -169,7 +182,11 @@ pub fn classify(
     let when = |a: &Alert| a.event_time.unwrap_or(a.received_at).min(a.received_at);
     if let Some(alert) = tied.iter().min_by_key(|a| when(a)) {
         let on_time = when(alert) <= deadline;
-        let verdict = if on_time { Verdict::Detected } else { Verdict::Late };
+        let verdict = if on_time {
+            Verdict::Detected
+        } else {
+            Verdict::Late
+        };
         let detail = format!(
             "{} from {} at {} ({}s after the detonation, deadline {}s)",
             alert.name,
@@ -226,14 +243,20 @@ pub fn score(results: &[ExpectationResult]) -> (f64, BTreeMap<String, Coverage>)
         .iter()
         .map(|r| r.weight as f64 * r.verdict.credit())
         .sum();
-    let score = if total == 0 { 100.0 } else { (earned / total as f64 * 1000.0).round() / 10.0 };
+    let score = if total == 0 {
+        100.0
+    } else {
+        (earned / total as f64 * 1000.0).round() / 10.0
+    };
     let mut coverage: BTreeMap<String, Coverage> = BTreeMap::new();
     for r in results {
-        let c = coverage.entry(r.phase.as_str().to_string()).or_insert(Coverage {
-            expectations: 0,
-            passed: 0,
-            percent: 0.0,
-        });
+        let c = coverage
+            .entry(r.phase.as_str().to_string())
+            .or_insert(Coverage {
+                expectations: 0,
+                passed: 0,
+                percent: 0.0,
+            });
         c.expectations += 1;
         c.passed += usize::from(r.verdict.passed());
     }
@@ -273,9 +296,21 @@ pub mod exit {
     pub const CLEANUP_INCOMPLETE: u8 = 3;
 
     pub const TABLE: &[(u8, &str)] = &[
-        (PASSED, "passed: expectations met, contained, verified, reverted and cleaned"),
-        (FAILED, "an expectation failed (late, missed, unattributed), or a post-condition, SLO or the containment failed"),
-        (ERROR, "drill error or abort: invalid drill file, preflight refusal, a detonation error, kill switch, SIGTERM"),
-        (CLEANUP_INCOMPLETE, "cleanup incomplete: drill objects left behind, or the revert did not finish"),
+        (
+            PASSED,
+            "passed: expectations met, contained, verified, reverted and cleaned",
+        ),
+        (
+            FAILED,
+            "an expectation failed (late, missed, unattributed), or a post-condition, SLO or the containment failed",
+        ),
+        (
+            ERROR,
+            "drill error or abort: invalid drill file, preflight refusal, a detonation error, kill switch, SIGTERM",
+        ),
+        (
+            CLEANUP_INCOMPLETE,
+            "cleanup incomplete: drill objects left behind, or the revert did not finish",
+        ),
     ];
 }

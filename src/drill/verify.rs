@@ -30,15 +30,31 @@ pub async fn check_all(stage: &Stage<'_>, conditions: &[PostCondition]) -> Vec<C
 async fn check(stage: &Stage<'_>, condition: &PostCondition) -> Check {
     let decoy = condition.decoy();
     let (name, result) = match condition {
-        PostCondition::Isolated { .. } => (format!("{decoy} isolated"), isolated(stage, decoy).await),
+        PostCondition::Isolated { .. } => {
+            (format!("{decoy} isolated"), isolated(stage, decoy).await)
+        }
         PostCondition::Labelled { label, value, .. } => (
-            format!("{decoy} labelled {label}{}", value.as_deref().map(|v| format!("={v}")).unwrap_or_default()),
+            format!(
+                "{decoy} labelled {label}{}",
+                value
+                    .as_deref()
+                    .map(|v| format!("={v}"))
+                    .unwrap_or_default()
+            ),
             labelled(stage, decoy, label, value.as_deref()).await,
         ),
     };
     match result {
-        Ok(detail) => Check { condition: name, passed: true, detail },
-        Err(detail) => Check { condition: name, passed: false, detail },
+        Ok(detail) => Check {
+            condition: name,
+            passed: true,
+            detail,
+        },
+        Err(detail) => Check {
+            condition: name,
+            passed: false,
+            detail,
+        },
     }
 }
 
@@ -56,7 +72,10 @@ async fn isolated(stage: &Stage<'_>, decoy: &str) -> Result<String, String> {
         if direction["isolated"] != Value::Bool(true) {
             return Err(format!("{name} of pod {pod} is not isolated by any policy"));
         }
-        let admitting = direction["admitting"].as_array().cloned().unwrap_or_default();
+        let admitting = direction["admitting"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default();
         if name == "ingress"
             && let Some(open) = admitting.iter().find(|a| a["peers"] == "any peer")
         {
@@ -65,13 +84,28 @@ async fn isolated(stage: &Stage<'_>, decoy: &str) -> Result<String, String> {
                 open["policy"].as_str().unwrap_or("?")
             ));
         }
-        let peers: Vec<&str> = admitting.iter().filter_map(|a| a["peers"].as_str()).collect();
-        words.push(format!("{name}: only {}", if peers.is_empty() { "nothing".to_string() } else { peers.join("; ") }));
+        let peers: Vec<&str> = admitting
+            .iter()
+            .filter_map(|a| a["peers"].as_str())
+            .collect();
+        words.push(format!(
+            "{name}: only {}",
+            if peers.is_empty() {
+                "nothing".to_string()
+            } else {
+                peers.join("; ")
+            }
+        ));
     }
     Ok(format!("pod {pod}: {}", words.join(", ")))
 }
 
-async fn labelled(stage: &Stage<'_>, decoy: &str, label: &str, value: Option<&str>) -> Result<String, String> {
+async fn labelled(
+    stage: &Stage<'_>,
+    decoy: &str,
+    label: &str,
+    value: Option<&str>,
+) -> Result<String, String> {
     let pod = super::detonate::decoy_pod(stage, decoy).await;
     // A detached pod leaves its Deployment's selector: look for it by the run label as well.
     let pod = match pod {
