@@ -404,3 +404,51 @@ fn detect_reached(drill: &Drill, run: &str) -> bool {
                 .unwrap_or(false)
         })
 }
+
+#[test]
+fn a_bad_drill_file_is_refused_with_every_problem_located_and_exit_2() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("bad.yaml");
+    std::fs::write(
+        &file,
+        "apiVersion: contain/v1\nkind: Drill\nmetadata: {name: bad}\nspec:\n  target: {namespace: drill}\n  contexts: [x]\n  decoys: [{name: web, image: x}]\n  detonations:\n    - id: burst\n      abuse:\n        exec_burst: {decoy: wbe}\n      expect:\n        - {alertname: A, rule: B, within_seconds: 10}\n    - id: burst\n      abuse: {exec_burst: {decoy: web}}\n",
+    )
+    .unwrap();
+    let outcome = Contain::new()
+        .args(["-o", "json", "drill", &file.display().to_string()])
+        .run();
+    assert_eq!(outcome.code, 2, "{}", outcome.stderr);
+    let problems = outcome.json()["problems"].clone();
+    let line_of = |needle: &str| {
+        problems
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|p| p["message"].as_str().unwrap_or("").contains(needle))
+            .unwrap_or_else(|| panic!("a problem saying {needle}: {problems}"))["line"]
+            .as_u64()
+    };
+    assert_eq!(line_of("no decoy `wbe`"), Some(11));
+    assert_eq!(line_of("exactly one of `rule`"), Some(13));
+    assert_eq!(line_of("`burst` is used twice"), Some(14));
+    let schema = Contain::new().args(["drill", "schema"]).run();
+    let shipped = std::fs::read_to_string(repo("playbooks/drill.schema.json")).unwrap();
+    assert_eq!(
+        schema.stdout, shipped,
+        "playbooks/drill.schema.json is `contain drill schema`"
+    );
+}
+
+#[test]
+fn the_shipped_drill_cronjob_applies_to_a_fresh_cluster_as_it_is() {
+    let _chain = CHAIN.lock().unwrap_or_else(|e| e.into_inner());
+    let manifest = repo("examples/kubernetes/drill-cronjob.yaml");
+    let (applied, out) = kubectl_run(&["apply", "-f", &manifest]);
+    let (checked, dry) = kubectl_run(&["apply", "--dry-run=server", "-f", &manifest]);
+    let (deleted, gone) = kubectl_run(&["delete", "-f", &manifest, "--timeout=90s"]);
+    assert!(applied, "{out}");
+    assert!(checked, "{dry}");
+    assert!(deleted, "{gone}");
+    assert!(out.contains("cronjob.batch/contain-drill created"), "{out}");
+    assert!(out.contains("validatingadmissionpolicy.admissionregistration.k8s.io/contain-drill-labelled-namespaces created"), "{out}");
+}
