@@ -357,8 +357,32 @@ steps:
 #[test]
 fn every_template_in_the_docs_compiles_and_reads_only_the_four_scopes() {
     let mut seen = 0;
-    for doc in ["README.md", "playbooks/README.md"] {
-        let text = std::fs::read_to_string(repo(doc)).unwrap();
+    // Drill params are templates over the drill run's own scopes; the README's drill section
+    // is checked against those.
+    let readme = std::fs::read_to_string(repo("README.md")).unwrap();
+    let drills_at = readme
+        .find("## Chaos drills")
+        .expect("the README has a drill section");
+    let drills_end = drills_at + 3 + readme[drills_at + 3..].find("\n## ").unwrap();
+    let playbook_docs = [
+        format!("{}{}", &readme[..drills_at], &readme[drills_end..]),
+        std::fs::read_to_string(repo("playbooks/README.md")).unwrap(),
+    ];
+    let drill_doc = readme[drills_at..drills_end].to_string();
+    let docs = [
+        (
+            "README.md",
+            &playbook_docs[0],
+            &["params", "facts", "steps", "run"][..],
+        ),
+        (
+            "playbooks/README.md",
+            &playbook_docs[1],
+            &["params", "facts", "steps", "run"][..],
+        ),
+        ("README.md (drills)", &drill_doc, &["run", "decoys"][..]),
+    ];
+    for (doc, text, scopes) in docs {
         let mut rest = text.as_str();
         while let Some(start) = rest.find("{{") {
             let Some(len) = rest[start..].find("}}") else {
@@ -376,7 +400,7 @@ fn every_template_in_the_docs_compiles_and_reads_only_the_four_scopes() {
                 .unwrap_or_else(|e| panic!("{doc}: `{template}` does not compile: {e}"));
             for reference in contain::playbook::refs::in_template(template) {
                 assert!(
-                    ["params", "facts", "steps", "run"].contains(&reference.root.as_str()),
+                    scopes.contains(&reference.root.as_str()),
                     "{doc}: `{template}` reads `{}`, which is not a scope (a hyphenated step id needs brackets)",
                     reference.root
                 );

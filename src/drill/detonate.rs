@@ -45,31 +45,28 @@ pub async fn detonate(stage: &Stage<'_>, detonation: &Detonation) -> Detonated {
             image,
             node_selector,
             tolerate_all,
-        } => {
-            let pod = pod_spec(
-                stage,
-                &detonation.id,
-                image,
-                node_selector,
-                *tolerate_all,
-                json!({"privileged": true}),
-                true,
-            );
-            create_pod(stage, pod).await
         }
-        Pattern::ForeignRegistryPod {
+        | Pattern::ForeignRegistryPod {
             image,
             node_selector,
             tolerate_all,
         } => {
+            // The privileged pod asks for the host's processes and every capability; the
+            // foreign one is harmless but for where its image comes from.
+            let privileged = matches!(detonation.abuse, Pattern::PrivilegedPod { .. });
+            let security = if privileged {
+                json!({"privileged": true})
+            } else {
+                json!({"allowPrivilegeEscalation": false})
+            };
             let pod = pod_spec(
                 stage,
                 &detonation.id,
                 image,
                 node_selector,
                 *tolerate_all,
-                json!({"allowPrivilegeEscalation": false}),
-                false,
+                security,
+                privileged,
             );
             create_pod(stage, pod).await
         }
