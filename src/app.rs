@@ -537,7 +537,16 @@ async fn live(args: &RunArgs, global: &Global) -> u8 {
             Err(e) => run_error(&e),
         };
     }
-    crate::recover::journaled_live(playbook, &loaded, params, global, &cluster, args.yes).await
+    crate::recover::journaled_live(
+        &new_run_id(),
+        playbook,
+        &loaded,
+        params,
+        global,
+        &cluster,
+        args.yes,
+    )
+    .await
 }
 
 /// `contain verify-image`: exit 0 when signed by one of the keys, 6 when not, 4 when the

@@ -7,8 +7,8 @@ use std::path::Path;
 use serde_json::{Map, Value, json};
 
 use crate::app::{
-    Reporting, TerminalApprover, confirm, connect, load_playbook, load_with_params, new_run_id,
-    playbook_path, print_output, run_error,
+    Reporting, TerminalApprover, confirm, connect, load_playbook, load_with_params, playbook_path,
+    print_output, run_error,
 };
 use crate::cli::{Global, JournalCommand, Output, PlaybookArgs, RunArgs};
 use crate::cluster::Cluster;
@@ -66,20 +66,10 @@ async fn identity(cluster: &KubeCluster) -> Result<String, u8> {
 
 /// A live run: the whole playbook planned and shown, approved (or `--yes`), then the approved
 /// plan journaled (header and plan durable before the first write) and applied exactly.
+///
+/// The run id is the caller's: a drill journals it before the run starts, so its cleanup can
+/// always find and roll back the run.
 pub async fn journaled_live(
-    path: &Path,
-    loaded: &Loaded,
-    params: Map<String, Value>,
-    global: &Global,
-    cluster: &KubeCluster,
-    yes: bool,
-) -> u8 {
-    journaled_live_as(&new_run_id(), path, loaded, params, global, cluster, yes).await
-}
-
-/// A live run under a run id chosen by the caller (a drill journals the id before the run
-/// starts, so its cleanup can always find and roll back the run).
-pub async fn journaled_live_as(
     run_id: &str,
     path: &Path,
     loaded: &Loaded,
@@ -88,8 +78,7 @@ pub async fn journaled_live_as(
     cluster: &KubeCluster,
     yes: bool,
 ) -> u8 {
-    let run_id = run_id.to_string();
-    let config = RunConfig::new(&run_id, Mode::Live, params, &playbook_path(path));
+    let config = RunConfig::new(run_id, Mode::Live, params, &playbook_path(path));
     let mut reporting = Reporting::new(global, Mode::Live);
     let planned = {
         let mut sinks = reporting.sinks(None);

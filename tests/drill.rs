@@ -77,14 +77,26 @@ struct Drill {
     file: PathBuf,
 }
 
+/// The exec-burst drill, expecting `alertname` within `within` seconds.
 fn drill(name: &str, target: &Target, alertname: &str, within: u64) -> Drill {
+    drill_from(
+        "exec-burst.yaml",
+        name,
+        target,
+        &[
+            ("@ALERTNAME@", alertname),
+            ("@WITHIN@", &within.to_string()),
+        ],
+    )
+}
+
+/// A drill fixture with its placeholders filled in, in a directory of its own.
+fn drill_from(fixture: &str, name: &str, target: &Target, more: &[(&str, &str)]) -> Drill {
     let dir = tempfile::tempdir().unwrap();
-    let text = std::fs::read_to_string(repo("tests/fixtures/drills/exec-burst.yaml"))
+    let mut text = std::fs::read_to_string(repo(&format!("tests/fixtures/drills/{fixture}")))
         .unwrap()
         .replace("@NAME@", name)
         .replace("@NAMESPACE@", &target.0)
-        .replace("@ALERTNAME@", alertname)
-        .replace("@WITHIN@", &within.to_string())
         .replace("@PLAYBOOK@", &repo("playbooks/isolate-pod.yaml"))
         .replace(
             "@RECEIVER@",
@@ -94,6 +106,13 @@ fn drill(name: &str, target: &Target, alertname: &str, within: u64) -> Drill {
             "@ALERTMANAGER@",
             &env("CONTAIN_TEST_ALERTMANAGER", "http://127.0.0.1:29093"),
         );
+    for (placeholder, value) in more {
+        text = text.replace(placeholder, value);
+    }
+    let unfilled = text
+        .match_indices('@')
+        .any(|(at, _)| text[at + 1..].starts_with(|c: char| c.is_ascii_uppercase()));
+    assert!(!unfilled, "every placeholder of {fixture} is filled");
     let file = dir.path().join("drill.yaml");
     std::fs::write(&file, text).unwrap();
     Drill { dir, file }
@@ -172,6 +191,31 @@ fn junit_cases(path: &Path) -> String {
     String::from_utf8_lossy(&out.stdout).to_string()
 }
 
+/// The promises every finished drill keeps: its containment rolled back with every object as
+/// before, nothing of the run left, its lock released.
+fn assert_reverted_and_cleaned(target: &Target, report: &Value) {
+    if !report["containment"]["run"].is_null() {
+        assert_eq!(report["containment"]["rollback_exit_code"], 0, "{report}");
+        assert_eq!(
+            report["containment"]["restore_differences"],
+            serde_json::json!([]),
+            "every object of the run as before containment"
+        );
+    }
+    assert_eq!(report["leftovers"], serde_json::json!([]));
+    assert!(namespace_gone(report["namespace"].as_str().unwrap()));
+    let (_, holder) = kubectl_run(&[
+        "get",
+        "lease",
+        "-n",
+        &target.0,
+        "contain-drill",
+        "-o",
+        "jsonpath={.spec.holderIdentity}",
+    ]);
+    assert_eq!(holder, "", "the drill released its lock");
+}
+
 fn assert_four_times(drill: &Drill, report: &Value) {
     let times = &report["times"];
     for time in [
@@ -228,7 +272,6 @@ fn a_detected_drill_is_contained_verified_reverted_and_cleaned() {
         "alertmanager"
     );
     assert_eq!(report["containment"]["exit_code"], 0);
-    assert_eq!(report["containment"]["rollback_exit_code"], 0);
     assert!(
         report["verification"]
             .as_array()
@@ -236,14 +279,13 @@ fn a_detected_drill_is_contained_verified_reverted_and_cleaned() {
             .iter()
             .all(|c| c["passed"] == true)
     );
-    assert_eq!(report["leftovers"], serde_json::json!([]));
+    assert_reverted_and_cleaned(&target, &report);
     assert_four_times(&drill, &report);
     let cases = junit_cases(&drill.reports().join("junit.xml"));
     assert!(
         cases.contains("exec-burst.burst DrillExecBurst within 90s passed"),
         "{cases}"
     );
-    assert!(namespace_gone(report["namespace"].as_str().unwrap()));
     // The containment was really rolled back: no policy of the run is left anywhere.
     let (_, policies) = kubectl_run(&["get", "networkpolicies", "-A", "-l", "contain.dev/run-id"]);
     assert!(!policies.contains(report["containment"]["run"].as_str().unwrap()));
@@ -297,12 +339,11 @@ fn a_drill_without_its_alert_ends_missed_and_still_reverts_and_cleans() {
             .unwrap()
             .contains("exec")
     );
-    assert_eq!(
-        report["containment"]["rollback_exit_code"], 0,
-        "containment ran and was rolled back"
+    assert!(
+        !report["containment"]["run"].is_null(),
+        "containment ran though nothing was detected"
     );
-    assert_eq!(report["leftovers"], serde_json::json!([]));
-    assert!(namespace_gone(report["namespace"].as_str().unwrap()));
+    assert_reverted_and_cleaned(&target, &report);
     let cases = junit_cases(&drill.reports().join("junit.xml"));
     assert!(
         cases.contains("DrillRuleRemoved within 10s Failure"),
@@ -374,18 +415,8 @@ fn a_drill_killed_mid_detect_is_finished_by_cleanup_and_holds_its_lock_until_the
     );
     let report = drill.report();
     assert_eq!(report["status"], "ABORTED");
-    assert_eq!(report["leftovers"], serde_json::json!([]));
-    assert!(namespace_gone(&namespace));
-    let (_, holder) = kubectl_run(&[
-        "get",
-        "lease",
-        "-n",
-        &target.0,
-        "contain-drill",
-        "-o",
-        "jsonpath={.spec.holderIdentity}",
-    ]);
-    assert_eq!(holder, "", "cleanup released the lock");
+    assert_eq!(report["namespace"], namespace.as_str());
+    assert_reverted_and_cleaned(&target, &report);
 }
 
 /// Whether the drill run's journal has reached its detect phase. The live drill holds its
@@ -451,4 +482,147 @@ fn the_shipped_drill_cronjob_applies_to_a_fresh_cluster_as_it_is() {
     assert!(deleted, "{gone}");
     assert!(out.contains("cronjob.batch/contain-drill created"), "{out}");
     assert!(out.contains("validatingadmissionpolicy.admissionregistration.k8s.io/contain-drill-labelled-namespaces created"), "{out}");
+}
+
+/// The verdicts of a report, in order: what a resumed drill must reproduce.
+fn verdicts(report: &Value) -> Vec<String> {
+    report["expectations"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| {
+            format!(
+                "{} {}",
+                e["detonation"].as_str().unwrap(),
+                e["verdict"].as_str().unwrap()
+            )
+        })
+        .collect()
+}
+
+#[test]
+fn admission_prevents_the_privileged_pod_and_the_other_detonations_run_and_are_missed() {
+    let _chain = CHAIN.lock().unwrap_or_else(|e| e.into_inner());
+    let target = Target::new("admission");
+    let drill = drill_from("admission.yaml", "admission", &target, &[]);
+    let outcome = drill.run();
+    assert_eq!(outcome.code, 1, "{}\n{}", outcome.stdout, outcome.stderr);
+    let report = drill.report();
+    assert_eq!(
+        verdicts(&report),
+        ["privileged PREVENTED", "foreign MISSED", "token MISSED"],
+        "{report}"
+    );
+    let detail = |id: &str| {
+        report["expectations"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|e| e["detonation"] == id)
+            .unwrap()["detail"]
+            .as_str()
+            .unwrap()
+            .to_string()
+    };
+    assert!(
+        detail("privileged").contains("PodSecurity"),
+        "Pod Security refused it: {}",
+        detail("privileged")
+    );
+    let token = report["detonations"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|d| d["id"] == "token")
+        .unwrap();
+    assert_eq!(token["effect"], "executed");
+    assert!(
+        token["detail"]
+            .as_str()
+            .unwrap()
+            .contains("refused by RBAC (403)"),
+        "{token}"
+    );
+    let foreign = report["detonations"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|d| d["id"] == "foreign")
+        .unwrap();
+    assert_eq!(foreign["effect"], "executed", "{foreign}");
+    assert_eq!(report["coverage"]["deploy"]["percent"], 100.0);
+    assert_eq!(report["coverage"]["build"]["percent"], 0.0);
+    assert_reverted_and_cleaned(&target, &report);
+}
+
+/// Kill -9 at a moment drawn at random, resume, and compare with the uninterrupted drill.
+#[test]
+fn a_drill_killed_at_random_instants_resumes_to_the_uninterrupted_result() {
+    let _chain = CHAIN.lock().unwrap_or_else(|e| e.into_inner());
+    let target = Target::new("crash");
+    let uninterrupted = drill_from("admission.yaml", "crash", &target, &[]);
+    assert_eq!(uninterrupted.run().code, 1);
+    let expected = verdicts(&uninterrupted.report());
+    let seed = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .subsec_nanos() as u64;
+    for trial in 0..3u64 {
+        // A spread over the whole drill: preflight and warmup, detonations, detect,
+        // containment, verify, revert and cleanup (an uninterrupted drill takes about 15 s).
+        let delay = Duration::from_millis(200 + splitmix(seed + trial) % 16_000);
+        let drill = drill_from("admission.yaml", "crash", &target, &[]);
+        let reports = drill.reports().display().to_string();
+        let mut child = drill
+            .contain()
+            .args(["drill", &drill.file.display().to_string()])
+            .args(["--report-dir", &reports])
+            .spawn();
+        std::thread::sleep(delay);
+        child.kill().unwrap();
+        eprintln!("crash trial {trial}: killed after {delay:?}");
+        child.wait().unwrap();
+        let Some(run) = drill.runs().first().cloned() else {
+            // Killed before its journal existed: it wrote nothing.
+            let (_, namespaces) = kubectl_run(&["get", "namespaces", "-o", "name"]);
+            assert!(
+                !namespaces.contains(&format!("namespace/{}-", target.0)),
+                "trial {trial} ({delay:?}): {namespaces}"
+            );
+            continue;
+        };
+        let resumed = drill
+            .contain()
+            .args([
+                "drill",
+                "resume",
+                &run,
+                "--report-dir",
+                &drill.reports().display().to_string(),
+            ])
+            .run();
+        assert_eq!(
+            resumed.code, 1,
+            "trial {trial} killed after {delay:?}: {}\n{}",
+            resumed.stdout, resumed.stderr
+        );
+        // Killed after its result was journaled, resume only says so: the report is the one
+        // the killed drill wrote.
+        let report = drill.report();
+        assert_eq!(
+            verdicts(&report),
+            expected,
+            "trial {trial} killed after {delay:?}"
+        );
+        assert_eq!(report["status"], "FAILED");
+        assert_reverted_and_cleaned(&target, &report);
+    }
+}
+
+/// SplitMix64: independent-looking draws from consecutive seeds.
+fn splitmix(seed: u64) -> u64 {
+    let mut z = seed.wrapping_add(0x9e37_79b9_7f4a_7c15);
+    z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+    z ^ (z >> 31)
 }

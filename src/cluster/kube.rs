@@ -55,7 +55,12 @@ impl KubeCluster {
     /// Connects using a kubeconfig file (`--kubeconfig`, else `$KUBECONFIG`, else
     /// `~/.kube/config`) or, with none of those, the in-cluster service account.
     pub async fn connect(options: &Connect) -> Result<Self> {
-        let config = Self::config(options).await?;
+        Self::from_config(Self::config(options).await?, options)
+    }
+
+    /// A cluster from a configuration [`KubeCluster::config`] made (a caller that also needs
+    /// the configuration itself reads the kubeconfig once).
+    pub fn from_config(config: Config, options: &Connect) -> Result<Self> {
         let call_timeout = options.call_timeout.unwrap_or(Duration::from_secs(30));
         let server = config.cluster_url.to_string();
         let client =

@@ -31,22 +31,28 @@ pub struct Inbox {
 #[derive(Default)]
 struct InboxState {
     alerts: Vec<Alert>,
-    seen: std::collections::HashSet<String>,
+    /// Where each `source/fingerprint` sits in `alerts`.
+    seen: std::collections::HashMap<String, usize>,
     refused: u64,
 }
 
 impl Inbox {
-    /// Adds alerts not seen before (by source and fingerprint); returns how many were new.
+    /// Adds alerts not seen before (by source and fingerprint); returns how many were new. A
+    /// known alert delivered again only updates whether it still fires (Alertmanager sends the
+    /// resolve of a firing under the same fingerprint).
     pub fn add(&self, alerts: Vec<Alert>) -> usize {
         let mut state = self.inner.lock().unwrap_or_else(|e| e.into_inner());
         let mut added = 0;
         for alert in alerts {
-            if state
-                .seen
-                .insert(format!("{}/{}", alert.source, alert.fingerprint))
-            {
-                state.alerts.push(alert);
-                added += 1;
+            let key = format!("{}/{}", alert.source, alert.fingerprint);
+            match state.seen.get(&key) {
+                Some(&at) => state.alerts[at].firing = alert.firing,
+                None => {
+                    let at = state.alerts.len();
+                    state.seen.insert(key, at);
+                    state.alerts.push(alert);
+                    added += 1;
+                }
             }
         }
         added

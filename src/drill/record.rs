@@ -31,20 +31,6 @@ pub struct DrillInfo {
     pub started_at: Timestamp,
 }
 
-/// The drill's phases, in order.
-pub const PHASES: &[&str] = &[
-    "preflight",
-    "warmup",
-    "arm",
-    "detonate",
-    "detect",
-    "contain",
-    "verify",
-    "revert",
-    "cleanup",
-    "report",
-];
-
 /// One record of a drill run.
 #[derive(Clone, Debug, Serialize, Deserialize)]
 #[serde(tag = "record", rename_all = "snake_case")]
@@ -66,6 +52,10 @@ pub enum DrillEntry {
     Detonated(Detonated),
     /// An alert received after the first detonation (pre-existing ones are not recorded).
     Alert(Alert),
+    /// What containment may change, read before it starts; the revert must restore it.
+    Baseline {
+        objects: std::collections::BTreeMap<String, Value>,
+    },
     /// Durable before the containment playbook's run starts.
     Contain {
         run: String,
@@ -79,10 +69,13 @@ pub enum DrillEntry {
         checks: Vec<super::verify::Check>,
         at: Timestamp,
     },
+    /// The rollback's exit code, and how the run's objects still differ from the baseline.
     Reverted {
         code: u8,
         started: Timestamp,
         at: Timestamp,
+        #[serde(default)]
+        differences: Vec<String>,
     },
     Cleaned {
         leftovers: Vec<String>,

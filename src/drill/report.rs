@@ -166,12 +166,25 @@ pub fn junit_view(result: &DrillResult) -> Value {
                    "detail": c.detail, "failure": !c.passed, "error": false})
         })
         .collect();
-    let reverted = result.containment.rollback_exit_code;
-    if result.containment.run.is_some() {
-        cases.push(json!({"name": "rollback", "time": result.times.time_to_restore_seconds.unwrap_or(0.0),
-            "verdict": if reverted == Some(0) {"PASSED"} else {"FAILED"},
-            "detail": format!("rollback exit code {}", reverted.map_or("none".into(), |c| c.to_string())),
-            "failure": reverted != Some(0), "error": false}));
+    let containment = &result.containment;
+    if containment.run.is_some() {
+        let restored =
+            containment.rollback_exit_code == Some(0) && containment.restore_differences.is_empty();
+        let mut detail = format!(
+            "rollback exit code {}",
+            containment
+                .rollback_exit_code
+                .map_or("none".into(), |c| c.to_string())
+        );
+        if !containment.restore_differences.is_empty() {
+            detail.push_str(&format!(
+                "; not restored: {}",
+                containment.restore_differences.join("; ")
+            ));
+        }
+        cases.push(json!({"name": "rollback restores every object", "time": result.times.time_to_restore_seconds.unwrap_or(0.0),
+            "verdict": if restored {"PASSED"} else {"FAILED"},
+            "detail": detail, "failure": !restored, "error": false}));
     }
     cases.push(json!({"name": "cleanup", "time": 0.0,
         "verdict": if result.leftovers.is_empty() {"PASSED"} else {"FAILED"},

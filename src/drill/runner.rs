@@ -153,15 +153,13 @@ async fn connect(global: &Global, run: &str) -> Result<(KubeCluster, kube::Confi
             env!("CARGO_PKG_VERSION")
         )),
     };
-    let config = KubeCluster::config(&options).await.map_err(|e| {
-        eprintln!("error: {e}");
-        exit::ERROR
-    })?;
-    let cluster = KubeCluster::connect(&options).await.map_err(|e| {
-        eprintln!("error: {e}");
-        exit::ERROR
-    })?;
-    Ok((cluster, config))
+    KubeCluster::config(&options)
+        .await
+        .and_then(|config| Ok((KubeCluster::from_config(config.clone(), &options)?, config)))
+        .map_err(|e| {
+            eprintln!("error: {e}");
+            exit::ERROR
+        })
 }
 
 /// Refuses a target namespace without the drill label, and a context outside the allowlist.
@@ -263,6 +261,7 @@ impl Abort {
 #[derive(Default)]
 struct State {
     phases: Vec<String>,
+    armed: bool,
     preexisting: HashSet<String>,
     detonations: Vec<Detonated>,
     alerts: Vec<Alert>,
@@ -271,7 +270,9 @@ struct State {
     contain_started: Option<Timestamp>,
     verification: Vec<Check>,
     contained_at: Option<Timestamp>,
+    baseline: Option<std::collections::BTreeMap<String, Value>>,
     revert_code: Option<u8>,
+    restore_differences: Vec<String>,
     revert_started: Option<Timestamp>,
     reverted_at: Option<Timestamp>,
     cleaned: Option<Vec<String>>,
@@ -309,6 +310,7 @@ impl State {
                     ),
                 });
                 self.preexisting.extend(preexisting);
+                self.armed = true;
             }
             DrillEntry::Detonated(d) => {
                 let what = match &d.effect {
@@ -359,11 +361,29 @@ impl State {
                 }
                 self.verification = checks;
             }
-            DrillEntry::Reverted { code, started, at } => {
+            DrillEntry::Baseline { objects } => {
+                // The first baseline stands: a resumed drill may read another after its
+                // containment began.
+                self.baseline.get_or_insert(objects);
+            }
+            DrillEntry::Reverted {
+                code,
+                started,
+                at,
+                differences,
+            } => {
                 self.timeline.push(Moment {
                     at,
-                    what: format!("reverted (rollback exit {code})"),
+                    what: if differences.is_empty() {
+                        format!("reverted (rollback exit {code}), every object as before")
+                    } else {
+                        format!(
+                            "rollback exit {code}, NOT restored: {}",
+                            differences.join("; ")
+                        )
+                    },
                 });
+                self.restore_differences = differences;
                 self.revert_code = Some(code);
                 self.revert_started = Some(started);
                 self.reverted_at = Some(at);
@@ -409,7 +429,8 @@ struct Runner<'a> {
     abort: Abort,
     progress: Progress,
     lock: Option<HeldLock>,
-    _receiver: Option<receiver::Receiver>,
+    receiver: Option<receiver::Receiver>,
+    last_pull: Option<std::time::Instant>,
 }
 
 async fn fresh(file: &Path, options: &DrillOptions, global: &Global) -> u8 {
@@ -585,7 +606,8 @@ impl<'a> Runner<'a> {
             abort: Abort::default(),
             progress,
             lock: None,
-            _receiver: None,
+            receiver: None,
+            last_pull: None,
         }
     }
 
@@ -615,20 +637,23 @@ impl<'a> Runner<'a> {
         if let Err(e) = self.take_lock().await {
             watcher.abort();
             self.progress.finish();
+            // Nothing is recorded: a fresh drill wrote nothing yet, and a resumed or cleaned-up
+            // one stays as it was, to be finished once the lock is free.
             eprintln!("refused: {e}");
-            let _ = self.record(DrillEntry::Aborted {
-                reason: e,
-                at: Timestamp::now(),
-            });
-            if !self.state.reached("warmup") {
-                // Nothing was created: the drill never started.
-                return exit::ERROR;
+            if self.state.reached("warmup") {
+                eprintln!(
+                    "drill run {} is unfinished; `contain drill cleanup {}` finishes it once the lock is free",
+                    self.journal.run, self.journal.run
+                );
             }
-            return self.finish_report().await;
+            return exit::ERROR;
         }
         if cleanup {
             self.abort
                 .trip("cleanup requested (contain drill cleanup)".into());
+        } else if let Some(reason) = self.state.aborted.clone() {
+            // An aborted drill only winds down, even when resumed.
+            self.abort.trip(reason);
         }
         let outcome = self.phases().await;
         if let Err(e) = outcome {
@@ -690,7 +715,8 @@ impl<'a> Runner<'a> {
 
     async fn forward(&mut self) -> Result<(), Failure> {
         self.check_abort()?;
-        if !self.state.reached("warmup") || !self.state.reached("arm") {
+        // Warmup is idempotent (what exists is kept): redone until the drill is armed.
+        if !self.state.armed {
             self.enter(
                 "warmup",
                 &format!(
@@ -699,7 +725,9 @@ impl<'a> Runner<'a> {
                     self.drill().spec.decoys.len()
                 ),
             )?;
-            self.stage.create_namespace().await?;
+            self.stage
+                .create_namespace(&self.drill().spec.target.run_namespace_labels)
+                .await?;
             for decoy in &self.drill().spec.decoys {
                 self.stage.create_decoy(decoy).await?;
             }
@@ -710,7 +738,7 @@ impl<'a> Runner<'a> {
         }
         self.check_abort()?;
         self.start_receiver().await?;
-        if !self.state.reached("arm") {
+        if !self.state.armed {
             self.enter(
                 "arm",
                 &format!("receiver on {}", self.drill().spec.receiver.listen),
@@ -763,7 +791,7 @@ impl<'a> Runner<'a> {
     }
 
     async fn start_receiver(&mut self) -> Result<(), String> {
-        if self._receiver.is_some() {
+        if self.receiver.is_some() {
             return Ok(());
         }
         let spec = &self.drill().spec.receiver;
@@ -784,7 +812,7 @@ impl<'a> Runner<'a> {
         )
         .await
         .map_err(|e| e.to_string())?;
-        self._receiver = Some(started);
+        self.receiver = Some(started);
         Ok(())
     }
 
@@ -842,14 +870,26 @@ impl<'a> Runner<'a> {
                 ),
             );
             tokio::time::sleep(Duration::from_secs(2)).await;
-            // Look afresh: what still fires is pulled or pushed again.
+            // Look afresh: Alertmanager's API drops a resolved alert rather than marking it,
+            // so only what it still lists may count as firing. (Pushed resolves update the
+            // inbox themselves.)
             if self.alertmanager.is_some() {
                 self.inbox.clear();
+                self.last_pull = None;
             }
         }
     }
 
+    /// Polls Alertmanager, at most every `alertmanager.poll_seconds`.
     async fn pull(&mut self) {
+        let Some(spec) = &self.drill().spec.alertmanager else {
+            return;
+        };
+        let every = Duration::from_secs(spec.poll_seconds);
+        if self.last_pull.is_some_and(|at| at.elapsed() < every) {
+            return;
+        }
+        self.last_pull = Some(std::time::Instant::now());
         if let Some(client) = &self.alertmanager {
             match client.alerts().await {
                 Ok(alerts) => {
@@ -939,13 +979,6 @@ impl<'a> Runner<'a> {
                 Some(at + jiff::SignedDuration::from_secs(longest as i64))
             })
             .max();
-        let poll = Duration::from_secs(
-            self.drill()
-                .spec
-                .alertmanager
-                .as_ref()
-                .map_or(1, |a| a.poll_seconds),
-        );
         loop {
             self.check_abort()?;
             self.pull().await;
@@ -964,7 +997,8 @@ impl<'a> Runner<'a> {
             if pending == 0 || deadline.is_none_or(|d| now >= d) {
                 return Ok(());
             }
-            tokio::time::sleep(poll.min(Duration::from_secs(1))).await;
+            // Pushed alerts are looked at four times a second; pulls keep their own pace.
+            tokio::time::sleep(Duration::from_millis(250)).await;
         }
     }
 
@@ -976,20 +1010,18 @@ impl<'a> Runner<'a> {
         if self.state.contain_code.is_some() {
             return Ok(());
         }
-        let inner = Global {
-            output: Output::Text,
-            no_progress: true,
-            namespace: None,
-            ..self.global.clone()
-        };
+        let inner = self.inner_global();
         if let Some(run) = self.state.contain_run.clone() {
             self.enter("contain", &format!("resuming containment run {run}"))?;
             let code = crate::recover::resume(&run, true, &inner).await;
-            self.record(DrillEntry::Contained {
-                code,
-                at: Timestamp::now(),
-            })?;
-            return Ok(());
+            // Killed before its plan was journaled, the run wrote nothing: start a new one.
+            if code != crate::exit::NEVER_STARTED {
+                self.record(DrillEntry::Contained {
+                    code,
+                    at: Timestamp::now(),
+                })?;
+                return Ok(());
+            }
         }
         if spec.after_detection
             && !self
@@ -1006,6 +1038,10 @@ impl<'a> Runner<'a> {
             return Ok(());
         };
         let params = self.playbook_params(&spec.params).await?;
+        if self.state.baseline.is_none() {
+            let objects = super::verify::baseline(&self.stage).await?;
+            self.record(DrillEntry::Baseline { objects })?;
+        }
         let run = crate::app::new_run_id();
         self.enter(
             "contain",
@@ -1023,7 +1059,7 @@ impl<'a> Runner<'a> {
             ))
         })?;
         let path = self.drill_dir().join(&spec.playbook);
-        let code = crate::recover::journaled_live_as(
+        let code = crate::recover::journaled_live(
             &run,
             &path,
             playbook,
@@ -1038,6 +1074,17 @@ impl<'a> Runner<'a> {
             at: Timestamp::now(),
         })?;
         Ok(())
+    }
+
+    /// How the containment run and its rollback report: plain text lines inside the drill's
+    /// own output, whatever `-o` the drill was given.
+    fn inner_global(&self) -> Global {
+        Global {
+            output: Output::Text,
+            no_progress: true,
+            namespace: None,
+            ..self.global.clone()
+        }
     }
 
     fn drill_dir(&self) -> PathBuf {
@@ -1130,36 +1177,37 @@ impl<'a> Runner<'a> {
         }
         self.enter("revert", &format!("rolling back containment run {run}"))?;
         let started = Timestamp::now();
-        let inner = Global {
-            output: Output::Text,
-            no_progress: true,
-            namespace: None,
-            ..self.global.clone()
-        };
-        let code = crate::recover::rollback(&run, None, true, &inner).await;
+        let code = crate::recover::rollback(&run, None, true, &self.inner_global()).await;
         // A run that never started (killed before its plan was approved) has nothing to undo.
         let code = if code == crate::exit::NEVER_STARTED {
             0
         } else {
             code
         };
+        // Restored is read from the cluster, not taken from the rollback's exit code.
+        let differences = match &self.state.baseline {
+            Some(before) => match super::verify::baseline(&self.stage).await {
+                Ok(after) => super::verify::differences(before, &after),
+                Err(e) => vec![format!("cannot tell: {e}")],
+            },
+            None => vec!["no baseline was read before containment: cannot tell".into()],
+        };
+        for difference in &differences {
+            self.progress.note(&format!("not restored: {difference}"));
+        }
         self.record(DrillEntry::Reverted {
             code,
             started,
             at: Timestamp::now(),
+            differences,
         })
     }
 
     async fn finish_report(&mut self) -> u8 {
         let _ = self.enter("report", "scoring and writing the reports");
         let now = Timestamp::now();
-        let detection_end = self
-            .state
-            .phases
-            .iter()
-            .position(|p| p == "contain")
-            .and(self.state.contain_started)
-            .unwrap_or(now);
+        // Alerts count until containment started (or until now, without one).
+        let detection_end = self.state.contain_started.unwrap_or(now);
         let expectations = self.results(detection_end);
         let (score_value, coverage) = score::score(&expectations);
         let matched: Vec<Alert> = expectations
@@ -1221,7 +1269,8 @@ impl<'a> Runner<'a> {
             .cleaned
             .clone()
             .unwrap_or_else(|| vec!["cleanup did not run".into()]);
-        let revert_failed = self.state.contain_run.is_some() && self.state.revert_code != Some(0);
+        let revert_failed = self.state.contain_run.is_some()
+            && (self.state.revert_code != Some(0) || !self.state.restore_differences.is_empty());
         let any_error = expectations
             .iter()
             .any(|e| e.verdict == score::Verdict::Error)
@@ -1264,6 +1313,7 @@ impl<'a> Runner<'a> {
                 run: self.state.contain_run.clone(),
                 exit_code: self.state.contain_code,
                 rollback_exit_code: self.state.revert_code,
+                restore_differences: self.state.restore_differences.clone(),
                 skipped: (self.drill().spec.contain.is_some() && self.state.contain_run.is_none())
                     .then(|| "no detection came, and containment waits for one (after_detection), or the drill stopped first".to_string()),
             },

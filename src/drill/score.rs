@@ -126,6 +126,9 @@ pub struct Containment {
     pub run: Option<String>,
     pub exit_code: Option<u8>,
     pub rollback_exit_code: Option<u8>,
+    /// How the run's objects still differ from before containment, after the rollback (read
+    /// from the cluster); empty when everything came back.
+    pub restore_differences: Vec<String>,
     pub skipped: Option<String>,
 }
 
@@ -292,7 +295,8 @@ pub mod exit {
     /// The drill could not run as written (invalid file, preflight refusal, a detonation
     /// error) or was aborted (kill switch, SIGTERM, lost lock).
     pub const ERROR: u8 = 2;
-    /// Cleanup left drill objects behind (or the revert did not complete).
+    /// Cleanup left drill objects behind, or the rollback failed or did not restore every
+    /// object.
     pub const CLEANUP_INCOMPLETE: u8 = 3;
 
     pub const TABLE: &[(u8, &str)] = &[
@@ -310,7 +314,7 @@ pub mod exit {
         ),
         (
             CLEANUP_INCOMPLETE,
-            "cleanup incomplete: drill objects left behind, or the revert did not finish",
+            "cleanup incomplete: drill objects left behind, or the rollback failed or did not restore every object",
         ),
     ];
 }

@@ -78,6 +78,10 @@ pub struct DrillSpec {
 pub struct DrillTarget {
     #[schemars(regex(pattern = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"), length(max = 40))]
     pub namespace: String,
+    /// Labels the per-run namespace carries too, so admission treats it as production's
+    /// namespaces are treated (e.g. `pod-security.kubernetes.io/enforce: baseline`).
+    #[serde(default, skip_serializing_if = "IndexMap::is_empty")]
+    pub run_namespace_labels: IndexMap<String, String>,
 }
 
 /// A decoy: a one-replica Deployment (and, with `port`, a Service) labelled with the run id.

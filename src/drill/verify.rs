@@ -1,6 +1,9 @@
 //! Post-conditions, read from the cluster by the drill itself rather than taken from the
 //! engine's own verification: the decoy's effective network access computed from every
-//! NetworkPolicy of its namespace, and its labels as the API server returns them.
+//! NetworkPolicy of its namespace, and its labels as the API server returns them; and, around
+//! containment, the baseline its rollback must restore.
+
+use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -106,12 +109,7 @@ async fn labelled(
     label: &str,
     value: Option<&str>,
 ) -> Result<String, String> {
-    let pod = super::detonate::decoy_pod(stage, decoy).await;
-    // A detached pod leaves its Deployment's selector: look for it by the run label as well.
-    let pod = match pod {
-        Ok(pod) => pod,
-        Err(e) => return Err(e),
-    };
+    let pod = super::detonate::decoy_pod(stage, decoy).await?;
     let object = stage
         .cluster
         .get(&ObjectRef::new("Pod", Some(&stage.namespace), &pod))
@@ -125,4 +123,62 @@ async fn labelled(
         (Some(v), None) => Ok(format!("pod {pod} has {label}={v}")),
         (None, _) => Err(format!("pod {pod} has no label {label}")),
     }
+}
+
+/// What containment may change and its rollback must put back, read before containment: the
+/// labels of every pod of the run and every NetworkPolicy of the run namespace (its spec).
+pub async fn baseline(stage: &Stage<'_>) -> Result<BTreeMap<String, Value>, String> {
+    use k8s_openapi::api::core::v1::Pod;
+    use k8s_openapi::api::networking::v1::NetworkPolicy;
+    use kube::Api;
+    use kube::api::ListParams;
+    let mut state = BTreeMap::new();
+    let selector = format!("{}={}", super::warmup::RUN_LABEL, stage.run.run_id);
+    let pods: Api<Pod> = Api::namespaced(stage.client(), &stage.namespace);
+    for pod in pods
+        .list(&ListParams::default().labels(&selector))
+        .await
+        .map_err(|e| format!("cannot list the run's pods: {e}"))?
+    {
+        let name = pod.metadata.name.clone().unwrap_or_default();
+        state.insert(
+            format!("pod {name} labels"),
+            serde_json::to_value(pod.metadata.labels.unwrap_or_default()).unwrap_or_default(),
+        );
+    }
+    let policies: Api<NetworkPolicy> = Api::namespaced(stage.client(), &stage.namespace);
+    for policy in policies
+        .list(&ListParams::default())
+        .await
+        .map_err(|e| format!("cannot list the run namespace's NetworkPolicies: {e}"))?
+    {
+        let name = policy.metadata.name.clone().unwrap_or_default();
+        state.insert(
+            format!("networkpolicy {name}"),
+            serde_json::to_value(policy.spec).unwrap_or_default(),
+        );
+    }
+    Ok(state)
+}
+
+/// How `after` differs from `before`: what changed or went, and policies that appeared. Pods
+/// that appeared are a controller's replicas, not containment's doing.
+pub fn differences(
+    before: &BTreeMap<String, Value>,
+    after: &BTreeMap<String, Value>,
+) -> Vec<String> {
+    let mut found = Vec::new();
+    for (key, was) in before {
+        match after.get(key) {
+            None => found.push(format!("{key}: gone")),
+            Some(now) if now != was => found.push(format!("{key}: {was} before, {now} now")),
+            Some(_) => {}
+        }
+    }
+    for key in after.keys() {
+        if key.starts_with("networkpolicy ") && !before.contains_key(key) {
+            found.push(format!("{key}: added, still there"));
+        }
+    }
+    found
 }

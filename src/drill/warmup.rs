@@ -81,14 +81,18 @@ impl Stage<'_> {
     }
 
     /// Creates the per-run namespace, labelled as a drill target so the drill identity may act
-    /// in it, and as this run's so cleanup finds it.
-    pub async fn create_namespace(&self) -> Result<(), String> {
+    /// in it, as this run's so cleanup finds it, and with the drill's own labels.
+    pub async fn create_namespace(
+        &self,
+        extra_labels: &indexmap::IndexMap<String, String>,
+    ) -> Result<(), String> {
         self.journal.append(&DrillEntry::Create {
             kind: "Namespace".into(),
             namespace: String::new(),
             name: self.namespace.clone(),
         })?;
-        let mut labels = self.labels();
+        let mut labels: BTreeMap<String, String> = extra_labels.clone().into_iter().collect();
+        labels.extend(self.labels());
         labels.insert(TARGET_LABEL.into(), "true".into());
         let namespace: Namespace = serde_json::from_value(json!({
             "metadata": {"name": self.namespace, "labels": labels}
@@ -214,29 +218,36 @@ impl Stage<'_> {
             Ok(None) => {}
             Err(e) => left.push(format!("namespace {} (cannot tell: {e})", self.namespace)),
         }
-        if let Ok(list) = namespaces
+        // A list that fails is a leftover we cannot rule out, never "nothing left".
+        match namespaces
             .list_metadata(&ListParams::default().labels(selector))
             .await
         {
-            for ns in list.items {
-                let name = ns.metadata.name.unwrap_or_default();
-                if name != self.namespace {
-                    left.push(format!("namespace {name}"));
+            Ok(list) => {
+                for ns in list.items {
+                    let name = ns.metadata.name.unwrap_or_default();
+                    if name != self.namespace {
+                        left.push(format!("namespace {name}"));
+                    }
                 }
             }
+            Err(e) => left.push(format!("namespaces labelled {selector} (cannot tell: {e})")),
         }
         let pods: Api<k8s_openapi::api::core::v1::Pod> = Api::all(self.client());
-        if let Ok(list) = pods
+        match pods
             .list_metadata(&ListParams::default().labels(selector))
             .await
         {
-            for pod in list.items {
-                left.push(format!(
-                    "pod {}/{}",
-                    pod.metadata.namespace.unwrap_or_default(),
-                    pod.metadata.name.unwrap_or_default()
-                ));
+            Ok(list) => {
+                for pod in list.items {
+                    left.push(format!(
+                        "pod {}/{}",
+                        pod.metadata.namespace.unwrap_or_default(),
+                        pod.metadata.name.unwrap_or_default()
+                    ));
+                }
             }
+            Err(e) => left.push(format!("pods labelled {selector} (cannot tell: {e})")),
         }
         left
     }

@@ -120,3 +120,16 @@ async fn an_oversized_body_is_refused_before_it_is_read() {
     stream.read_to_string(&mut answer).await.unwrap();
     assert!(answer.starts_with("HTTP/1.1 413"), "{answer}");
 }
+
+#[test]
+fn a_resolve_under_a_known_fingerprint_updates_the_alert_instead_of_adding_one() {
+    let inbox = Inbox::default();
+    let body: Value = serde_json::from_str(&fixture("alertmanager-webhook.json")).unwrap();
+    let now = Timestamp::now();
+    let mut alerts = alerts::from_alertmanager_webhook(&body, now).unwrap();
+    assert_eq!(inbox.add(alerts.clone()), 2);
+    assert!(inbox.snapshot()[0].firing);
+    alerts[0].firing = false;
+    assert_eq!(inbox.add(alerts), 0, "nothing new");
+    assert!(!inbox.snapshot()[0].firing, "the resolve is taken");
+}
