@@ -26,6 +26,17 @@ pub enum Effect {
     Failed { message: String },
 }
 
+impl Effect {
+    /// The effect in words, for the progress lines and the timeline.
+    pub fn describe(&self) -> String {
+        match self {
+            Effect::Executed { detail } => format!("executed: {detail}"),
+            Effect::Refused { message } => format!("refused by admission: {message}"),
+            Effect::Failed { message } => format!("failed: {message}"),
+        }
+    }
+}
+
 /// A detonation as it happened.
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct Detonated {

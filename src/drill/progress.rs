@@ -21,7 +21,8 @@ impl Progress {
 
     /// A phase starts (or a wait inside one).
     pub fn phase(&mut self, phase: &str, what: &str) {
-        self.finish();
+        // The phase before stays on screen with its time: the drill's history, as it went.
+        self.settle();
         let line = format!("{phase:<9} {}", crate::report::sanitize(what));
         if self.animated {
             let spinner = ProgressBar::new_spinner();
@@ -46,6 +47,14 @@ impl Progress {
         match &self.spinner {
             Some(spinner) => spinner.println(format!("          {text}")),
             None => eprintln!("drill:          {text}"),
+        }
+    }
+
+    /// Stops the spinner and leaves its line: for a phase whose own output follows (the
+    /// containment run and its rollback print their plans and summaries).
+    pub fn settle(&mut self) {
+        if let Some(spinner) = self.spinner.take() {
+            spinner.finish();
         }
     }
 

@@ -313,18 +313,12 @@ impl State {
                 self.armed = true;
             }
             DrillEntry::Detonated(d) => {
-                let what = match &d.effect {
-                    detonate::Effect::Executed { detail } => {
-                        format!("detonated {} ({}): {detail}", d.id, d.pattern)
-                    }
-                    detonate::Effect::Refused { message } => format!(
-                        "detonation {} ({}) refused by admission: {message}",
-                        d.id, d.pattern
-                    ),
-                    detonate::Effect::Failed { message } => {
-                        format!("detonation {} ({}) failed: {message}", d.id, d.pattern)
-                    }
-                };
+                let what = format!(
+                    "detonation {} ({}) {}",
+                    d.id,
+                    d.pattern,
+                    d.effect.describe()
+                );
                 self.timeline.push(Moment { at: d.at, what });
                 self.detonations.push(d);
             }
@@ -757,7 +751,7 @@ impl<'a> Runner<'a> {
                 }
                 let done = detonate::detonate(&self.stage, detonation).await;
                 self.progress
-                    .note(&format!("{}: {:?}", done.id, done.effect));
+                    .note(&format!("{}: {}", done.id, done.effect.describe()));
                 self.record(DrillEntry::Detonated(done))?;
             }
         }
@@ -1013,6 +1007,7 @@ impl<'a> Runner<'a> {
         let inner = self.inner_global();
         if let Some(run) = self.state.contain_run.clone() {
             self.enter("contain", &format!("resuming containment run {run}"))?;
+            self.progress.settle();
             let code = crate::recover::resume(&run, true, &inner).await;
             // Killed before its plan was journaled, the run wrote nothing: start a new one.
             if code != crate::exit::NEVER_STARTED {
@@ -1047,6 +1042,7 @@ impl<'a> Runner<'a> {
             "contain",
             &format!("{} as run {run}", playbook.playbook.metadata.name),
         )?;
+        self.progress.settle();
         self.record(DrillEntry::Contain {
             run: run.clone(),
             at: Timestamp::now(),
@@ -1176,6 +1172,7 @@ impl<'a> Runner<'a> {
             return Ok(());
         }
         self.enter("revert", &format!("rolling back containment run {run}"))?;
+        self.progress.settle();
         let started = Timestamp::now();
         let code = crate::recover::rollback(&run, None, true, &self.inner_global()).await;
         // A run that never started (killed before its plan was approved) has nothing to undo.

@@ -206,11 +206,16 @@ impl RunSummary {
     /// The summary table printed after a run.
     pub fn render_text(&self) -> String {
         let mut out = String::new();
-        let _ = writeln!(
-            out,
-            "\nsummary of run {} ({}, {} ms)",
-            self.run_id, self.mode, self.elapsed_ms
-        );
+        if self.run_id.is_empty() {
+            // No run started here: a rollback, whose steps were shown as they were undone.
+            let _ = writeln!(out, "\nsummary ({} ms)", self.elapsed_ms);
+        } else {
+            let _ = writeln!(
+                out,
+                "\nsummary of run {} ({}, {} ms)",
+                self.run_id, self.mode, self.elapsed_ms
+            );
+        }
         let width = self
             .steps
             .iter()
@@ -225,11 +230,13 @@ impl RunSummary {
             .max()
             .unwrap_or(6)
             .max(6);
-        let _ = writeln!(
-            out,
-            "  {:<width$}  {:<action_width$} {:<11} {:>6} {:>9}  verified",
-            "step", "action", "status", "writes", "time"
-        );
+        if !self.steps.is_empty() {
+            let _ = writeln!(
+                out,
+                "  {:<width$}  {:<action_width$} {:<11} {:>6} {:>9}  verified",
+                "step", "action", "status", "writes", "time"
+            );
+        }
         for s in &self.steps {
             let verified = match s.verified {
                 Verdict::Partly => format!("partly ({} not checked)", s.checks.not_checked),
