@@ -958,6 +958,7 @@ async fn wait_served(cluster: &KubeCluster, served: bool) {
 
 #[tokio::test]
 async fn isolation_uses_a_cluster_network_policy_where_served_and_network_policies_elsewhere() {
+    let _crd = live::CLUSTER_POLICY_CRD.lock().await;
     let crd = std::env::var("CONTAIN_TEST_CNP_CRD")
         .expect("CONTAIN_TEST_CNP_CRD names the ClusterNetworkPolicy CRD (scripts/test sets it)");
     let cluster = live::connect(live::kubeconfig()).await;

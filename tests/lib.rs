@@ -1,5 +1,6 @@
 //! The one integration-test binary: CLI behaviour, diagnostics, schema, hostile input,
-//! rendering safety, the engine on SimCluster, and live tests on the real control plane.
+//! rendering safety, the engine on SimCluster, and live tests on the real control plane and its
+//! real node.
 
 mod containment;
 mod contract;
@@ -13,6 +14,7 @@ mod harness;
 mod hostile;
 mod live;
 mod mass;
+mod real_node;
 mod redeploy;
 mod render_props;
 mod schema;

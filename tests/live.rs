@@ -11,6 +11,10 @@ use serde_json::{Value, json};
 
 use crate::harness::{Contain, repo};
 
+/// Held while a test depends on whether the ClusterNetworkPolicy CRD is installed: the test that
+/// installs it, and the real-node traffic tests (their enforcer implements NetworkPolicies only).
+pub static CLUSTER_POLICY_CRD: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
 /// The admin kubeconfig of the test control plane.
 pub fn kubeconfig() -> PathBuf {
     let path = std::env::var_os("CONTAIN_TEST_KUBECONFIG")
