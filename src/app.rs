@@ -95,9 +95,11 @@ async fn dispatch(cli: Cli) -> u8 {
         Command::ExplainAccess { pod, snapshot } => {
             explain_access(pod, snapshot.as_deref(), global).await
         }
-        Command::Resume { run, yes } => crate::recover::resume(run, *yes, global).await,
-        Command::Rollback { run, to, yes } => {
-            crate::recover::rollback(run, to.as_deref(), *yes, global).await
+        Command::Resume { run, yes, lock } => {
+            crate::recover::resume(run, *yes, &lock.options(), global).await
+        }
+        Command::Rollback { run, to, yes, lock } => {
+            crate::recover::rollback(run, to.as_deref(), *yes, &lock.options(), global).await
         }
         Command::Journal { command } => crate::recover::journal(command, global),
         Command::Evidence {
@@ -545,6 +547,7 @@ async fn live(args: &RunArgs, global: &Global) -> u8 {
         global,
         &cluster,
         args.yes,
+        &args.lock.options(),
     )
     .await
 }
@@ -653,6 +656,7 @@ async fn rbac(
     };
     let mut needed = recording.reads();
     needed.extend(crate::execute::planning::needed_access(&plan));
+    needed.extend(crate::run_lock::access(&plan));
     // A responder must be able to roll the run back too.
     for step in plan.steps.iter().filter_map(|s| s.plan()) {
         needed.extend(step.inverse.iter().flat_map(crate::plan::Op::access));

@@ -84,6 +84,30 @@ pub struct RunArgs {
     /// Do not ask before writing, and approve `approve` steps. Required when not on a terminal.
     #[arg(long, short = 'y')]
     pub yes: bool,
+    #[command(flatten)]
+    pub lock: LockArgs,
+}
+
+/// The Lease locks a live run takes on the targets it writes to.
+#[derive(Debug, Args, Default)]
+pub struct LockArgs {
+    /// Take the targets' locks even from another live run, for this reason (journaled, and
+    /// printed with the holder it was taken from).
+    #[arg(long, value_name = "REASON")]
+    pub steal: Option<String>,
+    /// How long a lock lasts without renewal (renewed every third of it): how long a killed
+    /// run keeps others off its targets.
+    #[arg(long, value_name = "SECONDS", default_value_t = 30, value_parser = clap::value_parser!(u64).range(3..=3600))]
+    pub lock_ttl: u64,
+}
+
+impl LockArgs {
+    pub fn options(&self) -> crate::run_lock::LockOptions {
+        crate::run_lock::LockOptions {
+            ttl: std::time::Duration::from_secs(self.lock_ttl),
+            steal: self.steal.clone(),
+        }
+    }
 }
 
 #[derive(Debug, Subcommand)]
@@ -186,6 +210,8 @@ pub enum Command {
         /// Do not ask before writing. Required when not on a terminal.
         #[arg(long, short = 'y')]
         yes: bool,
+        #[command(flatten)]
+        lock: LockArgs,
     },
     /// Undo a live run's completed steps, newest first (irreversible steps are skipped).
     Rollback {
@@ -197,6 +223,8 @@ pub enum Command {
         /// Do not ask before writing. Required when not on a terminal.
         #[arg(long, short = 'y')]
         yes: bool,
+        #[command(flatten)]
+        lock: LockArgs,
     },
     /// Resolve an image to its digest and verify its cosign signature with one of the keys.
     VerifyImage {

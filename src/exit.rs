@@ -23,6 +23,8 @@ pub const JOURNAL: u8 = 7;
 pub const STALE_PLAN: u8 = 8;
 /// The run never started (no approved plan was recorded): nothing was written.
 pub const NEVER_STARTED: u8 = 9;
+/// Another run holds a target's lock (its Lease); nothing was written.
+pub const LOCKED: u8 = 10;
 /// A bug: please report it.
 pub const INTERNAL: u8 = 70;
 
@@ -56,6 +58,10 @@ pub const TABLE: &[(u8, &str)] = &[
         "the cluster changed since the plan was approved; stopped before the stale step",
     ),
     (NEVER_STARTED, "the run never started; nothing was written"),
+    (
+        LOCKED,
+        "another run holds a target's lock (named with its holder and since when); nothing written",
+    ),
     (INTERNAL, "internal error"),
 ];
 

@@ -29,6 +29,9 @@ pub struct RunInfo {
     pub user: String,
     pub mode: String,
     pub started_at: String,
+    /// The Leases the run took on its targets (and whom any was stolen from, and why).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub locks: Vec<crate::run_lock::LockRecord>,
 }
 
 /// One journal record.

@@ -26,5 +26,6 @@ pub mod recover;
 pub mod registry;
 pub mod render;
 pub mod report;
+pub mod run_lock;
 pub mod snapshot;
 pub mod source;

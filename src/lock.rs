@@ -1,6 +1,8 @@
 //! A Lease lock (coordination.k8s.io) so two runs never act on one target at once: taken by
 //! compare-and-swap on the Lease's resourceVersion, renewed at a third of its duration, released
 //! at the end. A holder that dies stops renewing; once its lease expires the next run takes it.
+//! The run that holds it (resumed, or rolling back, from any machine) takes it over; anyone else
+//! only by stealing it, with a reason the caller records.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -33,13 +35,32 @@ pub enum LockError {
     },
 }
 
+/// Who asks for the lock: a readable identity (who, from where) and the run it acts for.
+#[derive(Clone, Debug)]
+pub struct Holder {
+    pub identity: String,
+    pub run: String,
+}
+
+/// The annotation naming the run that holds a Lease: the same run takes its lock over.
+const RUN_ANNOTATION: &str = "contain.dev/run";
+
+/// A lock taken from a live holder with `steal`.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Stolen {
+    pub holder: String,
+    pub since: String,
+}
+
 /// A held lock. [`HeldLock::lost`] turns true when a renewal failed: the holder must stop.
 pub struct HeldLock {
     api: Api<Lease>,
+    namespace: String,
     name: String,
     holder: String,
     lost: Arc<AtomicBool>,
     renewer: tokio::task::JoinHandle<()>,
+    stolen: Option<Stolen>,
 }
 
 fn now() -> MicroTime {
@@ -54,14 +75,16 @@ fn api_error(namespace: &str, name: &str, e: impl std::fmt::Display) -> LockErro
     }
 }
 
-/// Takes the Lease `name` in `namespace` for `holder`. A lease held by `holder` itself (a run
-/// resumed after a crash) is taken over; one held by anyone else is refused until it expires.
+/// Takes the Lease `name` in `namespace` for `holder`. A lease held for the same run (resumed
+/// after a crash, or rolled back) is taken over; one held by anyone else is refused until it
+/// expires, or taken anyway with `steal` (the previous holder is then in [`HeldLock::stolen`]).
 pub async fn acquire(
     client: kube::Client,
     namespace: &str,
     name: &str,
-    holder: &str,
+    holder: &Holder,
     duration: Duration,
+    steal: bool,
 ) -> Result<HeldLock, LockError> {
     let api: Api<Lease> = Api::namespaced(client, namespace);
     let seconds = duration.as_secs().max(1) as i32;
@@ -77,10 +100,11 @@ pub async fn acquire(
                 )]
                 .into(),
             ),
+            annotations: Some([(RUN_ANNOTATION.to_string(), holder.run.clone())].into()),
             ..ObjectMeta::default()
         },
         spec: Some(LeaseSpec {
-            holder_identity: Some(holder.to_string()),
+            holder_identity: Some(holder.identity.clone()),
             lease_duration_seconds: Some(seconds),
             acquire_time: Some(now()),
             renew_time: Some(now()),
@@ -91,6 +115,7 @@ pub async fn acquire(
         .get_opt(name)
         .await
         .map_err(|e| api_error(namespace, name, e))?;
+    let mut stolen = None;
     let taken = match existing {
         None => api.create(&PostParams::default(), &fresh(None)).await,
         Some(lease) => {
@@ -105,17 +130,30 @@ pub async fn acquire(
             let expires =
                 renewed.map(|r| r + jiff::SignedDuration::try_from(lasts).unwrap_or_default());
             let expired = expires.is_none_or(|e| e < jiff::Timestamp::now());
-            if !current.is_empty() && current != holder && !expired {
-                return Err(LockError::Held {
-                    namespace: namespace.to_string(),
-                    name: name.to_string(),
+            let same_run = lease
+                .metadata
+                .annotations
+                .as_ref()
+                .and_then(|a| a.get(RUN_ANNOTATION))
+                == Some(&holder.run);
+            let since = spec
+                .acquire_time
+                .map(|t| t.0.to_string())
+                .unwrap_or_else(|| "an unknown time".into());
+            if !current.is_empty() && !same_run && !expired {
+                if !steal {
+                    return Err(LockError::Held {
+                        namespace: namespace.to_string(),
+                        name: name.to_string(),
+                        holder: current,
+                        since,
+                        renewed: renewed.map(|t| t.to_string()).unwrap_or_default(),
+                        expires: expires.map(|t| t.to_string()).unwrap_or_default(),
+                    });
+                }
+                stolen = Some(Stolen {
                     holder: current,
-                    since: spec
-                        .acquire_time
-                        .map(|t| t.0.to_string())
-                        .unwrap_or_else(|| "an unknown time".into()),
-                    renewed: renewed.map(|t| t.to_string()).unwrap_or_default(),
-                    expires: expires.map(|t| t.to_string()).unwrap_or_default(),
+                    since,
                 });
             }
             // The resourceVersion makes this a compare-and-swap: if another run took the
@@ -140,10 +178,12 @@ pub async fn acquire(
     let renewer = tokio::spawn(renew(api.clone(), lease, duration / 3, lost.clone()));
     Ok(HeldLock {
         api,
+        namespace: namespace.to_string(),
         name: name.to_string(),
-        holder: holder.to_string(),
+        holder: holder.identity.clone(),
         lost,
         renewer,
+        stolen,
     })
 }
 
@@ -169,6 +209,21 @@ impl HeldLock {
     /// True once a renewal failed: someone else may hold the target now.
     pub fn lost(&self) -> bool {
         self.lost.load(Ordering::SeqCst)
+    }
+
+    /// The flag [`HeldLock::lost`] reads, for a caller that checks it elsewhere.
+    pub fn lost_flag(&self) -> Arc<AtomicBool> {
+        self.lost.clone()
+    }
+
+    /// `namespace/name` of the Lease.
+    pub fn lease(&self) -> String {
+        format!("{}/{}", self.namespace, self.name)
+    }
+
+    /// Whom the lock was taken from, when it was stolen from a live holder.
+    pub fn stolen(&self) -> Option<&Stolen> {
+        self.stolen.as_ref()
     }
 
     /// Stops renewing and clears the holder, so the next run need not wait for the expiry.

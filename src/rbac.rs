@@ -1,7 +1,9 @@
 //! `contain rbac PLAYBOOK`: the least-privilege ClusterRole a playbook needs, from what planning
 //! it reads (recorded), what its operations do, and what their verification reads. Names are
 //! dropped (an incident's objects are not known in advance) and so are namespaces (a
-//! ClusterRole; bind it with a RoleBinding to confine it to namespaces).
+//! ClusterRole; bind it with a RoleBinding to confine it to namespaces). Every run also asks
+//! about its own permissions and identity, and takes a Lease per target it writes to (in the
+//! target's namespace, or `kube-system` for a Node).
 
 use std::collections::{BTreeMap, BTreeSet};
 

@@ -19,6 +19,7 @@ use crate::exit;
 use crate::journal::{self, RunInfo, RunJournal, RunState};
 use crate::plan::{RunPlan, display};
 use crate::playbook::load::Loaded;
+use crate::run_lock::{self, LockOptions, TargetLocks};
 
 fn journal_root(global: &Global) -> std::path::PathBuf {
     global.journal.clone().unwrap_or_else(journal::default_dir)
@@ -69,6 +70,7 @@ async fn identity(cluster: &KubeCluster) -> Result<String, u8> {
 ///
 /// The run id is the caller's: a drill journals it before the run starts, so its cleanup can
 /// always find and roll back the run.
+#[allow(clippy::too_many_arguments)]
 pub async fn journaled_live(
     run_id: &str,
     path: &Path,
@@ -77,6 +79,7 @@ pub async fn journaled_live(
     global: &Global,
     cluster: &KubeCluster,
     yes: bool,
+    lock: &LockOptions,
 ) -> u8 {
     let config = RunConfig::new(run_id, Mode::Live, params, &playbook_path(path));
     let mut reporting = Reporting::new(global, Mode::Live);
@@ -102,11 +105,22 @@ pub async fn journaled_live(
         eprintln!("not confirmed; nothing was written");
         return exit::REFUSED;
     }
-    apply_journaled(loaded, &plan, config, global, cluster, yes, &mut reporting).await
+    apply_journaled(
+        loaded,
+        &plan,
+        config,
+        global,
+        cluster,
+        yes,
+        &mut reporting,
+        lock,
+    )
+    .await
 }
 
-/// Records a new run (header, then the approved plan with the first executor event) and
-/// applies the plan.
+/// Takes the targets' locks, records a new run (header, then the approved plan with the first
+/// executor event) and applies the plan.
+#[allow(clippy::too_many_arguments)]
 async fn apply_journaled(
     loaded: &Loaded,
     plan: &RunPlan,
@@ -115,6 +129,7 @@ async fn apply_journaled(
     cluster: &KubeCluster,
     yes: bool,
     reporting: &mut Reporting,
+    lock: &LockOptions,
 ) -> u8 {
     let cluster_id = match identity(cluster).await {
         Ok(id) => id,
@@ -126,12 +141,9 @@ async fn apply_journaled(
         .await
         .map(|u| u.username)
         .unwrap_or_else(|_| "unknown".into());
-    let journal = match journal::open_new(&journal_root(global), &config.run_id) {
-        Ok(journal) => journal,
-        Err(e) => {
-            eprintln!("error: cannot record the run: {e}");
-            return exit::JOURNAL;
-        }
+    let locks = match take_locks(cluster, plan, &config.run_id, &user, lock).await {
+        Ok(locks) => locks,
+        Err(code) => return code,
     };
     let info = RunInfo {
         playbook_path: plan.playbook.path.clone(),
@@ -144,6 +156,75 @@ async fn apply_journaled(
         user,
         mode: Mode::Live.as_str().to_string(),
         started_at: jiff::Timestamp::now().to_string(),
+        locks: locks.records(lock.steal.as_deref()),
+    };
+    let config = RunConfig {
+        halt: Some(locks.halt()),
+        ..config
+    };
+    let code = apply_locked(loaded, plan, config, global, cluster, yes, reporting, info).await;
+    locks.release().await;
+    code
+}
+
+/// Takes the Lease of every target the plan writes to; a refusal names the holder and since
+/// when, and nothing is written.
+async fn take_locks(
+    cluster: &KubeCluster,
+    plan: &RunPlan,
+    run_id: &str,
+    user: &str,
+    options: &LockOptions,
+) -> Result<TargetLocks, u8> {
+    let holder = run_lock::holder(run_id, user);
+    match run_lock::take(cluster.client().clone(), plan, &holder, options).await {
+        Ok(locks) => {
+            for record in locks.records(options.steal.as_deref()) {
+                if let Some(previous) = &record.stolen_from {
+                    eprintln!(
+                        "warning: took the lock on {} (Lease {}) from {} (holding it since {}): {}",
+                        record.target,
+                        record.lease,
+                        previous.holder,
+                        previous.since,
+                        options.steal.as_deref().unwrap_or_default()
+                    );
+                }
+            }
+            Ok(locks)
+        }
+        Err(e @ crate::lock::LockError::Held { .. }) => {
+            eprintln!("error: {e}");
+            eprintln!(
+                "another run is acting on this target; nothing was written. `--steal REASON` takes the lock anyway (recorded in the journal)."
+            );
+            Err(exit::LOCKED)
+        }
+        Err(e) => {
+            eprintln!("error: cannot take the target's lock, so nothing was written: {e}");
+            Err(exit::CLUSTER)
+        }
+    }
+}
+
+/// Records a new run (its header, `info`, names the locks held) and applies the plan.
+#[allow(clippy::too_many_arguments)]
+async fn apply_locked(
+    loaded: &Loaded,
+    plan: &RunPlan,
+    config: RunConfig,
+    global: &Global,
+    cluster: &KubeCluster,
+    yes: bool,
+    reporting: &mut Reporting,
+    info: RunInfo,
+) -> u8 {
+    let journal = match journal::open_new(&journal_root(global), &config.run_id) {
+        Ok(journal) => journal,
+        Err(e) => {
+            eprintln!("error: cannot record the run: {e}");
+            return exit::JOURNAL;
+        }
     };
     let mut sink = match RunJournal::create(&journal, &config.run_id, &info) {
         Ok(sink) => sink,
@@ -381,6 +462,7 @@ pub async fn apply_saved_plan(path: &Path, args: &RunArgs, global: &Global) -> u
         &cluster,
         args.yes,
         &mut reporting,
+        &args.lock.options(),
     )
     .await
 }
@@ -432,7 +514,7 @@ fn refuse_unattended(yes: bool, what: &str) -> Option<u8> {
 }
 
 /// `contain resume RUN`: goes on applying the run's approved plan.
-pub async fn resume(run: &str, yes: bool, global: &Global) -> u8 {
+pub async fn resume(run: &str, yes: bool, lock: &LockOptions, global: &Global) -> u8 {
     if let Some(code) = refuse_unattended(yes, "resume a run") {
         return code;
     }
@@ -488,9 +570,15 @@ pub async fn resume(run: &str, yes: bool, global: &Global) -> u8 {
         eprintln!("not confirmed; nothing was written");
         return exit::REFUSED;
     }
+    // The run's own Leases are taken over (a crash left them held); anyone else's refuse.
+    let locks = match take_locks(&cluster, &plan, run, &state.info.user, lock).await {
+        Ok(locks) => locks,
+        Err(code) => return code,
+    };
     let mut sink = RunJournal::reopen(&journal, run);
     let config = RunConfig {
         resume: Some(resume),
+        halt: Some(locks.halt()),
         evidence: Some(evidence_config(
             global,
             &state.info.cluster_id,
@@ -512,14 +600,22 @@ pub async fn resume(run: &str, yes: bool, global: &Global) -> u8 {
             .apply(&loaded, &plan, &config)
             .await
     };
-    match result {
+    let code = match result {
         Ok(_) => reporting.report(global, Mode::Live, Some(&plan)),
         Err(e) => run_error(&e),
-    }
+    };
+    locks.release().await;
+    code
 }
 
 /// `contain rollback RUN [--to STEP]`.
-pub async fn rollback(run: &str, to: Option<&str>, yes: bool, global: &Global) -> u8 {
+pub async fn rollback(
+    run: &str,
+    to: Option<&str>,
+    yes: bool,
+    lock: &LockOptions,
+    global: &Global,
+) -> u8 {
     if let Some(code) = refuse_unattended(yes, "roll back a run") {
         return code;
     }
@@ -569,6 +665,14 @@ pub async fn rollback(run: &str, to: Option<&str>, yes: bool, global: &Global) -
         eprintln!("not confirmed; nothing was written");
         return exit::REFUSED;
     }
+    // A rollback writes to the run's targets too: it takes (or takes over) their locks.
+    let locks = match &state.plan {
+        Some(plan) => match take_locks(&cluster, plan, run, &state.info.user, lock).await {
+            Ok(locks) => Some(locks),
+            Err(code) => return code,
+        },
+        None => None,
+    };
     let config = RunConfig::new(
         run,
         Mode::Live,
@@ -597,6 +701,9 @@ pub async fn rollback(run: &str, to: Option<&str>, yes: bool, global: &Global) -
             Err(e) => Err(e),
         }
     };
+    if let Some(locks) = locks {
+        locks.release().await;
+    }
     if let Err(e) = result {
         eprintln!("error: {e}");
         return exit::JOURNAL;

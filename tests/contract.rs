@@ -431,6 +431,7 @@ fn a_run_killed_before_its_plan_was_durable_never_started() {
             user: "someone".into(),
             mode: "live".into(),
             started_at: "2026-11-27T00:00:01Z".into(),
+            locks: Vec::new(),
         };
         contain::journal::RunJournal::create(&journal, header_only, &info).unwrap();
     }

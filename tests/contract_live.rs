@@ -308,7 +308,8 @@ async fn the_preflight_names_exactly_the_missing_permission_and_writes_nothing()
     let ns = Namespace::new(&cluster, "preflight").await;
     let pod = pod_of(&cluster, &ns.name).await;
     let pod = object::name(&pod).unwrap().to_string();
-    // A responder that may label pods and read Deployments, but not annotate them.
+    // A responder that may label pods, read Deployments and lock its targets, but not annotate
+    // Deployments.
     let account = json!({"apiVersion": "v1", "kind": "ServiceAccount", "metadata": {"name": "responder", "namespace": ns.name}});
     let account = cluster.create(&account, WriteMode::Apply).await.unwrap();
     let role = json!({
@@ -316,7 +317,8 @@ async fn the_preflight_names_exactly_the_missing_permission_and_writes_nothing()
         "metadata": {"name": "responder", "namespace": ns.name},
         "rules": [
             {"apiGroups": [""], "resources": ["pods"], "verbs": ["get", "list", "patch"]},
-            {"apiGroups": ["apps"], "resources": ["deployments"], "verbs": ["get", "list"]}
+            {"apiGroups": ["apps"], "resources": ["deployments"], "verbs": ["get", "list"]},
+            {"apiGroups": ["coordination.k8s.io"], "resources": ["leases"], "verbs": ["get", "create", "update"]}
         ]
     });
     cluster.create(&role, WriteMode::Apply).await.unwrap();

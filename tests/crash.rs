@@ -89,14 +89,7 @@ impl Scenario {
     }
 
     fn run(&self, failpoint: Option<&str>) -> Outcome {
-        let mut contain = self
-            .contain(&["run", "--yes", &self.playbook.path().display().to_string()])
-            .args([
-                "--set".to_string(),
-                format!("namespace={}", self.ns.name),
-                "--set".to_string(),
-                format!("pod={}", self.pod),
-            ]);
+        let mut contain = self.command();
         if let Some(point) = failpoint {
             contain = contain.env("CONTAIN_TEST_FAILPOINT", point);
         }
@@ -392,6 +385,7 @@ fn resume_and_rollback_refuse_another_cluster() {
             user: "someone".into(),
             mode: "live".into(),
             started_at: "2026-11-27T00:00:00Z".into(),
+            locks: Vec::new(),
         };
         let mut sink =
             contain::journal::RunJournal::create(&journal, "20261127T000000Z-aaaaaa", &info)
@@ -438,7 +432,7 @@ steps:
     with: {duration: 8s}
   - id: tag-account
     action: object.label
-    target: {kind: ServiceAccount, name: worker, namespace: "{{ params.namespace }}"}
+    target: {kind: ServiceAccount, name: default, namespace: "{{ params.namespace }}"}
     with: {labels: {tier: frozen}}
 "#;
 
@@ -478,7 +472,8 @@ async fn runs_side_by_side_share_a_journal_but_one_run_has_one_writer() {
         tokio::time::sleep(std::time::Duration::from_millis(100)).await;
     }
     let run = run.expect("the slow run started");
-    // Another run on the same journal goes ahead at once.
+    // Another run on the same journal (and other targets: a target's lock would refuse it) goes
+    // ahead at once.
     let side = scenario.run(None);
     assert_eq!(side.code, 0, "{}\n{}", side.stdout, side.stderr);
     // A second writer on the slow run is refused with a clear message.
@@ -531,7 +526,8 @@ async fn killed_at_random_instants_a_run_resumes_to_the_uninterrupted_result() {
         } else {
             span_ms / 2 + random.below(span_ms / 2)
         };
-        let mut child = scenario.command().spawn();
+        // A short lock, so a run killed holding its targets' Leases frees them soon.
+        let mut child = scenario.command().args(["--lock-ttl", "3"]).spawn();
         tokio::time::sleep(std::time::Duration::from_millis(delay)).await;
         let finished = child.try_wait().unwrap().is_some();
         let _ = child.kill();
@@ -556,7 +552,18 @@ async fn killed_at_random_instants_a_run_resumes_to_the_uninterrupted_result() {
                 original,
                 "{context}: a run that never started wrote something"
             );
-            let again = scenario.run(None);
+            // A run killed after taking its locks keeps the targets until its lease expires:
+            // the next run is refused (naming it) until then, and then does the job.
+            let started = std::time::Instant::now();
+            let again = loop {
+                let again = scenario.run(None);
+                if again.code != 10 || started.elapsed() > std::time::Duration::from_secs(10) {
+                    break again;
+                }
+                let holder = runs.last().map(String::as_str).unwrap_or("contain run");
+                assert!(again.stderr.contains(holder), "{context}: {}", again.stderr);
+                tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+            };
             assert_eq!(
                 again.code, 0,
                 "{context}: {}\n{}",

@@ -413,3 +413,45 @@ fn tabletop_of_the_compromised_pod_playbook_shows_every_containment_step() {
         }
     }
 }
+
+#[tokio::test]
+async fn a_run_whose_lock_was_lost_stops_before_its_next_write() {
+    use std::sync::Arc;
+    use std::sync::atomic::AtomicBool;
+
+    let sim = snapshot();
+    let before = sim.get(&pod_ref()).await.unwrap().unwrap();
+    let loaded = load_bytes("test.yaml", LABEL_THEN_FAIL.as_bytes().to_vec()).unwrap();
+    let params = bind_params(&loaded, &[]).unwrap();
+    let lost = Arc::new(AtomicBool::new(true));
+    let config = RunConfig {
+        halt: Some(contain::run_lock::Halt::new(vec![(
+            "shop/contain-pod-web".into(),
+            lost,
+        )])),
+        ..RunConfig::new("test-run", Mode::Tabletop, params, "test.yaml")
+    };
+    let mut recorder = Recorder::default();
+    let result = Executor::new(&sim, &mut recorder, &mut AutoApprove)
+        .run(&loaded, &config)
+        .await
+        .unwrap();
+    // Stopped where it was, although the playbook says `on_failure: rollback`: a rollback
+    // would write to a target another run may hold now.
+    match &result.outcome {
+        Outcome::Failed { step, error, .. } => {
+            assert_eq!(step, "mark");
+            assert!(
+                error.contains("(Lease shop/contain-pod-web) could not be renewed"),
+                "{error}"
+            );
+        }
+        other => panic!("the run stops at its first write: {other:?}"),
+    }
+    let after = sim.get(&pod_ref()).await.unwrap().unwrap();
+    assert_eq!(
+        object::labels(&after),
+        object::labels(&before),
+        "nothing written"
+    );
+}

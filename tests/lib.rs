@@ -13,6 +13,7 @@ mod forensics;
 mod harness;
 mod hostile;
 mod live;
+mod locks;
 mod mass;
 mod real_node;
 mod redeploy;

@@ -662,12 +662,17 @@ impl<'a> Runner<'a> {
     }
 
     async fn take_lock(&mut self) -> Result<(), String> {
+        let holder = lock::Holder {
+            identity: self.journal.run.clone(),
+            run: self.journal.run.clone(),
+        };
         let lock = lock::acquire(
             self.stage.client(),
             &self.stage.target_namespace,
             LOCK_NAME,
-            &self.journal.run,
+            &holder,
             Duration::from_secs(self.drill().spec.timing.lease_seconds),
+            false,
         )
         .await
         .map_err(|e| e.to_string())?;
@@ -1008,7 +1013,7 @@ impl<'a> Runner<'a> {
         if let Some(run) = self.state.contain_run.clone() {
             self.enter("contain", &format!("resuming containment run {run}"))?;
             self.progress.settle();
-            let code = crate::recover::resume(&run, true, &inner).await;
+            let code = crate::recover::resume(&run, true, &Default::default(), &inner).await;
             // Killed before its plan was journaled, the run wrote nothing: start a new one.
             if code != crate::exit::NEVER_STARTED {
                 self.record(DrillEntry::Contained {
@@ -1063,6 +1068,7 @@ impl<'a> Runner<'a> {
             &inner,
             self.stage.cluster,
             true,
+            &crate::run_lock::LockOptions::default(),
         )
         .await;
         self.record(DrillEntry::Contained {
@@ -1174,7 +1180,9 @@ impl<'a> Runner<'a> {
         self.enter("revert", &format!("rolling back containment run {run}"))?;
         self.progress.settle();
         let started = Timestamp::now();
-        let code = crate::recover::rollback(&run, None, true, &self.inner_global()).await;
+        let code =
+            crate::recover::rollback(&run, None, true, &Default::default(), &self.inner_global())
+                .await;
         // A run that never started (killed before its plan was approved) has nothing to undo.
         let code = if code == crate::exit::NEVER_STARTED {
             0

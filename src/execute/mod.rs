@@ -87,6 +87,8 @@ pub struct RunConfig {
     pub evidence: Option<crate::evidence::EvidenceConfig>,
     /// Re-plan only the steps from `from` on (the earlier ones are applied already).
     pub replan: Option<Replan>,
+    /// Says when the run must stop before its next write (a target's lock was lost).
+    pub halt: Option<crate::run_lock::Halt>,
 }
 
 /// What re-planning the rest of a run after a stale step keeps: the steps before `from`, as
@@ -109,6 +111,7 @@ impl RunConfig {
             resume: None,
             evidence: None,
             replan: None,
+            halt: None,
         }
     }
 }
@@ -178,6 +181,8 @@ enum StepError {
     MissingOutput(String, String),
     #[error(transparent)]
     Sink(#[from] SinkError),
+    #[error("{0}")]
+    Halted(String),
 }
 
 /// How one step ended while applying.
@@ -374,11 +379,14 @@ impl<'a> Executor<'a> {
                         elapsed_ms: step_started.elapsed().as_millis() as u64,
                     })?;
                     let declined = matches!(error, StepError::Apply(ApplyError::Declined(_)));
-                    if policy == StepFailurePolicy::Continue && !declined {
+                    // A lost lock stops the run where it is, whatever the step's policy: going
+                    // on or rolling back would write to targets another run may hold now.
+                    let halted = matches!(error, StepError::Halted(_));
+                    if policy == StepFailurePolicy::Continue && !declined && !halted {
                         first_failure.get_or_insert((planned.id.clone(), message));
                         continue;
                     }
-                    if policy == StepFailurePolicy::Rollback && config.mode.writes() {
+                    if policy == StepFailurePolicy::Rollback && config.mode.writes() && !halted {
                         self.rollback(
                             &mut completed,
                             &format!("{} failed", planned.label()),
@@ -444,6 +452,9 @@ impl<'a> Executor<'a> {
         let (mut plan, with) = resolve_pending(plan, with, outputs)?;
         let carry = config.mode.carry();
         let writes = plan.ops.iter().any(Op::is_write);
+        if writes && let Some(reason) = config.halt.as_ref().and_then(|h| h.reason()) {
+            return Err(StepError::Halted(reason));
+        }
         if writes {
             let changes = stale::changes_since_plan(&plan.ops, &config.run_id, self.cluster)
                 .await
@@ -484,12 +495,20 @@ impl<'a> Executor<'a> {
                 // the cluster) goes out side by side, bounded, each journaled as it lands.
                 let end = crate::plan::op::patch_run(&plan.ops, i);
                 if end - i > 1 {
+                    if let Some(reason) = config.halt.as_ref().and_then(|h| h.reason()) {
+                        return Err(StepError::Halted(reason));
+                    }
                     self.patches(&plan.ops[i..end], i, step_id, config).await?;
                     i = end;
                     continue;
                 }
             }
             let op = &plan.ops[i];
+            if op.is_write()
+                && let Some(reason) = config.halt.as_ref().and_then(|h| h.reason())
+            {
+                return Err(StepError::Halted(reason));
+            }
             let outcome = match op {
                 Op::Seal { archive } => self.seal(
                     *archive,

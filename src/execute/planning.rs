@@ -9,7 +9,7 @@ use std::collections::BTreeSet;
 use serde_json::{Map, Value, json};
 
 use super::apply::{self, AutoApprove, Carry};
-use super::{Executor, RunConfig, RunError};
+use super::{Executor, Mode, RunConfig, RunError};
 use crate::action::{self, FanOut, StepInput};
 use crate::cluster::object;
 use crate::cluster::overlay::Overlay;
@@ -218,7 +218,11 @@ impl Executor<'_> {
         }
         // Both only ask the API server (nothing is stored), so they go out together; a denied
         // permission still refuses the run first, whatever the dry run said.
-        let needed = needed_access(&plan);
+        let mut needed = needed_access(&plan);
+        if config.mode == Mode::Live {
+            // A live run locks the targets it writes to before its first write.
+            needed.extend(crate::run_lock::access(&plan));
+        }
         let (verdicts, refusals) = futures::join!(
             review_in_groups(self.cluster, &needed),
             dry_run_refusals(self.cluster, &plan, config)
