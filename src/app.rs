@@ -101,6 +101,12 @@ async fn dispatch(cli: Cli) -> u8 {
         Command::Rollback { run, to, yes, lock } => {
             crate::recover::rollback(run, to.as_deref(), *yes, &lock.options(), global).await
         }
+        Command::Report {
+            run,
+            format,
+            out,
+            templates,
+        } => crate::recover::report(run, *format, out.as_deref(), templates.as_deref(), global),
         Command::Journal { command } => crate::recover::journal(command, global),
         Command::Evidence {
             command: crate::cli::EvidenceCommand::Verify { dir },

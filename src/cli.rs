@@ -213,6 +213,22 @@ pub enum Command {
         #[command(flatten)]
         lock: LockArgs,
     },
+    /// The incident report of a run, from its journal and evidence manifests: who ran it from
+    /// which context, the timeline, every change with before and after, evidence hashes,
+    /// verification results and the rollback status.
+    Report {
+        /// The run id (see `contain journal ls`).
+        run: String,
+        /// markdown (default), html or json (`-o json` also gives json).
+        #[arg(long, value_enum)]
+        format: Option<crate::report::incident::Format>,
+        /// Write it to this file instead of stdout.
+        #[arg(long, value_name = "FILE")]
+        out: Option<PathBuf>,
+        /// A directory whose incident.md.hbs / incident.html.hbs replace the shipped templates.
+        #[arg(long, value_name = "DIR")]
+        templates: Option<PathBuf>,
+    },
     /// Undo a live run's completed steps, newest first (irreversible steps are skipped).
     Rollback {
         /// The run id (see `contain journal ls`).

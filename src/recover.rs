@@ -608,6 +608,57 @@ pub async fn resume(run: &str, yes: bool, lock: &LockOptions, global: &Global) -
     code
 }
 
+/// `contain report RUN`: the incident report, from the journal (whose hash chain is checked
+/// first) and the evidence manifests it names.
+pub fn report(
+    run: &str,
+    format: Option<crate::report::incident::Format>,
+    out: Option<&Path>,
+    templates: Option<&Path>,
+    global: &Global,
+) -> u8 {
+    use crate::report::incident::{self, Format};
+    let journal = match open_run(global, run) {
+        Ok(journal) => journal,
+        Err(code) => return code,
+    };
+    let read = RunState::read(&journal, run).and_then(|state| {
+        let records = journal.records(run)?;
+        let intact = journal.verify(run)?.is_intact();
+        Ok((state, records, intact))
+    });
+    let (state, records, intact) = match read {
+        Ok(read) => read,
+        Err(e) => {
+            eprintln!("error: cannot read run {run}: {e}");
+            return exit::JOURNAL;
+        }
+    };
+    let format = format.unwrap_or(match global.output {
+        Output::Json => Format::Json,
+        _ => Format::Markdown,
+    });
+    let view = incident::build(&state, &records, intact);
+    let text = match incident::render_as(&view, format, templates) {
+        Ok(text) => text,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return exit::INVALID_INPUT;
+        }
+    };
+    match out {
+        Some(path) => {
+            if let Err(e) = std::fs::write(path, &text) {
+                eprintln!("error: cannot write {}: {e}", path.display());
+                return exit::INVALID_INPUT;
+            }
+            eprintln!("report of run {run} written to {}", path.display());
+        }
+        None => print!("{text}"),
+    }
+    if intact { exit::SUCCESS } else { exit::JOURNAL }
+}
+
 /// `contain rollback RUN [--to STEP]`.
 pub async fn rollback(
     run: &str,

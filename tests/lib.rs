@@ -18,5 +18,6 @@ mod mass;
 mod real_node;
 mod redeploy;
 mod render_props;
+mod report;
 mod schema;
 mod validate;

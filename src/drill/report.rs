@@ -7,10 +7,10 @@
 
 use std::path::{Path, PathBuf};
 
-use handlebars::{Handlebars, RenderError};
 use serde_json::{Value, json};
 
 use super::score::{DrillResult, Verdict};
+use crate::report::templates::{escape_markdown, escape_xml, render, template};
 
 const MARKDOWN: &str = include_str!("templates/report.md.hbs");
 const JUNIT: &str = include_str!("templates/junit.xml.hbs");
@@ -21,83 +21,6 @@ pub struct Written {
     pub json: PathBuf,
     pub markdown: PathBuf,
     pub junit: PathBuf,
-}
-
-fn without_controls(text: &str) -> impl Iterator<Item = char> + '_ {
-    text.chars()
-        .filter(|c| !c.is_control() || *c == '\n' || *c == '\t')
-}
-
-/// Markdown: punctuation that would start markup is backslash-escaped; a line break inside a
-/// table cell would end the row, so it becomes a space.
-pub fn escape_markdown(text: &str) -> String {
-    let mut out = String::with_capacity(text.len());
-    for c in without_controls(text) {
-        match c {
-            '\\' | '`' | '*' | '_' | '[' | ']' | '<' | '>' | '|' | '#' | '!' | '{' | '}' => {
-                out.push('\\');
-                out.push(c);
-            }
-            '\n' | '\t' => out.push(' '),
-            c => out.push(c),
-        }
-    }
-    out
-}
-
-/// XML 1.0: the five escapes, and no control characters (XML cannot carry them at all).
-pub fn escape_xml(text: &str) -> String {
-    let mut out = String::with_capacity(text.len());
-    for c in without_controls(text) {
-        match c {
-            '&' => out.push_str("&amp;"),
-            '<' => out.push_str("&lt;"),
-            '>' => out.push_str("&gt;"),
-            '"' => out.push_str("&quot;"),
-            '\'' => out.push_str("&apos;"),
-            c => out.push(c),
-        }
-    }
-    out
-}
-
-handlebars::handlebars_helper!(or_dash: |v: Value| match v {
-    Value::Null => "–".to_string(),
-    Value::Number(n) => n.to_string(),
-    Value::String(s) => s,
-    other => other.to_string(),
-});
-
-fn registry(escape: fn(&str) -> String) -> Handlebars<'static> {
-    let mut handlebars = Handlebars::new();
-    handlebars.set_strict_mode(true);
-    handlebars.register_escape_fn(escape);
-    handlebars.register_helper("or_dash", Box::new(or_dash));
-    handlebars
-}
-
-/// A template: the override in `templates` when it has one, else the shipped one.
-fn template(templates: Option<&Path>, file: &str, shipped: &'static str) -> Result<String, String> {
-    match templates.map(|dir| dir.join(file)) {
-        Some(path) if path.is_file() => std::fs::read_to_string(&path)
-            .map_err(|e| format!("cannot read template {}: {e}", path.display())),
-        _ => Ok(shipped.to_string()),
-    }
-}
-
-fn render(
-    escape: fn(&str) -> String,
-    name: &str,
-    text: &str,
-    view: &Value,
-) -> Result<String, String> {
-    let mut handlebars = registry(escape);
-    handlebars
-        .register_template_string(name, text)
-        .map_err(|e| format!("template {name}: {e}"))?;
-    handlebars
-        .render(name, view)
-        .map_err(|e: RenderError| format!("template {name}: {e}"))
 }
 
 /// The view the Markdown template sees: the result, its failures, and the trend.

@@ -82,7 +82,7 @@ pub fn render_op(out: &mut String, op: &Op, indent: &str) {
     }
 }
 
-fn show(value: Option<&Value>) -> String {
+pub(crate) fn show(value: Option<&Value>) -> String {
     match value {
         None => "(none)".to_string(),
         Some(Value::String(s)) => format!("{:?}", sanitize(s)),

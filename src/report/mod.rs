@@ -1,7 +1,9 @@
 //! Everything that turns executor events into something a person or a program reads.
 
+pub mod incident;
 pub mod progress;
 pub mod summary;
+pub mod templates;
 
 /// Makes text from a playbook or the cluster safe to print on a terminal: control characters
 /// (ANSI escapes included) are shown escaped, never interpreted.
