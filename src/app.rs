@@ -10,7 +10,7 @@ use serde_json::{Map, Value, json};
 use sha2::{Digest, Sha256};
 
 use crate::action;
-use crate::cli::{Cli, Command, Global, Output, PlaybookArgs, RunArgs};
+use crate::cli::{Cli, Command, Global, Output, PlaybookArgs, RunArgs, live_options};
 use crate::cluster::Cluster;
 use crate::cluster::kube::{Connect, KubeCluster};
 use crate::cluster::overlay::Overlay;
@@ -95,11 +95,21 @@ async fn dispatch(cli: Cli) -> u8 {
         Command::ExplainAccess { pod, snapshot } => {
             explain_access(pod, snapshot.as_deref(), global).await
         }
-        Command::Resume { run, yes, lock } => {
-            crate::recover::resume(run, *yes, &lock.options(), global).await
-        }
-        Command::Rollback { run, to, yes, lock } => {
-            crate::recover::rollback(run, to.as_deref(), *yes, &lock.options(), global).await
+        Command::Resume {
+            run,
+            yes,
+            lock,
+            notify,
+        } => crate::recover::resume(run, &live_options(*yes, lock, notify), global).await,
+        Command::Rollback {
+            run,
+            to,
+            yes,
+            lock,
+            notify,
+        } => {
+            let options = live_options(*yes, lock, notify);
+            crate::recover::rollback(run, to.as_deref(), &options, global).await
         }
         Command::Report {
             run,
@@ -552,8 +562,7 @@ async fn live(args: &RunArgs, global: &Global) -> u8 {
         params,
         global,
         &cluster,
-        args.yes,
-        &args.lock.options(),
+        &live_options(args.yes, &args.lock, &args.notify),
     )
     .await
 }
@@ -663,6 +672,7 @@ async fn rbac(
     let mut needed = recording.reads();
     needed.extend(crate::execute::planning::needed_access(&plan));
     needed.extend(crate::run_lock::access(&plan));
+    needed.extend(crate::notify::events::access(&plan));
     // A responder must be able to roll the run back too.
     for step in plan.steps.iter().filter_map(|s| s.plan()) {
         needed.extend(step.inverse.iter().flat_map(crate::plan::Op::access));

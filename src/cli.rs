@@ -86,6 +86,40 @@ pub struct RunArgs {
     pub yes: bool,
     #[command(flatten)]
     pub lock: LockArgs,
+    #[command(flatten)]
+    pub notify: NotifyArgs,
+}
+
+/// Who hears what a live run does, besides the terminal and the journal.
+#[derive(Debug, Args, Default)]
+pub struct NotifyArgs {
+    /// Post each step's end and the run's to a webhook: json=URL (generic JSON) or slack=URL
+    /// (a Slack-compatible incoming webhook). Repeatable. A failed delivery never fails the run.
+    #[arg(long = "notify", value_name = "FORMAT=URL")]
+    pub webhooks: Vec<crate::notify::webhook::Webhook>,
+    /// A directory whose notify.json.hbs / notify.slack.hbs replace the shipped templates.
+    #[arg(long, value_name = "DIR")]
+    pub notify_templates: Option<PathBuf>,
+    /// Post no Kubernetes Events on the targets (by default each step's end is one).
+    #[arg(long)]
+    pub no_events: bool,
+}
+
+/// The options of a live run, a resume or a rollback.
+pub fn live_options(
+    yes: bool,
+    lock: &LockArgs,
+    notify: &NotifyArgs,
+) -> crate::recover::LiveOptions {
+    crate::recover::LiveOptions {
+        yes,
+        lock: lock.options(),
+        notify: crate::notify::NotifyOptions {
+            events: !notify.no_events,
+            webhooks: notify.webhooks.clone(),
+            templates: notify.notify_templates.clone(),
+        },
+    }
 }
 
 /// The Lease locks a live run takes on the targets it writes to.
@@ -212,6 +246,8 @@ pub enum Command {
         yes: bool,
         #[command(flatten)]
         lock: LockArgs,
+        #[command(flatten)]
+        notify: NotifyArgs,
     },
     /// The incident report of a run, from its journal and evidence manifests: who ran it from
     /// which context, the timeline, every change with before and after, evidence hashes,
@@ -241,6 +277,8 @@ pub enum Command {
         yes: bool,
         #[command(flatten)]
         lock: LockArgs,
+        #[command(flatten)]
+        notify: NotifyArgs,
     },
     /// Resolve an image to its digest and verify its cosign signature with one of the keys.
     VerifyImage {

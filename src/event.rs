@@ -133,6 +133,14 @@ pub enum EventKind {
     RunFinished {
         outcome: Outcome,
     },
+    /// A notification (a Kubernetes Event, a webhook) was sent, or could not be: a failure
+    /// never fails the run.
+    Notified {
+        channel: String,
+        about: String,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        error: Option<String>,
+    },
 }
 
 /// What applying one operation did.

@@ -91,6 +91,13 @@ pub enum Entry {
     Finished {
         outcome: Value,
     },
+    /// A notification and how it went (a failed one never failed the run).
+    Notified {
+        channel: String,
+        about: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        error: Option<String>,
+    },
 }
 
 /// The default journal directory: `$XDG_STATE_HOME/contain/journal`, else
@@ -283,6 +290,15 @@ impl EventSink for RunJournal<'_> {
             EventKind::RunFinished { outcome } => Entry::Finished {
                 outcome: serde_json::to_value(outcome).unwrap_or(Value::Null),
             },
+            EventKind::Notified {
+                channel,
+                about,
+                error,
+            } => Entry::Notified {
+                channel: channel.clone(),
+                about: about.clone(),
+                error: error.clone(),
+            },
             // Planning events precede the journal (nothing is written before the approved plan
             // is); the others carry nothing resume or rollback needs.
             EventKind::RunStarted { .. }
@@ -429,6 +445,8 @@ impl RunState {
                     }
                 }
                 Entry::Finished { outcome } => state.finished = Some(outcome),
+                // Notifications are for the report; resume and rollback need nothing of them.
+                Entry::Notified { .. } => {}
             }
         }
         Ok(state)

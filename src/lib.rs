@@ -18,6 +18,7 @@ pub mod facts;
 pub mod journal;
 pub mod lock;
 pub mod netpol;
+pub mod notify;
 pub mod outcome;
 pub mod plan;
 pub mod playbook;

@@ -17,6 +17,7 @@ use crate::event::Outcome;
 use crate::execute::{Approver, AutoApprove, Executor, Mode, RunConfig};
 use crate::exit;
 use crate::journal::{self, RunInfo, RunJournal, RunState};
+use crate::notify::{Notice, Notifier, NotifyOptions, RunContext};
 use crate::plan::{RunPlan, display};
 use crate::playbook::load::Loaded;
 use crate::run_lock::{self, LockOptions, TargetLocks};
@@ -70,7 +71,6 @@ async fn identity(cluster: &KubeCluster) -> Result<String, u8> {
 ///
 /// The run id is the caller's: a drill journals it before the run starts, so its cleanup can
 /// always find and roll back the run.
-#[allow(clippy::too_many_arguments)]
 pub async fn journaled_live(
     run_id: &str,
     path: &Path,
@@ -78,8 +78,7 @@ pub async fn journaled_live(
     params: Map<String, Value>,
     global: &Global,
     cluster: &KubeCluster,
-    yes: bool,
-    lock: &LockOptions,
+    options: &LiveOptions,
 ) -> u8 {
     let config = RunConfig::new(run_id, Mode::Live, params, &playbook_path(path));
     let mut reporting = Reporting::new(global, Mode::Live);
@@ -101,7 +100,7 @@ pub async fn journaled_live(
             return exit::JOURNAL;
         }
     };
-    if !yes && !confirm(&format!("apply this plan to {}?", cluster.info().server)) {
+    if !options.yes && !confirm(&format!("apply this plan to {}?", cluster.info().server)) {
         eprintln!("not confirmed; nothing was written");
         return exit::REFUSED;
     }
@@ -111,26 +110,24 @@ pub async fn journaled_live(
         config,
         global,
         cluster,
-        yes,
         &mut reporting,
-        lock,
+        options,
     )
     .await
 }
 
 /// Takes the targets' locks, records a new run (header, then the approved plan with the first
 /// executor event) and applies the plan.
-#[allow(clippy::too_many_arguments)]
 async fn apply_journaled(
     loaded: &Loaded,
     plan: &RunPlan,
     config: RunConfig,
     global: &Global,
     cluster: &KubeCluster,
-    yes: bool,
     reporting: &mut Reporting,
-    lock: &LockOptions,
+    options: &LiveOptions,
 ) -> u8 {
+    let lock = &options.lock;
     let cluster_id = match identity(cluster).await {
         Ok(id) => id,
         Err(code) => return code,
@@ -162,9 +159,76 @@ async fn apply_journaled(
         halt: Some(locks.halt()),
         ..config
     };
-    let code = apply_locked(loaded, plan, config, global, cluster, yes, reporting, info).await;
+    let code = apply_locked(
+        loaded, plan, config, global, cluster, reporting, info, options,
+    )
+    .await;
     locks.release().await;
     code
+}
+
+/// How a live run (or its resume, or its rollback) goes: unattended or not, its locks, and who
+/// hears about it.
+#[derive(Clone, Debug, Default)]
+pub struct LiveOptions {
+    pub yes: bool,
+    pub lock: LockOptions,
+    pub notify: NotifyOptions,
+}
+
+fn notifier(options: &LiveOptions, info: &RunInfo, run_id: &str) -> Notifier {
+    Notifier::new(
+        options.notify.clone(),
+        RunContext {
+            run: run_id.to_string(),
+            playbook: info.playbook_name.clone(),
+            cluster: info.server.clone(),
+            user: info.user.clone(),
+        },
+    )
+}
+
+/// Tells every channel how the run ended; each delivery is journaled, and one that failed is
+/// also said on stderr (the run's outcome stands either way).
+async fn notify_run(
+    notifier: &Notifier,
+    cluster: &KubeCluster,
+    sink: &mut RunJournal<'_>,
+    outcome: &Outcome,
+) {
+    let notice = Notice {
+        event: "run",
+        step: None,
+        action: None,
+        target: None,
+        status: if outcome.is_success() {
+            "succeeded"
+        } else {
+            "failed"
+        }
+        .to_string(),
+        message: outcome.describe(),
+    };
+    for delivery in notifier.send(cluster, &notice).await {
+        if let Some(error) = &delivery.error {
+            eprintln!(
+                "warning: could not notify {} ({}): {error}",
+                delivery.channel, delivery.about
+            );
+        }
+        let event = crate::event::Event {
+            at: jiff::Timestamp::now().to_string(),
+            elapsed_ms: 0,
+            kind: crate::event::EventKind::Notified {
+                channel: delivery.channel,
+                about: delivery.about,
+                error: delivery.error,
+            },
+        };
+        if let Err(e) = crate::event::EventSink::emit(sink, &event) {
+            eprintln!("warning: could not journal a notification: {e}");
+        }
+    }
 }
 
 /// Takes the Lease of every target the plan writes to; a refusal names the holder and since
@@ -215,10 +279,12 @@ async fn apply_locked(
     config: RunConfig,
     global: &Global,
     cluster: &KubeCluster,
-    yes: bool,
     reporting: &mut Reporting,
     info: RunInfo,
+    options: &LiveOptions,
 ) -> u8 {
+    let yes = options.yes;
+    let notifier = notifier(options, &info, &config.run_id);
     let journal = match journal::open_new(&journal_root(global), &config.run_id) {
         Ok(journal) => journal,
         Err(e) => {
@@ -245,6 +311,7 @@ async fn apply_locked(
         let result = {
             let mut sinks = reporting.sinks(Some(&mut sink));
             Executor::new(cluster, &mut sinks, approver)
+                .notifying(Some(&notifier))
                 .apply(loaded, &plan, &config)
                 .await
         };
@@ -252,6 +319,7 @@ async fn apply_locked(
             Ok(result) => result,
             Err(e) => return run_error(&e),
         };
+        notify_run(&notifier, cluster, &mut sink, &result.outcome).await;
         let Outcome::Stale { step, .. } = &result.outcome else {
             return reporting.report(global, Mode::Live, Some(&plan));
         };
@@ -460,9 +528,8 @@ pub async fn apply_saved_plan(path: &Path, args: &RunArgs, global: &Global) -> u
         config,
         global,
         &cluster,
-        args.yes,
         &mut reporting,
-        &args.lock.options(),
+        &crate::cli::live_options(args.yes, &args.lock, &args.notify),
     )
     .await
 }
@@ -514,7 +581,8 @@ fn refuse_unattended(yes: bool, what: &str) -> Option<u8> {
 }
 
 /// `contain resume RUN`: goes on applying the run's approved plan.
-pub async fn resume(run: &str, yes: bool, lock: &LockOptions, global: &Global) -> u8 {
+pub async fn resume(run: &str, options: &LiveOptions, global: &Global) -> u8 {
+    let (yes, lock) = (options.yes, &options.lock);
     if let Some(code) = refuse_unattended(yes, "resume a run") {
         return code;
     }
@@ -594,14 +662,19 @@ pub async fn resume(run: &str, yes: bool, lock: &LockOptions, global: &Global) -
     let mut terminal = TerminalApprover;
     let approver: &mut dyn Approver = if yes { &mut AutoApprove } else { &mut terminal };
     let mut reporting = Reporting::new(global, Mode::Live);
+    let notifier = notifier(options, &state.info, run);
     let result = {
         let mut sinks = reporting.sinks(Some(&mut sink));
         Executor::new(&cluster, &mut sinks, approver)
+            .notifying(Some(&notifier))
             .apply(&loaded, &plan, &config)
             .await
     };
     let code = match result {
-        Ok(_) => reporting.report(global, Mode::Live, Some(&plan)),
+        Ok(result) => {
+            notify_run(&notifier, &cluster, &mut sink, &result.outcome).await;
+            reporting.report(global, Mode::Live, Some(&plan))
+        }
         Err(e) => run_error(&e),
     };
     locks.release().await;
@@ -660,13 +733,8 @@ pub fn report(
 }
 
 /// `contain rollback RUN [--to STEP]`.
-pub async fn rollback(
-    run: &str,
-    to: Option<&str>,
-    yes: bool,
-    lock: &LockOptions,
-    global: &Global,
-) -> u8 {
+pub async fn rollback(run: &str, to: Option<&str>, options: &LiveOptions, global: &Global) -> u8 {
+    let (yes, lock) = (options.yes, &options.lock);
     if let Some(code) = refuse_unattended(yes, "roll back a run") {
         return code;
     }
@@ -747,11 +815,15 @@ pub async fn rollback(
                 } else {
                     Outcome::RollbackIncomplete { pending }
                 };
-                executor.finish(&outcome)
+                executor.finish(&outcome).map(|()| outcome)
             }
             Err(e) => Err(e),
         }
     };
+    if let Ok(outcome) = &result {
+        let notifier = notifier(options, &state.info, run);
+        notify_run(&notifier, &cluster, &mut sink, outcome).await;
+    }
     if let Some(locks) = locks {
         locks.release().await;
     }

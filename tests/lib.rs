@@ -15,6 +15,7 @@ mod hostile;
 mod live;
 mod locks;
 mod mass;
+mod notify;
 mod real_node;
 mod redeploy;
 mod render_props;

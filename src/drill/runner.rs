@@ -1013,7 +1013,7 @@ impl<'a> Runner<'a> {
         if let Some(run) = self.state.contain_run.clone() {
             self.enter("contain", &format!("resuming containment run {run}"))?;
             self.progress.settle();
-            let code = crate::recover::resume(&run, true, &Default::default(), &inner).await;
+            let code = crate::recover::resume(&run, &unattended(), &inner).await;
             // Killed before its plan was journaled, the run wrote nothing: start a new one.
             if code != crate::exit::NEVER_STARTED {
                 self.record(DrillEntry::Contained {
@@ -1067,8 +1067,7 @@ impl<'a> Runner<'a> {
             bound,
             &inner,
             self.stage.cluster,
-            true,
-            &crate::run_lock::LockOptions::default(),
+            &unattended(),
         )
         .await;
         self.record(DrillEntry::Contained {
@@ -1180,9 +1179,7 @@ impl<'a> Runner<'a> {
         self.enter("revert", &format!("rolling back containment run {run}"))?;
         self.progress.settle();
         let started = Timestamp::now();
-        let code =
-            crate::recover::rollback(&run, None, true, &Default::default(), &self.inner_global())
-                .await;
+        let code = crate::recover::rollback(&run, None, &unattended(), &self.inner_global()).await;
         // A run that never started (killed before its plan was approved) has nothing to undo.
         let code = if code == crate::exit::NEVER_STARTED {
             0
@@ -1487,5 +1484,18 @@ fn fill(text: &str, context: &Value) -> Result<String, String> {
             "`{name}` in a containment param is not a run value (run.id, run.namespace, run.prefix, decoys.<name>.pod|deployment|service_account)"
         )),
         None => Ok(filled.into_owned()),
+    }
+}
+
+/// How a drill runs, resumes and rolls back its containment run: unattended, with the default
+/// locks, and Kubernetes Events on the decoys.
+fn unattended() -> crate::recover::LiveOptions {
+    crate::recover::LiveOptions {
+        yes: true,
+        notify: crate::notify::NotifyOptions {
+            events: true,
+            ..Default::default()
+        },
+        ..Default::default()
     }
 }

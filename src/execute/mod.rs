@@ -164,6 +164,7 @@ pub struct Executor<'a> {
     sink: &'a mut dyn EventSink,
     approver: &'a mut dyn Approver,
     started: Instant,
+    notifier: Option<&'a crate::notify::Notifier>,
 }
 
 /// Why one step failed.
@@ -202,7 +203,60 @@ impl<'a> Executor<'a> {
             sink,
             approver,
             started: Instant::now(),
+            notifier: None,
         }
+    }
+
+    /// Tells each step's end to `notifier` (Kubernetes Events, webhooks) on a live run.
+    pub fn notifying(mut self, notifier: Option<&'a crate::notify::Notifier>) -> Self {
+        self.notifier = notifier;
+        self
+    }
+
+    /// Sends a step's end to every channel and journals how each delivery went; a failed
+    /// delivery never fails the step.
+    async fn notify_step(
+        &mut self,
+        planned: &PlannedStep,
+        config: &RunConfig,
+        status: &str,
+        message: String,
+    ) -> Result<(), SinkError> {
+        let Some(notifier) = self.notifier else {
+            return Ok(());
+        };
+        if config.mode != Mode::Live {
+            return Ok(());
+        }
+        let target = match &planned.state {
+            PlannedState::Planned {
+                target: Some(target),
+                ..
+            } => target.name.as_ref().map(|name| {
+                crate::cluster::object::ObjectRef::new(
+                    target.kind.kind,
+                    target.namespace.as_deref(),
+                    name,
+                )
+            }),
+            _ => None,
+        };
+        let notice = crate::notify::Notice {
+            event: "step",
+            step: Some(planned.id.clone()),
+            action: Some(planned.action.clone()),
+            target,
+            status: status.to_string(),
+            message,
+        };
+        for delivery in notifier.send(self.cluster, &notice).await {
+            self.emit(EventKind::Notified {
+                channel: delivery.channel,
+                about: delivery.about,
+                error: delivery.error,
+            })?;
+        }
+        Ok(())
     }
 
     fn emit(&mut self, kind: EventKind) -> Result<(), SinkError> {
@@ -357,7 +411,9 @@ impl<'a> Executor<'a> {
                         outputs: step_plan.outputs.clone(),
                         elapsed_ms: step_started.elapsed().as_millis() as u64,
                     })?;
+                    let summary = step_plan.summary.clone();
                     completed.push(*step_plan);
+                    self.notify_step(planned, config, "done", summary).await?;
                 }
                 Ok(Applied::Stale(changes)) => {
                     self.emit(EventKind::StepStale {
@@ -378,6 +434,8 @@ impl<'a> Executor<'a> {
                         error: message.clone(),
                         elapsed_ms: step_started.elapsed().as_millis() as u64,
                     })?;
+                    self.notify_step(planned, config, "failed", message.clone())
+                        .await?;
                     let declined = matches!(error, StepError::Apply(ApplyError::Declined(_)));
                     // A lost lock stops the run where it is, whatever the step's policy: going
                     // on or rolling back would write to targets another run may hold now.

@@ -167,6 +167,18 @@ fn timeline_entry(record: &Record) -> Option<Value> {
                 .map(|o| o.describe())
                 .unwrap_or_default()
         ),
+        "notified" => match body["error"].as_str() {
+            Some(error) => format!(
+                "could not notify {} ({}): {error}",
+                body["channel"].as_str().unwrap_or_default(),
+                body["about"].as_str().unwrap_or_default()
+            ),
+            None => format!(
+                "notified {}: {}",
+                body["channel"].as_str().unwrap_or_default(),
+                body["about"].as_str().unwrap_or_default()
+            ),
+        },
         other => other.replace('_', " "),
     };
     Some(json!({"at": record.at, "event": text}))

@@ -270,6 +270,18 @@ impl EventSink for ProgressPrinter {
                 }
                 self.line(&format!("\nrun {}", sanitize(&outcome.describe())));
             }
+            // A notification that could not be delivered is said; the run goes on.
+            EventKind::Notified {
+                channel,
+                about,
+                error: Some(error),
+            } => self.line(&format!(
+                "  warning: could not notify {} ({}): {}",
+                sanitize(channel),
+                sanitize(about),
+                sanitize(error)
+            )),
+            EventKind::Notified { .. } => {}
         }
         Ok(())
     }
