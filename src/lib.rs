@@ -8,6 +8,7 @@ pub mod app;
 pub mod cli;
 pub mod cluster;
 pub mod diagnostics;
+pub mod document;
 pub mod drill;
 pub mod event;
 pub mod evidence;

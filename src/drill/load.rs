@@ -6,13 +6,11 @@
 use std::path::{Path, PathBuf};
 
 use serde_json::Value;
-use sha2::{Digest, Sha256};
 
 use super::spec::{Drill, Pattern};
-use crate::diagnostics::{Problem, Report};
-use crate::playbook::node::{self, Limits, Node};
-use crate::playbook::schema_check;
-use crate::source::{Source, Span};
+use crate::diagnostics::Problem;
+use crate::playbook::node::Node;
+use crate::source::Span;
 
 /// A drill file, checked.
 pub struct LoadedDrill {
@@ -28,45 +26,14 @@ pub fn drill_schema() -> Value {
     serde_json::to_value(schemars::schema_for!(Drill)).expect("schema serializes")
 }
 
-/// Why a drill file was not taken: its problems, located, or an unreadable file.
-pub enum DrillLoadError {
-    Invalid(Vec<Report>),
-    Io(String),
-}
+pub use crate::document::DocumentError as DrillLoadError;
 
 pub fn load(path: &Path) -> Result<LoadedDrill, DrillLoadError> {
-    let name = path.display().to_string();
-    let bytes = crate::playbook::load::read_bounded(path, Limits::PLAYBOOK.max_bytes)
-        .map_err(|e| DrillLoadError::Io(format!("cannot read drill {name}: {e}")))?;
-    let sha256 = hex::encode(Sha256::digest(&bytes));
-    let text = node::text_from_bytes(&name, bytes, Limits::PLAYBOOK)
-        .map_err(|e| DrillLoadError::Io(e.to_string()))?;
-    let source = Source::new(name.clone(), text);
-    let invalid = |problems: Vec<Problem>| {
-        DrillLoadError::Invalid(vec![Report::new(source.clone(), problems)])
-    };
-    let root = node::parse_document(&source, Limits::PLAYBOOK).map_err(|e| {
-        let span = match &e {
-            node::ParseError::Yaml { span, .. } => *span,
-            _ => None,
-        };
-        invalid(vec![
-            Problem::new(format!("invalid YAML: {e}"), span).label("here"),
-        ])
-    })?;
-    let schema = drill_schema();
+    let document = crate::document::load::<Drill>(path, "drill", &drill_schema())?;
+    let (drill, root) = (&document.value, &document.root);
+    let invalid = |problems: Vec<Problem>| document.invalid(problems);
     let mut problems = Vec::new();
-    schema_check::check(&root, &schema, &schema, "", &mut problems);
-    if !problems.is_empty() {
-        return Err(invalid(problems));
-    }
-    let drill: Drill = serde_json::from_value(root.to_json()).map_err(|e| {
-        invalid(vec![Problem::new(
-            format!("invalid drill: {e}"),
-            Some(root.span),
-        )])
-    })?;
-    check_references(&drill, &root, &mut problems);
+    check_references(drill, root, &mut problems);
     if !problems.is_empty() {
         return Err(invalid(problems));
     }
@@ -82,7 +49,7 @@ pub fn load(path: &Path) -> Result<LoadedDrill, DrillLoadError> {
                     return Err(DrillLoadError::Invalid(vec![report]));
                 }
                 Err(e) => {
-                    let span = span_at(&root, "/spec/contain/playbook");
+                    let span = span_at(root, "/spec/contain/playbook");
                     return Err(invalid(vec![Problem::new(
                         format!("spec.contain.playbook: {e}"),
                         span,
@@ -93,9 +60,9 @@ pub fn load(path: &Path) -> Result<LoadedDrill, DrillLoadError> {
         None => None,
     };
     Ok(LoadedDrill {
-        drill,
+        drill: document.value.clone(),
         path: path.to_path_buf(),
-        sha256,
+        sha256: document.sha256.clone(),
         playbook,
     })
 }

@@ -111,9 +111,11 @@ pub fn escape_html(text: &str) -> String {
 }
 
 /// JSON string content (a webhook body): the template writes the quotes, this escapes what
-/// goes between them.
+/// goes between them. Control characters other than line breaks and tabs are dropped: a
+/// receiver may well print the text on a terminal.
 pub fn escape_json(text: &str) -> String {
-    let quoted = serde_json::to_string(text).unwrap_or_default();
+    let clean: String = without_controls(text).collect();
+    let quoted = serde_json::to_string(&clean).unwrap_or_default();
     quoted[1..quoted.len() - 1].to_string()
 }
 
@@ -130,6 +132,6 @@ mod tests {
         assert!(md.contains("\\<script\\>") && md.contains("\\|") && !md.contains('\u{1b}'));
         let json = escape_json(hostile);
         let parsed: String = serde_json::from_str(&format!("\"{json}\"")).unwrap();
-        assert_eq!(parsed, hostile);
+        assert_eq!(parsed, hostile.replace('\u{1b}', ""));
     }
 }
