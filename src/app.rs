@@ -86,6 +86,7 @@ async fn dispatch(cli: Cli) -> u8 {
         },
         Command::Run(args) => live(args, global).await,
         Command::Drill(args) => crate::drill::command(args, global).await,
+        Command::Exercise(args) => crate::exercise::command(args, global).await,
         Command::Snapshot { file } => snapshot(file.as_deref(), global).await,
         Command::Rbac {
             playbook,
@@ -156,7 +157,7 @@ pub(crate) fn color() -> bool {
     std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none()
 }
 
-fn print_reports(reports: &[Report], global: &Global) {
+pub(crate) fn print_reports(reports: &[Report], global: &Global) {
     if global.output == Output::Text {
         for report in reports {
             eprint!("{}", report.render(color()));
@@ -265,7 +266,7 @@ fn validate(paths: &[std::path::PathBuf], set: &[String], global: &Global) -> u8
     code
 }
 
-fn load_snapshot(path: &Path, global: &Global) -> Result<SimCluster, u8> {
+pub(crate) fn load_snapshot(path: &Path, global: &Global) -> Result<SimCluster, u8> {
     let name = path.display().to_string();
     let bytes = load::read_bounded(path, Limits::SNAPSHOT.max_bytes).map_err(|e| {
         eprintln!("error: cannot read snapshot {name}: {e}");

@@ -166,6 +166,38 @@ pub enum JournalCommand {
 
 #[derive(Debug, Args)]
 #[command(args_conflicts_with_subcommands = true)]
+pub struct ExerciseArgs {
+    #[command(subcommand)]
+    pub command: Option<ExerciseCommand>,
+    /// The scenario file (`kind: Scenario`).
+    pub scenario: Option<PathBuf>,
+    /// Plan the playbook against this snapshot (default: the live cluster, read-only).
+    #[arg(long, value_name = "FILE")]
+    pub snapshot: Option<PathBuf>,
+    /// Run unattended from a scripted answers file (`kind: ExerciseAnswers`).
+    #[arg(long, value_name = "FILE")]
+    pub answers: Option<PathBuf>,
+    /// Where aar.md and aar.json go (default ./exercise-reports/<scenario>-<time>).
+    #[arg(long, value_name = "DIR")]
+    pub out: Option<PathBuf>,
+    /// A directory whose aar.md.hbs replaces the shipped template.
+    #[arg(long, value_name = "DIR")]
+    pub templates: Option<PathBuf>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ExerciseCommand {
+    /// Check scenario files and report every problem with its place.
+    Validate {
+        #[arg(required = true)]
+        files: Vec<PathBuf>,
+    },
+    /// Print the JSON schema of the scenario format.
+    Schema,
+}
+
+#[derive(Debug, Args)]
+#[command(args_conflicts_with_subcommands = true)]
 pub struct DrillArgs {
     #[command(subcommand)]
     pub command: Option<DrillCommand>,
@@ -305,6 +337,10 @@ pub enum Command {
     /// contain with the real playbook, verify, revert, clean up and report. Exit codes: 0
     /// passed, 1 an expectation failed, 2 drill error or abort, 3 cleanup incomplete.
     Drill(DrillArgs),
+    /// A tabletop exercise people run together: modules, timed injects, decisions mapped to
+    /// playbook steps (each shown with its plan), evaluator notes, a hot wash, and an
+    /// after-action report. At a terminal, or from --answers FILE.
+    Exercise(ExerciseArgs),
     /// Walk a playbook against a cluster snapshot: plans, simulated changes, summary.
     Tabletop {
         #[command(flatten)]

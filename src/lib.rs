@@ -13,6 +13,7 @@ pub mod drill;
 pub mod event;
 pub mod evidence;
 pub mod execute;
+pub mod exercise;
 pub mod exit;
 pub mod explain;
 pub mod facts;

@@ -9,6 +9,7 @@ mod crash;
 mod differential;
 mod drill;
 mod engine;
+mod exercise;
 mod forensics;
 mod harness;
 mod hostile;

@@ -9,7 +9,7 @@ use serde_json::{Map, Value};
 use super::spec::Scenario;
 use crate::diagnostics::{Problem, did_you_mean};
 use crate::document::{self, Document, DocumentError};
-use crate::playbook::load::{Loaded, LoadError};
+use crate::playbook::load::{LoadError, Loaded};
 use crate::playbook::types::parse_duration;
 
 /// A scenario, checked, with its playbook and bound params.
@@ -79,15 +79,15 @@ pub fn load(path: &Path) -> Result<LoadedScenario, DocumentError> {
 
 fn check_ids_and_times(document: &Document<Scenario>, problems: &mut Vec<Problem>) {
     let spec = &document.value.spec;
-    let mut seen: Vec<(&str, String)> = Vec::new();
+    let mut seen: Vec<(String, String)> = Vec::new();
     let mut unique = |id: &str, pointer: String, problems: &mut Vec<Problem>| {
-        if let Some((_, first)) = seen.iter().find(|(seen_id, _)| *seen_id == id) {
+        if let Some((_, first)) = seen.iter().find(|(seen_id, _)| seen_id == id) {
             problems.push(Problem::new(
                 format!("{}: id `{id}` is already used at {first}", field(&pointer)),
                 document.span(&pointer),
             ));
         } else {
-            seen.push((id, field(&pointer)));
+            seen.push((id.to_string(), field(&pointer)));
         }
     };
     for (i, objective) in spec.objectives.iter().enumerate() {
@@ -101,7 +101,12 @@ fn check_ids_and_times(document: &Document<Scenario>, problems: &mut Vec<Problem
             duration(document, &inject.at, &format!("{at}/at"), problems);
             for (e, expect) in inject.expect.iter().enumerate() {
                 let pointer = format!("{at}/expect/{e}");
-                duration(document, &expect.within, &format!("{pointer}/within"), problems);
+                duration(
+                    document,
+                    &expect.within,
+                    &format!("{pointer}/within"),
+                    problems,
+                );
                 let objectives = spec.objectives.iter().map(|o| o.id.as_str());
                 if !spec.objectives.iter().any(|o| o.id == expect.objective) {
                     problems.push(Problem::new(
@@ -144,7 +149,10 @@ fn check_steps(document: &Document<Scenario>, playbook: &Loaded, problems: &mut 
 fn duration(document: &Document<Scenario>, text: &str, pointer: &str, problems: &mut Vec<Problem>) {
     if parse_duration(text).is_none() {
         problems.push(Problem::new(
-            format!("{}: `{text}` is not a duration (e.g. 30s, 5m, 1h30m)", field(pointer)),
+            format!(
+                "{}: `{text}` is not a duration (e.g. 30s, 5m, 1h30m)",
+                field(pointer)
+            ),
             document.span(pointer),
         ));
     }

@@ -1,0 +1,142 @@
+//! Scripted answers (`--answers FILE`, `kind: ExerciseAnswers`): what the facilitator and players
+//! do, each at a time on the exercise clock, so an exercise runs without a terminal (in CI, in
+//! tests) through the same session as the interactive mode.
+
+use std::path::Path;
+use std::time::Duration;
+
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+use super::session::Session;
+use crate::diagnostics::Problem;
+use crate::document::{self, DocumentError};
+use crate::playbook::types::{ApiVersion, parse_duration};
+
+#[derive(Clone, Debug, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Answers {
+    #[serde(rename = "apiVersion")]
+    pub api_version: ApiVersion,
+    pub kind: AnswersKind,
+    /// In time order.
+    pub actions: Vec<Timed>,
+    /// The hot wash's answers, in the order of the scenario's questions.
+    #[serde(default)]
+    pub hotwash: Vec<String>,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub enum AnswersKind {
+    ExerciseAnswers,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize, JsonSchema)]
+pub struct Timed {
+    /// When, on the exercise clock (`0s`, `4m30s`).
+    pub at: String,
+    #[serde(flatten)]
+    pub action: Action,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize, JsonSchema)]
+#[serde(tag = "do", rename_all = "snake_case")]
+pub enum Action {
+    /// Open the next module (after the last one: end the exercise).
+    Next,
+    /// Give the open module's next inject now.
+    Inject,
+    Pause,
+    Resume,
+    /// A player's decision: a step of the playbook, and why.
+    Decide {
+        who: String,
+        step: String,
+        why: String,
+    },
+    /// An evaluator's note on an objective.
+    Note {
+        who: String,
+        objective: String,
+        text: String,
+    },
+    /// End the exercise (the hot wash follows).
+    End,
+}
+
+pub fn load(path: &Path) -> Result<Answers, DocumentError> {
+    let schema = serde_json::to_value(schemars::schema_for!(Answers)).expect("schema serializes");
+    let document = document::load::<Answers>(path, "answers file", &schema)?;
+    let mut problems = Vec::new();
+    let mut last = Duration::ZERO;
+    for (i, timed) in document.value.actions.iter().enumerate() {
+        let pointer = format!("/actions/{i}/at");
+        match parse_duration(&timed.at) {
+            None => problems.push(Problem::new(
+                format!(
+                    "actions[{i}].at: `{}` is not a duration (e.g. 30s, 5m)",
+                    timed.at
+                ),
+                document.span(&pointer),
+            )),
+            Some(at) if at < last => problems.push(Problem::new(
+                format!(
+                    "actions[{i}].at: {} comes before the action above it",
+                    timed.at
+                ),
+                document.span(&pointer),
+            )),
+            Some(at) => last = at,
+        }
+    }
+    if problems.is_empty() {
+        Ok(document.value)
+    } else {
+        Err(document.invalid(problems))
+    }
+}
+
+/// Plays the answers through the session, printing what a terminal would show.
+pub fn play(session: &mut Session, answers: &Answers, say: &mut dyn FnMut(&str)) {
+    let show = |lines: Vec<String>, say: &mut dyn FnMut(&str)| {
+        for line in lines {
+            say(&line);
+        }
+    };
+    show(session.next_module(Duration::ZERO).unwrap_or_default(), say);
+    let mut now = Duration::ZERO;
+    for timed in &answers.actions {
+        now = parse_duration(&timed.at).unwrap_or(now);
+        show(session.tick(now), say);
+        match &timed.action {
+            Action::Next => match session.next_module(now) {
+                Some(lines) => show(lines, say),
+                None => break,
+            },
+            Action::Inject => show(session.inject_now(now), say),
+            Action::Pause => session.paused = true,
+            Action::Resume => {
+                session.paused = false;
+                show(session.tick(now), say);
+            }
+            Action::Decide { who, step, why } => show(session.decide(now, who, step, why), say),
+            Action::Note {
+                who,
+                objective,
+                text,
+            } => show(session.note(now, objective, who, text), say),
+            Action::End => break,
+        }
+    }
+    session.end(now);
+    let questions = session.loaded.scenario.spec.hotwash.clone();
+    for (i, question) in questions.iter().enumerate() {
+        let answer = answers
+            .hotwash
+            .get(i)
+            .cloned()
+            .unwrap_or_else(|| "(no answer)".into());
+        say(&format!("hot wash: {question} {answer}"));
+        session.hotwash.push((question.clone(), answer));
+    }
+}
