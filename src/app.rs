@@ -127,7 +127,7 @@ async fn dispatch(cli: Cli) -> u8 {
             keys,
             registry_config,
         } => verify_image(image, keys, registry_config.as_deref(), global).await,
-        Command::Schema => print_json(&playbook_schema()),
+        Command::Schema => print_schema(&playbook_schema(), global),
         Command::ExitCodes => {
             if global.output == Output::Text {
                 print!("{}", exit::help_text());
@@ -141,6 +141,10 @@ async fn dispatch(cli: Cli) -> u8 {
             exit::SUCCESS
         }
         Command::Actions { name } => actions(name.as_deref(), global),
+        Command::Man => {
+            print!("{}", crate::man::page(Cli::command()));
+            exit::SUCCESS
+        }
         Command::Completions { shell } => {
             clap_complete::generate(
                 *shell,
@@ -180,8 +184,13 @@ pub(crate) fn print_output(value: &Value, output: Output) {
     let _ = std::io::stdout().lock().write_all(text.as_bytes());
 }
 
-fn print_json(value: &Value) -> u8 {
-    print_output(value, Output::Json);
+/// A JSON schema: JSON (what the shipped schema files hold), or YAML with `-o yaml`.
+pub(crate) fn print_schema(schema: &Value, global: &Global) -> u8 {
+    let output = match global.output {
+        Output::Yaml => Output::Yaml,
+        _ => Output::Json,
+    };
+    print_output(schema, output);
     exit::SUCCESS
 }
 
@@ -755,6 +764,53 @@ async fn snapshot(file: Option<&Path>, global: &Global) -> u8 {
     }
 }
 
+/// A `with` field's type as a reader wants it: `string`, `bool`, `string[]`, `map`, or the values
+/// of an enum (`auto|network-policy|cluster-policy`).
+fn field_type(spec: &Value, defs: &Value) -> String {
+    if let Some(reference) = spec.get("$ref").and_then(Value::as_str) {
+        let name = reference.rsplit('/').next().unwrap_or(reference);
+        return field_type(&defs[name], defs);
+    }
+    if let Some(values) = spec.get("enum").and_then(Value::as_array) {
+        let values: Vec<String> = values
+            .iter()
+            .map(|v| v.as_str().map_or_else(|| v.to_string(), str::to_string))
+            .collect();
+        return values.join("|");
+    }
+    for key in ["anyOf", "oneOf"] {
+        if let Some(options) = spec.get(key).and_then(Value::as_array) {
+            let kinds: Vec<String> = options
+                .iter()
+                .filter(|o| o.get("type").and_then(Value::as_str) != Some("null"))
+                .map(|o| match o.get("const") {
+                    Some(value) => value
+                        .as_str()
+                        .map_or_else(|| value.to_string(), str::to_string),
+                    None => field_type(o, defs),
+                })
+                .collect();
+            return kinds.join("|");
+        }
+    }
+    let kind = match spec.get("type") {
+        Some(Value::Array(kinds)) => kinds
+            .iter()
+            .filter_map(Value::as_str)
+            .find(|k| *k != "null")
+            .unwrap_or("any")
+            .to_string(),
+        Some(Value::String(kind)) => kind.clone(),
+        _ => "any".to_string(),
+    };
+    match kind.as_str() {
+        "boolean" => "bool".into(),
+        "array" => format!("{}[]", field_type(&spec["items"], defs)),
+        "object" => "map".into(),
+        _ => kind,
+    }
+}
+
 fn actions(name: Option<&str>, global: &Global) -> u8 {
     let catalogue = action::catalogue();
     let selected: Vec<_> = match name {
@@ -812,17 +868,22 @@ fn actions(name: Option<&str>, global: &Global) -> u8 {
                 .and_then(Value::as_array)
                 .map(|r| r.iter().filter_map(Value::as_str).collect())
                 .unwrap_or_default();
+            let defs = schema.get("$defs").cloned().unwrap_or(Value::Null);
             for (field, spec) in props {
                 let doc = spec
                     .get("description")
                     .and_then(Value::as_str)
-                    .unwrap_or("");
-                let req = if required.contains(&field.as_str()) {
-                    " (required)"
-                } else {
-                    ""
+                    .unwrap_or("")
+                    .split_whitespace()
+                    .collect::<Vec<_>>()
+                    .join(" ");
+                let kind = field_type(spec, &defs);
+                let default = match spec.get("default") {
+                    _ if required.contains(&field.as_str()) => "required".to_string(),
+                    Some(Value::Null) | None => "optional".to_string(),
+                    Some(value) => format!("default {value}"),
                 };
-                out.push_str(&format!("  with.{field}{req}: {doc}\n"));
+                out.push_str(&format!("  with.{field} ({kind}, {default}): {doc}\n"));
             }
         }
         for (output, doc) in info.outputs {

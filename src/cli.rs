@@ -387,6 +387,8 @@ pub enum Command {
         /// Show one action in full.
         name: Option<String>,
     },
+    /// Print the manual page (roff), generated from this command line: `contain man | man -l -`.
+    Man,
     /// Print shell completions.
     Completions {
         #[arg(value_enum)]

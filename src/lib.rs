@@ -19,6 +19,7 @@ pub mod explain;
 pub mod facts;
 pub mod journal;
 pub mod lock;
+pub mod man;
 pub mod netpol;
 pub mod notify;
 pub mod outcome;

@@ -707,12 +707,18 @@ pub fn report(
             return exit::JOURNAL;
         }
     };
+    let explicit = format.is_some();
     let format = format.unwrap_or(match global.output {
         Output::Json => Format::Json,
         _ => Format::Markdown,
     });
     let view = incident::build(&state, &records, intact);
-    let text = match incident::render_as(&view, format, templates) {
+    let rendered = match (format, global.output) {
+        // `-o yaml` without --format: the report as data, in YAML.
+        (_, Output::Yaml) if !explicit => serde_saphyr::to_string(&view).map_err(|e| e.to_string()),
+        _ => incident::render_as(&view, format, templates),
+    };
+    let text = match rendered {
         Ok(text) => text,
         Err(e) => {
             eprintln!("error: {e}");

@@ -25,7 +25,7 @@ static INFO: ActionInfo = ActionInfo {
 };
 
 /// `with` of `approve`.
-#[derive(Deserialize, JsonSchema)]
+#[derive(Deserialize, serde::Serialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ApproveWith {
     /// The question put to the responder.

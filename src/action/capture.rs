@@ -43,7 +43,7 @@ static INFO: ActionInfo = ActionInfo {
 };
 
 /// A command to run in each captured pod.
-#[derive(Deserialize, JsonSchema)]
+#[derive(Deserialize, serde::Serialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ExecSpec {
     /// Short name, used for the artifact's file name.
@@ -64,7 +64,7 @@ fn yes() -> bool {
 }
 
 /// `with` of `forensics.capture`.
-#[derive(Deserialize, JsonSchema)]
+#[derive(Deserialize, serde::Serialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CaptureWith {
     /// Logs of every container, init and ephemeral container (default true).

@@ -53,7 +53,7 @@ static INFO: ActionInfo = ActionInfo {
 };
 
 /// `with` of `pod.detach`.
-#[derive(Deserialize, JsonSchema, Default)]
+#[derive(Deserialize, serde::Serialize, JsonSchema, Default)]
 #[serde(deny_unknown_fields)]
 pub struct DetachWith {
     /// How long verification waits for the replacement and the endpoints (default 60s).

@@ -58,7 +58,7 @@ static INFO: ActionInfo = ActionInfo {
 };
 
 /// `with` of `network.isolate`.
-#[derive(Deserialize, JsonSchema)]
+#[derive(Deserialize, serde::Serialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct IsolateWith {
     /// Name of the NetworkPolicy (default `contain-isolate-<step id>`).
@@ -98,7 +98,7 @@ pub struct IsolateWith {
 }
 
 /// What an isolation is made of.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize, JsonSchema)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize, serde::Serialize, JsonSchema)]
 #[serde(rename_all = "kebab-case")]
 pub enum Mechanism {
     #[default]
@@ -184,7 +184,7 @@ fn cluster_policy_isolation(
 }
 
 /// The mechanism of an exclusive isolation.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize, JsonSchema)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize, serde::Serialize, JsonSchema)]
 #[serde(rename_all = "kebab-case")]
 pub enum ExclusiveBy {
     #[default]

@@ -54,7 +54,7 @@ pub static ANNOTATE: MetadataAction = MetadataAction {
 };
 
 /// `with` of `object.label`.
-#[derive(Deserialize, JsonSchema)]
+#[derive(Deserialize, serde::Serialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct LabelWith {
     /// Label key → value; `null` removes the label.
@@ -62,7 +62,7 @@ pub struct LabelWith {
 }
 
 /// `with` of `object.annotate`.
-#[derive(Deserialize, JsonSchema)]
+#[derive(Deserialize, serde::Serialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct AnnotateWith {
     /// Annotation key → value; `null` removes the annotation.

@@ -197,9 +197,25 @@ pub fn lookup(name: &str) -> Option<&'static dyn Action> {
     catalogue().iter().copied().find(|a| a.info().name == name)
 }
 
-/// The schema of a `with` type, with its definitions inlined under `$defs`.
-pub fn schema_of<T: schemars::JsonSchema>() -> Value {
-    serde_json::to_value(schemars::schema_for!(T)).unwrap_or(Value::Bool(true))
+/// The schema of a `with` type, with its definitions inlined under `$defs`. Every optional
+/// field gets its `default` (what an empty `with:` decodes to), where the schema alone does
+/// not say it (enums by reference, for example), so `contain actions` can show it.
+pub fn schema_of<T: schemars::JsonSchema + serde::de::DeserializeOwned + serde::Serialize>() -> Value
+{
+    let mut schema = serde_json::to_value(schemars::schema_for!(T)).unwrap_or(Value::Bool(true));
+    let defaults = serde_json::from_value::<T>(serde_json::json!({}))
+        .ok()
+        .and_then(|empty| serde_json::to_value(empty).ok());
+    if let (Some(Value::Object(defaults)), Some(Value::Object(properties))) =
+        (defaults, schema.get_mut("properties"))
+    {
+        for (name, property) in properties.iter_mut() {
+            if let (Some(value), Some(property)) = (defaults.get(name), property.as_object_mut()) {
+                property.entry("default").or_insert_with(|| value.clone());
+            }
+        }
+    }
+    schema
 }
 
 /// Decodes a rendered `with` into the action's own type.

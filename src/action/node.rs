@@ -98,12 +98,12 @@ pub static QUARANTINE: NodeAction = NodeAction {
 };
 
 /// `with` of `node.cordon`.
-#[derive(Deserialize, JsonSchema, Default)]
+#[derive(Deserialize, serde::Serialize, JsonSchema, Default)]
 #[serde(deny_unknown_fields)]
 pub struct CordonWith {}
 
 /// `with` of `node.taint`.
-#[derive(Deserialize, JsonSchema, Default)]
+#[derive(Deserialize, serde::Serialize, JsonSchema, Default)]
 #[serde(deny_unknown_fields)]
 pub struct TaintWith {
     /// Value of the taint (default: the run id).
@@ -112,7 +112,7 @@ pub struct TaintWith {
 }
 
 /// `with` of `node.drain`.
-#[derive(Deserialize, JsonSchema)]
+#[derive(Deserialize, serde::Serialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct DrainWith {
     /// Pods to keep on the node, by name (the suspects).
@@ -154,11 +154,13 @@ fn yes() -> bool {
 }
 
 /// `with` of `node.quarantine`.
-#[derive(Deserialize, JsonSchema)]
+#[derive(Deserialize, serde::Serialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct QuarantineWith {
+    /// Mark the node unschedulable (`spec.unschedulable`), as `kubectl cordon` does.
     #[serde(default = "yes")]
     pub cordon: bool,
+    /// Taint the node `contain.dev/quarantine=<run id>:NoSchedule`.
     #[serde(default = "yes")]
     pub taint: bool,
     /// Label the node `contain.dev/quarantine=<run id>`.
@@ -167,14 +169,19 @@ pub struct QuarantineWith {
     /// Also drain the node (see node.drain for the other fields).
     #[serde(default)]
     pub drain: bool,
+    /// With `drain`: pods to keep on the node, by name (the suspects).
     #[serde(default)]
     pub keep: Vec<String>,
+    /// With `drain`: pods with all these labels stay too.
     #[serde(default = "suspect_selector")]
     pub keep_labels: BTreeMap<String, String>,
+    /// With `drain`: evict pods that use emptyDir volumes (their data is lost).
     #[serde(default)]
     pub delete_emptydir_data: bool,
+    /// With `drain`: evict pods no controller will recreate.
     #[serde(default)]
     pub force: bool,
+    /// With `drain`: how long to retry evictions a PodDisruptionBudget refuses (default 5m).
     #[serde(default)]
     #[schemars(regex(pattern = r"^([0-9]+(ms|s|m|h))+$"))]
     pub timeout: Option<String>,

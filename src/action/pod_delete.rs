@@ -29,7 +29,7 @@ static INFO: ActionInfo = ActionInfo {
 };
 
 /// `with` of `pod.delete`.
-#[derive(Deserialize, JsonSchema, Default)]
+#[derive(Deserialize, serde::Serialize, JsonSchema, Default)]
 #[serde(deny_unknown_fields)]
 pub struct DeleteWith {
     /// Seconds the pod gets to stop; the pod's own setting when omitted.

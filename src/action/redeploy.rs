@@ -41,7 +41,7 @@ static INFO: ActionInfo = ActionInfo {
 };
 
 /// One container and the image to run in it.
-#[derive(Deserialize, JsonSchema)]
+#[derive(Deserialize, serde::Serialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ContainerImage {
     pub name: String,
@@ -50,7 +50,7 @@ pub struct ContainerImage {
 }
 
 /// `with` of `workload.redeploy`.
-#[derive(Deserialize, JsonSchema)]
+#[derive(Deserialize, serde::Serialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RedeployWith {
     /// The containers to redeploy (a list, so that names can come from params).

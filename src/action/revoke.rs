@@ -51,7 +51,7 @@ pub enum RevokeMode {
 }
 
 /// `with` of `serviceaccount.revoke`.
-#[derive(Deserialize, JsonSchema)]
+#[derive(Deserialize, serde::Serialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RevokeWith {
     /// What to revoke, in any combination.

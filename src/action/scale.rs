@@ -29,7 +29,7 @@ static INFO: ActionInfo = ActionInfo {
 };
 
 /// `with` of `workload.scale`.
-#[derive(Deserialize, JsonSchema)]
+#[derive(Deserialize, serde::Serialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ScaleWith {
     /// The new replica count.

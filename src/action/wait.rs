@@ -26,7 +26,7 @@ static INFO: ActionInfo = ActionInfo {
 };
 
 /// `with` of `wait`: either `duration`, or `field` and `equals` on a named target.
-#[derive(Deserialize, JsonSchema)]
+#[derive(Deserialize, serde::Serialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct WaitWith {
     /// How long to pause, e.g. `10s`.

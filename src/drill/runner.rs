@@ -46,7 +46,7 @@ pub async fn command(args: &DrillArgs, global: &Global) -> u8 {
         }
         (Some(DrillCommand::Validate { files }), _) => validate(files, global),
         (Some(DrillCommand::Schema), _) => {
-            crate::app::print_output(&super::load::drill_schema(), Output::Json);
+            crate::app::print_schema(&super::load::drill_schema(), global);
             exit::PASSED
         }
         (Some(DrillCommand::ExitCodes), _) => {

@@ -24,13 +24,7 @@ use crate::exit;
 
 pub async fn command(args: &ExerciseArgs, global: &Global) -> u8 {
     match &args.command {
-        Some(ExerciseCommand::Schema) => {
-            println!(
-                "{}",
-                serde_json::to_string_pretty(&load::scenario_schema()).unwrap_or_default()
-            );
-            exit::SUCCESS
-        }
+        Some(ExerciseCommand::Schema) => crate::app::print_schema(&load::scenario_schema(), global),
         Some(ExerciseCommand::Validate { files }) => {
             let mut code = exit::SUCCESS;
             for file in files {
