@@ -140,6 +140,7 @@ impl LockArgs {
         crate::run_lock::LockOptions {
             ttl: std::time::Duration::from_secs(self.lock_ttl),
             steal: self.steal.clone(),
+            take_over_from: Vec::new(),
         }
     }
 }

@@ -35,11 +35,14 @@ pub enum LockError {
     },
 }
 
-/// Who asks for the lock: a readable identity (who, from where) and the run it acts for.
+/// Who asks for the lock: a readable identity (who, from where), the run it acts for, and the
+/// runs it continues (a run started again after its predecessor was killed before it began),
+/// whose locks it may take over too.
 #[derive(Clone, Debug)]
 pub struct Holder {
     pub identity: String,
     pub run: String,
+    pub predecessors: Vec<String>,
 }
 
 /// The annotation naming the run that holds a Lease: the same run takes its lock over.
@@ -135,7 +138,7 @@ pub async fn acquire(
                 .annotations
                 .as_ref()
                 .and_then(|a| a.get(RUN_ANNOTATION))
-                == Some(&holder.run);
+                .is_some_and(|run| *run == holder.run || holder.predecessors.contains(run));
             let since = spec
                 .acquire_time
                 .map(|t| t.0.to_string())

@@ -240,7 +240,7 @@ async fn take_locks(
     user: &str,
     options: &LockOptions,
 ) -> Result<TargetLocks, u8> {
-    let holder = run_lock::holder(run_id, user);
+    let holder = run_lock::holder(run_id, user, options);
     match run_lock::take(cluster.client().clone(), plan, &holder, options).await {
         Ok(locks) => {
             for record in locks.records(options.steal.as_deref()) {

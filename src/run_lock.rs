@@ -32,6 +32,9 @@ pub struct LockOptions {
     pub ttl: Duration,
     /// Take the targets even from a live holder, for this reason.
     pub steal: Option<String>,
+    /// Runs this one continues, whose locks it takes over (a drill's containment run started
+    /// again after the first was killed before its plan was approved).
+    pub take_over_from: Vec<String>,
 }
 
 impl Default for LockOptions {
@@ -39,6 +42,7 @@ impl Default for LockOptions {
         LockOptions {
             ttl: Duration::from_secs(30),
             steal: None,
+            take_over_from: Vec::new(),
         }
     }
 }
@@ -221,7 +225,7 @@ pub async fn take(
 }
 
 /// The identity a Lease shows: who runs it, from which machine, for which run.
-pub fn holder(run_id: &str, user: &str) -> Holder {
+pub fn holder(run_id: &str, user: &str, options: &LockOptions) -> Holder {
     let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
         .map(|h| h.trim().to_string())
         .ok()
@@ -231,6 +235,7 @@ pub fn holder(run_id: &str, user: &str) -> Holder {
     Holder {
         identity: format!("{user} on {host} (contain run {run_id})"),
         run: run_id.to_string(),
+        predecessors: options.take_over_from.clone(),
     }
 }
 

@@ -228,3 +228,60 @@ async fn a_second_run_on_a_locked_target_is_refused_until_the_holder_ends_or_its
     );
     assert_eq!(record["reason"], reason);
 }
+
+/// A run started again after its predecessor was killed before its plan was approved (a drill
+/// does this) takes over the predecessor's locks, and only those.
+#[tokio::test]
+async fn a_run_that_continues_a_killed_one_takes_over_its_locks_and_no_one_elses() {
+    use contain::lock::{Holder, acquire};
+    let cluster = live::connect(live::kubeconfig()).await;
+    let ns = Namespace::new(&cluster, "lock-succ").await;
+    let client = cluster.client().clone();
+    let ttl = Duration::from_secs(30);
+    let holder = |run: &str, predecessors: &[&str]| Holder {
+        identity: format!("test {run}"),
+        run: run.to_string(),
+        predecessors: predecessors.iter().map(|p| p.to_string()).collect(),
+    };
+    // The killed run: its lock is never released (dropping it only stops the renewals).
+    drop(
+        acquire(
+            client.clone(),
+            &ns.name,
+            "contain-pod-web",
+            &holder("killed", &[]),
+            ttl,
+            false,
+        )
+        .await
+        .unwrap(),
+    );
+    let stranger = acquire(
+        client.clone(),
+        &ns.name,
+        "contain-pod-web",
+        &holder("other", &["someone-else"]),
+        ttl,
+        false,
+    )
+    .await;
+    assert!(
+        stranger.is_err(),
+        "a run that does not continue `killed` is refused"
+    );
+    let successor = acquire(
+        client.clone(),
+        &ns.name,
+        "contain-pod-web",
+        &holder("again", &["killed"]),
+        ttl,
+        false,
+    )
+    .await
+    .expect("the run continuing `killed` takes its lock over");
+    assert!(
+        successor.stolen().is_none(),
+        "taking over a predecessor's lock is not a steal"
+    );
+    successor.release().await;
+}

@@ -665,6 +665,7 @@ impl<'a> Runner<'a> {
         let holder = lock::Holder {
             identity: self.journal.run.clone(),
             run: self.journal.run.clone(),
+            predecessors: Vec::new(),
         };
         let lock = lock::acquire(
             self.stage.client(),
@@ -1010,11 +1011,13 @@ impl<'a> Runner<'a> {
             return Ok(());
         }
         let inner = self.inner_global();
+        let mut options = unattended();
         if let Some(run) = self.state.contain_run.clone() {
             self.enter("contain", &format!("resuming containment run {run}"))?;
             self.progress.settle();
             let code = crate::recover::resume(&run, &unattended(), &inner).await;
-            // Killed before its plan was journaled, the run wrote nothing: start a new one.
+            // Killed before its plan was journaled, the run wrote nothing: start a new one,
+            // which takes over the locks the killed one may already have taken.
             if code != crate::exit::NEVER_STARTED {
                 self.record(DrillEntry::Contained {
                     code,
@@ -1022,6 +1025,7 @@ impl<'a> Runner<'a> {
                 })?;
                 return Ok(());
             }
+            options.lock.take_over_from.push(run);
         }
         if spec.after_detection
             && !self
@@ -1067,7 +1071,7 @@ impl<'a> Runner<'a> {
             bound,
             &inner,
             self.stage.cluster,
-            &unattended(),
+            &options,
         )
         .await;
         self.record(DrillEntry::Contained {
