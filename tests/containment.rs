@@ -9,7 +9,7 @@ use contain::cluster::{Cluster, Preconditions, WriteMode, kinds};
 use serde_json::{Value, json};
 
 use crate::harness::{Live, Outcome, playbook_file};
-use crate::live::{self, Namespace, dedicated_node, delete_node};
+use crate::live::{self, DeleteOnDrop, Namespace, dedicated_node, delete_node};
 
 /// Runs a playbook text live, journaled in its own directory; returns the outcome and run id.
 struct Runner(Live);
@@ -696,10 +696,6 @@ fn tolerant_pod(ns: &str, name: &str, node: &str) -> Value {
                     "containers": [{"name": "c", "image": "registry.example/x:1"}]}})
 }
 
-/// Deletes cluster-scoped objects when a test ends, passed or not: an admission policy left
-/// behind would refuse pods for every later test.
-struct DeleteOnDrop(Vec<ObjectRef>);
-
 impl DeleteOnDrop {
     /// A node's admission guard: its binding and its policy.
     fn guard_of(node: &str) -> Self {
@@ -712,27 +708,6 @@ impl DeleteOnDrop {
             ObjectRef::new("ValidatingAdmissionPolicyBinding", None, name),
             ObjectRef::new("ValidatingAdmissionPolicy", None, name),
         ])
-    }
-}
-
-impl Drop for DeleteOnDrop {
-    fn drop(&mut self) {
-        let objects = std::mem::take(&mut self.0);
-        let _ = std::thread::spawn(move || {
-            let runtime = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .unwrap();
-            runtime.block_on(async {
-                let cluster = live::connect(live::kubeconfig()).await;
-                for object in &objects {
-                    let _ = cluster
-                        .delete(object, &Preconditions::default(), None, WriteMode::Apply)
-                        .await;
-                }
-            });
-        })
-        .join();
     }
 }
 

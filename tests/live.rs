@@ -70,7 +70,21 @@ impl Namespace {
 
 impl Drop for Namespace {
     fn drop(&mut self) {
-        let name = self.name.clone();
+        drop(DeleteOnDrop(vec![ObjectRef::new(
+            "Namespace",
+            None,
+            &self.name,
+        )]));
+    }
+}
+
+/// Deletes objects when a test ends, passed or not (an admission policy left behind would
+/// refuse pods for every later test), from a runtime of its own: a test's runtime may be gone.
+pub struct DeleteOnDrop(pub Vec<ObjectRef>);
+
+impl Drop for DeleteOnDrop {
+    fn drop(&mut self) {
+        let objects = std::mem::take(&mut self.0);
         let _ = std::thread::spawn(move || {
             let runtime = tokio::runtime::Builder::new_current_thread()
                 .enable_all()
@@ -78,10 +92,11 @@ impl Drop for Namespace {
                 .unwrap();
             runtime.block_on(async {
                 let cluster = connect(kubeconfig()).await;
-                let r = ObjectRef::new("Namespace", None, &name);
-                let _ = cluster
-                    .delete(&r, &Preconditions::default(), None, WriteMode::Apply)
-                    .await;
+                for object in &objects {
+                    let _ = cluster
+                        .delete(object, &Preconditions::default(), None, WriteMode::Apply)
+                        .await;
+                }
             });
         })
         .join();

@@ -79,6 +79,24 @@ fn locks_of(live: &Live, run: &str) -> Value {
     find(&header).unwrap_or(Value::Null)
 }
 
+/// Runs LABEL with a failpoint that kills it after its lock is taken and before it writes; the
+/// killed run's id.
+fn killed_holding_the_lock(
+    live: &Live,
+    playbook: &std::path::Path,
+    ns: &str,
+    extra: &[&str],
+) -> String {
+    let crash = live
+        .contain()
+        .args(label_args(playbook, ns))
+        .args(extra.iter().copied())
+        .env("CONTAIN_TEST_FAILPOINT", "before-intent:tag")
+        .run();
+    assert!(crash.stderr.contains("failpoint"), "{}", crash.stderr);
+    live.last_run()
+}
+
 fn refused_by(out: &Outcome, holder_run: &str) {
     assert_eq!(
         out.code, 10,
@@ -150,14 +168,7 @@ async fn a_second_run_on_a_locked_target_is_refused_until_the_holder_ends_or_its
 
     // 2. A killed run (no release) keeps others off until its lease expires; then they proceed.
     let killed = Live::new();
-    let crash = killed
-        .contain()
-        .args(label_args(quick.path(), &ns.name))
-        .args(["--lock-ttl", "6"])
-        .env("CONTAIN_TEST_FAILPOINT", "before-intent:tag")
-        .run();
-    assert!(crash.stderr.contains("failpoint"), "{}", crash.stderr);
-    let dead = killed.last_run();
+    let dead = killed_holding_the_lock(&killed, quick.path(), &ns.name, &["--lock-ttl", "6"]);
     let killed_at = Instant::now();
     refused_by(
         &second
@@ -186,24 +197,12 @@ async fn a_second_run_on_a_locked_target_is_refused_until_the_holder_ends_or_its
     );
 
     // 3. The killed run's own resume takes its lock over, even while its lease lasts.
-    let crash = killed
-        .contain()
-        .args(label_args(quick.path(), &ns.name))
-        .env("CONTAIN_TEST_FAILPOINT", "before-intent:tag")
-        .run();
-    assert!(crash.stderr.contains("failpoint"), "{}", crash.stderr);
-    let dead = killed.last_run();
+    let dead = killed_holding_the_lock(&killed, quick.path(), &ns.name, &[]);
     let resumed = killed.contain().args(["resume", "--yes", &dead]).run();
     assert_eq!(resumed.code, 0, "{}\n{}", resumed.stdout, resumed.stderr);
 
     // 4. Stealing from a live holder: allowed with a reason, printed and journaled.
-    let crash = killed
-        .contain()
-        .args(label_args(quick.path(), &ns.name))
-        .env("CONTAIN_TEST_FAILPOINT", "before-intent:tag")
-        .run();
-    assert!(crash.stderr.contains("failpoint"), "{}", crash.stderr);
-    let dead = killed.last_run();
+    let dead = killed_holding_the_lock(&killed, quick.path(), &ns.name, &[]);
     let reason = "the first responder's laptop died mid-run";
     let stolen = second
         .contain()

@@ -9,11 +9,11 @@ use std::time::{Duration, Instant};
 
 use contain::cluster::kube::KubeCluster;
 use contain::cluster::object::ObjectRef;
-use contain::cluster::{Cluster, Preconditions, WriteMode};
+use contain::cluster::{Cluster, WriteMode};
 use serde_json::{Value, json};
 
 use crate::harness::{Live, Outcome, repo};
-use crate::live::{self, CLUSTER_POLICY_CRD, Namespace};
+use crate::live::{self, CLUSTER_POLICY_CRD, DeleteOnDrop, Namespace};
 
 /// The real node's name and the busybox image it pulls from the local registry.
 fn real_node() -> (String, String) {
@@ -132,28 +132,6 @@ fn ok(out: &Outcome) {
     );
 }
 
-/// Deletes an object when the test ends, passed or not.
-struct DeleteOnDrop(ObjectRef);
-
-impl Drop for DeleteOnDrop {
-    fn drop(&mut self) {
-        let object = self.0.clone();
-        let _ = std::thread::spawn(move || {
-            let runtime = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .unwrap();
-            runtime.block_on(async {
-                let cluster = live::connect(live::kubeconfig()).await;
-                let _ = cluster
-                    .delete(&object, &Preconditions::default(), None, WriteMode::Apply)
-                    .await;
-            });
-        })
-        .join();
-    }
-}
-
 #[tokio::test]
 async fn isolation_cuts_real_tcp_traffic_keeps_forensics_and_dns_and_rollback_restores_it() {
     // No ClusterNetworkPolicy CRD while this runs: kube-router enforces NetworkPolicies only.
@@ -195,7 +173,7 @@ async fn isolation_cuts_real_tcp_traffic_keeps_forensics_and_dns_and_rollback_re
     .await;
     // A stand-in for cluster DNS (kube-system, k8s-app=kube-dns), answering on TCP 53.
     let dns_name = format!("dns-{}", suspect_ns.name.rsplit('-').next().unwrap());
-    let _dns = DeleteOnDrop(ObjectRef::new("Pod", Some("kube-system"), &dns_name));
+    let _dns = DeleteOnDrop(vec![ObjectRef::new("Pod", Some("kube-system"), &dns_name)]);
     let (_, dns_ip) = serving_pod(
         &cluster,
         "kube-system",

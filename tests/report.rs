@@ -206,38 +206,19 @@ async fn the_incident_report_of_a_run_and_its_rollback_says_what_happened_in_eve
     // A template directory replaces the shipped template; one naming a field that does not
     // exist is an error (strict), never an empty string.
     let templates = tempfile::tempdir().unwrap();
-    std::fs::write(
-        templates.path().join("incident.md.hbs"),
-        "run {{run}} by {{user}}: {{rollback.status}}\n",
-    )
-    .unwrap();
-    let custom = live
-        .contain()
-        .args([
-            "report",
-            &run,
-            "--templates",
-            &templates.path().display().to_string(),
-        ])
-        .run();
+    let with_template = |text: &str| {
+        std::fs::write(templates.path().join("incident.md.hbs"), text).unwrap();
+        let dir = templates.path().display().to_string();
+        live.contain()
+            .args(["report", &run, "--templates", &dir])
+            .run()
+    };
+    let custom = with_template("run {{run}} by {{user}}: {{rollback.status}}\n");
     assert_eq!(
         custom.stdout,
         format!("run {run} by contain-admin: rolled back\n")
     );
-    std::fs::write(
-        templates.path().join("incident.md.hbs"),
-        "{{no_such_field}}",
-    )
-    .unwrap();
-    let strict = live
-        .contain()
-        .args([
-            "report",
-            &run,
-            "--templates",
-            &templates.path().display().to_string(),
-        ])
-        .run();
+    let strict = with_template("{{no_such_field}}");
     assert_eq!(strict.code, 3, "{}", strict.stderr);
     assert!(strict.stderr.contains("no_such_field"), "{}", strict.stderr);
 

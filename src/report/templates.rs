@@ -31,20 +31,28 @@ pub fn escape_markdown(text: &str) -> String {
     out
 }
 
-/// XML 1.0: the five escapes, and no control characters (XML cannot carry them at all).
-pub fn escape_xml(text: &str) -> String {
+/// Each character `entity` names becomes that entity; control characters are dropped.
+fn escape_entities(text: &str, entity: fn(char) -> Option<&'static str>) -> String {
     let mut out = String::with_capacity(text.len());
     for c in without_controls(text) {
-        match c {
-            '&' => out.push_str("&amp;"),
-            '<' => out.push_str("&lt;"),
-            '>' => out.push_str("&gt;"),
-            '"' => out.push_str("&quot;"),
-            '\'' => out.push_str("&apos;"),
-            c => out.push(c),
+        match entity(c) {
+            Some(replacement) => out.push_str(replacement),
+            None => out.push(c),
         }
     }
     out
+}
+
+/// XML 1.0: the five escapes, and no control characters (XML cannot carry them at all).
+pub fn escape_xml(text: &str) -> String {
+    escape_entities(text, |c| match c {
+        '&' => Some("&amp;"),
+        '<' => Some("&lt;"),
+        '>' => Some("&gt;"),
+        '"' => Some("&quot;"),
+        '\'' => Some("&apos;"),
+        _ => None,
+    })
 }
 
 handlebars::handlebars_helper!(or_dash: |v: Value| match v {
@@ -96,18 +104,14 @@ pub fn render(
 /// HTML text and attribute values: the five escapes (`'` too, so single-quoted attributes are
 /// safe), and no control characters.
 pub fn escape_html(text: &str) -> String {
-    let mut out = String::with_capacity(text.len());
-    for c in without_controls(text) {
-        match c {
-            '&' => out.push_str("&amp;"),
-            '<' => out.push_str("&lt;"),
-            '>' => out.push_str("&gt;"),
-            '"' => out.push_str("&quot;"),
-            '\'' => out.push_str("&#39;"),
-            c => out.push(c),
-        }
-    }
-    out
+    escape_entities(text, |c| match c {
+        '&' => Some("&amp;"),
+        '<' => Some("&lt;"),
+        '>' => Some("&gt;"),
+        '"' => Some("&quot;"),
+        '\'' => Some("&#39;"),
+        _ => None,
+    })
 }
 
 /// JSON string content (a webhook body): the template writes the quotes, this escapes what
