@@ -120,8 +120,8 @@ async fn dispatch(cli: Cli) -> u8 {
         } => crate::recover::report(run, *format, out.as_deref(), templates.as_deref(), global),
         Command::Journal { command } => crate::recover::journal(command, global),
         Command::Evidence {
-            command: crate::cli::EvidenceCommand::Verify { dir },
-        } => crate::recover::verify_evidence(dir, global),
+            command: crate::cli::EvidenceCommand::Verify { dir, trusted_key },
+        } => crate::recover::verify_evidence(dir, trusted_key, global),
         Command::VerifyImage {
             image,
             keys,
@@ -529,6 +529,13 @@ async fn live(args: &RunArgs, global: &Global) -> u8 {
             "error: refusing a live run without a terminal to confirm on; pass --yes to run unattended, or --dry-run"
         );
         return exit::REFUSED;
+    }
+    // A signing key that cannot sign is found now, before anything is written.
+    if let Some(key) = &global.evidence_key
+        && let Err(e) = crate::sshsig::read_key(key)
+    {
+        eprintln!("error: --evidence-key {e}");
+        return exit::INVALID_INPUT;
     }
     if let Some(saved) = &args.plan {
         return crate::recover::apply_saved_plan(saved, args, global).await;

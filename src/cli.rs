@@ -44,6 +44,11 @@ pub struct Global {
     /// ~/.local/state/contain/evidence).
     #[arg(long, global = true, env = "CONTAIN_EVIDENCE", value_name = "DIR")]
     pub evidence: Option<PathBuf>,
+    /// Sign every evidence manifest with this PKCS#8 PEM P-256 key (`manifest.json.sig`, which
+    /// `ssh-keygen -Y verify -n contain-evidence` checks); make one with
+    /// `ssh-keygen -t ecdsa -b 256 -m PKCS8`.
+    #[arg(long, global = true, env = "CONTAIN_EVIDENCE_KEY", value_name = "FILE")]
+    pub evidence_key: Option<PathBuf>,
     /// More detail (each operation and verification check).
     #[arg(short = 'v', long, global = true, action = clap::ArgAction::Count)]
     pub verbose: u8,
@@ -149,8 +154,13 @@ impl LockArgs {
 pub enum EvidenceCommand {
     /// Re-hash a bundle (a step's directory, a run's, or the whole evidence directory) and name
     /// every artifact that changed, vanished or appeared; cross-check the manifest against the
-    /// journal when the run is there.
-    Verify { dir: PathBuf },
+    /// journal when the run is there; check each manifest's signature (against these OpenSSH
+    /// public keys, with --trusted-key: then an unsigned bundle fails too).
+    Verify {
+        dir: PathBuf,
+        #[arg(long, value_name = "FILE")]
+        trusted_key: Vec<PathBuf>,
+    },
 }
 
 #[derive(Debug, Subcommand)]

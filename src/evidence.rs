@@ -14,6 +14,8 @@ use tokio::io::AsyncWrite;
 
 /// The manifest's file name inside a step's bundle directory.
 pub const MANIFEST: &str = "manifest.json";
+/// Its SSH signature, beside it, when a signing key is configured.
+pub const SIGNATURE: &str = "manifest.json.sig";
 
 /// One collected artifact.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -48,6 +50,8 @@ pub struct EvidenceConfig {
     pub root: PathBuf,
     pub cluster_id: String,
     pub collector: String,
+    /// A PKCS#8 PEM P-256 key: each manifest is then signed (`manifest.json.sig`, SSHSIG).
+    pub signing_key: Option<PathBuf>,
 }
 
 impl EvidenceConfig {
@@ -119,14 +123,30 @@ pub fn safe_relative(path: &str) -> bool {
             .all(|part| !part.is_empty() && part != "." && part != "..")
 }
 
-/// Writes the manifest of a step's bundle and returns its sha256.
-pub fn seal(dir: &Path, manifest: &Manifest) -> std::io::Result<String> {
+/// Writes the manifest of a step's bundle and returns its sha256; with a signing key, also its
+/// SSH signature (`manifest.json.sig`), and the signer's fingerprint.
+pub fn seal(
+    dir: &Path,
+    manifest: &Manifest,
+    signing_key: Option<&Path>,
+) -> std::io::Result<(String, Option<String>)> {
     std::fs::create_dir_all(dir)?;
     let bytes = serde_json::to_vec_pretty(manifest).expect("manifests serialize");
     let path = dir.join(MANIFEST);
     std::fs::write(&path, &bytes)?;
     std::fs::File::open(&path)?.sync_all()?;
-    Ok(hex::encode(Sha256::digest(&bytes)))
+    let signer = match signing_key {
+        Some(key_path) => {
+            let key = crate::sshsig::read_key(key_path)
+                .map_err(|e| std::io::Error::other(e.to_string()))?;
+            let signature = dir.join(SIGNATURE);
+            std::fs::write(&signature, crate::sshsig::sign(&key, &bytes))?;
+            std::fs::File::open(&signature)?.sync_all()?;
+            Some(crate::sshsig::fingerprint(key.verifying_key()))
+        }
+        None => None,
+    };
+    Ok((hex::encode(Sha256::digest(&bytes)), signer))
 }
 
 /// What `verify` found in one bundle.
@@ -138,12 +158,77 @@ pub struct BundleCheck {
     pub changed: Vec<String>,
     pub vanished: Vec<String>,
     pub appeared: Vec<String>,
+    /// The manifest's signature, when it has one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub signature: Option<SignatureCheck>,
+}
+
+/// What the manifest's signature says.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct SignatureCheck {
+    /// `SHA256:…` of the key that signed it, when the signature holds.
+    pub signer: Option<String>,
+    /// The signature holds, and (with trusted keys given) its key is one of them.
+    pub valid: bool,
+    pub detail: String,
 }
 
 impl BundleCheck {
     pub fn intact(&self) -> bool {
-        self.changed.is_empty() && self.vanished.is_empty() && self.appeared.is_empty()
+        self.changed.is_empty()
+            && self.vanished.is_empty()
+            && self.appeared.is_empty()
+            && self.signature.as_ref().is_none_or(|s| s.valid)
     }
+}
+
+/// Checks a bundle's manifest signature against the manifest, and its key against `trusted`
+/// (when given). A bundle with no signature has `None`, unless keys are required.
+fn check_signature(
+    dir: &Path,
+    trusted: Option<&[p256::ecdsa::VerifyingKey]>,
+) -> Option<SignatureCheck> {
+    let armored = match std::fs::read_to_string(dir.join(SIGNATURE)) {
+        Ok(armored) => armored,
+        Err(_) if trusted.is_some() => {
+            return Some(SignatureCheck {
+                signer: None,
+                valid: false,
+                detail: "NOT SIGNED, and a trusted key was given".into(),
+            });
+        }
+        Err(_) => return None,
+    };
+    let manifest = std::fs::read(dir.join(MANIFEST)).unwrap_or_default();
+    Some(match crate::sshsig::verify(&armored, &manifest) {
+        Err(e) => SignatureCheck {
+            signer: None,
+            valid: false,
+            detail: format!("INVALID: {e}"),
+        },
+        Ok(key) => {
+            let signer = crate::sshsig::fingerprint(&key);
+            match trusted {
+                Some(keys) if !keys.contains(&key) => SignatureCheck {
+                    detail: format!("signed by {signer}, which is NOT a trusted key"),
+                    signer: Some(signer),
+                    valid: false,
+                },
+                Some(_) => SignatureCheck {
+                    detail: format!("signed by {signer}, a trusted key"),
+                    signer: Some(signer),
+                    valid: true,
+                },
+                None => SignatureCheck {
+                    detail: format!(
+                        "signed by {signer} (no trusted key given: the signer is not checked)"
+                    ),
+                    signer: Some(signer),
+                    valid: true,
+                },
+            }
+        }
+    })
 }
 
 /// Why a bundle could not be checked at all.
@@ -179,8 +264,12 @@ pub fn read_manifest(dir: &Path) -> Result<(Manifest, String), EvidenceError> {
     Ok((manifest, hex::encode(Sha256::digest(&bytes))))
 }
 
-/// Re-hashes every file of a bundle (streaming, bounded memory) against its manifest.
-pub fn verify(dir: &Path) -> Result<BundleCheck, EvidenceError> {
+/// Re-hashes every file of a bundle (streaming, bounded memory) against its manifest, and
+/// checks the manifest's signature (against `trusted` keys, when given).
+pub fn verify(
+    dir: &Path,
+    trusted: Option<&[p256::ecdsa::VerifyingKey]>,
+) -> Result<BundleCheck, EvidenceError> {
     let (manifest, manifest_sha256) = read_manifest(dir)?;
     let mut check = BundleCheck {
         dir: dir.display().to_string(),
@@ -208,10 +297,11 @@ pub fn verify(dir: &Path) -> Result<BundleCheck, EvidenceError> {
         }
     }
     for file in files_under(dir).map_err(io(dir))? {
-        if file != MANIFEST && !listed.contains(&file) {
+        if file != MANIFEST && file != SIGNATURE && !listed.contains(&file) {
             check.appeared.push(file);
         }
     }
+    check.signature = check_signature(dir, trusted);
     Ok(check)
 }
 
@@ -334,14 +424,14 @@ mod tests {
             sealed_at: "now".into(),
             artifacts: vec![artifact("pod.json"), artifact("logs/app.log")],
         };
-        seal(&dir, &manifest).unwrap();
+        seal(&dir, &manifest, None).unwrap();
         (root, dir)
     }
 
     #[test]
     fn an_intact_bundle_verifies() {
         let (_root, dir) = bundle();
-        let check = verify(&dir).unwrap();
+        let check = verify(&dir, None).unwrap();
         assert!(check.intact(), "{check:?}");
         assert_eq!(check.artifacts, 2);
     }
@@ -352,7 +442,7 @@ mod tests {
         let mut bytes = std::fs::read(dir.join("logs/app.log")).unwrap();
         bytes[3] ^= 1;
         std::fs::write(dir.join("logs/app.log"), bytes).unwrap();
-        assert_eq!(verify(&dir).unwrap().changed, ["logs/app.log"]);
+        assert_eq!(verify(&dir, None).unwrap().changed, ["logs/app.log"]);
     }
 
     #[test]
@@ -360,7 +450,7 @@ mod tests {
         let (_root, dir) = bundle();
         std::fs::remove_file(dir.join("pod.json")).unwrap();
         std::fs::write(dir.join("planted.txt"), b"x").unwrap();
-        let check = verify(&dir).unwrap();
+        let check = verify(&dir, None).unwrap();
         assert_eq!(
             (check.vanished, check.appeared),
             (

@@ -33,3 +33,4 @@ pub mod report;
 pub mod run_lock;
 pub mod snapshot;
 pub mod source;
+pub mod sshsig;

@@ -55,6 +55,7 @@ fn evidence_config(
             .unwrap_or_else(crate::evidence::default_root),
         cluster_id: cluster_id.to_string(),
         collector: collector.to_string(),
+        signing_key: global.evidence_key.clone(),
     }
 }
 
@@ -1023,7 +1024,18 @@ fn verify(
 
 /// `contain evidence verify DIR`: every bundle at or below DIR, re-hashed; each manifest's
 /// sha256 compared with the one the journal recorded when the run is in the journal.
-pub fn verify_evidence(dir: &Path, global: &Global) -> u8 {
+pub fn verify_evidence(dir: &Path, trusted_keys: &[std::path::PathBuf], global: &Global) -> u8 {
+    let mut trusted = Vec::new();
+    for path in trusted_keys {
+        match crate::sshsig::read_public_keys(path) {
+            Ok(keys) => trusted.extend(keys),
+            Err(e) => {
+                eprintln!("error: {e}");
+                return exit::INVALID_INPUT;
+            }
+        }
+    }
+    let trusted = (!trusted_keys.is_empty()).then_some(trusted.as_slice());
     let bundles = match crate::evidence::bundles(dir) {
         Ok(bundles) => bundles,
         Err(e) => {
@@ -1034,7 +1046,7 @@ pub fn verify_evidence(dir: &Path, global: &Global) -> u8 {
     let mut intact = true;
     let mut reports = Vec::new();
     for bundle in bundles {
-        let check = match crate::evidence::verify(&bundle) {
+        let check = match crate::evidence::verify(&bundle, trusted) {
             Ok(check) => check,
             Err(e) => {
                 eprintln!("error: {e}");
@@ -1058,6 +1070,9 @@ pub fn verify_evidence(dir: &Path, global: &Global) -> u8 {
                 for file in files {
                     println!("  {what}: {}", crate::report::sanitize(file));
                 }
+            }
+            if let Some(signature) = &check.signature {
+                println!("  signature: {}", signature.detail);
             }
             match journal_matches {
                 Some(true) => println!(

@@ -379,3 +379,196 @@ async fn secret_values_never_reach_the_bundle() {
             .unwrap();
     assert!(pod_json.contains("secretKeyRef"));
 }
+
+fn ssh_keygen(args: &[&str], stdin: Option<&Path>) -> std::process::Output {
+    let mut command = std::process::Command::new("ssh-keygen");
+    command.args(args);
+    if let Some(path) = stdin {
+        command.stdin(std::fs::File::open(path).unwrap());
+    }
+    command
+        .output()
+        .expect("ssh-keygen runs (Debian's openssh-client)")
+}
+
+#[tokio::test]
+async fn a_signed_manifest_verifies_with_stock_ssh_keygen_and_with_contain() {
+    let cluster = live::connect(live::kubeconfig()).await;
+    let ns = Namespace::new(&cluster, "signed").await;
+    live::deployment(&cluster, &ns.name, "web", 1).await;
+    let keys = tempfile::tempdir().unwrap();
+    let key = keys.path().join("responder");
+    let other = keys.path().join("other");
+    for (path, comment) in [(&key, "responder@contain"), (&other, "someone@else")] {
+        let made = ssh_keygen(
+            &[
+                "-q",
+                "-t",
+                "ecdsa",
+                "-b",
+                "256",
+                "-m",
+                "PKCS8",
+                "-N",
+                "",
+                "-C",
+                comment,
+                "-f",
+                &path.display().to_string(),
+            ],
+            None,
+        );
+        assert!(
+            made.status.success(),
+            "{}",
+            String::from_utf8_lossy(&made.stderr)
+        );
+    }
+    let capture = Capture::new();
+    let playbook = capture.playbook(CAPTURE);
+    let run = |key_file: &Path| {
+        capture
+            .contain()
+            .args(["--evidence-key", &key_file.display().to_string()])
+            .args(["run", "--yes", &playbook.path().display().to_string()])
+            .args(["--set", &format!("namespace={}", ns.name)])
+            .run()
+    };
+    // A file that is no signing key is refused before anything is written.
+    let refused = run(&key.with_extension("pub"));
+    assert_eq!(refused.code, 3, "{}", refused.stderr);
+    assert!(
+        refused
+            .stderr
+            .contains("not a PKCS#8 PEM P-256 private key"),
+        "{}",
+        refused.stderr
+    );
+    assert!(
+        std::fs::read_dir(capture.evidence())
+            .unwrap()
+            .next()
+            .is_none(),
+        "nothing captured"
+    );
+
+    let out = run(&key);
+    assert_eq!(out.code, 0, "{}\n{}", out.stdout, out.stderr);
+    let (dir, _) = capture.bundle();
+    let manifest = dir.join("manifest.json");
+    let signature = dir.join("manifest.json.sig");
+    assert!(signature.is_file());
+
+    // The stock tool: ssh-keygen -Y verify with an allowed_signers file.
+    let public = std::fs::read_to_string(key.with_extension("pub")).unwrap();
+    let public: Vec<&str> = public.split_whitespace().take(2).collect();
+    let allowed = keys.path().join("allowed_signers");
+    std::fs::write(
+        &allowed,
+        format!(
+            "responder@contain namespaces=\"contain-evidence\" {}\n",
+            public.join(" ")
+        ),
+    )
+    .unwrap();
+    let verify = |namespace: &str| {
+        ssh_keygen(
+            &[
+                "-Y",
+                "verify",
+                "-f",
+                &allowed.display().to_string(),
+                "-I",
+                "responder@contain",
+                "-n",
+                namespace,
+                "-s",
+                &signature.display().to_string(),
+            ],
+            Some(&manifest),
+        )
+    };
+    let good = verify("contain-evidence");
+    assert!(
+        good.status.success(),
+        "{}{}",
+        String::from_utf8_lossy(&good.stdout),
+        String::from_utf8_lossy(&good.stderr)
+    );
+    assert!(
+        String::from_utf8_lossy(&good.stdout)
+            .contains("Good \"contain-evidence\" signature for responder@contain")
+    );
+    assert!(
+        !verify("file").status.success(),
+        "a signature is only good in its namespace"
+    );
+
+    // contain's own check, with the signer's fingerprint as ssh-keygen -l prints it.
+    let fingerprint = ssh_keygen(
+        &["-l", "-f", &key.with_extension("pub").display().to_string()],
+        None,
+    );
+    let fingerprint = String::from_utf8_lossy(&fingerprint.stdout)
+        .split_whitespace()
+        .nth(1)
+        .unwrap()
+        .to_string();
+    let trusted = capture
+        .contain()
+        .args([
+            "evidence",
+            "verify",
+            &dir.display().to_string(),
+            "--trusted-key",
+            &key.with_extension("pub").display().to_string(),
+        ])
+        .run();
+    assert_eq!(trusted.code, 0, "{}{}", trusted.stdout, trusted.stderr);
+    assert!(
+        trusted
+            .stdout
+            .contains(&format!("signed by {fingerprint}, a trusted key")),
+        "{}",
+        trusted.stdout
+    );
+    let untrusted = capture
+        .contain()
+        .args([
+            "evidence",
+            "verify",
+            &dir.display().to_string(),
+            "--trusted-key",
+            &other.with_extension("pub").display().to_string(),
+        ])
+        .run();
+    assert_eq!(untrusted.code, 6, "{}", untrusted.stdout);
+    assert!(
+        untrusted.stdout.contains("NOT a trusted key"),
+        "{}",
+        untrusted.stdout
+    );
+
+    // One edited byte of the manifest (who collected it), still valid JSON: both tools say no.
+    let text = std::fs::read_to_string(&manifest).unwrap();
+    assert!(text.contains("\"contain-admin\""), "{text}");
+    std::fs::write(
+        &manifest,
+        text.replacen("\"contain-admin\"", "\"contain-admiN\"", 1),
+    )
+    .unwrap();
+    assert!(
+        !verify("contain-evidence").status.success(),
+        "ssh-keygen refuses an edited manifest"
+    );
+    let edited = capture
+        .contain()
+        .args(["evidence", "verify", &dir.display().to_string()])
+        .run();
+    assert_eq!(edited.code, 6, "{}", edited.stdout);
+    assert!(
+        edited.stdout.contains("signature: INVALID"),
+        "{}",
+        edited.stdout
+    );
+}

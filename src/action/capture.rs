@@ -317,7 +317,7 @@ impl Action for Capture {
                 );
                 return Ok(verification);
             };
-            match crate::evidence::verify(std::path::Path::new(bundle)) {
+            match crate::evidence::verify(std::path::Path::new(bundle), None) {
                 Ok(check) => {
                     let recorded = plan.outputs.get("manifest_sha256").and_then(Value::as_str);
                     verification.check(
@@ -325,9 +325,18 @@ impl Action for Capture {
                             "the bundle's {} artifacts match their manifest",
                             check.artifacts
                         ),
-                        check.intact(),
+                        check.changed.is_empty()
+                            && check.vanished.is_empty()
+                            && check.appeared.is_empty(),
                         None,
                     );
+                    if let Some(signature) = &check.signature {
+                        verification.check(
+                            "the manifest's signature holds",
+                            signature.valid,
+                            Some(signature.detail.clone()),
+                        );
+                    }
                     verification.check(
                         "the manifest is the one sealed",
                         recorded == Some(check.manifest_sha256.as_str()),

@@ -760,9 +760,14 @@ impl<'a> Executor<'a> {
         let evidence_error = |e: std::io::Error| {
             StepError::Apply(ApplyError::Evidence(format!("{}: {e}", dir.display())))
         };
-        let sha256 = crate::evidence::seal(&dir, &manifest).map_err(evidence_error)?;
+        let (sha256, signer) =
+            crate::evidence::seal(&dir, &manifest, evidence.signing_key.as_deref())
+                .map_err(evidence_error)?;
         outputs.insert("bundle".into(), Value::from(dir.display().to_string()));
         outputs.insert("manifest_sha256".into(), Value::from(sha256));
+        if let Some(signer) = signer {
+            outputs.insert("manifest_signer".into(), Value::from(signer));
+        }
         outputs.insert("artifacts".into(), Value::from(artifacts.len()));
         if archive {
             let (path, sha) = crate::evidence::archive(&dir).map_err(evidence_error)?;

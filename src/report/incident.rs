@@ -318,6 +318,7 @@ fn evidence(state: &RunState) -> Vec<Value> {
                 "artifacts": outputs.get("artifacts").cloned().unwrap_or(Value::Null),
                 "archive": outputs.get("archive").cloned().unwrap_or(Value::Null),
                 "archive_sha256": outputs.get("archive_sha256").cloned().unwrap_or(Value::Null),
+                "signer": outputs.get("manifest_signer").cloned().unwrap_or(Value::Null),
                 "status": status,
             }))
         })
