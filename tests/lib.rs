@@ -11,6 +11,7 @@ mod drill;
 mod engine;
 mod exercise;
 mod forensics;
+mod fuzz;
 mod harness;
 mod hostile;
 mod live;
