@@ -26,6 +26,14 @@ fn journal_root(global: &Global) -> std::path::PathBuf {
     global.journal.clone().unwrap_or_else(journal::default_dir)
 }
 
+/// Whether the journal holds `run` at all (a run killed before its header was written does
+/// not appear; it wrote nothing, though it may have taken its targets' locks).
+pub fn run_recorded(global: &Global, run: &str) -> bool {
+    journal::run_ids(&journal_root(global))
+        .iter()
+        .any(|id| id == run)
+}
+
 fn open_run(global: &Global, run: &str) -> Result<::journal::Journal, u8> {
     journal::open_run(
         &journal_root(global),

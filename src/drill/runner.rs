@@ -1013,11 +1013,16 @@ impl<'a> Runner<'a> {
         let inner = self.inner_global();
         let mut options = unattended();
         if let Some(run) = self.state.contain_run.clone() {
-            self.enter("contain", &format!("resuming containment run {run}"))?;
-            self.progress.settle();
-            let code = crate::recover::resume(&run, &unattended(), &inner).await;
-            // Killed before its plan was journaled, the run wrote nothing: start a new one,
-            // which takes over the locks the killed one may already have taken.
+            // Killed before its journal existed, or before its plan was journaled, the run
+            // wrote nothing: start a new one, which takes over the locks the killed one may
+            // already have taken.
+            let code = if crate::recover::run_recorded(&inner, &run) {
+                self.enter("contain", &format!("resuming containment run {run}"))?;
+                self.progress.settle();
+                crate::recover::resume(&run, &unattended(), &inner).await
+            } else {
+                crate::exit::NEVER_STARTED
+            };
             if code != crate::exit::NEVER_STARTED {
                 self.record(DrillEntry::Contained {
                     code,
@@ -1183,12 +1188,16 @@ impl<'a> Runner<'a> {
         self.enter("revert", &format!("rolling back containment run {run}"))?;
         self.progress.settle();
         let started = Timestamp::now();
-        let code = crate::recover::rollback(&run, None, &unattended(), &self.inner_global()).await;
-        // A run that never started (killed before its plan was approved) has nothing to undo.
-        let code = if code == crate::exit::NEVER_STARTED {
-            0
+        let inner = self.inner_global();
+        // A run that never started (killed before its journal, or its plan, was written) has
+        // nothing to undo.
+        let code = if crate::recover::run_recorded(&inner, &run) {
+            match crate::recover::rollback(&run, None, &unattended(), &inner).await {
+                crate::exit::NEVER_STARTED => 0,
+                code => code,
+            }
         } else {
-            code
+            0
         };
         // Restored is read from the cluster, not taken from the rollback's exit code.
         let differences = match &self.state.baseline {
