@@ -167,8 +167,45 @@ pub async fn resolve(
     }
 }
 
-/// Secret values never reach templates, outputs or reports.
+/// Where a pod spec sits in the objects the tool reads: a pod, a workload's template, a
+/// CronJob's job template.
+const POD_SPECS: &[&str] = &[
+    "/spec",
+    "/spec/template/spec",
+    "/spec/jobTemplate/spec/template/spec",
+];
+
+/// Literal environment values of every container (`env[].value`) are replaced: they are where
+/// credentials end up when they are not in a Secret. References (`valueFrom`) stay, they name
+/// where a value comes from and hold none.
+fn redact_env(object: &mut Value) {
+    for spec in POD_SPECS {
+        for containers in ["containers", "initContainers", "ephemeralContainers"] {
+            let pointer = format!("{spec}/{containers}");
+            let Some(list) = object.pointer_mut(&pointer).and_then(Value::as_array_mut) else {
+                continue;
+            };
+            for container in list {
+                let Some(env) = container.get_mut("env").and_then(Value::as_array_mut) else {
+                    continue;
+                };
+                for variable in env {
+                    if let Some(value) = variable.get_mut("value")
+                        && value.is_string()
+                    {
+                        *value = Value::String("(redacted)".into());
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// Secret values never reach templates, outputs or reports: a Secret's data, kubectl's
+/// last-applied annotation (it can hold a Secret's data in plain text), and literal environment
+/// values of containers.
 pub fn redact(object: &mut Value) {
+    redact_env(object);
     if object.get("kind").and_then(Value::as_str) == Some("Secret") {
         for field in ["data", "stringData"] {
             if let Some(map) = object.get_mut(field).and_then(Value::as_object_mut) {
@@ -178,18 +215,54 @@ pub fn redact(object: &mut Value) {
             }
         }
     }
-    if let Some(annotations) = object
-        .pointer_mut("/metadata/annotations")
-        .and_then(Value::as_object_mut)
-    {
-        // kubectl's last-applied annotation can hold a Secret's data in plain text.
-        annotations.remove("kubectl.kubernetes.io/last-applied-configuration");
+    // kubectl's last-applied annotation can hold a Secret's data in plain text: on the object,
+    // and on the pod template a workload stamps onto its pods.
+    for metadata in [
+        "/metadata",
+        "/spec/template/metadata",
+        "/spec/jobTemplate/spec/template/metadata",
+    ] {
+        if let Some(annotations) = object
+            .pointer_mut(&format!("{metadata}/annotations"))
+            .and_then(Value::as_object_mut)
+        {
+            annotations.remove(LAST_APPLIED);
+        }
     }
 }
 
+const LAST_APPLIED: &str = "kubectl.kubernetes.io/last-applied-configuration";
+
 /// A copy with Secret values redacted, for anything that is stored.
+#[must_use]
 pub fn redacted(value: &Value) -> Value {
     let mut copy = value.clone();
     redact(&mut copy);
     copy
+}
+
+#[cfg(test)]
+mod redaction_tests {
+    use serde_json::json;
+
+    #[test]
+    fn literal_env_values_are_redacted_in_pods_and_templates_and_references_kept() {
+        let container = json!({"name": "app", "env": [
+            {"name": "TOKEN", "value": "canary-env"},
+            {"name": "FROM", "valueFrom": {"secretKeyRef": {"name": "db", "key": "password"}}}]});
+        for object in [
+            json!({"kind": "Pod", "spec": {"containers": [container.clone()], "initContainers": [container.clone()]}}),
+            json!({"kind": "Deployment", "spec": {"template": {
+                "metadata": {"annotations": {"kubectl.kubernetes.io/last-applied-configuration": "canary-env"}},
+                "spec": {"containers": [container.clone()]}}}}),
+            json!({"kind": "CronJob", "spec": {"jobTemplate": {"spec": {"template": {"spec": {"containers": [container.clone()]}}}}}}),
+        ] {
+            let text = super::redacted(&object).to_string();
+            assert!(!text.contains("canary-env"), "{text}");
+            assert!(
+                text.contains("(redacted)") && text.contains("secretKeyRef"),
+                "{text}"
+            );
+        }
+    }
 }

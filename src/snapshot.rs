@@ -52,15 +52,13 @@ pub async fn export(
     Ok(objects)
 }
 
-/// Drops what must not or need not leave the cluster.
+/// Drops what must not or need not leave the cluster (literal container environment values
+/// and kubectl's last-applied annotations are redacted, as in evidence; Secrets lose their
+/// data).
 pub fn scrub(object: &mut Value) {
     object::strip_server_fields(object);
-    if let Some(annotations) = object
-        .pointer_mut("/metadata/annotations")
-        .and_then(Value::as_object_mut)
-    {
-        annotations.remove("kubectl.kubernetes.io/last-applied-configuration");
-    }
+    // Literal env values and every last-applied annotation, as in evidence.
+    crate::facts::redact(object);
     if object.get("kind").and_then(Value::as_str) == Some("Secret")
         && let Some(map) = object.as_object_mut()
     {

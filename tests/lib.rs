@@ -2,6 +2,7 @@
 //! rendering safety, the engine on SimCluster, and live tests on the real control plane and its
 //! real node.
 
+mod canary;
 mod containment;
 mod contract;
 mod contract_live;
