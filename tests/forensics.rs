@@ -514,16 +514,14 @@ async fn a_signed_manifest_verifies_with_stock_ssh_keygen_and_with_contain() {
         .nth(1)
         .unwrap()
         .to_string();
-    let trusted = capture
-        .contain()
-        .args([
-            "evidence",
-            "verify",
-            &dir.display().to_string(),
-            "--trusted-key",
-            &key.with_extension("pub").display().to_string(),
-        ])
-        .run();
+    let verify_trusting = |public: &Path| {
+        capture
+            .contain()
+            .args(["evidence", "verify", &dir.display().to_string()])
+            .args(["--trusted-key", &public.display().to_string()])
+            .run()
+    };
+    let trusted = verify_trusting(&key.with_extension("pub"));
     assert_eq!(trusted.code, 0, "{}{}", trusted.stdout, trusted.stderr);
     assert!(
         trusted
@@ -532,16 +530,7 @@ async fn a_signed_manifest_verifies_with_stock_ssh_keygen_and_with_contain() {
         "{}",
         trusted.stdout
     );
-    let untrusted = capture
-        .contain()
-        .args([
-            "evidence",
-            "verify",
-            &dir.display().to_string(),
-            "--trusted-key",
-            &other.with_extension("pub").display().to_string(),
-        ])
-        .run();
+    let untrusted = verify_trusting(&other.with_extension("pub"));
     assert_eq!(untrusted.code, 6, "{}", untrusted.stdout);
     assert!(
         untrusted.stdout.contains("NOT a trusted key"),

@@ -284,3 +284,81 @@ async fn a_run_that_continues_a_killed_one_takes_over_its_locks_and_no_one_elses
     );
     successor.release().await;
 }
+
+/// A run whose lock is taken from it mid-run (stolen: its next renewal finds the Lease changed)
+/// stops before its next write, whatever its playbook says; the thief's write stands.
+#[tokio::test]
+async fn a_run_whose_lock_is_stolen_mid_run_stops_before_its_next_write() {
+    let cluster = live::connect(live::kubeconfig()).await;
+    let ns = Namespace::new(&cluster, "lock-lost").await;
+    let account = json!({"apiVersion": "v1", "kind": "ServiceAccount",
+                         "metadata": {"name": "worker", "namespace": ns.name}});
+    cluster.create(&account, WriteMode::Apply).await.unwrap();
+    let slow = playbook_file(SLOW_LABEL);
+    let quick = playbook_file(LABEL);
+    let victim = Live::new();
+    // Renewed every second; its write comes after a 6 s wait.
+    let mut running = victim
+        .contain()
+        .args(run_args(slow.path(), &ns.name))
+        .args(["--lock-ttl", "3"])
+        .spawn();
+    let mut run = None;
+    for _ in 0..100 {
+        run = contain::journal::run_ids(victim.journal.path())
+            .into_iter()
+            .next();
+        if run.is_some() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let run = run.expect("the victim started");
+    let thief = Live::new();
+    let mut stolen = None;
+    for _ in 0..3 {
+        let out = thief
+            .contain()
+            .args(label_args(quick.path(), &ns.name))
+            .args(["--steal", "the other responder went home"])
+            .run();
+        // A renewal landing between the thief's read and write is a conflict: try again.
+        if out.code == 4 && out.stderr.contains("conflict") {
+            continue;
+        }
+        stolen = Some(out);
+        break;
+    }
+    let stolen = stolen.expect("the steal went through within three tries");
+    assert_eq!(stolen.code, 0, "{}\n{}", stolen.stdout, stolen.stderr);
+    let status = running.wait().unwrap();
+    assert_eq!(status.code(), Some(1), "the victim's step failed");
+    let r = ObjectRef::new("ServiceAccount", Some(&ns.name), "worker");
+    let labels = cluster.get(&r).await.unwrap().unwrap()["metadata"]["labels"].clone();
+    assert!(
+        labels.get("contain-test/tier").is_none(),
+        "the victim wrote nothing: {labels}"
+    );
+    assert!(
+        labels.get("contain-test/owner").is_some(),
+        "the thief's write stands: {labels}"
+    );
+    let export = victim.contain().args(["journal", "export", &run]).run();
+    let lease = format!(
+        "(Lease {}/contain-serviceaccount-worker) could not be renewed",
+        ns.name
+    );
+    assert!(
+        export
+            .stdout
+            .lines()
+            .any(|l| l.contains("\"record\":\"failed\"") && l.contains(&lease)),
+        "the failure names the lost lock: {}",
+        export.stdout
+    );
+    assert!(
+        !export.stdout.contains("\"record\":\"intent\""),
+        "no write of the victim started: {}",
+        export.stdout
+    );
+}

@@ -58,15 +58,21 @@ pub struct Delivery {
 }
 
 /// Sends every notice to every channel configured.
-#[derive(Clone, Debug)]
 pub struct Notifier {
     options: NotifyOptions,
     context: RunContext,
+    /// One client for every webhook delivery of the run (or why there is none).
+    client: Option<Result<webhook::HttpClient, String>>,
 }
 
 impl Notifier {
     pub fn new(options: NotifyOptions, context: RunContext) -> Self {
-        Notifier { options, context }
+        let client = (!options.webhooks.is_empty()).then(webhook::client);
+        Notifier {
+            options,
+            context,
+            client,
+        }
     }
 
     /// Delivers `notice` everywhere; never fails, says how each delivery went.
@@ -90,10 +96,14 @@ impl Notifier {
         }
         let view = self.view(notice);
         for hook in &self.options.webhooks {
-            let error = hook
-                .deliver(&view, self.options.templates.as_deref())
-                .await
-                .err();
+            let error = match &self.client {
+                Some(Ok(client)) => hook
+                    .deliver(client, &view, self.options.templates.as_deref())
+                    .await
+                    .err(),
+                Some(Err(e)) => Some(e.clone()),
+                None => None,
+            };
             deliveries.push(Delivery {
                 channel: hook.describe(),
                 about: about.clone(),

@@ -97,16 +97,14 @@ impl Webhook {
         Ok(body)
     }
 
-    /// Posts the notice; an error says why it was not delivered.
-    pub async fn deliver(&self, view: &Value, templates: Option<&Path>) -> Result<(), String> {
+    /// Posts the notice with `client`; an error says why it was not delivered.
+    pub async fn deliver(
+        &self,
+        client: &HttpClient,
+        view: &Value,
+        templates: Option<&Path>,
+    ) -> Result<(), String> {
         let body = self.body(view, templates)?;
-        let https = hyper_rustls::HttpsConnectorBuilder::new()
-            .with_provider_and_native_roots(rustls::crypto::ring::default_provider())
-            .map_err(|e| format!("TLS roots: {e}"))?
-            .https_or_http()
-            .enable_http1()
-            .build();
-        let client: Client<_, Full<Bytes>> = Client::builder(TokioExecutor::new()).build(https);
         let request = http::Request::post(&self.url)
             .header("content-type", "application/json")
             .header("user-agent", concat!("contain/", env!("CARGO_PKG_VERSION")))
@@ -125,6 +123,23 @@ impl Webhook {
             Err(format!("answered {}", response.status()))
         }
     }
+}
+
+/// The HTTP(S) client every webhook of a run shares.
+pub type HttpClient = Client<
+    hyper_rustls::HttpsConnector<hyper_util::client::legacy::connect::HttpConnector>,
+    Full<Bytes>,
+>;
+
+/// Builds it once per run: the system's TLS roots are read here, not at every delivery.
+pub fn client() -> Result<HttpClient, String> {
+    let https = hyper_rustls::HttpsConnectorBuilder::new()
+        .with_provider_and_native_roots(rustls::crypto::ring::default_provider())
+        .map_err(|e| format!("TLS roots: {e}"))?
+        .https_or_http()
+        .enable_http1()
+        .build();
+    Ok(Client::builder(TokioExecutor::new()).build(https))
 }
 
 #[cfg(test)]
