@@ -315,7 +315,7 @@ pub(crate) async fn connect_as(
     let options = Connect {
         kubeconfig: global.kubeconfig.clone(),
         context: global.context.clone(),
-        call_timeout: None,
+        call_timeout: Some(global.call_timeout),
         user_agent,
     };
     KubeCluster::connect(&options).await.map_err(|e| {

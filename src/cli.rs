@@ -49,9 +49,27 @@ pub struct Global {
     /// `ssh-keygen -t ecdsa -b 256 -m PKCS8`.
     #[arg(long, global = true, env = "CONTAIN_EVIDENCE_KEY", value_name = "FILE")]
     pub evidence_key: Option<PathBuf>,
+    /// The most one API call may take, e.g. `30s`: a call without an answer by then fails
+    /// naming the call (the step's own `timeout` and the run's bound the whole).
+    #[arg(long, global = true, env = "CONTAIN_CALL_TIMEOUT", value_name = "DURATION", default_value = "30s", value_parser = duration)]
+    pub call_timeout: std::time::Duration,
+    /// The most a live run (or a resume) may take once approved, instead of the playbook's
+    /// `timeout`: past it the step in flight is cut and journaled as failed, and the run stops
+    /// for `contain resume` (no automatic rollback).
+    #[arg(long, global = true, value_name = "DURATION", value_parser = duration)]
+    pub run_timeout: Option<std::time::Duration>,
     /// More detail (each operation and verification check).
     #[arg(short = 'v', long, global = true, action = clap::ArgAction::Count)]
     pub verbose: u8,
+}
+
+/// A duration such as `30s`, `5m` or `1h30m`, longer than zero.
+fn duration(text: &str) -> Result<std::time::Duration, String> {
+    match crate::playbook::types::parse_duration(text) {
+        Some(d) if !d.is_zero() => Ok(d),
+        Some(_) => Err("must be longer than zero".to_string()),
+        None => Err("expected a duration such as 30s, 5m or 1h30m".to_string()),
+    }
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]

@@ -178,7 +178,7 @@ pub async fn acquire(
         _ => api_error(namespace, name, e),
     })?;
     let lost = Arc::new(AtomicBool::new(false));
-    let renewer = tokio::spawn(renew(api.clone(), lease, duration / 3, lost.clone()));
+    let renewer = tokio::spawn(renew(api.clone(), lease, duration, lost.clone()));
     Ok(HeldLock {
         api,
         namespace: namespace.to_string(),
@@ -190,23 +190,54 @@ pub async fn acquire(
     })
 }
 
-/// Renews at `every` until a renewal fails (then flags `lost` and stops).
-async fn renew(api: Api<Lease>, mut lease: Lease, every: Duration, lost: Arc<AtomicBool>) {
+/// Renews every third of `ttl`. A renewal the server did not answer (restarting, unreachable,
+/// 429, 5xx) is tried again every second while the lease is surely still ours; the lock is
+/// flagged `lost` when the server refuses the renewal (someone else wrote the Lease: a steal) or
+/// when no renewal got through by then, since another run may take an expired lease.
+async fn renew(api: Api<Lease>, mut lease: Lease, ttl: Duration, lost: Arc<AtomicBool>) {
+    let every = ttl / 3;
+    // Flag the loss before the lease can expire for others: a write after that moment could
+    // race the next holder's.
+    let safe = ttl.saturating_sub(every / 2);
+    let name = lease.metadata.name.clone().unwrap_or_default();
+    let mut renewed_at = tokio::time::Instant::now();
     loop {
         tokio::time::sleep(every).await;
-        if let Some(spec) = lease.spec.as_mut() {
-            spec.renew_time = Some(now());
-        }
-        let name = lease.metadata.name.clone().unwrap_or_default();
-        match api.replace(&name, &PostParams::default(), &lease).await {
-            Ok(renewed) => lease = renewed,
-            Err(_) => {
-                lost.store(true, Ordering::SeqCst);
-                return;
+        loop {
+            if let Some(spec) = lease.spec.as_mut() {
+                spec.renew_time = Some(now());
+            }
+            // An unanswered call must not outlive the lease either.
+            let answer =
+                tokio::time::timeout(every, api.replace(&name, &PostParams::default(), &lease))
+                    .await
+                    .unwrap_or_else(|_| Err(kube::Error::Service("no answer".into())));
+            match answer {
+                Ok(renewed) => {
+                    lease = renewed;
+                    renewed_at = tokio::time::Instant::now();
+                    break;
+                }
+                Err(kube::Error::Api(status))
+                    if matches!(status.code, 404 | 409 | 403 | 401 | 422) =>
+                {
+                    lost.store(true, Ordering::SeqCst);
+                    return;
+                }
+                Err(_) if renewed_at.elapsed() + RENEW_RETRY < safe => {
+                    tokio::time::sleep(RENEW_RETRY).await;
+                }
+                Err(_) => {
+                    lost.store(true, Ordering::SeqCst);
+                    return;
+                }
             }
         }
     }
 }
+
+/// How soon an unanswered renewal is tried again.
+const RENEW_RETRY: Duration = Duration::from_secs(1);
 
 impl HeldLock {
     /// True once a renewal failed: someone else may hold the target now.

@@ -166,6 +166,7 @@ async fn apply_journaled(
     };
     let config = RunConfig {
         halt: Some(locks.halt()),
+        run_timeout: global.run_timeout,
         ..config
     };
     let code = apply_locked(
@@ -173,7 +174,18 @@ async fn apply_journaled(
     )
     .await;
     locks.release().await;
+    say_throttled(cluster);
     code
+}
+
+/// Says when the API server throttled the run: a slow run then has a cause the responder sees.
+fn say_throttled(cluster: &KubeCluster) {
+    let throttled = cluster.throttled();
+    if throttled > 0 {
+        eprintln!(
+            "note: the API server throttled {throttled} call(s) with 429 Too Many Requests (API Priority and Fairness); each was retried after the server's Retry-After"
+        );
+    }
 }
 
 /// How a live run (or its resume, or its rollback) goes: unattended or not, its locks, and who
@@ -656,6 +668,7 @@ pub async fn resume(run: &str, options: &LiveOptions, global: &Global) -> u8 {
     let config = RunConfig {
         resume: Some(resume),
         halt: Some(locks.halt()),
+        run_timeout: global.run_timeout,
         evidence: Some(evidence_config(
             global,
             &state.info.cluster_id,
@@ -687,6 +700,7 @@ pub async fn resume(run: &str, options: &LiveOptions, global: &Global) -> u8 {
         Err(e) => run_error(&e),
     };
     locks.release().await;
+    say_throttled(&cluster);
     code
 }
 

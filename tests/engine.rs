@@ -25,12 +25,22 @@ fn pod_ref() -> ObjectRef {
 }
 
 async fn run(sim: &SimCluster, playbook: &str, set: &[&str]) -> (Outcome, Vec<EventKind>) {
+    run_as(Mode::Tabletop, sim, playbook, set).await
+}
+
+/// A run in `mode`; `Live` against a SimCluster really sleeps and times out (on a paused clock).
+async fn run_as(
+    mode: Mode,
+    sim: &SimCluster,
+    playbook: &str,
+    set: &[&str],
+) -> (Outcome, Vec<EventKind>) {
     let loaded =
         load_bytes("test.yaml", playbook.as_bytes().to_vec()).unwrap_or_else(|e| panic!("{e:?}"));
     let set: Vec<String> = set.iter().map(|s| s.to_string()).collect();
     let params = bind_params(&loaded, &set).unwrap_or_else(|e| panic!("{e:?}"));
     let mut recorder = Recorder::default();
-    let config = RunConfig::new("test-run", Mode::Tabletop, params, "test.yaml");
+    let config = RunConfig::new("test-run", mode, params, "test.yaml");
     let result = Executor::new(sim, &mut recorder, &mut AutoApprove)
         .run(&loaded, &config)
         .await
@@ -454,4 +464,88 @@ async fn a_run_whose_lock_was_lost_stops_before_its_next_write() {
         object::labels(&before),
         "nothing written"
     );
+}
+
+/// Labels the pod, then waits longer than the step's or the run's time allows.
+fn label_then_wait(run_timeout: &str, step_timeout: &str) -> String {
+    format!(
+        r#"
+apiVersion: contain/v1
+kind: Playbook
+metadata: {{name: t}}
+on_failure: rollback
+{run_timeout}
+steps:
+  - id: mark
+    action: object.label
+    target: {{kind: Pod, name: web-fjejlcldef-x7k2p, namespace: shop}}
+    with: {{labels: {{contain.dev/suspect: "true"}}}}
+  - id: pause
+    action: wait
+    {step_timeout}
+    with: {{duration: 10m}}
+  - id: after
+    action: object.label
+    target: {{kind: Pod, name: web-fjejlcldef-x7k2p, namespace: shop}}
+    with: {{labels: {{contain.dev/after: "true"}}}}
+"#
+    )
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_step_past_its_timeout_fails_under_its_failure_policy() {
+    let sim = snapshot();
+    let before = sim.get(&pod_ref()).await.unwrap().unwrap();
+    let (outcome, events) =
+        run_as(Mode::Live, &sim, &label_then_wait("", "timeout: 2s"), &[]).await;
+    match &outcome {
+        Outcome::RolledBack { step, error } => {
+            assert_eq!(step, "pause");
+            assert!(
+                error.contains("took longer than its timeout of 2s"),
+                "{error}"
+            );
+        }
+        other => panic!("the step's timeout fails it, and on_failure: rollback undoes: {other:?}"),
+    }
+    assert!(
+        events
+            .iter()
+            .any(|e| matches!(e, EventKind::StepFailed { step, .. } if step == "pause"))
+    );
+    let after = sim.get(&pod_ref()).await.unwrap().unwrap();
+    assert_eq!(object::labels(&after), object::labels(&before));
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_run_past_its_deadline_stops_where_it_is_for_resume_without_rolling_back() {
+    let sim = snapshot();
+    let (outcome, events) =
+        run_as(Mode::Live, &sim, &label_then_wait("timeout: 30s", ""), &[]).await;
+    match &outcome {
+        Outcome::Failed { step, error, .. } => {
+            assert_eq!(step, "pause", "the step in flight is the one cut");
+            assert!(
+                error.contains("passed its deadline of 30s") && error.contains("contain resume"),
+                "{error}"
+            );
+        }
+        other => panic!("the run stops at its deadline: {other:?}"),
+    }
+    assert!(
+        !events
+            .iter()
+            .any(|e| matches!(e, EventKind::RollbackStep { .. })),
+        "no automatic rollback past the deadline, whatever on_failure says"
+    );
+    assert!(
+        !events.iter().any(|e| matches!(e, EventKind::StepDone { step, .. } | EventKind::StepFailed { step, .. } if step == "after")),
+        "nothing runs past the deadline"
+    );
+    let labels = object::labels(&sim.get(&pod_ref()).await.unwrap().unwrap());
+    assert_eq!(
+        labels["contain.dev/suspect"], "true",
+        "the done step stays done"
+    );
+    assert!(!labels.contains_key("contain.dev/after"), "{labels:?}");
 }

@@ -97,11 +97,17 @@ impl Live {
     }
 
     pub fn contain(&self) -> Contain {
+        self.contain_as(&crate::live::kubeconfig())
+    }
+
+    /// A `contain` that reaches the cluster through another kubeconfig (another identity, or
+    /// a proxy in the way).
+    pub fn contain_as(&self, kubeconfig: &std::path::Path) -> Contain {
         Contain::new()
             .args([
                 "--no-progress",
                 "--kubeconfig",
-                &crate::live::kubeconfig().display().to_string(),
+                &kubeconfig.display().to_string(),
             ])
             .args(["--journal", &self.journal.path().display().to_string()])
             .args(["--evidence", &self.evidence.path().display().to_string()])

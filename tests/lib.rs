@@ -11,6 +11,7 @@ mod differential;
 mod drill;
 mod engine;
 mod exercise;
+mod faults;
 mod forensics;
 mod fuzz;
 mod harness;

@@ -47,9 +47,9 @@ pub struct KubeCluster {
     server: String,
     context: Option<String>,
     call_timeout: Duration,
+    /// How many calls the server answered 429 (API Priority and Fairness) and were retried.
+    throttled: std::sync::Arc<std::sync::atomic::AtomicU64>,
 }
-
-const RETRIES: u32 = 3;
 
 impl KubeCluster {
     /// Connects using a kubeconfig file (`--kubeconfig`, else `$KUBECONFIG`, else
@@ -70,7 +70,13 @@ impl KubeCluster {
             server,
             context: options.context.clone(),
             call_timeout,
+            throttled: Default::default(),
         })
+    }
+
+    /// How many calls so far the server throttled (429) and were retried after its Retry-After.
+    pub fn throttled(&self) -> u64 {
+        self.throttled.load(std::sync::atomic::Ordering::Relaxed)
     }
 
     /// The client configuration `connect` uses: the kubeconfig (or in-cluster account), our
@@ -243,17 +249,24 @@ impl KubeCluster {
                     });
                 }
             };
-            // 429 and 503 mean the server did not act, so any call may be retried. A 504 or a
-            // dropped connection may hide a write that happened: only reads are retried then
-            // (writes carry preconditions, and resume re-observes before writing again).
+            // 429 and 503 mean the server did not act, and a connection never made carried no
+            // request (the server restarting, a proxy down), so any call may be retried. A 504
+            // or a connection dropped mid-call may hide a write that happened: only reads are
+            // retried then (writes carry preconditions, and resume re-observes before writing
+            // again). Retries go on until the call's deadline: that, not a count, bounds them.
             let transient = match &error {
                 ClusterError::TooManyRequests { .. } | ClusterError::Api { code: 503, .. } => true,
+                ClusterError::Connection(message) if never_connected(message) => true,
                 ClusterError::Api { code: 504, .. } | ClusterError::Connection(_) => !is_write,
                 _ => false,
             };
             attempt += 1;
-            if !transient || attempt > RETRIES {
+            if !transient {
                 return Err(error);
+            }
+            if let ClusterError::TooManyRequests { .. } = &error {
+                self.throttled
+                    .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
             }
             // The server's Retry-After (APF sends one with every 429) wins over our own backoff.
             let backoff = match &error {
@@ -261,14 +274,27 @@ impl KubeCluster {
                     retry_after_seconds: Some(seconds),
                     ..
                 } => Duration::from_secs(u64::from(*seconds)),
-                _ => Duration::from_millis(200 * 2u64.pow(attempt - 1)),
+                _ => Duration::from_millis(200 * 2u64.pow(attempt.min(4) - 1)),
             };
             if tokio::time::Instant::now() + backoff >= deadline {
-                return Err(error);
+                return Err(match error {
+                    ClusterError::Connection(message) => ClusterError::Connection(format!(
+                        "{message} (still failing after {attempt} attempts within the call timeout of {} s)",
+                        self.call_timeout.as_secs()
+                    )),
+                    other => other,
+                });
             }
             tokio::time::sleep(backoff).await;
         }
     }
+}
+
+/// Whether a connection error happened before any request was sent (so a write did not happen).
+fn never_connected(message: &str) -> bool {
+    message.contains("error trying to connect")
+        || message.contains("client error (Connect)")
+        || message.contains("Connection refused")
 }
 
 /// How many objects one list request asks for.
@@ -302,8 +328,24 @@ pub fn map_error(object: &str, error: kube::Error) -> ClusterError {
                 },
             }
         }
-        other => ClusterError::Connection(other.to_string()),
+        other => ClusterError::Connection(with_causes(&other)),
     }
+}
+
+/// An error with its chain of causes (`client error (Connect): Connection reset by peer (os
+/// error 104)`): the top-level text alone rarely names the fault.
+fn with_causes(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        let cause_text = cause.to_string();
+        if !text.contains(&cause_text) {
+            text.push_str(": ");
+            text.push_str(&cause_text);
+        }
+        source = cause.source();
+    }
+    text
 }
 
 fn to_value(object: DynamicObject) -> Value {
@@ -341,6 +383,23 @@ impl Cluster for KubeCluster {
                 api.get_opt(&r.name)
                     .await
                     .map(|o| o.map(to_value))
+                    .map_err(|e| map_error(&r.to_string(), e))
+            })
+            .await
+        })
+    }
+
+    fn managed_fields<'a>(&'a self, r: &'a ObjectRef) -> BoxFuture<'a, Result<Option<Value>>> {
+        Box::pin(async move {
+            let api = self.api_for(r)?;
+            let what = format!("get {r}");
+            self.call(&what, false, || async {
+                api.get_opt(&r.name)
+                    .await
+                    .map(|o| {
+                        o.and_then(|o| o.metadata.managed_fields)
+                            .map(|m| serde_json::to_value(m).unwrap_or(Value::Null))
+                    })
                     .map_err(|e| map_error(&r.to_string(), e))
             })
             .await

@@ -377,6 +377,14 @@ pub trait Cluster: Send + Sync {
         unsupported("access review")
     }
 
+    /// The object's `metadata.managedFields` (which every other read strips): who wrote which
+    /// field, read only to name a field's owner when a plan went stale. `None` where the
+    /// cluster keeps no such record (a snapshot).
+    fn managed_fields<'a>(&'a self, object: &'a ObjectRef) -> BoxFuture<'a, Result<Option<Value>>> {
+        let _ = object;
+        Box::pin(async { Ok(None) })
+    }
+
     /// Whether the cluster serves a kind (API discovery): a CRD's kind is served only where it
     /// is installed.
     fn serves<'a>(&'a self, kind: &'static Kind) -> BoxFuture<'a, Result<bool>> {

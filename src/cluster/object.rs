@@ -276,6 +276,52 @@ pub fn strip_server_fields(object: &mut Value) {
     }
 }
 
+/// Which field manager owns `path` of an object now, and how it wrote it (`Apply` for
+/// server-side apply, `Update` otherwise), from its `metadata.managedFields`: the entry owning the
+/// deepest part of the path, the newest on a tie. What a stale plan names, so the responder
+/// knows which controller is fighting over the field.
+pub fn field_owner(managed_fields: &Value, path: &[String]) -> Option<(String, String)> {
+    let entries = managed_fields.as_array()?;
+    let mut best: Option<(usize, &str, String, String)> = None;
+    for entry in entries {
+        let mut node = entry.get("fieldsV1");
+        let mut depth = 0;
+        for segment in path {
+            let next = node.and_then(|n| {
+                let map = n.as_object()?;
+                match crate::cluster::merge::parse_keyed(segment) {
+                    Some((field, value)) => map.iter().find_map(|(k, v)| {
+                        let key: Value = serde_json::from_str(k.strip_prefix("k:")?).ok()?;
+                        (key.get(field).and_then(Value::as_str) == Some(value)).then_some(v)
+                    }),
+                    None => map.get(&format!("f:{segment}")),
+                }
+            });
+            match next {
+                Some(n) => {
+                    node = Some(n);
+                    depth += 1;
+                }
+                None => break,
+            }
+        }
+        let time = entry.get("time").and_then(Value::as_str).unwrap_or("");
+        let better = match &best {
+            None => depth > 0,
+            Some((d, t, _, _)) => depth > *d || (depth == *d && time > *t),
+        };
+        if better {
+            let manager = entry.get("manager").and_then(Value::as_str).unwrap_or("?");
+            let operation = entry
+                .get("operation")
+                .and_then(Value::as_str)
+                .unwrap_or("?");
+            best = Some((depth, time, manager.to_string(), operation.to_string()));
+        }
+    }
+    best.map(|(_, _, manager, operation)| (manager, operation))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

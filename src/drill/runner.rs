@@ -146,7 +146,7 @@ async fn connect(global: &Global, run: &str) -> Result<(KubeCluster, kube::Confi
     let options = Connect {
         kubeconfig: global.kubeconfig.clone(),
         context: global.context.clone(),
-        call_timeout: None,
+        call_timeout: Some(global.call_timeout),
         // Stamped on every request, so an audit-log detection can tie it to this run.
         user_agent: Some(format!(
             "contain-drill/{} (run {run})",

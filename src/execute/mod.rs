@@ -89,6 +89,9 @@ pub struct RunConfig {
     pub replan: Option<Replan>,
     /// Says when the run must stop before its next write (a target's lock was lost).
     pub halt: Option<crate::run_lock::Halt>,
+    /// How long this run may take once approved (`--run-timeout`), instead of the playbook's
+    /// own `timeout`.
+    pub run_timeout: Option<Duration>,
 }
 
 /// What re-planning the rest of a run after a stale step keeps: the steps before `from`, as
@@ -112,6 +115,7 @@ impl RunConfig {
             evidence: None,
             replan: None,
             halt: None,
+            run_timeout: None,
         }
     }
 }
@@ -184,6 +188,10 @@ enum StepError {
     Sink(#[from] SinkError),
     #[error("{0}")]
     Halted(String),
+    #[error(
+        "the run passed its deadline of {0:?} (the playbook's `timeout` or --run-timeout); finish it with `contain resume` or undo it with `contain rollback`"
+    )]
+    RunDeadline(Duration),
 }
 
 /// How one step ended while applying.
@@ -338,6 +346,12 @@ impl<'a> Executor<'a> {
         let mut checks = CheckCounts::default();
         let mut first_failure: Option<(String, String)> = None;
         let mut outcome = None;
+        // The run's deadline counts from approval: time a responder spent reading the plan is
+        // not the run's.
+        let run_timeout = config
+            .run_timeout
+            .or_else(|| loaded.playbook.timeout.as_deref().and_then(parse_duration));
+        let deadline = run_timeout.map(|t| tokio::time::Instant::now() + t);
         for (index, planned) in plan.steps.iter().enumerate() {
             let step = loaded
                 .playbook
@@ -396,12 +410,25 @@ impl<'a> Executor<'a> {
                 index,
             })?;
             let started_before = resume.started.contains(&planned.id);
-            let result = tokio::time::timeout(
-                timeout,
-                self.apply_step(planned, config, &outputs, started_before),
-            )
-            .await
-            .unwrap_or(Err(StepError::Timeout(timeout)));
+            let left = deadline.map(|d| d.saturating_duration_since(tokio::time::Instant::now()));
+            let result = match (left, run_timeout) {
+                // Out of time before it began: the step is not started at all.
+                (Some(left), Some(run_timeout)) if left.is_zero() => {
+                    Err(StepError::RunDeadline(run_timeout))
+                }
+                (Some(left), Some(run_timeout)) if left < timeout => tokio::time::timeout(
+                    left,
+                    self.apply_step(planned, config, &outputs, started_before),
+                )
+                .await
+                .unwrap_or(Err(StepError::RunDeadline(run_timeout))),
+                _ => tokio::time::timeout(
+                    timeout,
+                    self.apply_step(planned, config, &outputs, started_before),
+                )
+                .await
+                .unwrap_or(Err(StepError::Timeout(timeout))),
+            };
             match result {
                 Ok(Applied::Done(step_plan, counts)) => {
                     checks.add(counts);
@@ -439,7 +466,8 @@ impl<'a> Executor<'a> {
                     let declined = matches!(error, StepError::Apply(ApplyError::Declined(_)));
                     // A lost lock stops the run where it is, whatever the step's policy: going
                     // on or rolling back would write to targets another run may hold now.
-                    let halted = matches!(error, StepError::Halted(_));
+                    // So does a run out of time: its rollback would run past the deadline too.
+                    let halted = matches!(error, StepError::Halted(_) | StepError::RunDeadline(_));
                     if policy == StepFailurePolicy::Continue && !declined && !halted {
                         first_failure.get_or_insert((planned.id.clone(), message));
                         continue;

@@ -35,9 +35,49 @@ pub async fn changes_since_plan(
     let mut changes = Vec::new();
     for (op, target) in &firsts {
         let now = current.remove(target).flatten();
-        changes.extend(drift(op, target, now.as_ref(), run_id));
+        let moved = drift(op, target, now.as_ref(), run_id);
+        if moved.is_empty() {
+            continue;
+        }
+        changes.extend(with_owners(op, target, moved, cluster).await);
     }
     Ok(changes)
+}
+
+/// Names who wrote each changed field now (another controller may be fighting over it: a
+/// GitOps agent re-applying its manifest would undo the step again), when the cluster says.
+async fn with_owners(
+    op: &Op,
+    target: &ObjectRef,
+    moved: Vec<String>,
+    cluster: &dyn Cluster,
+) -> Vec<String> {
+    let Op::Patch { changes, .. } = op else {
+        return moved;
+    };
+    let Ok(Some(managed)) = cluster.managed_fields(target).await else {
+        return moved;
+    };
+    moved
+        .into_iter()
+        .map(|line| {
+            let owner = changes
+                .iter()
+                .find(|c| line.contains(&format!(": {} is ", c.display_path())))
+                .and_then(|c| object::field_owner(&managed, &c.path));
+            match owner {
+                Some((manager, operation)) => {
+                    let how = if operation == "Apply" {
+                        "server-side apply"
+                    } else {
+                        "an update"
+                    };
+                    format!("{line}; written by field manager `{manager}` ({how})")
+                }
+                None => line,
+            }
+        })
+        .collect()
 }
 
 /// What moved under one operation, judged on the object as read now (pure, for tests).

@@ -30,6 +30,13 @@ pub struct Playbook {
     /// What to do when a step fails and its own `on_failure` says `stop` or nothing.
     #[serde(default)]
     pub on_failure: RunFailurePolicy,
+    /// How long the whole run may take once approved, e.g. `15m` (`--run-timeout` overrides
+    /// it). Past it, the step in flight is cut and journaled as failed and the run stops where
+    /// it is, with no automatic rollback, for `contain resume` to finish or `contain rollback`
+    /// to undo. Default: no limit beyond each step's own `timeout`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(regex(pattern = r"^([0-9]+(ms|s|m|h))+$"))]
+    pub timeout: Option<String>,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]

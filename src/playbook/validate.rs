@@ -197,6 +197,7 @@ impl<'a> Checks<'a> {
         self.check_params();
         self.check_facts();
         self.check_guards();
+        self.check_timeout(self.root, "");
         let steps = self.steps();
         self.check_step_ids(&steps);
         // Every step id with its action, in order: a step's scope is the prefix before it (one
@@ -460,14 +461,21 @@ impl<'a> Checks<'a> {
             }
             self.check_references(when, &refs::in_expression(text), &scope);
         }
-        if let Some(timeout) = step
-            .node
-            .get("timeout")
-            .and_then(|t| Some((t, t.as_str()?)))
+        self.check_timeout(step.node, &path);
+    }
+
+    /// A `timeout` of zero would fail at once: the schema admits `0s`, so it is refused here.
+    fn check_timeout(&mut self, node: &Node, path: &str) {
+        if let Some(timeout) = node.get("timeout").and_then(|t| Some((t, t.as_str()?)))
             && parse_duration(timeout.1).is_some_and(|d| d.is_zero())
         {
+            let field = if path.is_empty() {
+                "timeout".to_string()
+            } else {
+                format!("{path}.timeout")
+            };
             self.push(Problem::new(
-                format!("`{path}.timeout` must be longer than zero"),
+                format!("`{field}` must be longer than zero"),
                 Some(timeout.0.span),
             ));
         }
