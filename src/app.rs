@@ -179,7 +179,10 @@ pub(crate) fn print_output(value: &Value, output: Output) {
     let text = match output {
         Output::Yaml => serde_saphyr::to_string(value)
             .unwrap_or_else(|e| format!("# cannot render YAML: {e}\n")),
-        _ => serde_json::to_string_pretty(value).unwrap_or_default() + "\n",
+        _ => {
+            crate::report::inert_json(serde_json::to_string_pretty(value).unwrap_or_default())
+                + "\n"
+        }
     };
     let _ = std::io::stdout().lock().write_all(text.as_bytes());
 }

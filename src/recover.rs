@@ -1008,9 +1008,15 @@ fn show(
 
 fn export(journal: &::journal::Journal, run: &str) -> Result<u8, ::journal::JournalError> {
     let header = journal.run(run)?;
-    println!("{}", serde_json::to_string(&header).unwrap_or_default());
+    println!(
+        "{}",
+        crate::report::inert_json(serde_json::to_string(&header).unwrap_or_default())
+    );
     for record in journal.records(run)? {
-        println!("{}", serde_json::to_string(&record).unwrap_or_default());
+        println!(
+            "{}",
+            crate::report::inert_json(serde_json::to_string(&record).unwrap_or_default())
+        );
     }
     Ok(exit::SUCCESS)
 }

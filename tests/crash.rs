@@ -641,3 +641,220 @@ async fn killed_at_random_instants_a_run_resumes_to_the_uninterrupted_result() {
     }
     eprintln!("random kills: {outcomes:?}");
 }
+
+/// Copies a directory tree (a run's sled journal).
+fn copy_dir(from: &std::path::Path, to: &std::path::Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for entry in std::fs::read_dir(from).unwrap() {
+        let entry = entry.unwrap();
+        let target = to.join(entry.file_name());
+        if entry.file_type().unwrap().is_dir() {
+            copy_dir(&entry.path(), &target);
+        } else {
+            std::fs::copy(entry.path(), &target).unwrap();
+        }
+    }
+}
+
+/// What `journal verify` made of a journal cut short.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Cut {
+    /// The chain ends, whole, at the record before the cut one.
+    WithoutIt,
+    /// The cut spared the record: the chain ends at it.
+    WithIt,
+    /// Refused with a message (exit 7).
+    Refused,
+}
+
+/// A copy of the run's journal with its log cut at byte `at`: `journal verify` never takes a
+/// torn append for a record, and `resume` reads it and stops cleanly.
+fn cut_and_read(
+    after: &std::path::Path,
+    run: &str,
+    at: usize,
+    earlier: usize,
+    unreachable: &std::path::Path,
+) -> Cut {
+    let scratch = tempfile::tempdir().unwrap();
+    let root = scratch.path();
+    copy_dir(after, &root.join(run));
+    let log = std::fs::OpenOptions::new()
+        .write(true)
+        .open(root.join(run).join("db"))
+        .unwrap();
+    log.set_len(at as u64).unwrap();
+    drop(log);
+    let context = format!("the log cut at byte {at}");
+    let root_arg = root.display().to_string();
+    let verify = Contain::new()
+        .args([
+            "--journal",
+            &root_arg,
+            "-o",
+            "json",
+            "journal",
+            "verify",
+            run,
+        ])
+        .run();
+    assert!(
+        !verify.stderr.contains("panicked"),
+        "{context}: {}",
+        verify.stderr
+    );
+    let cut = match verify.code {
+        0 => match verify.json()["records"].as_u64() {
+            Some(n) if n as usize == earlier => Cut::WithoutIt,
+            Some(n) if n as usize == earlier + 1 => Cut::WithIt,
+            other => panic!("{context}: a chain of {other:?} records: {}", verify.stdout),
+        },
+        7 => Cut::Refused,
+        code => panic!(
+            "{context}: journal verify exits {code}\n{}\n{}",
+            verify.stdout, verify.stderr
+        ),
+    };
+    let resume = Contain::new()
+        .args([
+            "--journal",
+            &root_arg,
+            "--call-timeout",
+            "100ms",
+            "--kubeconfig",
+        ])
+        .args([unreachable.display().to_string()])
+        .args(["resume", "--yes", run])
+        .run();
+    assert!(
+        matches!(resume.code, 4 | 7),
+        "{context}: resume reads the journal, then stops cleanly (exit {}):\n{}\n{}",
+        resume.code,
+        resume.stdout,
+        resume.stderr
+    );
+    assert!(!resume.stderr.contains("panicked"), "{context}");
+    cut
+}
+
+#[tokio::test]
+async fn a_journal_cut_at_every_byte_of_its_last_record_is_caught_and_never_crashes_resume() {
+    let cluster = live::connect(live::kubeconfig()).await;
+    let scenario = Scenario::new(&cluster, "crash-cut").await;
+    let out = scenario.run(None);
+    assert_eq!(out.code, 0, "{}\n{}", out.stdout, out.stderr);
+    let finished = scenario.state(&cluster).await;
+    let run = scenario.run_id();
+
+    // The same run written again up to its last record ("before"), then with it ("after"): the
+    // bytes that differ are where that last record lives in the journal's files.
+    let (header, records) = {
+        let journal = ::journal::Journal::open(
+            &scenario.live.journal.path().join(&run),
+            std::time::Duration::from_secs(5),
+        )
+        .unwrap();
+        (journal.run(&run).unwrap(), journal.records(&run).unwrap())
+    };
+    let (last, earlier) = records.split_last().unwrap();
+    let work = tempfile::tempdir().unwrap();
+    let before = work.path().join("before").join(&run);
+    {
+        let journal = ::journal::Journal::open(&before, std::time::Duration::from_secs(5)).unwrap();
+        journal.create_run(&run, header.info.clone()).unwrap();
+        for record in earlier {
+            journal.append(&run, record.body.clone()).unwrap();
+        }
+    }
+    let after = work.path().join("after").join(&run);
+    copy_dir(&before, &after);
+    let appended = {
+        let journal = ::journal::Journal::open(&after, std::time::Duration::from_secs(5)).unwrap();
+        journal.append(&run, last.body.clone()).unwrap()
+    };
+    // The append's bytes in the log (`db`): from the first byte that differs from the journal
+    // without it to the end of the two values it wrote in one batch, the record and the head
+    // (sled stores values as given). What a close writes after them is not the record.
+    let old = std::fs::read(before.join("db")).unwrap();
+    let new = std::fs::read(after.join("db")).unwrap();
+    let first = new
+        .iter()
+        .zip(&old)
+        .position(|(a, b)| a != b)
+        .unwrap_or(old.len());
+    let end_of = |needle: &[u8]| {
+        new.windows(needle.len())
+            .rposition(|w| w == needle)
+            .map(|at| at + needle.len())
+            .expect("the appended value is in the log")
+    };
+    let record_end = end_of(&serde_json::to_vec(&appended).unwrap());
+    let head_end = end_of(format!("\"hash\":\"{}\"}}", appended.hash).as_bytes());
+    let end = record_end.max(head_end);
+    assert!(
+        first < end && end - first < 64 * 1024,
+        "the append is bytes {first}..{end} of the log"
+    );
+
+    // An address nothing listens on: resume reads the journal, then cannot connect (exit 4).
+    let unreachable = work.path().join("unreachable.kubeconfig");
+    std::fs::write(
+        &unreachable,
+        std::fs::read_to_string(live::kubeconfig())
+            .unwrap()
+            .lines()
+            .map(|l| match l.trim().strip_prefix("server: ") {
+                Some(_) => "    server: https://127.0.0.1:1".to_string(),
+                None => l.to_string(),
+            })
+            .collect::<Vec<_>>()
+            .join("\n"),
+    )
+    .unwrap();
+    let started = std::time::Instant::now();
+    // Every offset, on four threads (each trial mostly waits on sled's fsyncs).
+    let outcomes: Vec<Cut> = std::thread::scope(|scope| {
+        let workers: Vec<_> = (0..4)
+            .map(|worker| {
+                let (after, unreachable, run) = (&after, &unreachable, &run);
+                let earlier = earlier.len();
+                scope.spawn(move || {
+                    (first + worker..end)
+                        .step_by(4)
+                        .map(|at| cut_and_read(after, run, at, earlier, unreachable))
+                        .collect::<Vec<_>>()
+                })
+            })
+            .collect();
+        workers
+            .into_iter()
+            .flat_map(|w| w.join().expect("a trial failed"))
+            .collect()
+    });
+    let count = |kind: Cut| outcomes.iter().filter(|&&c| c == kind).count();
+    eprintln!(
+        "journal cuts: {} offsets ({first}..{end} of the log) in {:?}; chain intact without the last record {}, with it {}, refused {}",
+        outcomes.len(),
+        started.elapsed(),
+        count(Cut::WithoutIt),
+        count(Cut::WithIt),
+        count(Cut::Refused)
+    );
+    assert!(
+        count(Cut::WithoutIt) > 0,
+        "some cut lost the last record whole"
+    );
+
+    // Resume from the journal as a crash mid-append leaves it: it finishes the run, and the
+    // cluster is exactly as the uninterrupted run left it.
+    let resumed_root = work.path().join("resumed");
+    copy_dir(&before, &resumed_root.join(&run));
+    let root_arg = resumed_root.display().to_string();
+    let resume = Contain::new()
+        .args(["--no-progress", "--journal", &root_arg, "--kubeconfig"])
+        .args([live::kubeconfig().display().to_string()])
+        .args(["resume", "--yes", &run])
+        .run();
+    assert_eq!(resume.code, 0, "{}\n{}", resume.stdout, resume.stderr);
+    assert_eq!(scenario.state(&cluster).await, finished);
+}

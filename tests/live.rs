@@ -85,22 +85,31 @@ pub struct DeleteOnDrop(pub Vec<ObjectRef>);
 impl Drop for DeleteOnDrop {
     fn drop(&mut self) {
         let objects = std::mem::take(&mut self.0);
-        let _ = std::thread::spawn(move || {
-            let runtime = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .unwrap();
-            runtime.block_on(async {
-                let cluster = connect(kubeconfig()).await;
-                for object in &objects {
-                    let _ = cluster
-                        .delete(object, &Preconditions::default(), None, WriteMode::Apply)
-                        .await;
-                }
-            });
-        })
-        .join();
+        on_own_runtime(async move {
+            let cluster = connect(kubeconfig()).await;
+            for object in &objects {
+                let _ = cluster
+                    .delete(object, &Preconditions::default(), None, WriteMode::Apply)
+                    .await;
+            }
+        });
     }
+}
+
+/// Runs a cleanup to its end on a thread and runtime of its own: called from `drop`, where the
+/// test's runtime may be gone or blocked.
+pub fn on_own_runtime<F>(cleanup: F)
+where
+    F: std::future::Future<Output = ()> + Send + 'static,
+{
+    let _ = std::thread::spawn(move || {
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap()
+            .block_on(cleanup)
+    })
+    .join();
 }
 
 /// Polls until `check` is true, for at most 60 s.

@@ -406,3 +406,177 @@ async fn capture_on_the_real_node_records_the_container_itself() {
         }
     }
 }
+
+/// What an attacker who controls a pod can put in front of a responder: a terminal-clearing and
+/// title-setting escape, an OSC 8 hyperlink, a bell, a template, path separators, markup and a
+/// right-to-left override (text that reads backwards on screen).
+const HOSTILE: &str = "\u{1b}[2J\u{1b}]0;pwned\u{7}\u{1b}]8;;http://evil.example/\u{7}click\u{1b}]8;;\u{7} {{ params.namespace }} ../../../etc/passwd <img src=x onerror=alert(1)> \u{202e}txt.exe";
+
+/// Playbook: capture (with a command whose output is the attacker's), then copy the hostile
+/// annotation into another one through a fact, then label.
+const HOSTILE_RUN: &str = r#"apiVersion: contain/v1
+kind: Playbook
+metadata: {name: hostile-data}
+params:
+  pod: {type: string, required: true}
+  namespace: {type: string, required: true}
+facts:
+  pod: {kind: Pod, name: "{{ params.pod }}", namespace: "{{ params.namespace }}"}
+steps:
+  - id: capture
+    action: forensics.capture
+    target: {kind: Pod, name: "{{ params.pod }}", namespace: "{{ params.namespace }}"}
+    with:
+      checkpoint: false
+      exec:
+        - {name: banner, command: [cat, /tmp/banner]}
+  - id: copy
+    action: object.annotate
+    target: {kind: Pod, name: "{{ params.pod }}", namespace: "{{ params.namespace }}"}
+    with:
+      annotations:
+        contain-test/copied: "{{ facts.pod.metadata.annotations['contain-test/hostile'] }}"
+  - id: mark
+    action: object.label
+    target: {kind: Pod, name: "{{ params.pod }}", namespace: "{{ params.namespace }}"}
+    with: {labels: {contain.dev/suspect: "true"}}
+"#;
+
+/// No byte a terminal would act on: ESC, BEL and the other C0 controls but newline and tab,
+/// C1 controls, and bidirectional overrides.
+fn assert_inert(sink: &str, text: &str) {
+    let bad = text.chars().find(|&c| {
+        (c.is_control() && c != '\n' && c != '\t')
+            || matches!(c, '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}')
+    });
+    assert!(
+        bad.is_none(),
+        "{sink} carries {:?} unescaped:\n{}",
+        bad.unwrap(),
+        text.chars().take(4000).collect::<String>()
+    );
+}
+
+#[tokio::test]
+async fn hostile_cluster_data_reaches_no_sink_unescaped() {
+    let cluster = live::connect(live::kubeconfig()).await;
+    let ns = Namespace::new(&cluster, "rn-hostile").await;
+    let (node, image) = real_node();
+    // The container logs the hostile text, and keeps it in a file an exec reads back.
+    let script = "printf '%s\\n' \"$HOSTILE\"; printf '%s' \"$HOSTILE\" > /tmp/banner; exec httpd -f -v -p 0.0.0.0:8080 -h /www";
+    let pod = json!({"apiVersion": "v1", "kind": "Pod",
+        "metadata": {"name": "web", "namespace": ns.name,
+                     "annotations": {"contain-test/hostile": HOSTILE,
+                                     "contain-test/huge": "A".repeat(200_000)}},
+        "spec": {
+            "nodeSelector": {"kubernetes.io/hostname": node},
+            "tolerations": [{"key": "contain.dev/real-node", "operator": "Exists", "effect": "NoSchedule"}],
+            "terminationGracePeriodSeconds": 1,
+            "enableServiceLinks": false,
+            "containers": [{"name": "web", "image": image, "command": ["sh", "-c", script],
+                            "env": [{"name": "HOSTILE", "value": HOSTILE}]}]}});
+    cluster.create(&pod, WriteMode::Apply).await.unwrap();
+    let r = ObjectRef::new("Pod", Some(&ns.name), "web");
+    let deadline = Instant::now() + Duration::from_secs(90);
+    while cluster.get(&r).await.unwrap().unwrap()["status"]["phase"] != "Running" {
+        assert!(Instant::now() < deadline, "the hostile pod is not running");
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    tokio::time::sleep(Duration::from_millis(500)).await;
+
+    let playbook = crate::harness::playbook_file(HOSTILE_RUN);
+    let live = Live::new();
+    let out = live
+        .contain()
+        .args(["-v", "run", "--yes", &playbook.path().display().to_string()])
+        .args([
+            "--set",
+            "pod=web",
+            "--set",
+            &format!("namespace={}", ns.name),
+        ])
+        .run();
+    ok(&out);
+    // Terminal: escaped, never acted on, and a huge value is not dumped on the screen.
+    assert_inert("the run's terminal output", &out.stdout);
+    assert_inert("the run's terminal output", &out.stderr);
+    assert!(
+        out.stdout.contains("\\u{1b}[2J"),
+        "the copied value is shown, escaped:\n{}",
+        out.stdout
+    );
+    assert!(out.stdout.len() < 100_000, "{} bytes", out.stdout.len());
+
+    // Template: the hostile text was copied as data; its `{{ }}` was never evaluated.
+    let current = cluster.get(&r).await.unwrap().unwrap();
+    assert_eq!(
+        current["metadata"]["annotations"]["contain-test/copied"],
+        HOSTILE
+    );
+
+    // Evidence: every path stays inside the run's bundle, with plain names; the attacker's
+    // bytes are kept exactly (evidence is never "cleaned").
+    let evidence = live.evidence.path();
+    let mut dirs = vec![evidence.to_path_buf()];
+    while let Some(dir) = dirs.pop() {
+        for entry in std::fs::read_dir(&dir).unwrap() {
+            let path = entry.unwrap().path();
+            let relative = path.strip_prefix(evidence).unwrap();
+            for part in relative.components() {
+                let std::path::Component::Normal(name) = part else {
+                    panic!("{} leaves the bundle", path.display());
+                };
+                let name = name.to_str().expect("file names are UTF-8");
+                assert_inert("an evidence file name", name);
+                assert!(!name.contains("passwd") && !name.contains("evil"), "{name}");
+            }
+            if path.is_dir() {
+                dirs.push(path);
+            }
+        }
+    }
+    let (_, banner) = artifact(evidence, "exec/banner.json");
+    let banner: Value = serde_json::from_str(&banner).unwrap();
+    assert_eq!(banner["stdout"], HOSTILE, "exec output kept byte for byte");
+    let (_, log) = artifact(evidence, "web.log");
+    assert!(log.contains(HOSTILE), "the log kept byte for byte: {log:?}");
+
+    // Reports: Markdown and HTML escape it, JSON carries it exactly.
+    let run = live.last_run();
+    for format in ["markdown", "html"] {
+        let report = live
+            .contain()
+            .args(["report", &run, "--format", format])
+            .run();
+        assert_eq!(report.code, 0, "{}", report.stderr);
+        assert_inert(&format!("the {format} report"), &report.stdout);
+        // Markdown escapes markup with a backslash (`\<img` is text); HTML with entities.
+        let unescaped = report.stdout.replace("\\<img", "");
+        assert!(
+            !unescaped.contains("<img src=x"),
+            "the {format} report escapes markup:\n{}",
+            report.stdout
+        );
+    }
+    let json = live
+        .contain()
+        .args(["report", &run, "--format", "json"])
+        .run();
+    assert_eq!(json.code, 0, "{}", json.stderr);
+    assert_inert("the JSON report", &json.stdout);
+    assert!(
+        json.stdout.contains("\\u001b[2J"),
+        "JSON escapes control characters"
+    );
+    let parsed: Value = serde_json::from_str(&json.stdout).unwrap();
+    assert!(
+        parsed.to_string().contains("\\u001b]0;pwned"),
+        "and carries the value whole once parsed"
+    );
+    // The journal's own terminal views.
+    for args in [vec!["journal", "show", &run], vec!["journal", "ls"]] {
+        let shown = live.contain().args(args.iter().copied()).run();
+        assert_eq!(shown.code, 0, "{:?}: {}", args, shown.stderr);
+        assert_inert(&format!("`contain {}`", args.join(" ")), &shown.stdout);
+    }
+}

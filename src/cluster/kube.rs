@@ -49,6 +49,8 @@ pub struct KubeCluster {
     call_timeout: Duration,
     /// How many calls the server answered 429 (API Priority and Fairness) and were retried.
     throttled: std::sync::Arc<std::sync::atomic::AtomicU64>,
+    /// Whether the responder was told the API server is unreachable (said once).
+    said_unreachable: std::sync::Arc<std::sync::atomic::AtomicBool>,
 }
 
 impl KubeCluster {
@@ -71,6 +73,7 @@ impl KubeCluster {
             context: options.context.clone(),
             call_timeout,
             throttled: Default::default(),
+            said_unreachable: Default::default(),
         })
     }
 
@@ -229,7 +232,18 @@ impl KubeCluster {
         Ok(self.api(kind, r.namespace.as_deref()))
     }
 
-    /// Runs `call` under the deadline, retrying transient failures a few times.
+    /// The object as the server has it (managed fields included), or `None`.
+    async fn get_dynamic(&self, r: &ObjectRef) -> Result<Option<DynamicObject>> {
+        let api = self.api_for(r)?;
+        self.call(&format!("get {r}"), false, || async {
+            api.get_opt(&r.name)
+                .await
+                .map_err(|e| map_error(&r.to_string(), e))
+        })
+        .await
+    }
+
+    /// Runs `call` under the deadline, retrying what the server did not act on.
     async fn call<T, F, Fut>(&self, what: &str, is_write: bool, mut call: F) -> Result<T>
     where
         F: FnMut() -> Fut,
@@ -267,6 +281,18 @@ impl KubeCluster {
             if let ClusterError::TooManyRequests { .. } = &error {
                 self.throttled
                     .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            }
+            // Said once: a responder facing a silent terminal should know what it waits for.
+            if let ClusterError::Connection(message) = &error
+                && !self
+                    .said_unreachable
+                    .swap(true, std::sync::atomic::Ordering::Relaxed)
+            {
+                eprintln!(
+                    "warning: {what}: cannot reach the API server ({}); retrying until the call timeout of {} s (--call-timeout)",
+                    crate::report::sanitize(message),
+                    self.call_timeout.as_secs()
+                );
             }
             // The server's Retry-After (APF sends one with every 429) wins over our own backoff.
             let backoff = match &error {
@@ -376,33 +402,16 @@ impl Cluster for KubeCluster {
     }
 
     fn get<'a>(&'a self, r: &'a ObjectRef) -> BoxFuture<'a, Result<Option<Value>>> {
-        Box::pin(async move {
-            let api = self.api_for(r)?;
-            let what = format!("get {r}");
-            self.call(&what, false, || async {
-                api.get_opt(&r.name)
-                    .await
-                    .map(|o| o.map(to_value))
-                    .map_err(|e| map_error(&r.to_string(), e))
-            })
-            .await
-        })
+        Box::pin(async move { Ok(self.get_dynamic(r).await?.map(to_value)) })
     }
 
     fn managed_fields<'a>(&'a self, r: &'a ObjectRef) -> BoxFuture<'a, Result<Option<Value>>> {
         Box::pin(async move {
-            let api = self.api_for(r)?;
-            let what = format!("get {r}");
-            self.call(&what, false, || async {
-                api.get_opt(&r.name)
-                    .await
-                    .map(|o| {
-                        o.and_then(|o| o.metadata.managed_fields)
-                            .map(|m| serde_json::to_value(m).unwrap_or(Value::Null))
-                    })
-                    .map_err(|e| map_error(&r.to_string(), e))
-            })
-            .await
+            Ok(self
+                .get_dynamic(r)
+                .await?
+                .and_then(|o| o.metadata.managed_fields)
+                .map(|m| serde_json::to_value(m).unwrap_or(Value::Null)))
         })
     }
 

@@ -9,9 +9,11 @@ use std::path::Path;
 use handlebars::{Handlebars, RenderError};
 use serde_json::Value;
 
+/// The text without control characters (but line breaks and tabs) and without bidirectional
+/// overrides: neither has a place in a report, and either can disguise what it shows.
 fn without_controls(text: &str) -> impl Iterator<Item = char> + '_ {
     text.chars()
-        .filter(|c| !c.is_control() || *c == '\n' || *c == '\t')
+        .filter(|c| (!c.is_control() || *c == '\n' || *c == '\t') && !super::is_bidi_override(*c))
 }
 
 /// Markdown: punctuation that would start markup is backslash-escaped; a line break inside a
