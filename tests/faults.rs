@@ -149,6 +149,25 @@ async fn recovers(live: &Live, suspect: &Suspect, run: &str, before: &Value) {
     );
 }
 
+/// The promises after a fault the run rode out: contained, the journal verifies, and a rollback
+/// (through `kubeconfig`, the way the run went) restores `before`.
+async fn rode_it_out(live: &Live, kubeconfig: &Path, suspect: &Suspect, before: &Value) {
+    suspect.assert_contained().await;
+    let run = live.last_run();
+    let verified = live.contain().args(["journal", "verify", &run]).run();
+    assert_eq!(verified.code, 0, "{}", verified.stderr);
+    let rolled = live
+        .contain_as(kubeconfig)
+        .args(["rollback", "--yes", &run])
+        .run();
+    assert_eq!(rolled.code, 0, "{}\n{}", rolled.stdout, rolled.stderr);
+    assert_eq!(
+        &suspect.state().await,
+        before,
+        "rollback restores the original"
+    );
+}
+
 /// Runs `contain` on a thread of its own, so the test can bring a fault on mid-run.
 fn in_background(command: crate::harness::Contain) -> tokio::task::JoinHandle<Outcome> {
     tokio::task::spawn_blocking(move || command.run())
@@ -438,13 +457,7 @@ async fn a_run_survives_the_api_server_restarting_under_it() {
         "the run waits the restart out:\n{}\n{}",
         out.stdout, out.stderr
     );
-    suspect.assert_contained().await;
-    let id = live.last_run();
-    let verified = live.contain().args(["journal", "verify", &id]).run();
-    assert_eq!(verified.code, 0, "{}", verified.stderr);
-    let rolled = live.contain().args(["rollback", "--yes", &id]).run();
-    assert_eq!(rolled.code, 0, "{}\n{}", rolled.stdout, rolled.stderr);
-    assert_eq!(suspect.state().await, before);
+    rode_it_out(&live, &live::kubeconfig(), &suspect, &before).await;
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -620,16 +633,9 @@ async fn network_faults_between_contain_and_the_api_server() {
         "slow is not broken:\n{}\n{}",
         out.stdout, out.stderr
     );
-    suspect.assert_contained().await;
     proxy.remove("latency");
     proxy.remove("bandwidth");
-    let run = live.last_run();
-    let rolled = live
-        .contain_as(&proxy.kubeconfig)
-        .args(["rollback", "--yes", &run])
-        .run();
-    assert_eq!(rolled.code, 0, "{}\n{}", rolled.stdout, rolled.stderr);
-    assert_eq!(suspect.state().await, before);
+    rode_it_out(&live, &proxy.kubeconfig, &suspect, &before).await;
 
     // Connections reset mid-step: the write is not retried blindly; the run stops naming the
     // reset, and resume finishes once the network is back.
@@ -681,14 +687,7 @@ async fn network_faults_between_contain_and_the_api_server() {
         "the run waits the outage out:\n{}\n{}",
         out.stdout, out.stderr
     );
-    suspect.assert_contained().await;
-    let id = live.last_run();
-    let rolled = live
-        .contain_as(&proxy.kubeconfig)
-        .args(["rollback", "--yes", &id])
-        .run();
-    assert_eq!(rolled.code, 0, "{}\n{}", rolled.stdout, rolled.stderr);
-    assert_eq!(suspect.state().await, before);
+    rode_it_out(&live, &proxy.kubeconfig, &suspect, &before).await;
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -737,48 +736,52 @@ async fn priority_and_fairness_429s_are_waited_out_and_reported() {
                             "nonResourceRules": [{"verbs": ["*"], "nonResourceURLs": ["*"]}]}]}})).unwrap())
         .await
         .unwrap();
-    // The squeezed identity's own traffic fills its 3 seats while the run goes: a LIST over
-    // 400 ConfigMaps is estimated at every seat of the level, so each one in flight makes the
-    // server answer the run's calls 429.
-    let mut creates = Vec::new();
-    for i in 0..400 {
-        let cm = json!({"apiVersion": "v1", "kind": "ConfigMap",
-            "metadata": {"name": format!("ballast-{i}"), "namespace": suspect.ns.name},
-            "data": {"ballast": "x".repeat(512)}});
-        let cluster = suspect.cluster.clone();
-        creates.push(async move { cluster.create(&cm, WriteMode::Apply).await.unwrap() });
-    }
-    futures::future::join_all(creates).await;
+    // The squeezed identity's own requests hold its 3 seats while the run starts: NetworkPolicy
+    // creations in a namespace of their own, each held for 2 s by a webhook that does not
+    // answer (a request keeps its seat until it is answered). Six at a time, for 5 s; the
+    // run's calls meanwhile are answered 429.
+    let flood_ns = Namespace::new(&suspect.cluster, "apf-flood").await;
+    let webhook = FaultWebhook::start(&flood_ns.name, "slow").await;
+    until_webhook_answers(&suspect.cluster, &flood_ns.name).await;
     let restricted = live::kubeconfig().with_file_name("restricted.kubeconfig");
     let flood = live::connect(restricted.clone()).await;
     let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
     let mut flooders = Vec::new();
-    for _ in 0..4 {
-        let (flood, stop, ns) = (flood.clone(), stop.clone(), suspect.ns.name.clone());
+    for worker in 0..6 {
+        let (flood, stop, ns) = (flood.clone(), stop.clone(), flood_ns.name.clone());
         flooders.push(tokio::spawn(async move {
-            let maps = kinds::lookup("ConfigMap").unwrap();
+            let mut n = 0;
             while !stop.load(std::sync::atomic::Ordering::Relaxed) {
-                let _ = flood.list(maps, Some(&ns), &Selector::default()).await;
+                n += 1;
+                let policy = json!({"apiVersion": "networking.k8s.io/v1", "kind": "NetworkPolicy",
+                    "metadata": {"name": format!("held-{worker}-{n}"), "namespace": ns},
+                    "spec": {"podSelector": {}}});
+                let _ = flood.create(&policy, WriteMode::Apply).await;
             }
         }));
     }
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while flood.throttled() == 0 {
+        assert!(
+            Instant::now() < deadline,
+            "the squeeze never throttled the flood"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
     let playbook = playbook_file(&isolate_after("1s"));
     let live = Live::new();
-    let out = in_background(
+    let run = in_background(
         live.contain_as(&restricted)
             .args(["--call-timeout", "60s"])
             .args(suspect.args(playbook.path())),
-    )
-    .await
-    .unwrap();
+    );
+    tokio::time::sleep(Duration::from_secs(5)).await;
     stop.store(true, std::sync::atomic::Ordering::Relaxed);
     for f in flooders {
         let _ = f.await;
     }
-    assert!(
-        flood.throttled() > 0,
-        "the squeeze was in force: the flood itself met 429s"
-    );
+    drop(webhook);
+    let out = run.await.unwrap();
     eprintln!(
         "apf: the flood was throttled {} time(s); the run exited {}: {}",
         flood.throttled(),
@@ -805,12 +808,7 @@ async fn priority_and_fairness_429s_are_waited_out_and_reported() {
         let resumed = live.contain().args(["resume", "--yes", &run]).run();
         assert_eq!(resumed.code, 0, "{}\n{}", resumed.stdout, resumed.stderr);
     }
-    suspect.assert_contained().await;
-    let verified = live.contain().args(["journal", "verify", &run]).run();
-    assert_eq!(verified.code, 0, "{}", verified.stderr);
-    let rolled = live.contain().args(["rollback", "--yes", &run]).run();
-    assert_eq!(rolled.code, 0, "{}\n{}", rolled.stdout, rolled.stderr);
-    assert_eq!(suspect.state().await, before);
+    rode_it_out(&live, &live::kubeconfig(), &suspect, &before).await;
 }
 
 /// Removes the squeeze's FlowSchema and PriorityLevelConfiguration, passed or not.

@@ -327,6 +327,49 @@ mod tests {
     use super::*;
 
     #[test]
+    fn the_owner_of_a_field_is_the_manager_owning_most_of_its_path() {
+        let managed = serde_json::json!([
+            {"manager": "kubectl-client-side-apply", "operation": "Update", "time": "2026-01-01T00:00:00Z",
+             "fieldsV1": {"f:spec": {"f:podSelector": {}}}},
+            {"manager": "gitops-agent", "operation": "Apply", "time": "2026-01-02T00:00:00Z",
+             "fieldsV1": {"f:spec": {"f:podSelector": {"f:matchExpressions": {}}}}},
+            {"manager": "contain", "operation": "Update", "time": "2026-01-03T00:00:00Z",
+             "fieldsV1": {"f:spec": {"f:template": {"f:spec": {"f:containers": {
+                 "k:{\"name\":\"web\"}": {"f:image": {}}}}}}}},
+            {"manager": "kubectl", "operation": "Update", "time": "2026-01-04T00:00:00Z",
+             "fieldsV1": {"f:spec": {"f:template": {"f:spec": {"f:containers": {
+                 "k:{\"name\":\"sidecar\"}": {"f:image": {}}}}}}}}
+        ]);
+        let path = |p: &[&str]| p.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        assert_eq!(
+            field_owner(
+                &managed,
+                &path(&["spec", "podSelector", "matchExpressions"])
+            ),
+            Some(("gitops-agent".into(), "Apply".into()))
+        );
+        assert_eq!(
+            field_owner(
+                &managed,
+                &path(&[
+                    "spec",
+                    "template",
+                    "spec",
+                    "containers",
+                    "[name=web]",
+                    "image"
+                ])
+            ),
+            Some(("contain".into(), "Update".into())),
+            "keyed list items are matched by their key"
+        );
+        assert_eq!(
+            field_owner(&managed, &path(&["metadata", "labels", "x"])),
+            None
+        );
+    }
+
+    #[test]
     fn names_follow_dns_rules() {
         assert!(validate_object_name("Pod", "web-7d9f.abc").is_ok());
         assert!(validate_object_name("Pod", "Web").is_err());
