@@ -125,6 +125,19 @@ fn case() -> impl Strategy<Value = (usize, Vec<Mutation>)> {
     (any::<usize>(), prop::collection::vec(mutation(), 1..8))
 }
 
+/// Every problem of a refusal names the file and a line of it.
+fn located(problems: &serde_json::Value, name: &str) -> Result<(), TestCaseError> {
+    for problem in problems.as_array().unwrap() {
+        prop_assert_eq!(problem["file"].as_str(), Some(name));
+        prop_assert!(
+            problem["line"].as_u64().is_some_and(|l| l >= 1),
+            "unlocated: {}",
+            problem
+        );
+    }
+    Ok(())
+}
+
 proptest! {
     #![proptest_config(ProptestConfig { cases: 1000, failure_persistence: None, ..ProptestConfig::default() })]
 
@@ -136,10 +149,7 @@ proptest! {
         if let Err(contain::playbook::load::LoadError::Invalid(report)) =
             contain::playbook::load::load_bytes(name, bytes)
         {
-            for problem in report.to_json().as_array().unwrap() {
-                prop_assert_eq!(problem["file"].as_str(), Some(name.as_str()));
-                prop_assert!(problem["line"].as_u64().is_some_and(|l| l >= 1), "unlocated: {}", problem);
-            }
+            located(&report.to_json(), name)?;
         }
     }
 
@@ -149,10 +159,7 @@ proptest! {
         let (name, seed) = &seeds[pick % seeds.len()];
         let text = String::from_utf8_lossy(&mutate(seed.clone(), &mutations)).into_owned();
         if let Err(report) = SimCluster::load(&Source::new(name.clone(), text)) {
-            for problem in report.to_json().as_array().unwrap() {
-                prop_assert_eq!(problem["file"].as_str(), Some(name.as_str()));
-                prop_assert!(problem["line"].as_u64().is_some_and(|l| l >= 1), "unlocated: {}", problem);
-            }
+            located(&report.to_json(), name)?;
         }
     }
 

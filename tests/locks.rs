@@ -97,6 +97,21 @@ fn killed_holding_the_lock(
     live.last_run()
 }
 
+/// The id of the first run in `live`'s journal once it appears (a run's journal is created once
+/// its locks are held), polled for up to 10 s.
+async fn started_run(live: &Live) -> Option<String> {
+    for _ in 0..100 {
+        if let Some(run) = contain::journal::run_ids(live.journal.path())
+            .into_iter()
+            .next()
+        {
+            return Some(run);
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    None
+}
+
 fn refused_by(out: &Outcome, holder_run: &str) {
     assert_eq!(
         out.code, 10,
@@ -126,17 +141,9 @@ async fn a_second_run_on_a_locked_target_is_refused_until_the_holder_ends_or_its
 
     // 1. Concurrent: a run that is acting holds the target; a second responder is refused.
     let mut first = live.contain().args(run_args(slow.path(), &ns.name)).spawn();
-    let mut holder = None;
-    for _ in 0..100 {
-        holder = contain::journal::run_ids(live.journal.path())
-            .into_iter()
-            .next();
-        if holder.is_some() {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    let holder = holder.expect("the first run started (its journal appears once its lock is held)");
+    let holder = started_run(&live)
+        .await
+        .expect("the first run started (its journal appears once its lock is held)");
     let second = Live::new();
     let refused = second
         .contain()
@@ -303,17 +310,7 @@ async fn a_run_whose_lock_is_stolen_mid_run_stops_before_its_next_write() {
         .args(run_args(slow.path(), &ns.name))
         .args(["--lock-ttl", "3"])
         .spawn();
-    let mut run = None;
-    for _ in 0..100 {
-        run = contain::journal::run_ids(victim.journal.path())
-            .into_iter()
-            .next();
-        if run.is_some() {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    let run = run.expect("the victim started");
+    let run = started_run(&victim).await.expect("the victim started");
     let thief = Live::new();
     let mut stolen = None;
     for _ in 0..3 {

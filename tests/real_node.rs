@@ -124,6 +124,15 @@ async fn settles(
     lag
 }
 
+/// A live run of `playbook` against the pod `web` of `ns`, with `flags` before the command.
+fn run_on_web(live: &Live, flags: &[&str], playbook: &std::path::Path, ns: &str) -> Outcome {
+    live.contain()
+        .args(flags.iter().copied())
+        .args(["run", "--yes", &playbook.display().to_string()])
+        .args(["--set", "pod=web", "--set", &format!("namespace={ns}")])
+        .run()
+}
+
 fn ok(out: &Outcome) {
     assert_eq!(
         out.code, 0,
@@ -317,17 +326,12 @@ async fn capture_on_the_real_node_records_the_container_itself() {
         .expect("the visitor reaches the suspect");
 
     let live = Live::new();
-    let out = live
-        .contain()
-        .args(["run", "--yes", &repo("playbooks/capture-evidence.yaml")])
-        .args([
-            "--set",
-            "pod=web",
-            "--set",
-            &format!("namespace={}", ns.name),
-        ])
-        .run();
-    ok(&out);
+    ok(&run_on_web(
+        &live,
+        &[],
+        std::path::Path::new(&repo("playbooks/capture-evidence.yaml")),
+        &ns.name,
+    ));
     let evidence = live.evidence.path();
 
     // The process list is the container's: httpd is PID 1, and this machine's processes are not
@@ -486,16 +490,7 @@ async fn hostile_cluster_data_reaches_no_sink_unescaped() {
 
     let playbook = crate::harness::playbook_file(HOSTILE_RUN);
     let live = Live::new();
-    let out = live
-        .contain()
-        .args(["-v", "run", "--yes", &playbook.path().display().to_string()])
-        .args([
-            "--set",
-            "pod=web",
-            "--set",
-            &format!("namespace={}", ns.name),
-        ])
-        .run();
+    let out = run_on_web(&live, &["-v"], playbook.path(), &ns.name);
     ok(&out);
     // Terminal: escaped, never acted on, and a huge value is not dumped on the screen.
     assert_inert("the run's terminal output", &out.stdout);
