@@ -21,11 +21,11 @@ use crate::execute::{Approver, AutoApprove, Executor, Mode, RunConfig, RunError}
 use crate::exit;
 use crate::plan::RunPlan;
 use crate::playbook::load::{self, LoadError, Loaded};
-use crate::playbook::node::Limits;
 use crate::playbook::validate::playbook_schema;
 use crate::report::progress::ProgressPrinter;
 use crate::report::summary::RunSummary;
 use crate::source::Source;
+use crate::yaml::node::Limits;
 
 /// Entry point of the binary.
 pub fn main() -> ExitCode {
@@ -180,7 +180,7 @@ pub(crate) fn print_output(value: &Value, output: Output) {
         Output::Yaml => serde_saphyr::to_string(value)
             .unwrap_or_else(|e| format!("# cannot render YAML: {e}\n")),
         _ => {
-            crate::report::inert_json(serde_json::to_string_pretty(value).unwrap_or_default())
+            crate::escape::inert_json(serde_json::to_string_pretty(value).unwrap_or_default())
                 + "\n"
         }
     };
@@ -280,15 +280,14 @@ fn validate(paths: &[std::path::PathBuf], set: &[String], global: &Global) -> u8
 
 pub(crate) fn load_snapshot(path: &Path, global: &Global) -> Result<SimCluster, u8> {
     let name = path.display().to_string();
-    let bytes = load::read_bounded(path, Limits::SNAPSHOT.max_bytes).map_err(|e| {
+    let bytes = crate::yaml::read_bounded(path, Limits::SNAPSHOT.max_bytes).map_err(|e| {
         eprintln!("error: cannot read snapshot {name}: {e}");
         exit::INVALID_INPUT
     })?;
-    let text =
-        crate::playbook::node::text_from_bytes(&name, bytes, Limits::SNAPSHOT).map_err(|e| {
-            eprintln!("error: {e}");
-            exit::INVALID_INPUT
-        })?;
+    let text = crate::yaml::node::text_from_bytes(&name, bytes, Limits::SNAPSHOT).map_err(|e| {
+        eprintln!("error: {e}");
+        exit::INVALID_INPUT
+    })?;
     SimCluster::load(&Source::new(name, text)).map_err(|report| {
         print_reports(&[report], global);
         exit::INVALID_INPUT
@@ -510,7 +509,7 @@ impl Approver for TerminalApprover {
     fn approve(&mut self, step: &str, message: &str) -> bool {
         confirm(&format!(
             "step {step}: {}",
-            crate::report::sanitize(message)
+            crate::escape::sanitize(message)
         ))
     }
 }

@@ -65,7 +65,7 @@ pub struct Global {
 
 /// A duration such as `30s`, `5m` or `1h30m`, longer than zero.
 fn duration(text: &str) -> Result<std::time::Duration, String> {
-    match crate::playbook::types::parse_duration(text) {
+    match crate::duration::parse_duration(text) {
         Some(d) if !d.is_zero() => Ok(d),
         Some(_) => Err("must be longer than zero".to_string()),
         None => Err("expected a duration such as 30s, 5m or 1h30m".to_string()),

@@ -10,9 +10,9 @@ use serde_json::Value;
 use sha2::{Digest, Sha256};
 
 use crate::diagnostics::{Problem, Report};
-use crate::playbook::node::{self, Limits, Node};
-use crate::playbook::schema_check;
 use crate::source::{Source, Span};
+use crate::yaml::node::{self, Limits, Node};
+use crate::yaml::schema_check;
 
 /// A document that passed its schema: the value, its tree (for locating later problems), its
 /// source and the sha256 of its bytes.
@@ -48,7 +48,7 @@ pub fn load<T: DeserializeOwned>(
     schema: &Value,
 ) -> Result<Document<T>, DocumentError> {
     let name = path.display().to_string();
-    let bytes = crate::playbook::load::read_bounded(path, Limits::PLAYBOOK.max_bytes)
+    let bytes = crate::yaml::read_bounded(path, Limits::PLAYBOOK.max_bytes)
         .map_err(|e| DocumentError::Io(format!("cannot read {what} {name}: {e}")))?;
     let sha256 = hex::encode(Sha256::digest(&bytes));
     let text = node::text_from_bytes(&name, bytes, Limits::PLAYBOOK)

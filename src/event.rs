@@ -4,10 +4,10 @@
 use serde::Serialize;
 use serde_json::{Map, Value};
 
-use crate::action::Verification;
 use crate::cluster::ClusterInfo;
-pub use crate::execute::rollback::RollbackOutcome;
 pub use crate::outcome::Outcome;
+pub use crate::outcome::RollbackOutcome;
+use crate::outcome::Verification;
 use crate::plan::{RunPlan, StepPlan};
 
 /// Something that happened during a run, and when.

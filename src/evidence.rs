@@ -61,11 +61,6 @@ impl EvidenceConfig {
     }
 }
 
-/// The default evidence directory, beside the journal: `$XDG_STATE_HOME/contain/evidence`.
-pub fn default_root() -> PathBuf {
-    crate::journal::default_dir().with_file_name("evidence")
-}
-
 /// An `AsyncWrite` that hashes and counts what passes through it.
 pub struct HashingWriter<W> {
     inner: W,

@@ -7,8 +7,8 @@ use serde_json::{Value, json};
 use crate::cluster::Cluster;
 use crate::cluster::object::ObjectRef;
 
+use crate::escape::sanitize;
 use crate::netpol::{self, Direction};
-use crate::report::sanitize;
 
 /// The effective access of a pod, as a document (`-o json`) and as text.
 pub async fn explain(

@@ -2,10 +2,10 @@
 
 use serde_json::Value;
 
-use crate::cluster::object::{self, ObjectRef};
+use crate::cluster::object::{self, ObjectRef, controller_of};
 use crate::cluster::{Cluster, ClusterError, kinds};
+use crate::playbook::render::{RenderError, Renderer, Scope};
 use crate::playbook::types::FactSpec;
-use crate::render::{RenderError, Renderer, Scope};
 
 /// Why a fact could not be resolved.
 #[derive(Debug, thiserror::Error)]
@@ -23,9 +23,6 @@ pub enum FactError {
         source: ClusterError,
     },
 }
-
-/// The fact kind that expands a pod into its whole context.
-pub const POD_CONTEXT: &str = "PodContext";
 
 /// A pod and what a responder needs around it: the controller chain up to the workload, its
 /// ServiceAccount and its node. Missing pieces are null (a bare pod has no workload).
@@ -92,21 +89,6 @@ async fn pod_context(pod: Value, cluster: &dyn Cluster) -> Result<Value, Cluster
     }))
 }
 
-/// The (kind, name) of an object's controller owner reference.
-pub fn controller_of(object: &Value) -> Option<(String, String)> {
-    object
-        .pointer("/metadata/ownerReferences")?
-        .as_array()?
-        .iter()
-        .find(|r| r.get("controller").and_then(Value::as_bool) == Some(true))
-        .and_then(|r| {
-            Some((
-                r.get("kind")?.as_str()?.to_string(),
-                r.get("name")?.as_str()?.to_string(),
-            ))
-        })
-}
-
 /// Looks up one fact, rendering its name with the scope so far.
 pub async fn resolve(
     name: &str,
@@ -116,7 +98,7 @@ pub async fn resolve(
 ) -> Result<(Value, Option<ObjectRef>), FactError> {
     let renderer = Renderer::new(scope);
     let field = format!("facts.{name}");
-    let context = spec.kind == POD_CONTEXT;
+    let context = spec.kind == crate::playbook::types::POD_CONTEXT;
     let kind_name = if context { "Pod" } else { spec.kind.as_str() };
     let kind = kinds::lookup(kind_name).ok_or_else(|| RenderError {
         field: format!("{field}.kind"),

@@ -10,9 +10,9 @@ use journal::{Journal, JournalError};
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
-use crate::action::Verification;
 use crate::event::{Event, EventKind, EventSink, OpOutcome, Outcome, RollbackOutcome, SinkError};
-use crate::execute::Resume;
+use crate::outcome::Resume;
+use crate::outcome::Verification;
 use crate::plan::{PlannedState, RunPlan, StepPlan};
 
 /// What the journal knows about a run before its first step.
@@ -98,17 +98,6 @@ pub enum Entry {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         error: Option<String>,
     },
-}
-
-/// The default journal directory: `$XDG_STATE_HOME/contain/journal`, else
-/// `~/.local/state/contain/journal`.
-pub fn default_dir() -> PathBuf {
-    let state = std::env::var_os("XDG_STATE_HOME")
-        .map(PathBuf::from)
-        .filter(|p| p.is_absolute())
-        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".local/state")))
-        .unwrap_or_else(|| PathBuf::from("."));
-    state.join("contain").join("journal")
 }
 
 /// Each run has a store of its own under the journal directory, so runs started side by side

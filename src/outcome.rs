@@ -1,9 +1,13 @@
-//! The types that cross stages: what a verification check found, how a run ended, and the one
-//! mapping from a run's outcome to its exit code. Actions produce checks, the executor produces
+//! The types that cross stages: what a verification check found, how a run ended (and each
+//! step's rollback), how far an interrupted run got, the canary tokens a revocation is proven
+//! with, and the one mapping from a run's outcome to its exit code. Actions produce checks, the executor produces
 //! outcomes, and every report (progress, summary, JSON, journal) reads them from here, so no
 //! stage has to import another for them.
 
+use std::collections::{HashMap, HashSet};
+
 use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
 
 use crate::exit;
 
@@ -289,5 +293,70 @@ mod tests {
                 "{outcome:?}"
             );
         }
+    }
+}
+
+/// What rolling back one step did.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "result", rename_all = "snake_case")]
+pub enum RollbackOutcome {
+    /// Every inverse operation was applied.
+    Undone,
+    /// Everything was already as it was before the step.
+    AlreadyUndone,
+    /// The step changed nothing that needs undoing.
+    NothingToUndo,
+    /// The inverse operations were applied, but part of the step cannot be undone.
+    PartlyUndone { reason: String },
+    /// Irreversible by design (a rotated credential is never revived).
+    Irreversible { reason: String },
+    /// An inverse operation failed: the step stays pending for the next rollback.
+    Failed { error: String },
+}
+
+impl RollbackOutcome {
+    /// True while the step still needs undoing.
+    pub fn is_pending(&self) -> bool {
+        matches!(self, RollbackOutcome::Failed { .. })
+    }
+
+    pub fn describe(&self) -> String {
+        match self {
+            RollbackOutcome::Undone => "undone".into(),
+            RollbackOutcome::AlreadyUndone => "already undone".into(),
+            RollbackOutcome::NothingToUndo => "nothing to undo".into(),
+            RollbackOutcome::PartlyUndone { reason } => format!("partly undone: {reason}"),
+            RollbackOutcome::Irreversible { reason } => {
+                format!("skipped: irreversible ({reason})")
+            }
+            RollbackOutcome::Failed { error } => {
+                format!("FAILED, still pending (run rollback again): {error}")
+            }
+        }
+    }
+}
+
+/// How far an interrupted run got, read back from its journal.
+#[derive(Clone, Debug, Default)]
+pub struct Resume {
+    /// Steps that finished, with their outputs (later steps' markers resolve from them).
+    pub done: HashMap<String, Map<String, Value>>,
+    /// Steps whose writes had started (an `Intent` is journaled) but that did not finish: their
+    /// approved plan is applied again, idempotently.
+    pub started: HashSet<String>,
+}
+
+/// A token minted before a revocation, to prove it afterwards. Held in memory only.
+#[derive(Clone)]
+pub struct Canary {
+    pub account: crate::cluster::object::ObjectRef,
+    /// The pod the token is bound to, if any.
+    pub bound_pod: Option<String>,
+    pub token: String,
+}
+
+impl std::fmt::Debug for Canary {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Canary({}, token redacted)", self.account)
     }
 }

@@ -23,7 +23,10 @@ use crate::playbook::load::Loaded;
 use crate::run_lock::{self, LockOptions, TargetLocks};
 
 fn journal_root(global: &Global) -> std::path::PathBuf {
-    global.journal.clone().unwrap_or_else(journal::default_dir)
+    global
+        .journal
+        .clone()
+        .unwrap_or_else(crate::paths::journal_root)
 }
 
 /// Whether the journal holds `run` at all (a run killed before its header was written does
@@ -60,7 +63,7 @@ fn evidence_config(
         root: global
             .evidence
             .clone()
-            .unwrap_or_else(crate::evidence::default_root),
+            .unwrap_or_else(crate::paths::evidence_root),
         cluster_id: cluster_id.to_string(),
         collector: collector.to_string(),
         signing_key: global.evidence_key.clone(),
@@ -262,7 +265,7 @@ async fn take_locks(
     options: &LockOptions,
 ) -> Result<TargetLocks, u8> {
     let holder = run_lock::holder(run_id, user, options);
-    match run_lock::take(cluster.client().clone(), plan, &holder, options).await {
+    match run_lock::take(cluster, plan, &holder, options).await {
         Ok(locks) => {
             for record in locks.records(options.steal.as_deref()) {
                 if let Some(previous) = &record.stolen_from {
@@ -278,7 +281,7 @@ async fn take_locks(
             }
             Ok(locks)
         }
-        Err(e @ crate::lock::LockError::Held { .. }) => {
+        Err(e @ crate::cluster::lease::LockError::Held { .. }) => {
             eprintln!("error: {e}");
             eprintln!(
                 "another run is acting on this target; nothing was written. `--steal REASON` takes the lock anyway (recorded in the journal)."
@@ -431,7 +434,7 @@ async fn replan(
     if !confirm(&format!("apply the new plan from {stale_step} on?")) {
         return None;
     }
-    let resume = crate::execute::Resume {
+    let resume = crate::outcome::Resume {
         done: outputs
             .into_iter()
             .filter_map(|(id, o)| Some((id, o.as_object()?.clone())))
@@ -792,7 +795,7 @@ pub async fn rollback(run: &str, to: Option<&str>, options: &LiveOptions, global
     }
     println!("rollback of run {run} on {}:", cluster.info().server);
     for plan in plans.iter().rev() {
-        println!("{}: {}", plan.step, crate::report::sanitize(&plan.summary));
+        println!("{}: {}", plan.step, crate::escape::sanitize(&plan.summary));
         match &plan.reversibility {
             crate::plan::Reversibility::Irreversible { reason } => {
                 println!("    skipped: irreversible ({reason})")
@@ -998,7 +1001,7 @@ fn show(
         } else {
             "planned".to_string()
         };
-        println!("\n{}: {}", step.step, crate::report::sanitize(&status));
+        println!("\n{}: {}", step.step, crate::escape::sanitize(&status));
         if let Some(plan) = &step.plan {
             print!("{}", display::render_step(plan, true));
         }
@@ -1010,12 +1013,12 @@ fn export(journal: &::journal::Journal, run: &str) -> Result<u8, ::journal::Jour
     let header = journal.run(run)?;
     println!(
         "{}",
-        crate::report::inert_json(serde_json::to_string(&header).unwrap_or_default())
+        crate::escape::inert_json(serde_json::to_string(&header).unwrap_or_default())
     );
     for record in journal.records(run)? {
         println!(
             "{}",
-            crate::report::inert_json(serde_json::to_string(&record).unwrap_or_default())
+            crate::escape::inert_json(serde_json::to_string(&record).unwrap_or_default())
         );
     }
     Ok(exit::SUCCESS)
@@ -1096,7 +1099,7 @@ pub fn verify_evidence(dir: &Path, trusted_keys: &[std::path::PathBuf], global: 
                 ("appeared", &check.appeared),
             ] {
                 for file in files {
-                    println!("  {what}: {}", crate::report::sanitize(file));
+                    println!("  {what}: {}", crate::escape::sanitize(file));
                 }
             }
             if let Some(signature) = &check.signature {

@@ -17,7 +17,8 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 use crate::cluster::Access;
-use crate::lock::{self, HeldLock, Holder, LockError, Stolen};
+use crate::cluster::kube::KubeCluster;
+use crate::cluster::lease::{self, HeldLock, Holder, LockError, Stolen};
 use crate::plan::op::Op;
 use crate::plan::run::{PlannedState, RunPlan};
 use crate::plan::target::ResolvedTarget;
@@ -197,15 +198,15 @@ fn lease_of(target: &ResolvedTarget) -> (String, String, String) {
 /// Takes the Lease of every target the plan writes to, in a fixed order (so two runs asking for
 /// overlapping targets cannot deadlock); on a refusal, releases those already taken.
 pub async fn take(
-    client: kube::Client,
+    cluster: &KubeCluster,
     plan: &RunPlan,
     holder: &Holder,
     options: &LockOptions,
 ) -> Result<TargetLocks, LockError> {
     let mut held = Vec::new();
     for (namespace, name, target) in leases(plan) {
-        match lock::acquire(
-            client.clone(),
+        match lease::acquire(
+            cluster.client().clone(),
             &namespace,
             &name,
             holder,

@@ -297,7 +297,7 @@ async fn detach_gets_a_replacement_and_leaves_the_endpoints() {
     assert_eq!(object::labels(&detached)["contain.dev/detached"], "true");
     assert!(!object::labels(&detached).contains_key("app"));
     assert!(
-        contain::facts::controller_of(&detached).is_none(),
+        contain::cluster::object::controller_of(&detached).is_none(),
         "the ReplicaSet released the pod"
     );
     assert_eq!(
@@ -330,7 +330,7 @@ async fn detach_gets_a_replacement_and_leaves_the_endpoints() {
     let after = get(&cluster, "Pod", Some(&ns.name), &pod).await.unwrap();
     assert_eq!(after["metadata"]["labels"], before["metadata"]["labels"]);
     assert!(
-        contain::facts::controller_of(&after).is_some(),
+        contain::cluster::object::controller_of(&after).is_some(),
         "the ReplicaSet adopted the suspect again"
     );
 }

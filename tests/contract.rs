@@ -396,7 +396,7 @@ fn every_template_in_the_docs_compiles_and_reads_only_the_four_scopes() {
                 continue;
             }
             seen += 1;
-            contain::render::check_syntax(template)
+            contain::playbook::render::check_syntax(template)
                 .unwrap_or_else(|e| panic!("{doc}: `{template}` does not compile: {e}"));
             for reference in contain::playbook::refs::in_template(template) {
                 assert!(

@@ -170,9 +170,9 @@ proptest! {
         let text = String::from_utf8_lossy(&mutate(seed.clone(), &mutations)).into_owned();
         let view = serde_json::json!({"run": "r", "status": "done", "steps": [], "timeline": []});
         for escape in [
-            contain::report::templates::escape_markdown as fn(&str) -> String,
-            contain::report::templates::escape_html,
-            contain::report::templates::escape_json,
+            contain::escape::escape_markdown as fn(&str) -> String,
+            contain::escape::escape_html,
+            contain::escape::escape_json,
         ] {
             // An error names the template; success or error, never a panic.
             if let Err(e) = contain::report::templates::render(escape, name, &text, &view) {

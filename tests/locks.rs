@@ -239,7 +239,7 @@ async fn a_second_run_on_a_locked_target_is_refused_until_the_holder_ends_or_its
 /// does this) takes over the predecessor's locks, and only those.
 #[tokio::test]
 async fn a_run_that_continues_a_killed_one_takes_over_its_locks_and_no_one_elses() {
-    use contain::lock::{Holder, acquire};
+    use contain::cluster::lease::{Holder, acquire};
     let cluster = live::connect(live::kubeconfig()).await;
     let ns = Namespace::new(&cluster, "lock-succ").await;
     let client = cluster.client().clone();

@@ -1,6 +1,6 @@
 //! Param values and cluster data are data: whatever they contain comes out literally.
 
-use contain::render::{Renderer, Scope};
+use contain::playbook::render::{Renderer, Scope};
 use proptest::prelude::*;
 use serde_json::json;
 

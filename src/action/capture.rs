@@ -261,7 +261,7 @@ impl Action for Capture {
                     let timeout = exec
                         .timeout
                         .as_deref()
-                        .and_then(crate::playbook::types::parse_duration)
+                        .and_then(crate::duration::parse_duration)
                         .unwrap_or(std::time::Duration::from_secs(10));
                     add(
                         format!("exec/{}.json", exec.name),

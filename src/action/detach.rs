@@ -15,9 +15,9 @@ use super::{
     Action, ActionError, ActionInfo, StepInput, TargetRule, Verification, decode_with, schema_of,
 };
 use crate::cluster::Access;
+use crate::cluster::object::controller_of;
 use crate::cluster::object::{self, ObjectRef, Selector};
 use crate::cluster::{BoxFuture, Cluster, kinds};
-use crate::facts::controller_of;
 use crate::plan::{Op, Reversibility, StepPlan};
 
 pub struct Detach;
@@ -255,7 +255,7 @@ impl Action for Detach {
             let wait = with
                 .wait
                 .as_deref()
-                .and_then(crate::playbook::types::parse_duration)
+                .and_then(crate::duration::parse_duration)
                 .unwrap_or(Duration::from_secs(60));
             let namespace = target.namespace.clone().unwrap_or_default();
             if let Some((kind, name)) = plan

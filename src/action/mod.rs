@@ -70,7 +70,7 @@ pub struct StepInput {
     /// The step's `with`, rendered and checked against the action's schema.
     pub with: Value,
     /// Tokens minted by the step's `MintCanary` operations, for verification. Never stored.
-    pub canaries: Vec<crate::execute::apply::Canary>,
+    pub canaries: Vec<crate::outcome::Canary>,
 }
 
 impl StepInput {

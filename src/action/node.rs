@@ -14,9 +14,9 @@ use super::common::{self, meta_path};
 use super::{
     Action, ActionError, ActionInfo, StepInput, TargetRule, Verification, decode_with, schema_of,
 };
+use crate::cluster::object::controller_of;
 use crate::cluster::object::{self, ObjectRef, Selector};
 use crate::cluster::{BoxFuture, Cluster, kinds, merge};
-use crate::facts::controller_of;
 use crate::plan::{FieldChange, Op, Reversibility, StepPlan};
 
 /// The key of contain's taint and label on a quarantined node.
@@ -502,7 +502,7 @@ impl Action for NodeAction {
                 let timeout = drain
                     .timeout
                     .as_deref()
-                    .and_then(crate::playbook::types::parse_duration)
+                    .and_then(crate::duration::parse_duration)
                     .unwrap_or(Duration::from_secs(300));
                 for pod in &evict {
                     ops.push(Op::Evict {

@@ -184,7 +184,7 @@ impl Action for Redeploy {
             let timeout = with
                 .rollout_timeout
                 .as_deref()
-                .and_then(crate::playbook::types::parse_duration)
+                .and_then(crate::duration::parse_duration)
                 .unwrap_or(Duration::from_secs(300));
             let mut inverse = Vec::new();
             if let Some((patch, undo)) =

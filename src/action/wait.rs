@@ -9,8 +9,8 @@ use super::{
 };
 use crate::cluster::object::ObjectRef;
 use crate::cluster::{BoxFuture, Cluster, merge};
+use crate::duration::parse_duration;
 use crate::plan::{Op, Reversibility, StepPlan};
-use crate::playbook::types::parse_duration;
 
 pub struct Wait;
 

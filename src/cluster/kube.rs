@@ -290,7 +290,7 @@ impl KubeCluster {
             {
                 eprintln!(
                     "warning: {what}: cannot reach the API server ({}); retrying until the call timeout of {} s (--call-timeout)",
-                    crate::report::sanitize(message),
+                    crate::escape::sanitize(message),
                     self.call_timeout.as_secs()
                 );
             }

@@ -3,6 +3,7 @@
 
 pub mod kinds;
 pub mod kube;
+pub mod lease;
 pub mod merge;
 pub mod object;
 pub mod overlay;

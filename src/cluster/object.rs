@@ -77,6 +77,21 @@ pub fn resource_version(object: &Value) -> Option<&str> {
     metadata_str(object, "resourceVersion")
 }
 
+/// The (kind, name) of an object's controller owner reference.
+pub fn controller_of(object: &Value) -> Option<(String, String)> {
+    object
+        .pointer("/metadata/ownerReferences")?
+        .as_array()?
+        .iter()
+        .find(|r| r.get("controller").and_then(Value::as_bool) == Some(true))
+        .and_then(|r| {
+            Some((
+                r.get("kind")?.as_str()?.to_string(),
+                r.get("name")?.as_str()?.to_string(),
+            ))
+        })
+}
+
 /// The object's labels (empty when it has none).
 pub fn labels(object: &Value) -> BTreeMap<String, String> {
     string_map(object.get("metadata").and_then(|m| m.get("labels")))

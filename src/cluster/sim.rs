@@ -16,8 +16,8 @@ use super::{
     WriteMode, kinds, merge,
 };
 use crate::diagnostics::{Problem, Report};
-use crate::playbook::node::{self, Limits, Node};
 use crate::source::{Source, Span};
+use crate::yaml::node::{self, Limits, Node};
 
 type Key = (String, String, String);
 

@@ -9,8 +9,8 @@ use serde_json::Value;
 
 use super::spec::{Drill, Pattern};
 use crate::diagnostics::Problem;
-use crate::playbook::node::Node;
 use crate::source::Span;
+use crate::yaml::node::Node;
 
 /// A drill file, checked.
 pub struct LoadedDrill {

@@ -23,7 +23,7 @@ impl Progress {
     pub fn phase(&mut self, phase: &str, what: &str) {
         // The phase before stays on screen with its time: the drill's history, as it went.
         self.settle();
-        let line = format!("{phase:<9} {}", crate::report::sanitize(what));
+        let line = format!("{phase:<9} {}", crate::escape::sanitize(what));
         if self.animated {
             let spinner = ProgressBar::new_spinner();
             spinner.set_style(
@@ -43,7 +43,7 @@ impl Progress {
 
     /// A line of result under the current phase.
     pub fn note(&mut self, text: &str) {
-        let text = crate::report::sanitize(text);
+        let text = crate::escape::sanitize(text);
         match &self.spinner {
             Some(spinner) => spinner.println(format!("          {text}")),
             None => eprintln!("drill:          {text}"),

@@ -10,7 +10,8 @@ use std::path::{Path, PathBuf};
 use serde_json::{Value, json};
 
 use super::score::{DrillResult, Verdict};
-use crate::report::templates::{escape_markdown, escape_xml, render, template};
+use crate::escape::{escape_markdown, escape_xml};
+use crate::report::templates::{render, template};
 
 const MARKDOWN: &str = include_str!("templates/report.md.hbs");
 const JUNIT: &str = include_str!("templates/junit.xml.hbs");

@@ -28,7 +28,7 @@ use super::warmup::{self, Stage, TARGET_LABEL};
 use crate::cli::{DrillArgs, DrillCommand, DrillOptions, Global, Output};
 use crate::cluster::Cluster;
 use crate::cluster::kube::{Connect, KubeCluster};
-use crate::lock::{self, HeldLock};
+use crate::cluster::lease::{self as lock, HeldLock};
 
 /// The annotation on the target namespace that stops a running drill (any value but "false").
 pub const ABORT_ANNOTATION: &str = "contain.dev/drill-abort";
@@ -111,7 +111,7 @@ fn journal_root(global: &Global) -> PathBuf {
         &global
             .journal
             .clone()
-            .unwrap_or_else(crate::journal::default_dir),
+            .unwrap_or_else(crate::paths::journal_root),
     )
 }
 
@@ -1441,7 +1441,7 @@ impl<'a> Runner<'a> {
                 format!("{:?}", e.verdict).to_uppercase(),
                 e.detonation,
                 e.alert,
-                crate::report::sanitize(&e.detail)
+                crate::escape::sanitize(&e.detail)
             );
         }
         println!(
@@ -1452,7 +1452,7 @@ impl<'a> Runner<'a> {
             secs(result.times.time_to_restore_seconds)
         );
         for left in &result.leftovers {
-            println!("  LEFT BEHIND {}", crate::report::sanitize(left));
+            println!("  LEFT BEHIND {}", crate::escape::sanitize(left));
         }
     }
 }

@@ -14,6 +14,7 @@ use crate::cluster::object::{self, ObjectRef};
 use crate::cluster::wait::wait_until;
 use crate::cluster::{Cluster, ClusterError, Preconditions, Watch, WriteMode, merge};
 use crate::event::OpOutcome;
+use crate::outcome::Canary;
 use crate::plan::{FieldChange, Op};
 
 /// Asks a human to approve an `approve` step.
@@ -95,21 +96,6 @@ pub enum Carry {
 }
 
 const CONFLICT_RETRIES: usize = 5;
-
-/// A token minted before a revocation, to prove it afterwards. Held in memory only.
-#[derive(Clone)]
-pub struct Canary {
-    pub account: ObjectRef,
-    /// The pod the token is bound to, if any.
-    pub bound_pod: Option<String>,
-    pub token: String,
-}
-
-impl std::fmt::Debug for Canary {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "Canary({}, token redacted)", self.account)
-    }
-}
 
 /// What applying operations produced besides cluster changes.
 #[derive(Debug, Default)]

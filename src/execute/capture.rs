@@ -10,10 +10,11 @@ use tokio::io::AsyncWriteExt;
 
 use super::ApplyError;
 use crate::action::policies;
+use crate::cluster::object::controller_of;
 use crate::cluster::object::{self, ObjectRef, Selector};
 use crate::cluster::{Cluster, ClusterError, kinds};
 use crate::evidence::{Artifact, HashingWriter, safe_relative};
-use crate::facts::{controller_of, redacted};
+use crate::facts::redacted;
 use crate::plan::op::CaptureSource;
 
 /// Collects one artifact into `dir`.

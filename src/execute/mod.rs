@@ -9,7 +9,6 @@ pub mod planning;
 pub mod rollback;
 pub mod stale;
 
-use std::collections::{HashMap, HashSet};
 use std::time::{Duration, Instant};
 
 use serde_json::{Map, Value};
@@ -18,13 +17,14 @@ pub use apply::{ApplyError, Approver, AutoApprove, Carry};
 
 use crate::action::{self, StepInput};
 use crate::cluster::{Cluster, ClusterError};
+use crate::duration::parse_duration;
 use crate::event::{Event, EventKind, EventSink, OpOutcome, SinkError};
 use crate::facts;
-use crate::outcome::{CheckCounts, Outcome};
+use crate::outcome::{CheckCounts, Outcome, Resume};
 use crate::plan::run::resolve_markers;
 use crate::plan::{Op, PlannedState, PlannedStep, RunPlan, StepPlan};
 use crate::playbook::load::Loaded;
-use crate::playbook::types::{StepFailurePolicy, parse_duration};
+use crate::playbook::types::StepFailurePolicy;
 
 /// How many artifacts a capture collects at once.
 pub const CAPTURE_CONCURRENCY: usize = 4;
@@ -118,16 +118,6 @@ impl RunConfig {
             run_timeout: None,
         }
     }
-}
-
-/// How far an interrupted run got, read back from its journal.
-#[derive(Clone, Debug, Default)]
-pub struct Resume {
-    /// Steps that finished, with their outputs (later steps' markers resolve from them).
-    pub done: HashMap<String, Map<String, Value>>,
-    /// Steps whose writes had started (an `Intent` is journaled) but that did not finish: their
-    /// approved plan is applied again, idempotently.
-    pub started: HashSet<String>,
 }
 
 /// Test-only crash injection: `CONTAIN_TEST_FAILPOINT=<point>:<step>` aborts the process at

@@ -21,8 +21,8 @@ use crate::plan::run::{ClusterRef, FORMAT, PlaybookRef, after_apply_marker};
 use crate::plan::{Op, PlannedState, PlannedStep, ResolvedTarget, RunPlan, StepPlan};
 use crate::playbook::load::Loaded;
 use crate::playbook::refs;
+use crate::playbook::render::{self, Renderer, Scope};
 use crate::playbook::types::{RunFailurePolicy, Step, StepFailurePolicy};
-use crate::render::{self, Renderer, Scope};
 
 /// Why one step could not be planned.
 #[derive(Debug, thiserror::Error)]

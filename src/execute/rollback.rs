@@ -1,53 +1,12 @@
 //! Rollback: the inverse operations of completed steps, newest first. Each step's result is
 //! typed; a failed undo stays pending in the journal, so the next `rollback` retries it.
 
-use serde::{Deserialize, Serialize};
-
 use super::apply::{self, ApplyError, AutoApprove};
 use super::{Executor, RunConfig, failpoint};
 use crate::cluster::ClusterError;
 use crate::event::{EventKind, OpOutcome, SinkError};
+use crate::outcome::RollbackOutcome;
 use crate::plan::{Op, Reversibility, StepPlan};
-
-/// What rolling back one step did.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(tag = "result", rename_all = "snake_case")]
-pub enum RollbackOutcome {
-    /// Every inverse operation was applied.
-    Undone,
-    /// Everything was already as it was before the step.
-    AlreadyUndone,
-    /// The step changed nothing that needs undoing.
-    NothingToUndo,
-    /// The inverse operations were applied, but part of the step cannot be undone.
-    PartlyUndone { reason: String },
-    /// Irreversible by design (a rotated credential is never revived).
-    Irreversible { reason: String },
-    /// An inverse operation failed: the step stays pending for the next rollback.
-    Failed { error: String },
-}
-
-impl RollbackOutcome {
-    /// True while the step still needs undoing.
-    pub fn is_pending(&self) -> bool {
-        matches!(self, RollbackOutcome::Failed { .. })
-    }
-
-    pub fn describe(&self) -> String {
-        match self {
-            RollbackOutcome::Undone => "undone".into(),
-            RollbackOutcome::AlreadyUndone => "already undone".into(),
-            RollbackOutcome::NothingToUndo => "nothing to undo".into(),
-            RollbackOutcome::PartlyUndone { reason } => format!("partly undone: {reason}"),
-            RollbackOutcome::Irreversible { reason } => {
-                format!("skipped: irreversible ({reason})")
-            }
-            RollbackOutcome::Failed { error } => {
-                format!("FAILED, still pending (run rollback again): {error}")
-            }
-        }
-    }
-}
 
 impl Executor<'_> {
     /// Applies the inverses of `completed`, newest first. Returns the steps whose undo failed

@@ -10,8 +10,9 @@ use std::time::Duration;
 use serde_json::{Value, json};
 
 use super::session::{Session, clock};
-use crate::playbook::types::parse_duration;
-use crate::report::templates::{escape_markdown, render, template};
+use crate::duration::parse_duration;
+use crate::escape::escape_markdown;
+use crate::report::templates::{render, template};
 
 pub const SCHEMA: &str = "contain.dev/after-action/v1";
 

@@ -39,7 +39,7 @@ enum Pending {
 fn say(lines: Vec<String>) {
     let mut out = std::io::stdout().lock();
     for line in lines {
-        let _ = writeln!(out, "{}", crate::report::sanitize(&line));
+        let _ = writeln!(out, "{}", crate::escape::sanitize(&line));
     }
     let _ = out.flush();
 }

@@ -9,8 +9,8 @@ use serde_json::{Map, Value};
 use super::spec::Scenario;
 use crate::diagnostics::{Problem, did_you_mean};
 use crate::document::{self, Document, DocumentError};
+use crate::duration::parse_duration;
 use crate::playbook::load::{LoadError, Loaded};
-use crate::playbook::types::parse_duration;
 
 /// A scenario, checked, with its playbook and bound params.
 pub struct LoadedScenario {

@@ -128,7 +128,7 @@ async fn run(path: &Path, args: &ExerciseArgs, global: &Global) -> u8 {
     let mut session = session::Session::new(&loaded, plan, against);
     match &answers {
         Some(answers) => script::play(&mut session, answers, &mut |line| {
-            println!("{}", crate::report::sanitize(line))
+            println!("{}", crate::escape::sanitize(line))
         }),
         None => interactive::run(&mut session).await,
     }

@@ -11,7 +11,8 @@ use serde::{Deserialize, Serialize};
 use super::session::Session;
 use crate::diagnostics::Problem;
 use crate::document::{self, DocumentError};
-use crate::playbook::types::{ApiVersion, parse_duration};
+use crate::duration::parse_duration;
+use crate::playbook::types::ApiVersion;
 
 #[derive(Clone, Debug, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]

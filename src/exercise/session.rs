@@ -7,8 +7,8 @@ use std::time::Duration;
 
 use super::load::LoadedScenario;
 use super::spec::Inject;
+use crate::duration::parse_duration;
 use crate::plan::RunPlan;
-use crate::playbook::types::parse_duration;
 
 /// An inject as given.
 #[derive(Clone, Debug)]

@@ -12,7 +12,8 @@ use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
 use serde_json::Value;
 
-use crate::report::templates::{escape_json, render, template};
+use crate::escape::escape_json;
+use crate::report::templates::{render, template};
 
 const JSON: &str = include_str!("templates/notify.json.hbs");
 const SLACK: &str = include_str!("templates/notify.slack.hbs");

@@ -6,7 +6,7 @@ use std::fmt::Write as _;
 use serde_json::Value;
 
 use super::{Op, Reversibility, StepPlan};
-use crate::report::sanitize;
+use crate::escape::sanitize;
 
 /// Renders a step plan. `with_inverse` adds the undo operations.
 pub fn render_step(plan: &StepPlan, with_inverse: bool) -> String {
@@ -95,10 +95,10 @@ pub fn render_run(plan: &super::RunPlan) -> String {
     let mut out = format!(
         "plan {} of playbook {} (sha256 {}), made {} against {}\n",
         plan.run_id,
-        crate::report::sanitize(&plan.playbook.name),
+        crate::escape::sanitize(&plan.playbook.name),
         plan.playbook.sha256,
         plan.created_at,
-        crate::report::sanitize(&plan.cluster.server)
+        crate::escape::sanitize(&plan.cluster.server)
     );
     for step in &plan.steps {
         out.push_str(&format!(
@@ -108,11 +108,11 @@ pub fn render_run(plan: &super::RunPlan) -> String {
         match &step.state {
             super::PlannedState::Planned { plan, .. } => out.push_str(&render_step(plan, true)),
             super::PlannedState::Skipped { reason } => {
-                out.push_str(&format!("  skipped: {}\n", crate::report::sanitize(reason)))
+                out.push_str(&format!("  skipped: {}\n", crate::escape::sanitize(reason)))
             }
             super::PlannedState::Unplannable { error } => out.push_str(&format!(
                 "  not planned (on_failure: continue): {}\n",
-                crate::report::sanitize(error)
+                crate::escape::sanitize(error)
             )),
         }
     }

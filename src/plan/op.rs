@@ -375,7 +375,7 @@ impl fmt::Display for Op {
             } => {
                 write!(f, "wait for {target} {} = {equals}", path.join("."))
             }
-            Op::Approve { message } => write!(f, "approve: {}", crate::report::sanitize(message)),
+            Op::Approve { message } => write!(f, "approve: {}", crate::escape::sanitize(message)),
         }
     }
 }

@@ -6,11 +6,11 @@ use std::path::Path;
 use serde_json::{Map, Value};
 use sha2::{Digest, Sha256};
 
-use super::node::{self, Limits, Node};
 use super::types::{ParamType, Playbook};
 use super::validate::{self, check_param_value};
 use crate::diagnostics::{Problem, Report, did_you_mean};
 use crate::source::{Source, Span};
+use crate::yaml::node::{self, Limits, Node};
 
 /// A validated playbook with the text it came from.
 #[derive(Clone, Debug)]
@@ -38,20 +38,13 @@ pub enum LoadError {
 /// Reads and validates a playbook file.
 pub fn load_file(path: &Path) -> Result<Loaded, LoadError> {
     let name = path.display().to_string();
-    let bytes = read_bounded(path, Limits::PLAYBOOK.max_bytes).map_err(|source| LoadError::Io {
-        path: name.clone(),
-        source,
+    let bytes = crate::yaml::read_bounded(path, Limits::PLAYBOOK.max_bytes).map_err(|source| {
+        LoadError::Io {
+            path: name.clone(),
+            source,
+        }
     })?;
     load_bytes(&name, bytes)
-}
-
-/// Reads at most `limit + 1` bytes, so a huge file is rejected without reading it whole.
-pub fn read_bounded(path: &Path, limit: usize) -> std::io::Result<Vec<u8>> {
-    use std::io::Read;
-    let file = std::fs::File::open(path)?;
-    let mut bytes = Vec::new();
-    file.take(limit as u64 + 1).read_to_end(&mut bytes)?;
-    Ok(bytes)
 }
 
 /// Validates playbook bytes named `name`.

@@ -59,7 +59,7 @@ pub fn schema_of_kind(kind: &str) -> Option<&'static Value> {
             schema::<rbac::v1::ClusterRoleBinding>(),
         );
         let context = pod_context(&m);
-        m.insert(crate::facts::POD_CONTEXT, context);
+        m.insert(crate::playbook::types::POD_CONTEXT, context);
         m
     });
     schemas.get(kind)

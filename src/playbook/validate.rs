@@ -6,16 +6,17 @@ use std::collections::HashMap;
 
 use serde_json::Value;
 
-use super::node::{Key, Node, NodeValue};
 use super::refs::{self, Reference};
-use super::schema_check::{self, is_template, join};
+use super::render;
 use super::shape;
-use super::types::{Playbook, parse_duration};
+use super::types::Playbook;
 use crate::action::{self, FanOut, TargetRule};
 use crate::cluster::{kinds, object};
 use crate::diagnostics::{Problem, did_you_mean};
-use crate::render;
+use crate::duration::parse_duration;
 use crate::source::Span;
+use crate::yaml::node::{Key, Node, NodeValue};
+use crate::yaml::schema_check::{self, is_template, join};
 
 /// The roots a template may read, and what `run` offers.
 pub const ROOTS: &[&str] = &["params", "facts", "steps", "run"];
@@ -304,8 +305,8 @@ impl<'a> Checks<'a> {
         for (position, (key, spec)) in facts.iter().enumerate() {
             let path = join("facts", &key.name);
             // A PodContext is a Pod with its surroundings: it is addressed like a Pod.
-            let is_context =
-                spec.get("kind").and_then(Node::as_str) == Some(crate::facts::POD_CONTEXT);
+            let is_context = spec.get("kind").and_then(Node::as_str)
+                == Some(crate::playbook::types::POD_CONTEXT);
             let kind = if is_context {
                 kinds::lookup("Pod")
             } else {

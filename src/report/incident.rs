@@ -14,7 +14,8 @@ use ::journal::Record;
 use serde_json::{Map, Value, json};
 use sha2::{Digest, Sha256};
 
-use super::templates::{escape_html, escape_markdown, render, template};
+use super::templates::{render, template};
+use crate::escape::{escape_html, escape_markdown};
 use crate::event::{Outcome, RollbackOutcome};
 use crate::journal::RunState;
 use crate::outcome::{CheckStatus, Verification};
@@ -78,9 +79,9 @@ pub fn build(state: &RunState, records: &[Record], chain_intact: bool) -> Value 
 /// Renders the report in one format.
 pub fn render_as(view: &Value, format: Format, templates: Option<&Path>) -> Result<String, String> {
     match format {
-        Format::Json => {
-            Ok(super::inert_json(serde_json::to_string_pretty(view).unwrap_or_default()) + "\n")
-        }
+        Format::Json => Ok(crate::escape::inert_json(
+            serde_json::to_string_pretty(view).unwrap_or_default(),
+        ) + "\n"),
         Format::Markdown => {
             let text = template(templates, "incident.md.hbs", MARKDOWN)?;
             render(escape_markdown, "incident.md.hbs", &text, view)

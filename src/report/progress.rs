@@ -5,7 +5,7 @@ use std::io::Write;
 
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 
-use super::sanitize;
+use crate::escape::sanitize;
 use crate::event::{Event, EventKind, EventSink, OpOutcome, SinkError};
 use crate::outcome::{CheckStatus, Verdict};
 use crate::plan::display;

@@ -252,7 +252,7 @@ impl RunSummary {
                     out,
                     "  {:<width$}  rollback: {}",
                     "",
-                    super::sanitize(&rollback.describe())
+                    crate::escape::sanitize(&rollback.describe())
                 );
             }
         }
@@ -267,7 +267,7 @@ impl RunSummary {
             let _ = writeln!(
                 out,
                 "outcome: {} (exit {})",
-                super::sanitize(&outcome.describe()),
+                crate::escape::sanitize(&outcome.describe()),
                 outcome.exit_code()
             );
         }

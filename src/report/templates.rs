@@ -9,54 +9,6 @@ use std::path::Path;
 use handlebars::{Handlebars, RenderError};
 use serde_json::Value;
 
-/// The text without control characters (but line breaks and tabs) and without bidirectional
-/// overrides: neither has a place in a report, and either can disguise what it shows.
-fn without_controls(text: &str) -> impl Iterator<Item = char> + '_ {
-    text.chars()
-        .filter(|c| (!c.is_control() || *c == '\n' || *c == '\t') && !super::is_bidi_override(*c))
-}
-
-/// Markdown: punctuation that would start markup is backslash-escaped; a line break inside a
-/// table cell would end the row, so it becomes a space.
-pub fn escape_markdown(text: &str) -> String {
-    let mut out = String::with_capacity(text.len());
-    for c in without_controls(text) {
-        match c {
-            '\\' | '`' | '*' | '_' | '[' | ']' | '<' | '>' | '|' | '#' | '!' | '{' | '}' => {
-                out.push('\\');
-                out.push(c);
-            }
-            '\n' | '\t' => out.push(' '),
-            c => out.push(c),
-        }
-    }
-    out
-}
-
-/// Each character `entity` names becomes that entity; control characters are dropped.
-fn escape_entities(text: &str, entity: fn(char) -> Option<&'static str>) -> String {
-    let mut out = String::with_capacity(text.len());
-    for c in without_controls(text) {
-        match entity(c) {
-            Some(replacement) => out.push_str(replacement),
-            None => out.push(c),
-        }
-    }
-    out
-}
-
-/// XML 1.0: the five escapes, and no control characters (XML cannot carry them at all).
-pub fn escape_xml(text: &str) -> String {
-    escape_entities(text, |c| match c {
-        '&' => Some("&amp;"),
-        '<' => Some("&lt;"),
-        '>' => Some("&gt;"),
-        '"' => Some("&quot;"),
-        '\'' => Some("&apos;"),
-        _ => None,
-    })
-}
-
 handlebars::handlebars_helper!(or_dash: |v: Value| match v {
     Value::Null => "–".to_string(),
     Value::Number(n) => n.to_string(),
@@ -101,43 +53,4 @@ pub fn render(
     handlebars
         .render(name, view)
         .map_err(|e: RenderError| format!("template {name}: {e}"))
-}
-
-/// HTML text and attribute values: the five escapes (`'` too, so single-quoted attributes are
-/// safe), and no control characters.
-pub fn escape_html(text: &str) -> String {
-    escape_entities(text, |c| match c {
-        '&' => Some("&amp;"),
-        '<' => Some("&lt;"),
-        '>' => Some("&gt;"),
-        '"' => Some("&quot;"),
-        '\'' => Some("&#39;"),
-        _ => None,
-    })
-}
-
-/// JSON string content (a webhook body): the template writes the quotes, this escapes what
-/// goes between them. Control characters other than line breaks and tabs are dropped: a
-/// receiver may well print the text on a terminal.
-pub fn escape_json(text: &str) -> String {
-    let clean: String = without_controls(text).collect();
-    let quoted = serde_json::to_string(&clean).unwrap_or_default();
-    quoted[1..quoted.len() - 1].to_string()
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn each_format_escapes_its_own_markup_and_drops_terminal_escapes() {
-        let hostile = "<script>alert('x')</script> \u{1b}[31m{{x}} | \"q\"";
-        let html = escape_html(hostile);
-        assert!(!html.contains('<') && !html.contains('\u{1b}') && html.contains("&#39;x&#39;"));
-        let md = escape_markdown(hostile);
-        assert!(md.contains("\\<script\\>") && md.contains("\\|") && !md.contains('\u{1b}'));
-        let json = escape_json(hostile);
-        let parsed: String = serde_json::from_str(&format!("\"{json}\"")).unwrap();
-        assert_eq!(parsed, hostile.replace('\u{1b}', ""));
-    }
 }

@@ -7,7 +7,7 @@
 use serde_json::Value;
 
 use crate::diagnostics::{Problem, did_you_mean};
-use crate::playbook::node::{Node, NodeValue};
+use crate::yaml::node::{Node, NodeValue};
 
 /// Checks `node` against `schema`, whose `$ref`s point into `root`.
 pub fn check(node: &Node, schema: &Value, root: &Value, path: &str, out: &mut Vec<Problem>) {
@@ -312,7 +312,7 @@ impl<'a> Checker<'a> {
     fn check_map(
         &self,
         node: &Node,
-        entries: &[(crate::playbook::node::Key, Node)],
+        entries: &[(crate::yaml::node::Key, Node)],
         schema: &'a Value,
         path: &str,
         out: &mut Vec<Problem>,

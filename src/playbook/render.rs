@@ -12,8 +12,8 @@ use serde_json::{Map, Value};
 use crate::action::ResolvedTarget;
 use crate::cluster::object;
 use crate::cluster::{Selector, kinds};
-use crate::playbook::schema_check::is_template;
 use crate::playbook::types::Target;
+use crate::yaml::schema_check::is_template;
 
 /// Why a template could not be rendered.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
