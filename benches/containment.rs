@@ -241,7 +241,10 @@ async fn reference(env: &Env, trials: usize) {
             let which = (trial + k) % contenders.len();
             let id = format!(
                 "{}-{trial}-{}",
-                contain::app::new_run_id().rsplit('-').next().unwrap_or("x"),
+                contain::cmd::ctx::new_run_id()
+                    .rsplit('-')
+                    .next()
+                    .unwrap_or("x"),
                 contenders[which]
             );
             let s = scenario(env, &id).await;
@@ -583,7 +586,7 @@ async fn mass(env: &Env, pods: usize) {
     let c = &env.cluster;
     let per_namespace = 20;
     let namespaces = pods.div_ceil(per_namespace);
-    let tag = contain::app::new_run_id();
+    let tag = contain::cmd::ctx::new_run_id();
     let tag = tag.rsplit('-').next().unwrap_or("x");
     let digest = format!("sha256:{}", hex_digest(tag));
     let node = format!("bench-mass-{tag}");

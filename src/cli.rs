@@ -128,23 +128,6 @@ pub struct NotifyArgs {
     pub no_events: bool,
 }
 
-/// The options of a live run, a resume or a rollback.
-pub fn live_options(
-    yes: bool,
-    lock: &LockArgs,
-    notify: &NotifyArgs,
-) -> crate::recover::LiveOptions {
-    crate::recover::LiveOptions {
-        yes,
-        lock: lock.options(),
-        notify: crate::notify::NotifyOptions {
-            events: !notify.no_events,
-            webhooks: notify.webhooks.clone(),
-            templates: notify.notify_templates.clone(),
-        },
-    }
-}
-
 /// The Lease locks a live run takes on the targets it writes to.
 #[derive(Debug, Args, Default)]
 pub struct LockArgs {

@@ -648,7 +648,7 @@ steps:
 #[tokio::test]
 async fn a_node_cordoned_before_stays_cordoned_after_rollback() {
     let cluster = live::connect(live::kubeconfig()).await;
-    let id = contain::app::new_run_id();
+    let id = contain::cmd::ctx::new_run_id();
     let suffix = id.rsplit('-').next().unwrap();
     let node = format!("c-node-{suffix}");
     let before = dedicated_node(&cluster, &node, true).await;

@@ -58,7 +58,7 @@ struct Target(String);
 
 impl Target {
     fn new(test: &str) -> Self {
-        let id = contain::app::new_run_id();
+        let id = contain::cmd::ctx::new_run_id();
         let name = format!("dt-{test}-{}", id.rsplit('-').next().unwrap());
         assert!(kubectl_run(&["create", "namespace", &name]).0);
         assert!(kubectl_run(&["label", "namespace", &name, "contain.dev/drill-target=true"]).0);

@@ -16,6 +16,7 @@ mod forensics;
 mod fuzz;
 mod harness;
 mod hostile;
+mod layers;
 mod live;
 mod locks;
 mod mass;

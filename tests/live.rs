@@ -46,7 +46,7 @@ pub struct Namespace {
 
 impl Namespace {
     pub async fn new(cluster: &KubeCluster, test: &str) -> Self {
-        let id = contain::app::new_run_id();
+        let id = contain::cmd::ctx::new_run_id();
         let suffix = id.rsplit('-').next().unwrap();
         let name = format!("t-{test}-{suffix}");
         let ns = json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name}});

@@ -20,7 +20,7 @@ const BAD: [&str; 8] = [
 /// A digest no other test runs: the playbook selects across every namespace of the cluster.
 fn fresh_digest() -> String {
     use sha2::Digest;
-    let seed = contain::app::new_run_id();
+    let seed = contain::cmd::ctx::new_run_id();
     format!(
         "sha256:{}",
         hex::encode(sha2::Sha256::digest(seed.as_bytes()))

@@ -1,7 +1,7 @@
 //! The drill's progress on the terminal: a spinner per phase and wait (indicatif), or plain
 //! timestamped lines when standard error is not a terminal (a CronJob's log).
 
-use std::io::IsTerminal;
+use crate::cmd::ui;
 use std::time::Duration;
 
 use indicatif::{ProgressBar, ProgressStyle};
@@ -15,7 +15,7 @@ impl Progress {
     pub fn new(no_progress: bool) -> Self {
         Progress {
             spinner: None,
-            animated: !no_progress && std::io::stderr().is_terminal(),
+            animated: !no_progress && ui::stderr_is_terminal(),
         }
     }
 
@@ -34,10 +34,10 @@ impl Progress {
             spinner.set_message(line);
             self.spinner = Some(spinner);
         } else {
-            eprintln!(
+            ui::err_line(&format!(
                 "drill: {} {line}",
                 jiff::Timestamp::now().strftime("%H:%M:%S")
-            );
+            ));
         }
     }
 
@@ -46,7 +46,7 @@ impl Progress {
         let text = crate::escape::sanitize(text);
         match &self.spinner {
             Some(spinner) => spinner.println(format!("          {text}")),
-            None => eprintln!("drill:          {text}"),
+            None => ui::err_line(&format!("drill:          {text}")),
         }
     }
 

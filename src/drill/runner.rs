@@ -25,10 +25,13 @@ use super::score::{self, Containment, DrillResult, ExpectationResult, Moment, Ti
 use super::spec::Drill;
 use super::verify::Check;
 use super::warmup::{self, Stage, TARGET_LABEL};
-use crate::cli::{DrillArgs, DrillCommand, DrillOptions, Global, Output};
+use crate::cli::{DrillArgs, DrillCommand, DrillOptions};
 use crate::cluster::Cluster;
 use crate::cluster::kube::{Connect, KubeCluster};
 use crate::cluster::lease::{self as lock, HeldLock};
+use crate::cmd::ctx::{new_run_id, playbook_path};
+use crate::cmd::session::{Recorded, Session, SessionOptions};
+use crate::cmd::{CommandError, Ctx, ui};
 
 /// The annotation on the target namespace that stops a running drill (any value but "false").
 pub const ABORT_ANNOTATION: &str = "contain.dev/drill-abort";
@@ -36,59 +39,52 @@ pub const ABORT_ANNOTATION: &str = "contain.dev/drill-abort";
 pub const LOCK_NAME: &str = "contain-drill";
 
 /// Entry point of `contain drill …`.
-pub async fn command(args: &DrillArgs, global: &Global) -> u8 {
+pub async fn command(args: &DrillArgs, ctx: &Ctx) -> u8 {
     match (&args.command, &args.file) {
         (Some(DrillCommand::Resume { run, options }), _) => {
-            continue_run(run, options, global, false).await
+            continue_run(run, options, ctx, false).await
         }
         (Some(DrillCommand::Cleanup { run, options }), _) => {
-            continue_run(run, options, global, true).await
+            continue_run(run, options, ctx, true).await
         }
-        (Some(DrillCommand::Validate { files }), _) => validate(files, global),
+        (Some(DrillCommand::Validate { files }), _) => validate(files, ctx),
         (Some(DrillCommand::Schema), _) => {
-            crate::app::print_schema(&super::load::drill_schema(), global);
+            ui::print_schema(&super::load::drill_schema(), ctx.output);
             exit::PASSED
         }
         (Some(DrillCommand::ExitCodes), _) => {
             for (code, meaning) in exit::TABLE {
-                println!("  {code}  {meaning}");
+                ui::out_line(&format!("  {code}  {meaning}"));
             }
             exit::PASSED
         }
-        (None, Some(file)) => fresh(file, &args.options, global).await,
+        (None, Some(file)) => fresh(file, &args.options, ctx).await,
         (None, None) => {
-            eprintln!("error: name a drill file, or `resume RUN` / `cleanup RUN`");
+            ui::err_line("error: name a drill file, or `resume RUN` / `cleanup RUN`");
             exit::ERROR
         }
     }
 }
 
-fn load_or_report(path: &Path, global: &Global) -> Result<LoadedDrill, u8> {
+fn load_or_report(path: &Path, ctx: &Ctx) -> Result<LoadedDrill, u8> {
     super::load::load(path).map_err(|e| {
         match e {
             DrillLoadError::Invalid(reports) => {
                 for report in reports {
-                    if global.output == Output::Text {
-                        eprint!("{}", report.render(crate::app::color()));
-                    } else {
-                        crate::app::print_output(
-                            &json!({"valid": false, "problems": report.to_json()}),
-                            global.output,
-                        );
-                    }
+                    ui::print_reports(std::slice::from_ref(&report), ctx.output);
                 }
             }
-            DrillLoadError::Io(message) => eprintln!("error: {message}"),
+            DrillLoadError::Io(message) => ui::err_line(&format!("error: {message}")),
         }
         exit::ERROR
     })
 }
 
-fn validate(files: &[PathBuf], global: &Global) -> u8 {
+fn validate(files: &[PathBuf], ctx: &Ctx) -> u8 {
     let mut code = exit::PASSED;
     for file in files {
-        match load_or_report(file, global) {
-            Ok(loaded) => println!(
+        match load_or_report(file, ctx) {
+            Ok(loaded) => ui::out_line(&format!(
                 "{}: ok ({} detonations, {} expectations)",
                 file.display(),
                 loaded.drill.spec.detonations.len(),
@@ -99,28 +95,23 @@ fn validate(files: &[PathBuf], global: &Global) -> u8 {
                     .iter()
                     .map(|d| d.expect.len())
                     .sum::<usize>()
-            ),
+            )),
             Err(c) => code = c,
         }
     }
     code
 }
 
-fn journal_root(global: &Global) -> PathBuf {
-    record::root(
-        &global
-            .journal
-            .clone()
-            .unwrap_or_else(crate::paths::journal_root),
-    )
+fn journal_root(ctx: &Ctx) -> PathBuf {
+    record::root(&ctx.journal_root)
 }
 
 /// The kubeconfig context in use (or `in-cluster`), for the allowlist.
-fn context_name(global: &Global) -> String {
-    if let Some(context) = &global.context {
+fn context_name(ctx: &Ctx) -> String {
+    if let Some(context) = &ctx.context {
         return context.clone();
     }
-    let file = match &global.kubeconfig {
+    let file = match &ctx.kubeconfig {
         Some(path) => kube::config::Kubeconfig::read_from(path).ok(),
         None => kube::config::Kubeconfig::read().ok(),
     };
@@ -142,11 +133,11 @@ fn identity_of(drill: &Drill, run: &str) -> RunIdentity {
     }
 }
 
-async fn connect(global: &Global, run: &str) -> Result<(KubeCluster, kube::Config), u8> {
+async fn connect(ctx: &Ctx, run: &str) -> Result<(KubeCluster, kube::Config), u8> {
     let options = Connect {
-        kubeconfig: global.kubeconfig.clone(),
-        context: global.context.clone(),
-        call_timeout: Some(global.call_timeout),
+        kubeconfig: ctx.kubeconfig.clone(),
+        context: ctx.context.clone(),
+        call_timeout: Some(ctx.call_timeout),
         // Stamped on every request, so an audit-log detection can tie it to this run.
         user_agent: Some(format!(
             "contain-drill/{} (run {run})",
@@ -157,7 +148,7 @@ async fn connect(global: &Global, run: &str) -> Result<(KubeCluster, kube::Confi
         .await
         .and_then(|config| Ok((KubeCluster::from_config(config.clone(), &options)?, config)))
         .map_err(|e| {
-            eprintln!("error: {e}");
+            ui::err_line(&format!("error: {e}"));
             exit::ERROR
         })
 }
@@ -412,7 +403,7 @@ impl State {
 /// One drill run in progress.
 struct Runner<'a> {
     loaded: &'a LoadedDrill,
-    global: &'a Global,
+    ctx: &'a Ctx,
     options: &'a DrillOptions,
     stage: Stage<'a>,
     journal: &'a DrillJournal,
@@ -427,31 +418,31 @@ struct Runner<'a> {
     last_pull: Option<std::time::Instant>,
 }
 
-async fn fresh(file: &Path, options: &DrillOptions, global: &Global) -> u8 {
-    let loaded = match load_or_report(file, global) {
+async fn fresh(file: &Path, options: &DrillOptions, ctx: &Ctx) -> u8 {
+    let loaded = match load_or_report(file, ctx) {
         Ok(loaded) => loaded,
         Err(code) => return code,
     };
-    let run = crate::app::new_run_id();
-    let (cluster, config) = match connect(global, &run).await {
+    let run = new_run_id();
+    let (cluster, config) = match connect(ctx, &run).await {
         Ok(found) => found,
         Err(code) => return code,
     };
-    let mut progress = Progress::new(global.no_progress);
+    let mut progress = Progress::new(ctx.no_progress);
     progress.phase(
         "preflight",
         &format!("drill {} run {run}", loaded.drill.metadata.name),
     );
-    let context = context_name(global);
+    let context = context_name(ctx);
     if let Err(refusal) = preflight_checks(&loaded.drill, &cluster, &context).await {
         progress.finish();
-        eprintln!("refused: {refusal}; nothing was written");
+        ui::err_line(&format!("refused: {refusal}; nothing was written"));
         return exit::ERROR;
     }
     let cluster_id = match cluster.identity().await {
         Ok(id) => id,
         Err(e) => {
-            eprintln!("error: cannot read the cluster's identity: {e}");
+            ui::err_line(&format!("error: cannot read the cluster's identity: {e}"));
             return exit::ERROR;
         }
     };
@@ -462,7 +453,7 @@ async fn fresh(file: &Path, options: &DrillOptions, global: &Global) -> u8 {
         .unwrap_or_else(|_| "unknown".into());
     let identity = identity_of(&loaded.drill, &run);
     let info = DrillInfo {
-        drill_path: crate::app::playbook_path(file),
+        drill_path: playbook_path(file),
         drill_sha256: loaded.sha256.clone(),
         drill_name: loaded.drill.metadata.name.clone(),
         cluster_id,
@@ -474,20 +465,20 @@ async fn fresh(file: &Path, options: &DrillOptions, global: &Global) -> u8 {
         prefix: identity.prefix.clone(),
         started_at: Timestamp::now(),
     };
-    let journal = match DrillJournal::create(&journal_root(global), &run, &info) {
+    let journal = match DrillJournal::create(&journal_root(ctx), &run, &info) {
         Ok(journal) => journal,
         Err(e) => {
-            eprintln!("error: cannot record the drill: {e}");
+            ui::err_line(&format!("error: cannot record the drill: {e}"));
             return exit::ERROR;
         }
     };
     progress.note(&format!(
         "journal {}",
-        journal_root(global).join(&run).display()
+        journal_root(ctx).join(&run).display()
     ));
     let mut runner = Runner::new(
         &loaded,
-        global,
+        ctx,
         options,
         &cluster,
         config,
@@ -500,61 +491,61 @@ async fn fresh(file: &Path, options: &DrillOptions, global: &Global) -> u8 {
 }
 
 /// `resume` (go on from where the drill stood) or `cleanup` (revert, clean, report).
-async fn continue_run(run: &str, options: &DrillOptions, global: &Global, cleanup: bool) -> u8 {
-    let journal = match DrillJournal::open(&journal_root(global), run) {
+async fn continue_run(run: &str, options: &DrillOptions, ctx: &Ctx, cleanup: bool) -> u8 {
+    let journal = match DrillJournal::open(&journal_root(ctx), run) {
         Ok(journal) => journal,
         Err(e) => {
-            eprintln!("error: drill run {run}: {e}");
+            ui::err_line(&format!("error: drill run {run}: {e}"));
             return exit::ERROR;
         }
     };
     let (info, entries) = match journal.info().and_then(|i| Ok((i, journal.entries()?))) {
         Ok(found) => found,
         Err(e) => {
-            eprintln!("error: {e}");
+            ui::err_line(&format!("error: {e}"));
             return exit::ERROR;
         }
     };
-    let loaded = match load_or_report(Path::new(&info.drill_path), global) {
+    let loaded = match load_or_report(Path::new(&info.drill_path), ctx) {
         Ok(loaded) => loaded,
         Err(code) => return code,
     };
     if loaded.sha256 != info.drill_sha256 && !cleanup {
-        eprintln!(
+        ui::err_line(&format!(
             "error: {} changed since drill run {run} started; `contain drill cleanup {run}` still reverts and cleans it",
             info.drill_path
-        );
+        ));
         return exit::ERROR;
     }
-    let (cluster, config) = match connect(global, run).await {
+    let (cluster, config) = match connect(ctx, run).await {
         Ok(found) => found,
         Err(code) => return code,
     };
     match cluster.identity().await {
         Ok(id) if id == info.cluster_id => {}
         Ok(id) => {
-            eprintln!(
+            ui::err_line(&format!(
                 "error: drill run {run} was made on another cluster ({}, kube-system uid {}); this one's is {id}",
                 info.server, info.cluster_id
-            );
+            ));
             return exit::ERROR;
         }
         Err(e) => {
-            eprintln!("error: cannot read the cluster's identity: {e}");
+            ui::err_line(&format!("error: cannot read the cluster's identity: {e}"));
             return exit::ERROR;
         }
     }
     let state = State::from_entries(entries);
     if let Some(result) = &state.result {
-        println!(
+        ui::out_line(&format!(
             "drill run {run} already finished: {} (exit {})",
             result.status, result.exit_code
-        );
+        ));
         return result.exit_code;
     }
-    let progress = Progress::new(global.no_progress);
+    let progress = Progress::new(ctx.no_progress);
     let mut runner = Runner::new(
-        &loaded, global, options, &cluster, config, &journal, info, state, progress,
+        &loaded, ctx, options, &cluster, config, &journal, info, state, progress,
     );
     runner.go(cleanup).await
 }
@@ -563,7 +554,7 @@ impl<'a> Runner<'a> {
     #[allow(clippy::too_many_arguments)]
     fn new(
         loaded: &'a LoadedDrill,
-        global: &'a Global,
+        ctx: &'a Ctx,
         options: &'a DrillOptions,
         cluster: &'a KubeCluster,
         config: kube::Config,
@@ -577,7 +568,7 @@ impl<'a> Runner<'a> {
         inbox.add(state.alerts.clone());
         Runner {
             loaded,
-            global,
+            ctx,
             options,
             stage: Stage {
                 cluster,
@@ -633,12 +624,12 @@ impl<'a> Runner<'a> {
             self.progress.finish();
             // Nothing is recorded: a fresh drill wrote nothing yet, and a resumed or cleaned-up
             // one stays as it was, to be finished once the lock is free.
-            eprintln!("refused: {e}");
+            ui::err_line(&format!("refused: {e}"));
             if self.state.reached("warmup") {
-                eprintln!(
+                ui::err_line(&format!(
                     "drill run {} is unfinished; `contain drill cleanup {}` finishes it once the lock is free",
                     self.journal.run, self.journal.run
-                );
+                ));
             }
             return exit::ERROR;
         }
@@ -1010,20 +1001,27 @@ impl<'a> Runner<'a> {
         if self.state.contain_code.is_some() {
             return Ok(());
         }
-        let inner = self.inner_global();
-        let mut options = unattended();
+        let inner = self.ctx.inner();
+        let mut options = SessionOptions::unattended();
         if let Some(run) = self.state.contain_run.clone() {
             // Killed before its journal existed, or before its plan was journaled, the run
             // wrote nothing: start a new one, which takes over the locks the killed one may
             // already have taken.
-            let code = if crate::recover::run_recorded(&inner, &run) {
+            let resumed = if inner.run_recorded(&run) {
                 self.enter("contain", &format!("resuming containment run {run}"))?;
                 self.progress.settle();
-                crate::recover::resume(&run, &unattended(), &inner).await
+                let session =
+                    Session::new(&inner, self.stage.cluster, SessionOptions::unattended());
+                match Recorded::open(&inner, &run) {
+                    Ok(recorded) => Some(session.resume(recorded).await),
+                    Err(e) => Some(Err(e)),
+                }
             } else {
-                crate::exit::NEVER_STARTED
+                None
             };
-            if code != crate::exit::NEVER_STARTED {
+            let resumed = resumed.filter(|r| !matches!(r, Err(CommandError::NeverStarted(_))));
+            if let Some(result) = resumed {
+                let code = ended(result);
                 self.record(DrillEntry::Contained {
                     code,
                     at: Timestamp::now(),
@@ -1051,7 +1049,7 @@ impl<'a> Runner<'a> {
             let objects = super::verify::baseline(&self.stage).await?;
             self.record(DrillEntry::Baseline { objects })?;
         }
-        let run = crate::app::new_run_id();
+        let run = new_run_id();
         self.enter(
             "contain",
             &format!("{} as run {run}", playbook.playbook.metadata.name),
@@ -1069,32 +1067,15 @@ impl<'a> Runner<'a> {
             ))
         })?;
         let path = self.drill_dir().join(&spec.playbook);
-        let code = crate::recover::journaled_live(
-            &run,
-            &path,
-            playbook,
-            bound,
-            &inner,
-            self.stage.cluster,
-            &options,
-        )
-        .await;
+        let result = Session::new(&inner, self.stage.cluster, options)
+            .run(&run, &path, playbook, bound)
+            .await;
+        let code = ended(result);
         self.record(DrillEntry::Contained {
             code,
             at: Timestamp::now(),
         })?;
         Ok(())
-    }
-
-    /// How the containment run and its rollback report: plain text lines inside the drill's
-    /// own output, whatever `-o` the drill was given.
-    fn inner_global(&self) -> Global {
-        Global {
-            output: Output::Text,
-            no_progress: true,
-            namespace: None,
-            ..self.global.clone()
-        }
     }
 
     fn drill_dir(&self) -> PathBuf {
@@ -1188,13 +1169,15 @@ impl<'a> Runner<'a> {
         self.enter("revert", &format!("rolling back containment run {run}"))?;
         self.progress.settle();
         let started = Timestamp::now();
-        let inner = self.inner_global();
+        let inner = self.ctx.inner();
         // A run that never started (killed before its journal, or its plan, was written) has
         // nothing to undo.
-        let code = if crate::recover::run_recorded(&inner, &run) {
-            match crate::recover::rollback(&run, None, &unattended(), &inner).await {
-                crate::exit::NEVER_STARTED => 0,
-                code => code,
+        let code = if inner.run_recorded(&run) {
+            let session = Session::new(&inner, self.stage.cluster, SessionOptions::unattended());
+            match Recorded::open(&inner, &run) {
+                Ok(recorded) => ended(session.rollback(recorded, None).await),
+                Err(CommandError::NeverStarted(_)) => 0,
+                Err(e) => ended(Err(e)),
             }
         } else {
             0
@@ -1340,7 +1323,7 @@ impl<'a> Runner<'a> {
             timeline: self.state.timeline.clone(),
             refused_requests: self.inbox.refused(),
         };
-        let root = journal_root(self.global);
+        let root = journal_root(self.ctx);
         let previous = record::previous_results(&root, &result.drill, &result.run);
         let dir = self
             .options
@@ -1368,7 +1351,7 @@ impl<'a> Runner<'a> {
             .journal
             .append(&DrillEntry::Result(Box::new(result.clone())))
         {
-            eprintln!("error: {e}");
+            ui::err_line(&format!("error: {e}"));
         }
         self.progress.finish();
         self.print_summary(&result);
@@ -1423,36 +1406,36 @@ impl<'a> Runner<'a> {
     }
 
     fn print_summary(&self, result: &DrillResult) {
-        if self.global.output != Output::Text {
-            crate::app::print_output(
+        if !self.ctx.text() {
+            ui::print_output(
                 &serde_json::to_value(result).unwrap_or(Value::Null),
-                self.global.output,
+                self.ctx.output,
             );
             return;
         }
         let secs = |v: Option<f64>| v.map_or("–".to_string(), |v| format!("{v:.1} s"));
-        println!(
+        ui::out_line(&format!(
             "drill {} run {}: {} (score {})",
             result.drill, result.run, result.status, result.score
-        );
+        ));
         for e in &result.expectations {
-            println!(
+            ui::out_line(&format!(
                 "  {:<13} {} {} → {}",
                 format!("{:?}", e.verdict).to_uppercase(),
                 e.detonation,
                 e.alert,
                 crate::escape::sanitize(&e.detail)
-            );
+            ));
         }
-        println!(
+        ui::out_line(&format!(
             "  detect {}  notify {}  contain {}  restore {}",
             secs(result.times.time_to_detect_seconds),
             secs(result.times.time_to_notify_seconds),
             secs(result.times.time_to_contain_seconds),
             secs(result.times.time_to_restore_seconds)
-        );
+        ));
         for left in &result.leftovers {
-            println!("  LEFT BEHIND {}", crate::escape::sanitize(left));
+            ui::out_line(&format!("  LEFT BEHIND {}", crate::escape::sanitize(left)));
         }
     }
 }
@@ -1500,15 +1483,14 @@ fn fill(text: &str, context: &Value) -> Result<String, String> {
     }
 }
 
-/// How a drill runs, resumes and rolls back its containment run: unattended, with the default
-/// locks, and Kubernetes Events on the decoys.
-fn unattended() -> crate::recover::LiveOptions {
-    crate::recover::LiveOptions {
-        yes: true,
-        notify: crate::notify::NotifyOptions {
-            events: true,
-            ..Default::default()
-        },
-        ..Default::default()
+/// The code a containment run (or its rollback) ended with, as the drill's journal records it;
+/// an error is shown first, in the drill's output, as the command would have shown it.
+fn ended(result: crate::cmd::CommandResult) -> u8 {
+    match result {
+        Ok(status) => status.exit_code(),
+        Err(error) => {
+            ui::print_error(&error, crate::cli::Output::Text);
+            error.exit_code()
+        }
     }
 }

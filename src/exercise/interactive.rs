@@ -4,7 +4,7 @@
 //! `end`; a decision asks who and why, then shows the step's plan; the hot wash asks each
 //! question at the end.
 
-use std::io::Write;
+use crate::cmd::ui;
 use std::time::{Duration, Instant};
 
 use tokio::io::{AsyncBufReadExt, BufReader};
@@ -37,17 +37,13 @@ enum Pending {
 }
 
 fn say(lines: Vec<String>) {
-    let mut out = std::io::stdout().lock();
     for line in lines {
-        let _ = writeln!(out, "{}", crate::escape::sanitize(&line));
+        ui::out_line(&crate::escape::sanitize(&line));
     }
-    let _ = out.flush();
 }
 
 fn prompt(text: &str) {
-    let mut out = std::io::stdout().lock();
-    let _ = write!(out, "{text}");
-    let _ = out.flush();
+    ui::out(text);
 }
 
 /// Runs the exercise until `end` (or the last module's `next`), then the hot wash.

@@ -11,124 +11,105 @@ pub mod script;
 pub mod session;
 pub mod spec;
 
-use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
 
-use crate::cli::{ExerciseArgs, ExerciseCommand, Global};
+use crate::cli::{ExerciseArgs, ExerciseCommand};
 use crate::cluster::Cluster;
+use crate::cmd::ctx::new_run_id;
+use crate::cmd::{CommandError, CommandResult, Ctx, Finding, Status, ui};
 use crate::document::DocumentError;
 use crate::event::Recorder;
 use crate::execute::apply::AutoApprove;
 use crate::execute::{Executor, Mode, RunConfig};
-use crate::exit;
 
-pub async fn command(args: &ExerciseArgs, global: &Global) -> u8 {
+pub async fn command(ctx: &Ctx, args: &ExerciseArgs) -> CommandResult {
     match &args.command {
-        Some(ExerciseCommand::Schema) => crate::app::print_schema(&load::scenario_schema(), global),
+        Some(ExerciseCommand::Schema) => {
+            ui::print_schema(&load::scenario_schema(), ctx.output);
+            Ok(Status::Success)
+        }
         Some(ExerciseCommand::Validate { files }) => {
-            let mut code = exit::SUCCESS;
+            let mut status = Status::Success;
             for file in files {
                 match load::load(file) {
-                    Ok(loaded) => println!(
+                    Ok(loaded) => ui::out_line(&format!(
                         "{}: valid ({} module(s), {} objective(s))",
                         file.display(),
                         loaded.scenario.spec.modules.len(),
                         loaded.scenario.spec.objectives.len()
-                    ),
-                    Err(e) => code = report_error(e, global),
+                    )),
+                    Err(e) => {
+                        ui::print_error(&document_error(e), ctx.output);
+                        status = Status::Failed(Finding::Invalid);
+                    }
                 }
             }
-            code
+            Ok(status)
         }
         None => match &args.scenario {
-            Some(scenario) => run(scenario, args, global).await,
-            None => {
-                eprintln!(
-                    "error: give a scenario file (contain exercise SCENARIO --snapshot FILE)"
-                );
-                exit::USAGE
-            }
+            Some(scenario) => run(ctx, scenario, args).await,
+            None => Err(CommandError::Usage(
+                "give a scenario file (contain exercise SCENARIO --snapshot FILE)".into(),
+            )),
         },
     }
 }
 
-fn report_error(error: DocumentError, global: &Global) -> u8 {
+fn document_error(error: DocumentError) -> CommandError {
     match error {
-        DocumentError::Invalid(reports) => {
-            crate::app::print_reports(&reports, global);
-            exit::INVALID_INPUT
-        }
-        DocumentError::Io(message) => {
-            eprintln!("error: {message}");
-            exit::INVALID_INPUT
-        }
+        DocumentError::Invalid(reports) => CommandError::Invalid(reports),
+        DocumentError::Io(message) => CommandError::Input(message),
     }
 }
 
-async fn run(path: &Path, args: &ExerciseArgs, global: &Global) -> u8 {
-    let loaded = match load::load(path) {
-        Ok(loaded) => loaded,
-        Err(e) => return report_error(e, global),
-    };
+async fn run(ctx: &Ctx, path: &Path, args: &ExerciseArgs) -> CommandResult {
+    let loaded = load::load(path).map_err(document_error)?;
     let answers = match &args.answers {
-        Some(file) => match script::load(file) {
-            Ok(answers) => Some(answers),
-            Err(e) => return report_error(e, global),
-        },
-        None if !std::io::stdin().is_terminal() => {
-            eprintln!("error: an exercise needs a terminal, or --answers FILE to run unattended");
-            return exit::USAGE;
+        Some(file) => Some(script::load(file).map_err(document_error)?),
+        None if !ui::interactive() => {
+            return Err(CommandError::Usage(
+                "an exercise needs a terminal, or --answers FILE to run unattended".into(),
+            ));
         }
         None => None,
     };
     // The plan every decision shows: the playbook planned once, writing nothing.
     let (cluster, against): (Box<dyn Cluster>, String) = match &args.snapshot {
-        Some(snapshot) => match crate::app::load_snapshot(snapshot, global) {
-            Ok(sim) => (Box::new(sim), format!("snapshot {}", snapshot.display())),
-            Err(code) => return code,
-        },
-        None => match crate::app::connect(global).await {
-            Ok(live) => {
-                let server = live.info().server;
-                (
-                    Box::new(live),
-                    format!("the live cluster {server} (read-only)"),
-                )
-            }
-            Err(code) => return code,
-        },
+        Some(snapshot) => (
+            Box::new(ctx.load_snapshot(snapshot)?),
+            format!("snapshot {}", snapshot.display()),
+        ),
+        None => {
+            let live = ctx.connect().await?;
+            let server = live.info().server;
+            (
+                Box::new(live),
+                format!("the live cluster {server} (read-only)"),
+            )
+        }
     };
     let config = RunConfig::new(
-        &crate::app::new_run_id(),
+        &new_run_id(),
         Mode::Plan,
         loaded.params.clone(),
         &path.display().to_string(),
     );
     let mut recorder = Recorder::default();
-    let planned = Executor::new(cluster.as_ref(), &mut recorder, &mut AutoApprove)
+    let result = Executor::new(cluster.as_ref(), &mut recorder, &mut AutoApprove)
         .run(&loaded.playbook, &config)
-        .await;
-    let plan = match planned {
-        Ok(result) => match result.plan {
-            Some(plan) => plan,
-            None => {
-                eprintln!(
-                    "error: the scenario's playbook cannot be planned against {against}: {}",
-                    result.outcome.describe()
-                );
-                return exit::REFUSED;
-            }
-        },
-        Err(e) => {
-            eprintln!("error: {e}");
-            return exit::INTERNAL;
-        }
+        .await
+        .map_err(|e| CommandError::Internal(e.to_string()))?;
+    let Some(plan) = result.plan else {
+        return Err(CommandError::Refused(format!(
+            "the scenario's playbook cannot be planned against {against}: {}",
+            result.outcome.describe()
+        )));
     };
     let started_at = jiff::Timestamp::now().to_string();
     let mut session = session::Session::new(&loaded, plan, against);
     match &answers {
         Some(answers) => script::play(&mut session, answers, &mut |line| {
-            println!("{}", crate::escape::sanitize(line))
+            ui::out_line(&crate::escape::sanitize(line))
         }),
         None => interactive::run(&mut session).await,
     }
@@ -140,37 +121,30 @@ fn write_reports(
     view: &serde_json::Value,
     loaded: &load::LoadedScenario,
     args: &ExerciseArgs,
-) -> u8 {
-    let markdown = match aar::markdown(view, args.templates.as_deref()) {
-        Ok(text) => text,
-        Err(e) => {
-            eprintln!("error: {e}");
-            return exit::INVALID_INPUT;
-        }
-    };
+) -> CommandResult {
+    let markdown = aar::markdown(view, args.templates.as_deref()).map_err(CommandError::Input)?;
     let dir = args.out.clone().unwrap_or_else(|| {
         let stamp = jiff::Timestamp::now()
             .strftime("%Y%m%dT%H%M%SZ")
             .to_string();
         PathBuf::from("exercise-reports").join(format!("{}-{stamp}", loaded.scenario.metadata.name))
     });
-    let written = std::fs::create_dir_all(&dir)
+    std::fs::create_dir_all(&dir)
         .and_then(|()| std::fs::write(dir.join("aar.md"), &markdown))
         .and_then(|()| {
             std::fs::write(
                 dir.join("aar.json"),
                 serde_json::to_string_pretty(view).unwrap_or_default() + "\n",
             )
-        });
-    if let Err(e) = written {
-        eprintln!("error: cannot write the report to {}: {e}", dir.display());
-        return exit::INVALID_INPUT;
-    }
-    println!(
+        })
+        .map_err(|e| {
+            CommandError::Input(format!("cannot write the report to {}: {e}", dir.display()))
+        })?;
+    ui::out_line(&format!(
         "\nafter-action report: {} ({} of {} objective(s) met)",
         dir.join("aar.md").display(),
         view["summary"]["objectives_met"],
         view["summary"]["objectives"]
-    );
-    exit::SUCCESS
+    ));
+    Ok(Status::Success)
 }

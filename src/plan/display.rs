@@ -90,6 +90,29 @@ pub(crate) fn show(value: Option<&Value>) -> String {
     }
 }
 
+/// What a rollback will do, newest step first: each step's summary, then its inverse
+/// operations, or why it is skipped (irreversible) or only partly undone.
+pub fn render_rollback(run: &str, server: &str, plans: &[StepPlan]) -> String {
+    let mut out = format!("rollback of run {run} on {server}:\n");
+    for plan in plans.iter().rev() {
+        let _ = writeln!(out, "{}: {}", plan.step, sanitize(&plan.summary));
+        match &plan.reversibility {
+            Reversibility::Irreversible { reason } => {
+                let _ = writeln!(out, "    skipped: irreversible ({reason})");
+            }
+            Reversibility::Reversible | Reversibility::Partial { .. } => {
+                if let Reversibility::Partial { reason } = &plan.reversibility {
+                    let _ = writeln!(out, "    partly: {reason}");
+                }
+                for op in &plan.inverse {
+                    render_op(&mut out, op, "    ");
+                }
+            }
+        }
+    }
+    out
+}
+
 /// A whole run's plan: each step with its operations, as shown before `run --plan` applies it.
 pub fn render_run(plan: &super::RunPlan) -> String {
     let mut out = format!(

@@ -1,6 +1,5 @@
 //! Everything that turns executor events into something a person or a program reads.
 
 pub mod incident;
-pub mod progress;
 pub mod summary;
 pub mod templates;
