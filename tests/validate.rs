@@ -226,3 +226,46 @@ steps:
         out.stderr
     );
 }
+
+/// Writes `text` as a playbook in a temporary directory and validates it.
+fn validate_text(text: &str) -> crate::harness::Outcome {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("playbook.yaml");
+    std::fs::write(&path, text).unwrap();
+    let out = Contain::new()
+        .args(["validate", &path.display().to_string()])
+        .run();
+    drop(dir);
+    out
+}
+
+const HEADER: &str = "apiVersion: contain/v1\nkind: Playbook\nmetadata: {name: t}\nsteps:\n  - id: evidence\n    action: forensics.capture\n    target: {kind: Pod, namespace: shop, name: web}\n";
+
+#[test]
+fn validate_refuses_a_selector_for_an_action_on_one_object_with_its_line() {
+    let out = validate_text(&format!(
+        "{HEADER}  - id: quarantine\n    action: node.quarantine\n    target: {{kind: Node, selector: {{pool: web}}}}\n"
+    ));
+    assert_eq!(out.code, 3, "{}", out.stderr);
+    assert!(
+        out.stderr.contains(
+            "playbook.yaml:10:13: node.quarantine works on one object"
+        ),
+        "{}",
+        out.stderr
+    );
+}
+
+#[test]
+fn validate_refuses_exclusive_isolation_of_a_workload_with_its_line() {
+    let out = validate_text(&format!(
+        "{HEADER}  - id: isolate\n    action: network.isolate\n    target: {{kind: Deployment, namespace: shop, name: web}}\n    with: {{exclusive: true}}\n"
+    ));
+    assert_eq!(out.code, 3, "{}", out.stderr);
+    assert!(
+        out.stderr
+            .contains("playbook.yaml:11:23: `exclusive` needs pod targets"),
+        "{}",
+        out.stderr
+    );
+}

@@ -47,8 +47,8 @@ pub async fn observe_named(
 ) -> Result<Value, ActionError> {
     let target = input.required_target()?;
     if target.name.is_none() {
-        return Err(ActionError::InvalidParams(format!(
-            "{action} works on one object: give the target a name"
+        return Err(ActionError::InvalidParams(super::one_object_message(
+            action,
         )));
     }
     Ok(observe(target, cluster).await?.remove(0))

@@ -83,6 +83,11 @@ impl Action for Detach {
         schema_of::<DetachWith>()
     }
 
+    /// It acts on one object, named by the target.
+    fn one_object(&self) -> bool {
+        true
+    }
+
     /// A detach works on one pod: a wide target detaches each match as its own part.
     fn fan_out(&self) -> super::FanOut {
         super::FanOut::PerObject

@@ -11,8 +11,8 @@ use serde_json::{Value, json};
 use super::common::{self, RUN_ID_LABEL, STEP_LABEL, meta_path};
 use super::policies;
 use super::{
-    Action, ActionError, ActionInfo, ResolvedTarget, StepInput, TargetRule, Verification,
-    decode_with, schema_of,
+    Action, ActionError, ActionInfo, ResolvedTarget, StaticPlace, StaticProblem, StaticStep,
+    StepInput, TargetRule, Verification, decode_with, schema_of,
 };
 use crate::cluster::Access;
 use crate::cluster::object::{self, ObjectRef, Selector};
@@ -510,6 +510,16 @@ async fn verify_cluster_policy(
     Ok(verification)
 }
 
+/// Why exclusive isolation needs pods as its target.
+const EXCLUSIVE_NEEDS_PODS: &str = "`exclusive` needs pod targets (by name or selector): the quarantine label is what takes them out of the other policies";
+
+/// `exclusive: true` on a target that is not pods: the other policies can only be told to
+/// leave out pods that carry the quarantine label, and only pod targets get it.
+fn exclusive_without_pods(step: &StaticStep) -> bool {
+    step.with.get("exclusive").and_then(Value::as_bool) == Some(true)
+        && step.kind.is_some_and(|kind| kind != "Pod")
+}
+
 impl Action for Isolate {
     fn info(&self) -> &'static ActionInfo {
         &INFO
@@ -517,6 +527,16 @@ impl Action for Isolate {
 
     fn with_schema(&self) -> Value {
         schema_of::<IsolateWith>()
+    }
+
+    fn check_static(&self, step: &StaticStep) -> Vec<StaticProblem> {
+        exclusive_without_pods(step)
+            .then(|| StaticProblem {
+                at: StaticPlace::With("exclusive"),
+                message: EXCLUSIVE_NEEDS_PODS.into(),
+            })
+            .into_iter()
+            .collect()
     }
 
     fn plan<'a>(
@@ -599,7 +619,7 @@ impl Action for Isolate {
                     .collect();
                 let mut expected = vec![Value::from(name.clone())];
                 if with.exclusive && !admitting.is_empty() && !scope.label_pods {
-                    return Err(ActionError::Refused("`exclusive` needs pod targets (by name or selector): the quarantine label is what takes them out of the other policies".into()));
+                    return Err(ActionError::Refused(EXCLUSIVE_NEEDS_PODS.into()));
                 }
                 if with.exclusive
                     && !admitting.is_empty()

@@ -118,6 +118,68 @@ pub enum FanOut {
     PerObject,
 }
 
+/// How a step's target picks its objects, as the playbook writes it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Picks {
+    /// One object, by `name`.
+    Named,
+    /// The objects a `selector` matches (in one namespace).
+    Selector,
+    /// Every object of the kind in a namespace.
+    Namespace,
+    /// A `selector` or `image` in every namespace (`all_namespaces`).
+    AllNamespaces,
+    /// The pods running an `image`.
+    Image,
+}
+
+/// A step as `validate` sees it, before anything is rendered or read: what its static rules
+/// are checked against.
+#[derive(Clone, Copy, Debug)]
+pub struct StaticStep<'a> {
+    /// The target's kind, when it has a target and the kind is written literally.
+    pub kind: Option<&'a str>,
+    /// How the target picks objects, when the step has a target.
+    pub picks: Option<Picks>,
+    /// The step's `with` as written (a templated value is a string here).
+    pub with: &'a Value,
+}
+
+/// Where a static refusal points: the step's target, or one of its `with` fields.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum StaticPlace {
+    Target,
+    With(&'static str),
+}
+
+/// A refusal `plan` would make for a reason visible in the playbook itself.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct StaticProblem {
+    pub at: StaticPlace,
+    pub message: String,
+}
+
+/// Every refusal an action makes for a static reason: `validate` reports them with their
+/// places, and `plan` refuses the same steps with the same words.
+pub fn static_problems(action: &dyn Action, step: &StaticStep) -> Vec<StaticProblem> {
+    let mut problems = Vec::new();
+    let per_object =
+        step.picks == Some(Picks::AllNamespaces) && action.fan_out() == FanOut::PerObject;
+    if action.one_object() && step.picks.is_some_and(|p| p != Picks::Named) && !per_object {
+        problems.push(StaticProblem {
+            at: StaticPlace::Target,
+            message: one_object_message(action.info().name),
+        });
+    }
+    problems.extend(action.check_static(step));
+    problems
+}
+
+/// Why an action that works on one object refuses a target that picks several.
+pub fn one_object_message(action: &str) -> String {
+    format!("{action} works on one object: give the target a name")
+}
+
 /// One action of the catalogue.
 pub trait Action: Send + Sync {
     fn info(&self) -> &'static ActionInfo;
@@ -129,6 +191,19 @@ pub trait Action: Send + Sync {
     /// per namespace, so every action sees the single-namespace target it was written for.
     fn fan_out(&self) -> FanOut {
         FanOut::PerNamespace
+    }
+
+    /// Whether the action works on one object at a time: its target names it (or, spanning
+    /// namespaces, fans out into one part per object).
+    fn one_object(&self) -> bool {
+        false
+    }
+
+    /// The action's own refusals that need nothing but the step as written (`validate` shows
+    /// them with their places; `plan` refuses the same). By default, none.
+    fn check_static(&self, step: &StaticStep) -> Vec<StaticProblem> {
+        let _ = step;
+        Vec::new()
     }
 
     /// Whether this step, with these `with` fields, can destroy evidence about a pod.
@@ -221,4 +296,94 @@ pub fn schema_of<T: schemars::JsonSchema + serde::de::DeserializeOwned + serde::
 /// Decodes a rendered `with` into the action's own type.
 pub fn decode_with<T: serde::de::DeserializeOwned>(with: &Value) -> Result<T, ActionError> {
     serde_json::from_value(with.clone()).map_err(|e| ActionError::InvalidParams(e.to_string()))
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+
+    fn problems(action: &str, kind: &str, picks: Picks, with: Value) -> Vec<StaticProblem> {
+        let step = StaticStep {
+            kind: Some(kind),
+            picks: Some(picks),
+            with: &with,
+        };
+        static_problems(lookup(action).unwrap(), &step)
+    }
+
+    #[test]
+    fn an_action_on_one_object_refuses_a_target_that_picks_several() {
+        for action in [
+            "node.quarantine",
+            "node.cordon",
+            "serviceaccount.revoke",
+            "workload.redeploy",
+        ] {
+            let refused = problems(action, "Node", Picks::Selector, json!({}));
+            assert_eq!(
+                refused,
+                [StaticProblem {
+                    at: StaticPlace::Target,
+                    message: format!("{action} works on one object: give the target a name"),
+                }],
+                "{action}"
+            );
+            assert!(problems(action, "Node", Picks::Named, json!({})).is_empty());
+        }
+        // A detach fans a target across namespaces out into one part per pod.
+        assert!(problems("pod.detach", "Pod", Picks::AllNamespaces, json!({})).is_empty());
+        assert_eq!(
+            problems("pod.detach", "Pod", Picks::Selector, json!({})).len(),
+            1
+        );
+        // Actions that take many objects at once have no such rule.
+        assert!(problems("network.isolate", "Pod", Picks::Selector, json!({})).is_empty());
+    }
+
+    #[test]
+    fn exclusive_isolation_refuses_targets_that_are_not_pods() {
+        let refused = problems(
+            "network.isolate",
+            "Deployment",
+            Picks::Named,
+            json!({"exclusive": true}),
+        );
+        assert_eq!(refused.len(), 1);
+        assert_eq!(refused[0].at, StaticPlace::With("exclusive"));
+        assert!(
+            refused[0]
+                .message
+                .starts_with("`exclusive` needs pod targets")
+        );
+        assert!(
+            problems(
+                "network.isolate",
+                "Pod",
+                Picks::Selector,
+                json!({"exclusive": true})
+            )
+            .is_empty()
+        );
+        assert!(
+            problems(
+                "network.isolate",
+                "Deployment",
+                Picks::Named,
+                json!({"exclusive": false})
+            )
+            .is_empty()
+        );
+        // A templated value is only known after rendering: nothing to say yet.
+        assert!(
+            problems(
+                "network.isolate",
+                "Namespace",
+                Picks::Named,
+                json!({"exclusive": "{{ params.x }}"})
+            )
+            .is_empty()
+        );
+    }
 }

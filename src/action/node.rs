@@ -408,6 +408,11 @@ impl Action for NodeAction {
         }
     }
 
+    /// It acts on one object, named by the target.
+    fn one_object(&self) -> bool {
+        true
+    }
+
     fn destroys_evidence(&self, with: &Value) -> bool {
         match self.part {
             Part::Drain => true,

@@ -86,6 +86,11 @@ impl Action for Redeploy {
         schema_of::<RedeployWith>()
     }
 
+    /// It acts on one object, named by the target.
+    fn one_object(&self) -> bool {
+        true
+    }
+
     fn plan<'a>(
         &'a self,
         input: &'a StepInput,

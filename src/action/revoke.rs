@@ -70,6 +70,11 @@ impl Action for Revoke {
         schema_of::<RevokeWith>()
     }
 
+    /// It acts on one object, named by the target.
+    fn one_object(&self) -> bool {
+        true
+    }
+
     fn destroys_evidence(&self, with: &Value) -> bool {
         with.get("modes")
             .and_then(Value::as_array)

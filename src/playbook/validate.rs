@@ -572,6 +572,48 @@ impl<'a> Checks<'a> {
             }
         }
         self.check_templates_in(target, &tpath, scope);
+        let picks = if all_namespaces {
+            action::Picks::AllNamespaces
+        } else if has_name {
+            action::Picks::Named
+        } else if has_selector {
+            action::Picks::Selector
+        } else if image.is_some() {
+            action::Picks::Image
+        } else {
+            action::Picks::Namespace
+        };
+        self.check_action_rules(step, action, path, kind.map(|k| k.kind), picks);
+    }
+
+    /// The action's own static rules (a target that picks several objects for an action that
+    /// works on one, a `with` field the target cannot honour), each where it is written: what
+    /// `plan` would otherwise refuse only once the cluster is read.
+    fn check_action_rules(
+        &mut self,
+        step: &StepView<'a>,
+        action: &'static dyn action::Action,
+        path: &str,
+        kind: Option<&'static str>,
+        picks: action::Picks,
+    ) {
+        let with = step.node.get("with");
+        let with_json = with.map(Node::to_json).unwrap_or(Value::Null);
+        let view = action::StaticStep {
+            kind,
+            picks: Some(picks),
+            with: &with_json,
+        };
+        for problem in action::static_problems(action, &view) {
+            let (node, label) = match problem.at {
+                action::StaticPlace::Target => (step.node.get("target"), "this target".to_string()),
+                action::StaticPlace::With(field) => (
+                    with.and_then(|w| w.get(field)),
+                    format!("`{}`", join(&join(path, "with"), field)),
+                ),
+            };
+            self.push(Problem::new(problem.message, node.map(|n| n.span)).label(label));
+        }
     }
 
     /// `all_namespaces` and `image`: a cluster-wide selection must still be a selection, and an
