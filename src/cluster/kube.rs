@@ -51,6 +51,8 @@ pub struct KubeCluster {
     throttled: std::sync::Arc<std::sync::atomic::AtomicU64>,
     /// Whether the responder was told the API server is unreachable (said once).
     said_unreachable: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    /// Where a warning goes while a call is still being retried (the command layer's ui).
+    warn: fn(&str),
 }
 
 impl KubeCluster {
@@ -74,7 +76,15 @@ impl KubeCluster {
             call_timeout,
             throttled: Default::default(),
             said_unreachable: Default::default(),
+            warn: |_| {},
         })
+    }
+
+    /// Tells `warn` what a responder should know while a call is still being retried (an
+    /// unreachable API server); by default nobody is told.
+    pub fn warning_to(mut self, warn: fn(&str)) -> Self {
+        self.warn = warn;
+        self
     }
 
     /// How many calls so far the server throttled (429) and were retried after its Retry-After.
@@ -235,10 +245,28 @@ impl KubeCluster {
     /// The object as the server has it (managed fields included), or `None`.
     async fn get_dynamic(&self, r: &ObjectRef) -> Result<Option<DynamicObject>> {
         let api = self.api_for(r)?;
-        self.call(&format!("get {r}"), false, || async {
-            api.get_opt(&r.name)
-                .await
-                .map_err(|e| map_error(&r.to_string(), e))
+        self.object_call("get", r, false, || api.get_opt(&r.name))
+            .await
+    }
+
+    /// One call about the object `r`: named `VERB r` in its deadline and errors, retried as
+    /// [`KubeCluster::call`] retries, its client error mapped onto the object.
+    async fn object_call<T, F, Fut>(
+        &self,
+        verb: &str,
+        r: &ObjectRef,
+        is_write: bool,
+        mut call: F,
+    ) -> Result<T>
+    where
+        F: FnMut() -> Fut,
+        Fut: std::future::Future<Output = kube::Result<T>>,
+    {
+        let object = r.to_string();
+        let object = object.as_str();
+        self.call(&format!("{verb} {r}"), is_write, || {
+            let attempt = call();
+            async move { attempt.await.map_err(|e| map_error(object, e)) }
         })
         .await
     }
@@ -288,11 +316,11 @@ impl KubeCluster {
                     .said_unreachable
                     .swap(true, std::sync::atomic::Ordering::Relaxed)
             {
-                eprintln!(
-                    "warning: {what}: cannot reach the API server ({}); retrying until the call timeout of {} s (--call-timeout)",
+                (self.warn)(&format!(
+                    "{what}: cannot reach the API server ({}); retrying until the call timeout of {} s (--call-timeout)",
                     crate::escape::sanitize(message),
                     self.call_timeout.as_secs()
-                );
+                ));
             }
             // The server's Retry-After (APF sends one with every 429) wins over our own backoff.
             let backoff = match &error {
@@ -314,6 +342,14 @@ impl KubeCluster {
             tokio::time::sleep(backoff).await;
         }
     }
+}
+
+/// The reference of an object to write: its kind and name are required.
+fn reference_of(object: &Value) -> Result<ObjectRef> {
+    ObjectRef::of(object).ok_or_else(|| ClusterError::Invalid {
+        object: "object".into(),
+        message: "kind and metadata.name are required".into(),
+    })
 }
 
 /// Whether a connection error happened before any request was sent (so a write did not happen).
@@ -459,10 +495,7 @@ impl Cluster for KubeCluster {
 
     fn create<'a>(&'a self, object: &'a Value, mode: WriteMode) -> BoxFuture<'a, Result<Value>> {
         Box::pin(async move {
-            let r = ObjectRef::of(object).ok_or_else(|| ClusterError::Invalid {
-                object: "object".into(),
-                message: "kind and metadata.name are required".into(),
-            })?;
+            let r = reference_of(object)?;
             let api = self.api_for(&r)?;
             let dynamic: DynamicObject =
                 serde_json::from_value(object.clone()).map_err(|e| ClusterError::Invalid {
@@ -473,13 +506,9 @@ impl Cluster for KubeCluster {
                 dry_run: mode == WriteMode::DryRun,
                 field_manager: Some(FIELD_MANAGER.to_string()),
             };
-            self.call(&format!("create {r}"), true, || async {
-                api.create(&params, &dynamic)
-                    .await
-                    .map(to_value)
-                    .map_err(|e| map_error(&r.to_string(), e))
-            })
-            .await
+            self.object_call("create", &r, true, || api.create(&params, &dynamic))
+                .await
+                .map(to_value)
         })
     }
 
@@ -496,13 +525,10 @@ impl Cluster for KubeCluster {
                 field_manager: Some(FIELD_MANAGER.to_string()),
                 ..PatchParams::default()
             };
-            self.call(&format!("patch {r}"), true, || async {
-                api.patch(&r.name, &params, &Patch::Merge(patch))
-                    .await
-                    .map(to_value)
-                    .map_err(|e| map_error(&r.to_string(), e))
-            })
-            .await
+            let patch = Patch::Merge(patch);
+            self.object_call("patch", r, true, || api.patch(&r.name, &params, &patch))
+                .await
+                .map(to_value)
         })
     }
 
@@ -524,32 +550,22 @@ impl Cluster for KubeCluster {
                 }),
                 ..DeleteParams::default()
             };
-            self.call(&format!("delete {r}"), true, || async {
-                api.delete(&r.name, &params)
-                    .await
-                    .map(|_| ())
-                    .map_err(|e| map_error(&r.to_string(), e))
-            })
-            .await
+            self.object_call("delete", r, true, || api.delete(&r.name, &params))
+                .await
+                .map(|_| ())
         })
     }
 
     fn apply<'a>(&'a self, object: &'a Value, mode: WriteMode) -> BoxFuture<'a, Result<Value>> {
         Box::pin(async move {
-            let r = ObjectRef::of(object).ok_or_else(|| ClusterError::Invalid {
-                object: "object".into(),
-                message: "kind and metadata.name are required".into(),
-            })?;
+            let r = reference_of(object)?;
             let api = self.api_for(&r)?;
             let mut params = PatchParams::apply(FIELD_MANAGER);
             params.dry_run = mode == WriteMode::DryRun;
-            self.call(&format!("apply {r}"), true, || async {
-                api.patch(&r.name, &params, &Patch::Apply(object))
-                    .await
-                    .map(to_value)
-                    .map_err(|e| map_error(&r.to_string(), e))
-            })
-            .await
+            let patch = Patch::Apply(object);
+            self.object_call("apply", &r, true, || api.patch(&r.name, &params, &patch))
+                .await
+                .map(to_value)
         })
     }
 

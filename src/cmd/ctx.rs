@@ -92,6 +92,7 @@ impl Ctx {
         };
         KubeCluster::connect(&options)
             .await
+            .map(|cluster| cluster.warning_to(super::ui::warn))
             .map_err(|e| CommandError::Cluster(e.to_string()))
     }
 

@@ -146,7 +146,10 @@ async fn connect(ctx: &Ctx, run: &str) -> Result<(KubeCluster, kube::Config), u8
     };
     KubeCluster::config(&options)
         .await
-        .and_then(|config| Ok((KubeCluster::from_config(config.clone(), &options)?, config)))
+        .and_then(|config| {
+            let cluster = KubeCluster::from_config(config.clone(), &options)?;
+            Ok((cluster.warning_to(ui::warn), config))
+        })
         .map_err(|e| {
             ui::err_line(&format!("error: {e}"));
             exit::ERROR
