@@ -9,6 +9,7 @@ pub mod object;
 pub mod overlay;
 pub mod read;
 pub mod recording;
+pub mod semantics;
 pub mod sim;
 pub mod wait;
 

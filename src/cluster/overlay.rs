@@ -15,7 +15,8 @@ use std::sync::Mutex;
 use serde_json::{Value, json};
 
 use super::object::{self, ObjectRef, Selector};
-use super::sim::{check_names, covering_budgets};
+use super::semantics::{self, NewObject, check_names};
+use super::sim::covering_budgets;
 use super::{
     BoxFuture, Cluster, ClusterError, ClusterInfo, ExecOutput, Kind, Preconditions, Result,
     TokenVerdict, UserInfo, WriteMode, kinds, merge,
@@ -118,36 +119,16 @@ impl<'a> Overlay<'a> {
     }
 
     async fn create_layered(&self, object: &Value, mode: WriteMode) -> Result<Value> {
-        let mut object = object.clone();
-        let kind_name = object
-            .get("kind")
-            .and_then(Value::as_str)
-            .unwrap_or_default()
-            .to_string();
-        let kind = kinds::lookup(&kind_name).ok_or_else(|| ClusterError::Invalid {
-            object: kind_name.clone(),
-            message: "unknown kind".into(),
-        })?;
-        if object::name(&object).is_none() {
-            // The server picks the name: it is known only after apply.
-            let prefix = object
-                .pointer("/metadata/generateName")
-                .and_then(Value::as_str)
-                .ok_or_else(|| ClusterError::Invalid {
-                    object: kind_name.clone(),
-                    message: "metadata.name or metadata.generateName is required".into(),
-                })?
-                .to_string();
-            object["metadata"]["name"] = json!(format!("{prefix}{}", self.next_version()));
-        }
-        let r = ObjectRef::of(&object).expect("name set above");
-        check_names(&r, &object)?;
-        if kind.namespaced {
-            let ns = r.namespace.clone().ok_or_else(|| ClusterError::Invalid {
-                object: r.to_string(),
-                message: "metadata.namespace is required".into(),
-            })?;
-            let namespace = ObjectRef::new("Namespace", None, &ns);
+        // The server picks a generated name: it is known only after apply.
+        let NewObject {
+            mut object,
+            reference: r,
+            kind,
+        } = semantics::prepare_create(object, || self.next_version())?;
+        if kind.namespaced
+            && let Some(ns) = &r.namespace
+        {
+            let namespace = ObjectRef::new("Namespace", None, ns);
             if self.read(&namespace).await?.is_none() {
                 return Err(ClusterError::NotFound {
                     object: format!("Namespace {ns}"),
@@ -180,27 +161,7 @@ impl<'a> Overlay<'a> {
             object: r.to_string(),
         })?;
         let uid = object::uid(&current).map(str::to_string);
-        if let Some(want) = patch.pointer("/metadata/uid").and_then(Value::as_str)
-            && uid.as_deref().is_some_and(|uid| uid != want)
-        {
-            return Err(ClusterError::Conflict {
-                object: r.to_string(),
-                message: format!(
-                    "Precondition failed: UID in precondition: {want}, UID in object meta: {}",
-                    uid.unwrap_or_default()
-                ),
-            });
-        }
-        if let Some(want) = patch
-            .pointer("/metadata/resourceVersion")
-            .and_then(Value::as_str)
-            && Some(want) != object::resource_version(&current)
-        {
-            return Err(ClusterError::Conflict {
-                object: r.to_string(),
-                message: "the object has been modified; please apply your changes to the latest version and try again".into(),
-            });
-        }
+        semantics::check_preconditions(r, &current, patch)?;
         if self.forwards(r, mode) {
             self.base.patch(r, patch, WriteMode::DryRun).await?;
         }

@@ -11,6 +11,7 @@ use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 
 use super::object::{self, ObjectRef, Selector};
+use super::semantics::{self, NewObject, check_names};
 use super::{
     BoxFuture, Cluster, ClusterError, ClusterInfo, Kind, Preconditions, Result, UserInfo,
     WriteMode, kinds, merge,
@@ -201,44 +202,24 @@ impl SimCluster {
     }
 
     fn create_now(&self, object: &Value, mode: WriteMode) -> Result<Value> {
-        let mut object = object.clone();
-        let kind_name = object
-            .get("kind")
-            .and_then(Value::as_str)
-            .unwrap_or_default()
-            .to_string();
-        let kind = kinds::lookup(&kind_name).ok_or_else(|| ClusterError::Invalid {
-            object: kind_name.clone(),
-            message: "unknown kind".into(),
-        })?;
         let mut state = self.state.lock().expect("sim state lock");
-        if object::name(&object).is_none() {
-            let prefix = object
-                .pointer("/metadata/generateName")
-                .and_then(Value::as_str)
-                .ok_or_else(|| ClusterError::Invalid {
-                    object: kind_name.clone(),
-                    message: "metadata.name or metadata.generateName is required".into(),
-                })?
-                .to_string();
+        let NewObject {
+            mut object,
+            reference: r,
+            kind,
+        } = semantics::prepare_create(object, || {
             state.created += 1;
-            object["metadata"]["name"] = json!(format!("{prefix}{:05x}", state.created));
-        }
-        let r = ObjectRef::of(&object).expect("name set above");
-        check_names(&r, &object)?;
-        if kind.namespaced {
-            let ns = r.namespace.clone().ok_or_else(|| ClusterError::Invalid {
-                object: r.to_string(),
-                message: "metadata.namespace is required".into(),
-            })?;
-            if !state
+            format!("{:05x}", state.created)
+        })?;
+        if kind.namespaced
+            && let Some(ns) = r.namespace.clone()
+            && !state
                 .objects
                 .contains_key(&("Namespace".into(), String::new(), ns.clone()))
-            {
-                return Err(ClusterError::NotFound {
-                    object: format!("Namespace {ns}"),
-                });
-            }
+        {
+            return Err(ClusterError::NotFound {
+                object: format!("Namespace {ns}"),
+            });
         }
         if state.objects.contains_key(&key_of(&r)) {
             return Err(ClusterError::AlreadyExists {
@@ -272,29 +253,7 @@ impl SimCluster {
             })?
             .clone();
         let uid = object::uid(&current).unwrap_or_default().to_string();
-        if let Some(want) = patch.pointer("/metadata/uid").and_then(Value::as_str)
-            && want != uid
-        {
-            return Err(ClusterError::Conflict {
-                object: r.to_string(),
-                message: format!(
-                    "Precondition failed: UID in precondition: {want}, UID in object meta: {uid}"
-                ),
-            });
-        }
-        let rv = object::resource_version(&current)
-            .unwrap_or_default()
-            .to_string();
-        if let Some(want) = patch
-            .pointer("/metadata/resourceVersion")
-            .and_then(Value::as_str)
-            && want != rv
-        {
-            return Err(ClusterError::Conflict {
-                object: r.to_string(),
-                message: "the object has been modified; please apply your changes to the latest version and try again".into(),
-            });
-        }
+        semantics::check_preconditions(r, &current, patch)?;
         let mut updated = current.clone();
         merge::apply(&mut updated, patch);
         // Identity fields are the server's; a patch cannot move or rename an object.
@@ -453,20 +412,6 @@ impl State {
         self.next_resource_version += 1;
         rv.to_string()
     }
-}
-
-/// The API server's validation of names and labels, which the sim must not be laxer than.
-pub(super) fn check_names(r: &ObjectRef, object: &Value) -> Result<()> {
-    let invalid = |message: String| ClusterError::Invalid {
-        object: r.to_string(),
-        message,
-    };
-    object::validate_object_name(&r.kind, &r.name).map_err(|e| invalid(e.to_string()))?;
-    for (key, value) in object::labels(object) {
-        object::validate_label_key(&key).map_err(|e| invalid(e.to_string()))?;
-        object::validate_label_value(&key, &value).map_err(|e| invalid(e.to_string()))?;
-    }
-    Ok(())
 }
 
 /// A uid derived from the object's identity, so a snapshot without uids loads the same way twice.
