@@ -248,9 +248,8 @@ fn validate_refuses_a_selector_for_an_action_on_one_object_with_its_line() {
     ));
     assert_eq!(out.code, 3, "{}", out.stderr);
     assert!(
-        out.stderr.contains(
-            "playbook.yaml:10:13: node.quarantine works on one object"
-        ),
+        out.stderr
+            .contains("playbook.yaml:10:13: node.quarantine works on one object"),
         "{}",
         out.stderr
     );
