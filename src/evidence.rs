@@ -135,7 +135,9 @@ pub fn seal(
             let key = crate::sshsig::read_key(key_path)
                 .map_err(|e| std::io::Error::other(e.to_string()))?;
             let signature = dir.join(SIGNATURE);
-            std::fs::write(&signature, crate::sshsig::sign(&key, &bytes))?;
+            let armored = crate::sshsig::sign(&key, &bytes)
+                .map_err(|e| std::io::Error::other(e.to_string()))?;
+            std::fs::write(&signature, armored)?;
             std::fs::File::open(&signature)?.sync_all()?;
             Some(crate::sshsig::fingerprint(key.verifying_key()))
         }
