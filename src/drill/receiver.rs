@@ -2,25 +2,29 @@
 //! `POST /generic`, each behind a bearer token, feeding one [`Inbox`]; and the pull mode that
 //! polls Alertmanager's `/api/v2/alerts` into the same inbox.
 //!
-//! HTTP/1.1 by hand on a tokio listener: three routes, one request per connection
-//! (`Connection: close`), bodies bounded. A full server framework would be most of the binary's
-//! dependencies for this.
+//! HTTP/1.1 on hyper's server (a network-facing parser is not one to write by hand): three
+//! routes, one request per connection, the token checked before a body is read, bodies bounded
+//! (a declared length over the bound is refused at once, 413), ten seconds per connection.
 
+use std::convert::Infallible;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use http_body_util::{BodyExt, Full, Limited};
+use hyper::body::{Bytes, Incoming};
+use hyper::{Method, Request, Response, StatusCode};
 use jiff::Timestamp;
 use serde_json::Value;
 use sha2::{Digest, Sha256};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::{TcpListener, TcpStream};
+use tokio::net::TcpListener;
 
 use super::alerts::{self, Alert, IntakeError};
 use super::spec::GenericMapping;
 
 /// The largest body taken (a Falcosidekick batch or an Alertmanager group fits many times).
 const MAX_BODY: usize = 1024 * 1024;
-const MAX_HEAD: usize = 16 * 1024;
+/// What hyper buffers of one connection at most (the request head must fit).
+const MAX_BUFFER: usize = 64 * 1024;
 
 /// Every alert received, deduplicated by fingerprint, in arrival order.
 #[derive(Clone, Default)]
@@ -133,7 +137,21 @@ pub async fn start(
             };
             let routes = routes.clone();
             tokio::spawn(async move {
-                let _ = tokio::time::timeout(Duration::from_secs(10), routes.serve(stream)).await;
+                let inbox = routes.inbox.clone();
+                let service = hyper::service::service_fn(move |request| {
+                    let routes = routes.clone();
+                    async move { Ok::<_, Infallible>(routes.serve(request).await) }
+                });
+                let connection = hyper::server::conn::http1::Builder::new()
+                    .keep_alive(false)
+                    .max_buf_size(MAX_BUFFER)
+                    .serve_connection(hyper_util::rt::TokioIo::new(stream), service);
+                // A request hyper could not parse was answered 400 by hyper: refused too.
+                if let Ok(Err(e)) = tokio::time::timeout(Duration::from_secs(10), connection).await
+                    && e.is_parse()
+                {
+                    inbox.count_refused();
+                }
             });
         }
     });
@@ -148,67 +166,61 @@ struct Routes {
     inbox: Inbox,
 }
 
-/// A parsed request: method, path, headers (lowercased names), body.
-struct Request {
-    method: String,
-    path: String,
-    headers: Vec<(String, String)>,
-    body: Vec<u8>,
-}
-
-impl Request {
-    fn header(&self, name: &str) -> Option<&str> {
-        self.headers
-            .iter()
-            .find(|(n, _)| n == name)
-            .map(|(_, v)| v.as_str())
-    }
-}
-
 impl Routes {
-    async fn serve(&self, mut stream: TcpStream) {
-        let (status, body) = match read_request(&mut stream).await {
-            Ok(request) => self.handle(&request),
-            Err(status) => (status, "bad request".to_string()),
-        };
+    async fn serve(&self, request: Request<Incoming>) -> Response<Full<Bytes>> {
+        let (status, body) = self.answer(request).await;
         if status >= 400 {
             self.inbox.count_refused();
         }
-        let reason = match status {
-            200 => "OK",
-            400 => "Bad Request",
-            401 => "Unauthorized",
-            404 => "Not Found",
-            405 => "Method Not Allowed",
-            413 => "Payload Too Large",
-            _ => "Error",
-        };
-        let response = format!(
-            "HTTP/1.1 {status} {reason}\r\ncontent-type: text/plain\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
-            body.len()
+        let mut response = Response::new(Full::new(Bytes::from(body)));
+        *response.status_mut() =
+            StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+        response.headers_mut().insert(
+            hyper::header::CONTENT_TYPE,
+            hyper::header::HeaderValue::from_static("text/plain"),
         );
-        let _ = stream.write_all(response.as_bytes()).await;
-        let _ = stream.shutdown().await;
+        response
     }
 
-    fn handle(&self, request: &Request) -> (u16, String) {
-        if request.method != "POST" {
+    async fn answer(&self, request: Request<Incoming>) -> (u16, String) {
+        if request.method() != Method::POST {
             return (405, "POST only\n".into());
         }
-        let route = request.path.split('?').next().unwrap_or("");
-        if !matches!(route, "/falco" | "/alertmanager" | "/generic") {
+        let route = request.uri().path().to_string();
+        if !matches!(route.as_str(), "/falco" | "/alertmanager" | "/generic") {
             return (404, "routes: /falco /alertmanager /generic\n".into());
         }
         let presented = request
-            .header("authorization")
+            .headers()
+            .get(hyper::header::AUTHORIZATION)
+            .and_then(|h| h.to_str().ok())
             .and_then(|h| h.strip_prefix("Bearer "))
             .map(|t| Sha256::digest(t.trim().as_bytes()).to_vec());
         match (&self.token_hash, presented) {
             (Some(expected), Some(given)) if *expected == given => {}
             _ => return (401, "a valid bearer token is required\n".into()),
         }
+        let declared = request
+            .headers()
+            .get(hyper::header::CONTENT_LENGTH)
+            .and_then(|l| l.to_str().ok())
+            .and_then(|l| l.parse::<usize>().ok());
+        if declared.is_some_and(|length| length > MAX_BODY) {
+            return (413, format!("bodies are taken up to {MAX_BODY} bytes\n"));
+        }
+        let body = match Limited::new(request.into_body(), MAX_BODY).collect().await {
+            Ok(collected) => collected.to_bytes(),
+            Err(e) if e.is::<http_body_util::LengthLimitError>() => {
+                return (413, format!("bodies are taken up to {MAX_BODY} bytes\n"));
+            }
+            Err(_) => return (400, "the body could not be read\n".into()),
+        };
+        self.handle(&route, &body)
+    }
+
+    fn handle(&self, route: &str, body: &[u8]) -> (u16, String) {
         let now = Timestamp::now();
-        let parsed = alerts::parse_json(&request.body).and_then(|body| match route {
+        let parsed = alerts::parse_json(body).and_then(|body| match route {
             "/falco" => alerts::from_falco(&body, now),
             "/alertmanager" => alerts::from_alertmanager_webhook(&body, now),
             _ => match &self.generic {
@@ -227,64 +239,6 @@ impl Routes {
             Err(e) => (400, format!("{e}\n")),
         }
     }
-}
-
-async fn read_request(stream: &mut TcpStream) -> Result<Request, u16> {
-    let mut buffer = Vec::with_capacity(4096);
-    let head_end = loop {
-        if let Some(end) = buffer.windows(4).position(|w| w == b"\r\n\r\n") {
-            break end;
-        }
-        if buffer.len() > MAX_HEAD {
-            return Err(413);
-        }
-        let mut chunk = [0u8; 4096];
-        let read = stream.read(&mut chunk).await.map_err(|_| 400u16)?;
-        if read == 0 {
-            return Err(400);
-        }
-        buffer.extend_from_slice(&chunk[..read]);
-    };
-    let head = std::str::from_utf8(&buffer[..head_end]).map_err(|_| 400u16)?;
-    let mut lines = head.split("\r\n");
-    let mut first = lines.next().unwrap_or("").split(' ');
-    let method = first.next().unwrap_or("").to_string();
-    let path = first.next().unwrap_or("").to_string();
-    let headers: Vec<(String, String)> = lines
-        .filter_map(|l| l.split_once(':'))
-        .map(|(n, v)| (n.trim().to_ascii_lowercase(), v.trim().to_string()))
-        .collect();
-    let mut request = Request {
-        method,
-        path,
-        headers,
-        body: buffer[head_end + 4..].to_vec(),
-    };
-    if request
-        .header("transfer-encoding")
-        .is_some_and(|t| t.eq_ignore_ascii_case("chunked"))
-    {
-        // Senders here (Alertmanager, Falco, Falcosidekick) send Content-Length.
-        return Err(400);
-    }
-    let length: usize = request
-        .header("content-length")
-        .map(|l| l.parse().map_err(|_| 400u16))
-        .transpose()?
-        .unwrap_or(0);
-    if length > MAX_BODY {
-        return Err(413);
-    }
-    while request.body.len() < length {
-        let mut chunk = vec![0u8; (length - request.body.len()).min(64 * 1024)];
-        let read = stream.read(&mut chunk).await.map_err(|_| 400u16)?;
-        if read == 0 {
-            return Err(400);
-        }
-        request.body.extend_from_slice(&chunk[..read]);
-    }
-    request.body.truncate(length);
-    Ok(request)
 }
 
 /// Polls Alertmanager's `GET /api/v2/alerts` (pull mode).

@@ -1,5 +1,8 @@
 //! The receiver over real TCP: bearer token, routes, bodies, dedupe.
 
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
 use super::*;
 
 async fn post(address: std::net::SocketAddr, path: &str, token: Option<&str>, body: &str) -> u16 {
@@ -119,6 +122,44 @@ async fn an_oversized_body_is_refused_before_it_is_read() {
     let mut answer = String::new();
     stream.read_to_string(&mut answer).await.unwrap();
     assert!(answer.starts_with("HTTP/1.1 413"), "{answer}");
+}
+
+#[tokio::test]
+async fn a_chunked_body_past_the_bound_is_refused_and_a_bad_request_counted() {
+    let inbox = Inbox::default();
+    let receiver = start("127.0.0.1:0", Some("t".into()), None, inbox.clone())
+        .await
+        .unwrap();
+    let mut stream = TcpStream::connect(receiver.address).await.unwrap();
+    let head =
+        "POST /falco HTTP/1.1\r\nAuthorization: Bearer t\r\nTransfer-Encoding: chunked\r\n\r\n";
+    stream.write_all(head.as_bytes()).await.unwrap();
+    // One chunk just over the bound: no length was declared, so it is cut while it is read.
+    let chunk = vec![b' '; MAX_BODY + 1];
+    stream
+        .write_all(format!("{:x}\r\n", chunk.len()).as_bytes())
+        .await
+        .unwrap();
+    let _ = stream.write_all(&chunk).await;
+    let mut answer = String::new();
+    let _ = stream.read_to_string(&mut answer).await;
+    assert!(answer.starts_with("HTTP/1.1 413"), "{answer}");
+    let garbage = post_raw(receiver.address, "NOT HTTP AT ALL\r\n\r\n").await;
+    assert!(garbage.starts_with("HTTP/1.1 400"), "{garbage}");
+    assert_eq!(
+        inbox.refused(),
+        2,
+        "the oversized push and the garbage are counted"
+    );
+    assert!(inbox.snapshot().is_empty());
+}
+
+async fn post_raw(address: std::net::SocketAddr, raw: &str) -> String {
+    let mut stream = TcpStream::connect(address).await.unwrap();
+    stream.write_all(raw.as_bytes()).await.unwrap();
+    let mut answer = String::new();
+    let _ = stream.read_to_string(&mut answer).await;
+    answer
 }
 
 #[test]
