@@ -1,5 +1,5 @@
 //! The layering of `src/`: every module sits in one layer, and imports point down or sideways
-//! only, never up and never in a circle. [`LAYERS`] is the one table; the README's Layout
+//! only, never up and never in a circle (between modules, or between the files of one). [`LAYERS`] is the one table; the README's Layout
 //! section shows it (checked here too), and a failure names the file and the import.
 //!
 //! Only `cluster/` may use the Kubernetes client (`kube`): everything else goes through the
@@ -84,6 +84,7 @@ const CLIENT_CRATES: &[&str] = &["kube"];
 const CLIENT_USERS_TO_MOVE: &[&str] = &[
     "src/drill/detonate.rs",
     "src/drill/runner.rs",
+    "src/drill/stage.rs",
     "src/drill/verify.rs",
     "src/drill/warmup.rs",
 ];
@@ -387,6 +388,104 @@ fn modules_import_each_other_in_no_cycle() {
                 cycle.join(" → "),
                 hops.join("\n")
             );
+        }
+    }
+}
+
+/// The files of each directory module, and which siblings each refers to (`super::NAME`,
+/// `crate::MODULE::NAME`); `mod.rs` declares its children and is left out.
+fn sibling_imports(tree: &Tree) -> BTreeMap<String, BTreeMap<String, BTreeMap<String, usize>>> {
+    let mut modules: BTreeMap<String, BTreeMap<String, BTreeMap<String, usize>>> = BTreeMap::new();
+    let child = |file: &str| -> Option<(String, String)> {
+        let rest = file.strip_prefix("src/")?;
+        let mut parts = rest.split('/');
+        let (module, name) = (parts.next()?, parts.next()?);
+        (parts.next().is_none() && name != "mod.rs")
+            .then(|| (module.to_string(), name.trim_end_matches(".rs").to_string()))
+    };
+    let children: BTreeSet<(String, String)> = tree
+        .files
+        .iter()
+        .filter_map(|(file, _, _)| child(file))
+        .collect();
+    for (file, _, code) in &tree.files {
+        let Some((module, name)) = child(file) else {
+            continue;
+        };
+        let imports = modules
+            .entry(module.clone())
+            .or_default()
+            .entry(name.clone())
+            .or_default();
+        let prefixes = ["super::".to_string(), format!("crate::{module}::")];
+        for (number, line) in code.lines().enumerate() {
+            for prefix in &prefixes {
+                for (at, _) in line.match_indices(prefix.as_str()) {
+                    let after = &line[at + prefix.len()..];
+                    let names = match after.strip_prefix('{') {
+                        Some(list) => top_level_items(list),
+                        None => vec![identifier(after)],
+                    };
+                    for sibling in names {
+                        if sibling != name && children.contains(&(module.clone(), sibling.clone()))
+                        {
+                            imports.entry(sibling).or_insert(number + 1);
+                        }
+                    }
+                }
+            }
+        }
+    }
+    modules
+}
+
+#[test]
+fn the_files_of_a_module_import_each_other_in_no_cycle() {
+    let tree = read_tree();
+    for (module, files) in sibling_imports(&tree) {
+        fn visit<'a>(
+            file: &'a str,
+            files: &'a BTreeMap<String, BTreeMap<String, usize>>,
+            path: &mut Vec<&'a str>,
+            done: &mut BTreeSet<&'a str>,
+        ) -> Option<Vec<&'a str>> {
+            if let Some(at) = path.iter().position(|f| *f == file) {
+                let mut cycle = path[at..].to_vec();
+                cycle.push(file);
+                return Some(cycle);
+            }
+            if !done.insert(file) {
+                return None;
+            }
+            path.push(file);
+            for next in files
+                .get(file)
+                .into_iter()
+                .flat_map(|imports| imports.keys())
+            {
+                if let Some(cycle) = visit(next, files, path, done) {
+                    return Some(cycle);
+                }
+            }
+            path.pop();
+            None
+        }
+        let mut done = BTreeSet::new();
+        for file in files.keys() {
+            if let Some(cycle) = visit(file, &files, &mut Vec::new(), &mut done) {
+                let hops: Vec<String> = cycle
+                    .windows(2)
+                    .map(|hop| {
+                        let line = files[hop[0]][hop[1]];
+                        format!("  src/{module}/{}.rs:{line}: imports `{}`", hop[0], hop[1])
+                    })
+                    .collect();
+                panic!(
+                    "the files of {module}/ import each other in a cycle: {}\n{}",
+                    cycle.join(" → "),
+                    hops.join("\n")
+                );
+            }
         }
     }
 }

@@ -9,6 +9,7 @@ use serde_json::Value;
 use sha2::{Digest, Sha256};
 
 use super::spec::{Attribution, GenericMapping};
+use super::types::RunIdentity;
 
 /// One alert as the drill sees it, whatever sent it.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -301,14 +302,6 @@ pub fn json_path<'a>(value: &'a Value, path: &str) -> Option<&'a Value> {
             PathStep::Key(key) => here.get(key),
             PathStep::Index(i) => here.get(i),
         })
-}
-
-/// What ties an alert to one drill run.
-#[derive(Clone, Debug)]
-pub struct RunIdentity {
-    pub run_id: String,
-    pub namespace: String,
-    pub prefix: String,
 }
 
 /// How strongly an alert is tied to the run, strongest first.

@@ -6,47 +6,14 @@ use jiff::Timestamp;
 use k8s_openapi::api::core::v1::Pod;
 use kube::Api;
 use kube::api::{ListParams, PostParams};
-use serde::{Deserialize, Serialize};
+
 use serde_json::{Value, json};
 
-use super::spec::{Detonation, Pattern, Phase};
-use super::warmup::{Stage, toleration_all};
+use super::spec::{Detonation, Pattern};
+use super::stage::{Stage, decoy_pod, toleration_all};
+use super::types::{Detonated, Effect};
 use crate::cluster::Cluster;
 use crate::cluster::object::ObjectRef;
-
-/// What the cluster did with a detonation.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-#[serde(tag = "effect", rename_all = "snake_case")]
-pub enum Effect {
-    /// The abuse went through (the detection must now see it).
-    Executed { detail: String },
-    /// Admission refused it (a PodSecurity level, a ValidatingAdmissionPolicy, a webhook).
-    Refused { message: String },
-    /// It could not be carried out for another reason (no permission, no decoy pod…).
-    Failed { message: String },
-}
-
-impl Effect {
-    /// The effect in words, for the progress lines and the timeline.
-    pub fn describe(&self) -> String {
-        match self {
-            Effect::Executed { detail } => format!("executed: {detail}"),
-            Effect::Refused { message } => format!("refused by admission: {message}"),
-            Effect::Failed { message } => format!("failed: {message}"),
-        }
-    }
-}
-
-/// A detonation as it happened.
-#[derive(Clone, Debug, Serialize, Deserialize)]
-pub struct Detonated {
-    pub id: String,
-    pub pattern: String,
-    pub phase: Phase,
-    pub at: Timestamp,
-    #[serde(flatten)]
-    pub effect: Effect,
-}
 
 /// Detonates one pattern.
 pub async fn detonate(stage: &Stage<'_>, detonation: &Detonation) -> Detonated {
@@ -183,22 +150,6 @@ async fn create_pod(stage: &Stage<'_>, pod: Value) -> Effect {
         },
         Err(e) => refusal(&e),
     }
-}
-
-/// The decoy's running pod.
-pub async fn decoy_pod(stage: &Stage<'_>, decoy: &str) -> Result<String, String> {
-    let api: Api<Pod> = Api::namespaced(stage.client(), &stage.namespace);
-    let selector = format!("{}={}", super::warmup::DECOY_LABEL, decoy);
-    let pods = api
-        .list(&ListParams::default().labels(&selector))
-        .await
-        .map_err(|e| e.to_string())?;
-    pods.items
-        .into_iter()
-        .filter(|p| p.metadata.deletion_timestamp.is_none())
-        .find(|p| p.status.as_ref().and_then(|s| s.phase.as_deref()) == Some("Running"))
-        .and_then(|p| p.metadata.name)
-        .ok_or_else(|| format!("decoy {decoy} has no running pod"))
 }
 
 async fn exec_burst(stage: &Stage<'_>, decoy: &str, count: u32, command: &[String]) -> Effect {

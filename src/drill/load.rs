@@ -74,7 +74,7 @@ fn span_at(root: &Node, pointer: &str) -> Option<Span> {
 /// The checks a schema cannot express, each located.
 fn check_references(drill: &Drill, root: &Node, problems: &mut Vec<Problem>) {
     for key in drill.spec.target.run_namespace_labels.keys() {
-        if [super::warmup::RUN_LABEL, super::warmup::TARGET_LABEL].contains(&key.as_str()) {
+        if [super::types::RUN_LABEL, super::types::TARGET_LABEL].contains(&key.as_str()) {
             problems.push(Problem::new(
                 format!("spec.target.run_namespace_labels: `{key}` is set by the drill itself"),
                 span_at(root, &format!("/spec/target/run_namespace_labels/{key}")),

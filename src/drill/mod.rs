@@ -13,6 +13,8 @@ pub mod report;
 pub mod runner;
 pub mod score;
 pub mod spec;
+pub mod stage;
+pub mod types;
 pub mod verify;
 pub mod warmup;
 

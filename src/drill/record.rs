@@ -12,8 +12,8 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use super::alerts::Alert;
-use super::detonate::Detonated;
 use super::score::DrillResult;
+use super::types::{Check, Detonated};
 
 /// What the journal knows about a drill run before its first write.
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -66,7 +66,7 @@ pub enum DrillEntry {
         at: Timestamp,
     },
     Verified {
-        checks: Vec<super::verify::Check>,
+        checks: Vec<Check>,
         at: Timestamp,
     },
     /// The rollback's exit code, and how the run's objects still differ from the baseline.

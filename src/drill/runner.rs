@@ -15,16 +15,17 @@ use kube::Api;
 use kube::api::PostParams;
 use serde_json::{Map, Value, json};
 
-use super::alerts::{Alert, RunIdentity};
-use super::detonate::{self, Detonated};
+use super::alerts::Alert;
+use super::detonate;
 use super::load::{DrillLoadError, LoadedDrill};
 use super::progress::Progress;
 use super::receiver::{self, AlertmanagerClient, Inbox};
 use super::record::{self, DrillEntry, DrillInfo, DrillJournal};
 use super::score::{self, Containment, DrillResult, ExpectationResult, Moment, Times, exit};
 use super::spec::Drill;
-use super::verify::Check;
-use super::warmup::{self, Stage, TARGET_LABEL};
+use super::stage::Stage;
+use super::types::{Check, Detonated, RunIdentity, TARGET_LABEL};
+use super::warmup;
 use crate::cli::{DrillArgs, DrillCommand, DrillOptions};
 use crate::cluster::Cluster;
 use crate::cluster::kube::{Connect, KubeCluster};
@@ -1096,7 +1097,7 @@ impl<'a> Runner<'a> {
     ) -> Result<Vec<String>, String> {
         let mut decoys = Map::new();
         for decoy in &self.drill().spec.decoys {
-            let pod = detonate::decoy_pod(&self.stage, &decoy.name)
+            let pod = super::stage::decoy_pod(&self.stage, &decoy.name)
                 .await
                 .unwrap_or_default();
             let name = self.stage.object_name(&decoy.name);
@@ -1139,7 +1140,7 @@ impl<'a> Runner<'a> {
                 "cleanup",
                 &format!(
                     "deleting everything labelled {}={}",
-                    warmup::RUN_LABEL,
+                    super::types::RUN_LABEL,
                     self.stage.run.run_id
                 ),
             );

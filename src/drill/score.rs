@@ -7,10 +7,9 @@ use std::collections::BTreeMap;
 use jiff::Timestamp;
 use serde::{Deserialize, Serialize};
 
-use super::alerts::{Alert, RunIdentity, Tie, attributed};
-use super::detonate::{Detonated, Effect};
+use super::alerts::{Alert, Tie, attributed};
 use super::spec::{Drill, Expectation, Phase};
-use super::verify::Check;
+use super::types::{Check, Detonated, Effect, RunIdentity};
 
 /// The JSON report's schema id; bumped when a field changes meaning.
 pub const REPORT_SCHEMA: &str = "contain.dev/drill-report/v1";

@@ -5,21 +5,13 @@
 
 use std::collections::BTreeMap;
 
-use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use super::spec::PostCondition;
-use super::warmup::Stage;
+use super::stage::{Stage, decoy_pod};
+use super::types::{Check, RUN_LABEL};
 use crate::cluster::Cluster;
 use crate::cluster::object::ObjectRef;
-
-/// One post-condition's result.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-pub struct Check {
-    pub condition: String,
-    pub passed: bool,
-    pub detail: String,
-}
 
 /// Checks every post-condition against the cluster as it is now.
 pub async fn check_all(stage: &Stage<'_>, conditions: &[PostCondition]) -> Vec<Check> {
@@ -64,7 +56,7 @@ async fn check(stage: &Stage<'_>, condition: &PostCondition) -> Check {
 /// Isolated: both directions are isolated by some policy, and nothing admits ingress from any
 /// peer at all.
 async fn isolated(stage: &Stage<'_>, decoy: &str) -> Result<String, String> {
-    let pod = super::detonate::decoy_pod(stage, decoy).await?;
+    let pod = decoy_pod(stage, decoy).await?;
     let access = crate::explain::explain(stage.cluster, &stage.namespace, &pod)
         .await
         .map_err(|e| e.to_string())?;
@@ -109,7 +101,7 @@ async fn labelled(
     label: &str,
     value: Option<&str>,
 ) -> Result<String, String> {
-    let pod = super::detonate::decoy_pod(stage, decoy).await?;
+    let pod = decoy_pod(stage, decoy).await?;
     let object = stage
         .cluster
         .get(&ObjectRef::new("Pod", Some(&stage.namespace), &pod))
@@ -133,7 +125,7 @@ pub async fn baseline(stage: &Stage<'_>) -> Result<BTreeMap<String, Value>, Stri
     use kube::Api;
     use kube::api::ListParams;
     let mut state = BTreeMap::new();
-    let selector = format!("{}={}", super::warmup::RUN_LABEL, stage.run.run_id);
+    let selector = format!("{}={}", RUN_LABEL, stage.run.run_id);
     let pods: Api<Pod> = Api::namespaced(stage.client(), &stage.namespace);
     for pod in pods
         .list(&ListParams::default().labels(&selector))

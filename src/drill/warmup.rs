@@ -9,77 +9,14 @@ use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::{Namespace, Service, ServiceAccount};
 use kube::Api;
 use kube::api::{DeleteParams, ListParams, PostParams};
-use serde_json::{Value, json};
+use serde_json::json;
 
-use super::alerts::RunIdentity;
-use super::record::{DrillEntry, DrillJournal};
+use super::record::DrillEntry;
 use super::spec::Decoy;
-use crate::cluster::kube::KubeCluster;
-
-/// Every drill object carries the run id under this label.
-pub const RUN_LABEL: &str = "contain.dev/drill-run";
-/// A decoy's objects carry its name under this label.
-pub const DECOY_LABEL: &str = "contain.dev/drill-decoy";
-/// The label a namespace needs before a drill may act in it.
-pub const TARGET_LABEL: &str = "contain.dev/drill-target";
-
-/// Where and as whom a drill acts.
-pub struct Stage<'a> {
-    pub cluster: &'a KubeCluster,
-    /// The client configuration, for clients that present a stolen token instead.
-    pub config: kube::Config,
-    pub run: RunIdentity,
-    /// The per-run namespace.
-    pub namespace: String,
-    /// The labelled namespace named in the drill file.
-    pub target_namespace: String,
-    pub journal: &'a DrillJournal,
-}
-
-pub fn toleration_all() -> Value {
-    json!({"operator": "Exists"})
-}
+use super::stage::{Stage, toleration_all};
+use super::types::{DECOY_LABEL, RUN_LABEL, TARGET_LABEL};
 
 impl Stage<'_> {
-    pub fn client(&self) -> kube::Client {
-        self.cluster.client().clone()
-    }
-
-    /// `<prefix>-<id>`: every object of the run starts with the prefix.
-    pub fn object_name(&self, id: &str) -> String {
-        format!("{}-{id}", self.run.prefix)
-    }
-
-    pub fn labels(&self) -> BTreeMap<String, String> {
-        [
-            (RUN_LABEL.to_string(), self.run.run_id.clone()),
-            (
-                "app.kubernetes.io/managed-by".to_string(),
-                "contain-drill".to_string(),
-            ),
-        ]
-        .into()
-    }
-
-    /// Journals an object before it is created (cleanup then knows it may exist).
-    pub fn journal_create(&self, kind: &str, name: &str) -> Result<(), String> {
-        self.journal.append(&DrillEntry::Create {
-            kind: kind.into(),
-            namespace: self.namespace.clone(),
-            name: name.into(),
-        })
-    }
-
-    /// A client that authenticates with `token` (and keeps the run's User-Agent).
-    pub fn client_with_token(&self, token: &str) -> Result<kube::Client, String> {
-        let mut config = self.config.clone();
-        config.auth_info = kube::config::AuthInfo {
-            token: Some(token.to_string().into()),
-            ..Default::default()
-        };
-        kube::Client::try_from(config).map_err(|e| e.to_string())
-    }
-
     /// Creates the per-run namespace, labelled as a drill target so the drill identity may act
     /// in it, as this run's so cleanup finds it, and with the drill's own labels.
     pub async fn create_namespace(
@@ -267,7 +204,7 @@ pub async fn wait_ready(stage: &Stage<'_>, decoys: &[Decoy], wait: Duration) -> 
     let deadline = tokio::time::Instant::now() + wait;
     for decoy in decoys {
         loop {
-            match super::detonate::decoy_pod(stage, &decoy.name).await {
+            match super::stage::decoy_pod(stage, &decoy.name).await {
                 Ok(_) => break,
                 Err(e) if tokio::time::Instant::now() >= deadline => {
                     return Err(format!("{e} after {} s", wait.as_secs()));

@@ -20,12 +20,12 @@ fn result(detail: &str) -> DrillResult {
         exit_code: 1,
         score: 0.0,
         times: Times::default(),
-        detonations: vec![crate::drill::detonate::Detonated {
+        detonations: vec![crate::drill::types::Detonated {
             id: "burst".into(),
             pattern: "exec_burst".into(),
             phase: Phase::Runtime,
             at,
-            effect: crate::drill::detonate::Effect::Executed {
+            effect: crate::drill::types::Effect::Executed {
                 detail: "8 execs".into(),
             },
         }],
