@@ -206,7 +206,7 @@ pub async fn take(
     let mut held = Vec::new();
     for (namespace, name, target) in leases(plan) {
         match lease::acquire(
-            cluster.client().clone(),
+            cluster,
             &namespace,
             &name,
             holder,

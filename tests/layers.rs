@@ -78,17 +78,6 @@ pub const LAYERS: &[(&str, &[&str], &str)] = &[
 /// Crates only `cluster/` may use.
 const CLIENT_CRATES: &[&str] = &["kube"];
 
-/// Files that still call the client directly: the drill's own API calls (namespaces, decoys,
-/// detonations, its report ConfigMap) are yet to move behind the `Cluster` seam. The list may
-/// only shrink: a file that no longer uses the client must leave it.
-const CLIENT_USERS_TO_MOVE: &[&str] = &[
-    "src/drill/detonate.rs",
-    "src/drill/runner.rs",
-    "src/drill/stage.rs",
-    "src/drill/verify.rs",
-    "src/drill/warmup.rs",
-];
-
 /// The macros and handles that write to the terminal.
 const PRINTERS: &[&str] = &[
     "println!",
@@ -494,7 +483,6 @@ fn the_files_of_a_module_import_each_other_in_no_cycle() {
 fn only_cluster_uses_the_kubernetes_client() {
     let tree = read_tree();
     let mut offenders = Vec::new();
-    let mut moved = Vec::new();
     for (file, module, code) in &tree.files {
         if module == "cluster" {
             continue;
@@ -502,20 +490,11 @@ fn only_cluster_uses_the_kubernetes_client() {
         let used = CLIENT_CRATES
             .iter()
             .find_map(|name| uses_crate(code, name).map(|line| (name, line)));
-        let pending = CLIENT_USERS_TO_MOVE.contains(&file.as_str());
-        match used {
-            Some((name, line)) if !pending => {
-                offenders.push(format!("{file}:{line}: uses `{name}` outside cluster/"))
-            }
-            None if pending => moved.push(file.clone()),
-            _ => {}
+        if let Some((name, line)) = used {
+            offenders.push(format!("{file}:{line}: uses `{name}` outside cluster/"));
         }
     }
     assert!(offenders.is_empty(), "{}", offenders.join("\n"));
-    assert!(
-        moved.is_empty(),
-        "no longer use the client: take them off CLIENT_USERS_TO_MOVE: {moved:?}"
-    );
 }
 
 #[test]

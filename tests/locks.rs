@@ -242,7 +242,6 @@ async fn a_run_that_continues_a_killed_one_takes_over_its_locks_and_no_one_elses
     use contain::cluster::lease::{Holder, acquire};
     let cluster = live::connect(live::kubeconfig()).await;
     let ns = Namespace::new(&cluster, "lock-succ").await;
-    let client = cluster.client().clone();
     let ttl = Duration::from_secs(30);
     let holder = |run: &str, predecessors: &[&str]| Holder {
         identity: format!("test {run}"),
@@ -252,7 +251,7 @@ async fn a_run_that_continues_a_killed_one_takes_over_its_locks_and_no_one_elses
     // The killed run: its lock is never released (dropping it only stops the renewals).
     drop(
         acquire(
-            client.clone(),
+            &cluster,
             &ns.name,
             "contain-pod-web",
             &holder("killed", &[]),
@@ -263,7 +262,7 @@ async fn a_run_that_continues_a_killed_one_takes_over_its_locks_and_no_one_elses
         .unwrap(),
     );
     let stranger = acquire(
-        client.clone(),
+        &cluster,
         &ns.name,
         "contain-pod-web",
         &holder("other", &["someone-else"]),
@@ -276,7 +275,7 @@ async fn a_run_that_continues_a_killed_one_takes_over_its_locks_and_no_one_elses
         "a run that does not continue `killed` is refused"
     );
     let successor = acquire(
-        client.clone(),
+        &cluster,
         &ns.name,
         "contain-pod-web",
         &holder("again", &["killed"]),

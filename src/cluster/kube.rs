@@ -44,6 +44,8 @@ pub struct Connect {
 #[derive(Clone)]
 pub struct KubeCluster {
     client: Client,
+    /// How the client was made: a cluster that presents another token is made from it.
+    config: Config,
     server: String,
     context: Option<String>,
     call_timeout: Duration,
@@ -67,16 +69,36 @@ impl KubeCluster {
     pub fn from_config(config: Config, options: &Connect) -> Result<Self> {
         let call_timeout = options.call_timeout.unwrap_or(Duration::from_secs(30));
         let server = config.cluster_url.to_string();
-        let client =
-            Client::try_from(config).map_err(|e| ClusterError::Connection(e.to_string()))?;
+        let client = Client::try_from(config.clone())
+            .map_err(|e| ClusterError::Connection(e.to_string()))?;
         Ok(KubeCluster {
             client,
+            config,
             server,
             context: options.context.clone(),
             call_timeout,
             throttled: Default::default(),
             said_unreachable: Default::default(),
             warn: |_| {},
+        })
+    }
+
+    /// The same cluster, as whoever holds `token` (a drill acting with a stolen token): the
+    /// same server, User-Agent and deadlines, no other credential.
+    pub fn with_token(&self, token: &str) -> Result<Self> {
+        let mut config = self.config.clone();
+        config.auth_info = kube::config::AuthInfo {
+            token: Some(token.to_string().into()),
+            ..Default::default()
+        };
+        let client = Client::try_from(config.clone())
+            .map_err(|e| ClusterError::Connection(e.to_string()))?;
+        Ok(KubeCluster {
+            client,
+            config,
+            throttled: Default::default(),
+            said_unreachable: Default::default(),
+            ..self.clone()
         })
     }
 
@@ -192,6 +214,20 @@ impl KubeCluster {
                 return Ok(items);
             }
         }
+    }
+
+    /// A list of at most one object's metadata: the identity's access probed the way an
+    /// intruder with its token would, without reading any object's content.
+    pub async fn probe_list(&self, kind: &'static Kind, namespace: Option<&str>) -> Result<()> {
+        let api = self.api(kind, namespace);
+        let params = ListParams::default().limit(1);
+        self.call(&format!("list {}", kind.plural), false, || async {
+            api.list_metadata(&params)
+                .await
+                .map(|_| ())
+                .map_err(|e| map_error(kind.plural, e))
+        })
+        .await
     }
 
     /// One SelfSubjectAccessReview.
@@ -342,6 +378,16 @@ impl KubeCluster {
             tokio::time::sleep(backoff).await;
         }
     }
+}
+
+/// The kubeconfig's current context (of `kubeconfig`, else `$KUBECONFIG` or
+/// `~/.kube/config`), if there is a kubeconfig that names one.
+pub fn current_context(kubeconfig: Option<&std::path::Path>) -> Option<String> {
+    let file = match kubeconfig {
+        Some(path) => kube::config::Kubeconfig::read_from(path).ok(),
+        None => kube::config::Kubeconfig::read().ok(),
+    };
+    file.and_then(|k| k.current_context)
 }
 
 /// The reference of an object to write: its kind and name are required.
@@ -497,8 +543,15 @@ impl Cluster for KubeCluster {
         Box::pin(async move {
             let r = reference_of(object)?;
             let api = self.api_for(&r)?;
+            // As the simulations do: an object without apiVersion gets its kind's.
+            let mut object = object.clone();
+            if object.get("apiVersion").is_none()
+                && let Some(kind) = kinds::lookup(&r.kind)
+            {
+                object["apiVersion"] = Value::from(kind.api_version());
+            }
             let dynamic: DynamicObject =
-                serde_json::from_value(object.clone()).map_err(|e| ClusterError::Invalid {
+                serde_json::from_value(object).map_err(|e| ClusterError::Invalid {
                     object: r.to_string(),
                     message: e.to_string(),
                 })?;

@@ -82,14 +82,14 @@ fn api_error(namespace: &str, name: &str, e: impl std::fmt::Display) -> LockErro
 /// after a crash, or rolled back) is taken over; one held by anyone else is refused until it
 /// expires, or taken anyway with `steal` (the previous holder is then in [`HeldLock::stolen`]).
 pub async fn acquire(
-    client: kube::Client,
+    cluster: &super::kube::KubeCluster,
     namespace: &str,
     name: &str,
     holder: &Holder,
     duration: Duration,
     steal: bool,
 ) -> Result<HeldLock, LockError> {
-    let api: Api<Lease> = Api::namespaced(client, namespace);
+    let api: Api<Lease> = Api::namespaced(cluster.client().clone(), namespace);
     let seconds = duration.as_secs().max(1) as i32;
     let fresh = |resource_version: Option<String>| Lease {
         metadata: ObjectMeta {

@@ -3,17 +3,14 @@
 //! refused by admission (the control PREVENTED it), or failed for another reason.
 
 use jiff::Timestamp;
-use k8s_openapi::api::core::v1::Pod;
-use kube::Api;
-use kube::api::{ListParams, PostParams};
 
 use serde_json::{Value, json};
 
 use super::spec::{Detonation, Pattern};
 use super::stage::{Stage, decoy_pod, toleration_all};
 use super::types::{Detonated, Effect};
-use crate::cluster::Cluster;
 use crate::cluster::object::ObjectRef;
+use crate::cluster::{Cluster, ClusterError, WriteMode, kinds};
 
 /// Detonates one pattern.
 pub async fn detonate(stage: &Stage<'_>, detonation: &Detonation) -> Detonated {
@@ -107,14 +104,13 @@ fn pod_spec(
 
 /// A create refused by admission is prevention; one refused by RBAC is the drill's own
 /// misconfiguration, not a control.
-fn refusal(error: &kube::Error) -> Effect {
+fn refusal(error: &ClusterError) -> Effect {
     match error {
-        kube::Error::Api(status)
-            if matches!(status.code, 400 | 403 | 422)
-                && !status.message.contains("cannot create resource") =>
+        ClusterError::Forbidden { message, .. } | ClusterError::Invalid { message, .. }
+            if !message.contains("cannot create resource") =>
         {
             Effect::Refused {
-                message: status.message.clone(),
+                message: message.clone(),
             }
         }
         other => Effect::Failed {
@@ -123,26 +119,20 @@ fn refusal(error: &kube::Error) -> Effect {
     }
 }
 
-async fn create_pod(stage: &Stage<'_>, pod: Value) -> Effect {
+async fn create_pod(stage: &Stage<'_>, mut pod: Value) -> Effect {
     let name = pod["metadata"]["name"].as_str().unwrap_or("").to_string();
     if let Err(e) = stage.journal_create("Pod", &name) {
         return Effect::Failed { message: e };
     }
-    let pod: Pod = match serde_json::from_value(pod) {
-        Ok(pod) => pod,
-        Err(e) => {
-            return Effect::Failed {
-                message: e.to_string(),
-            };
-        }
-    };
-    let api: Api<Pod> = Api::namespaced(stage.client(), &stage.namespace);
-    match api.create(&PostParams::default(), &pod).await {
+    pod["apiVersion"] = json!("v1");
+    pod["kind"] = json!("Pod");
+    pod["metadata"]["namespace"] = json!(stage.namespace);
+    match stage.cluster.create(&pod, WriteMode::Apply).await {
         Ok(_) => Effect::Executed {
             detail: format!("created pod {}/{name}", stage.namespace),
         },
         // A resumed drill detonates again what it had not recorded: the pod made it in then.
-        Err(kube::Error::Api(status)) if status.code == 409 => Effect::Executed {
+        Err(ClusterError::AlreadyExists { .. }) => Effect::Executed {
             detail: format!(
                 "created pod {}/{name} (before the drill was resumed)",
                 stage.namespace
@@ -198,18 +188,18 @@ async fn token_misuse(stage: &Stage<'_>, decoy: &str, against: &str) -> Effect {
             };
         }
     };
-    let client = match stage.client_with_token(&token) {
-        Ok(client) => client,
+    let intruder = match stage.cluster_with_token(&token) {
+        Ok(intruder) => intruder,
         Err(message) => return Effect::Failed { message },
     };
-    let secrets: Api<k8s_openapi::api::core::v1::Secret> = Api::namespaced(client, against);
-    match secrets.list_metadata(&ListParams::default().limit(1)).await {
+    let secrets = kinds::lookup("Secret").expect("a known kind");
+    match intruder.probe_list(secrets, Some(against)).await {
         Ok(_) => Effect::Executed {
             detail: format!(
                 "the token of {account} listed Secrets in {against}: it should not be able to (RBAC gap)"
             ),
         },
-        Err(kube::Error::Api(status)) if status.code == 403 => Effect::Executed {
+        Err(ClusterError::Forbidden { .. }) => Effect::Executed {
             detail: format!(
                 "the token of {account} was used against {against} and refused by RBAC (403), as it should be"
             ),

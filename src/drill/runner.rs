@@ -10,9 +10,6 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use jiff::Timestamp;
-use k8s_openapi::api::core::v1::{ConfigMap, Namespace};
-use kube::Api;
-use kube::api::PostParams;
 use serde_json::{Map, Value, json};
 
 use super::alerts::Alert;
@@ -27,9 +24,10 @@ use super::stage::Stage;
 use super::types::{Check, Detonated, RunIdentity, TARGET_LABEL};
 use super::warmup;
 use crate::cli::{DrillArgs, DrillCommand, DrillOptions};
-use crate::cluster::Cluster;
 use crate::cluster::kube::{Connect, KubeCluster};
 use crate::cluster::lease::{self as lock, HeldLock};
+use crate::cluster::object::{self, ObjectRef};
+use crate::cluster::{Cluster, ClusterError, WriteMode};
 use crate::cmd::ctx::{new_run_id, playbook_path};
 use crate::cmd::session::{Recorded, Session, SessionOptions};
 use crate::cmd::{CommandError, Ctx, ui};
@@ -112,11 +110,7 @@ fn context_name(ctx: &Ctx) -> String {
     if let Some(context) = &ctx.context {
         return context.clone();
     }
-    let file = match &ctx.kubeconfig {
-        Some(path) => kube::config::Kubeconfig::read_from(path).ok(),
-        None => kube::config::Kubeconfig::read().ok(),
-    };
-    file.and_then(|k| k.current_context)
+    crate::cluster::kube::current_context(ctx.kubeconfig.as_deref())
         .unwrap_or_else(|| "in-cluster".into())
 }
 
@@ -134,7 +128,7 @@ fn identity_of(drill: &Drill, run: &str) -> RunIdentity {
     }
 }
 
-async fn connect(ctx: &Ctx, run: &str) -> Result<(KubeCluster, kube::Config), u8> {
+async fn connect(ctx: &Ctx, run: &str) -> Result<KubeCluster, u8> {
     let options = Connect {
         kubeconfig: ctx.kubeconfig.clone(),
         context: ctx.context.clone(),
@@ -145,12 +139,9 @@ async fn connect(ctx: &Ctx, run: &str) -> Result<(KubeCluster, kube::Config), u8
             env!("CARGO_PKG_VERSION")
         )),
     };
-    KubeCluster::config(&options)
+    KubeCluster::connect(&options)
         .await
-        .and_then(|config| {
-            let cluster = KubeCluster::from_config(config.clone(), &options)?;
-            Ok((cluster.warning_to(ui::warn), config))
-        })
+        .map(|cluster| cluster.warning_to(ui::warn))
         .map_err(|e| {
             ui::err_line(&format!("error: {e}"));
             exit::ERROR
@@ -173,19 +164,13 @@ async fn preflight_checks(
             allowed.join(", ")
         ));
     }
-    let namespaces: Api<Namespace> = Api::all(cluster.client().clone());
     let target = &drill.spec.target.namespace;
-    let found = namespaces
-        .get_opt(target)
+    let found = cluster
+        .get(&ObjectRef::new("Namespace", None, target))
         .await
         .map_err(|e| format!("cannot read namespace {target}: {e}"))?
         .ok_or_else(|| format!("the target namespace {target} does not exist"))?;
-    let label = found
-        .metadata
-        .labels
-        .as_ref()
-        .and_then(|l| l.get(TARGET_LABEL))
-        .cloned();
+    let label = object::labels(&found).get(TARGET_LABEL).cloned();
     if label.as_deref() != Some("true") {
         return Err(format!(
             "namespace {target} is not a drill target: it needs the label {TARGET_LABEL}=true"
@@ -223,7 +208,7 @@ impl Abort {
     }
 
     /// Watches the signals and the target namespace's annotation until dropped.
-    fn watch(&self, client: kube::Client, target: String) -> tokio::task::JoinHandle<()> {
+    fn watch(&self, cluster: KubeCluster, target: String) -> tokio::task::JoinHandle<()> {
         let abort = self.clone();
         tokio::spawn(async move {
             use tokio::signal::unix::{SignalKind, signal};
@@ -233,14 +218,14 @@ impl Abort {
             ) else {
                 return;
             };
-            let namespaces: Api<Namespace> = Api::all(client);
+            let namespace = ObjectRef::new("Namespace", None, &target);
             loop {
                 tokio::select! {
                     _ = term.recv() => abort.trip("SIGTERM".into()),
                     _ = int.recv() => abort.trip("SIGINT".into()),
                     _ = tokio::time::sleep(Duration::from_secs(2)) => {
-                        if let Ok(ns) = namespaces.get(&target).await
-                            && let Some(value) = ns.metadata.annotations.as_ref().and_then(|a| a.get(ABORT_ANNOTATION))
+                        if let Ok(Some(ns)) = cluster.get(&namespace).await
+                            && let Some(value) = ns.pointer("/metadata/annotations").and_then(|a| a.get(ABORT_ANNOTATION)).and_then(Value::as_str)
                             && value != "false"
                         {
                             abort.trip(format!("the kill switch: annotation {ABORT_ANNOTATION}={value} on namespace {target}"));
@@ -428,7 +413,7 @@ async fn fresh(file: &Path, options: &DrillOptions, ctx: &Ctx) -> u8 {
         Err(code) => return code,
     };
     let run = new_run_id();
-    let (cluster, config) = match connect(ctx, &run).await {
+    let cluster = match connect(ctx, &run).await {
         Ok(found) => found,
         Err(code) => return code,
     };
@@ -485,7 +470,6 @@ async fn fresh(file: &Path, options: &DrillOptions, ctx: &Ctx) -> u8 {
         ctx,
         options,
         &cluster,
-        config,
         &journal,
         info,
         State::default(),
@@ -521,7 +505,7 @@ async fn continue_run(run: &str, options: &DrillOptions, ctx: &Ctx, cleanup: boo
         ));
         return exit::ERROR;
     }
-    let (cluster, config) = match connect(ctx, run).await {
+    let cluster = match connect(ctx, run).await {
         Ok(found) => found,
         Err(code) => return code,
     };
@@ -549,7 +533,7 @@ async fn continue_run(run: &str, options: &DrillOptions, ctx: &Ctx, cleanup: boo
     }
     let progress = Progress::new(ctx.no_progress);
     let mut runner = Runner::new(
-        &loaded, ctx, options, &cluster, config, &journal, info, state, progress,
+        &loaded, ctx, options, &cluster, &journal, info, state, progress,
     );
     runner.go(cleanup).await
 }
@@ -561,7 +545,6 @@ impl<'a> Runner<'a> {
         ctx: &'a Ctx,
         options: &'a DrillOptions,
         cluster: &'a KubeCluster,
-        config: kube::Config,
         journal: &'a DrillJournal,
         info: DrillInfo,
         state: State,
@@ -576,7 +559,6 @@ impl<'a> Runner<'a> {
             options,
             stage: Stage {
                 cluster,
-                config,
                 namespace: identity.namespace.clone(),
                 target_namespace: loaded.drill.spec.target.namespace.clone(),
                 run: identity,
@@ -620,9 +602,10 @@ impl<'a> Runner<'a> {
 
     /// Runs the phases from where the journal stands; `cleanup` skips to revert.
     async fn go(&mut self, cleanup: bool) -> u8 {
-        let watcher = self
-            .abort
-            .watch(self.stage.client(), self.stage.target_namespace.clone());
+        let watcher = self.abort.watch(
+            self.stage.cluster.clone(),
+            self.stage.target_namespace.clone(),
+        );
         if let Err(e) = self.take_lock().await {
             watcher.abort();
             self.progress.finish();
@@ -663,7 +646,7 @@ impl<'a> Runner<'a> {
             predecessors: Vec::new(),
         };
         let lock = lock::acquire(
-            self.stage.client(),
+            self.stage.cluster,
             &self.stage.target_namespace,
             LOCK_NAME,
             &holder,
@@ -1370,40 +1353,40 @@ impl<'a> Runner<'a> {
         // A ConfigMap holds 1 MiB; the report rarely nears it, the file report is whole.
         json.truncate(crate::source::floor_char_boundary(&json, 900 * 1024));
         let name = format!("contain-drill-{}", short(&result.run));
-        let config_map: ConfigMap = serde_json::from_value(json!({
+        let config_map = json!({
+            "apiVersion": "v1",
+            "kind": "ConfigMap",
             "metadata": {"name": name, "namespace": namespace, "labels": {
                 "app.kubernetes.io/managed-by": "contain-drill",
                 "contain.dev/drill": result.drill,
                 "contain.dev/drill-status": result.status.to_ascii_lowercase(),
             }},
             "data": {"report.json": json, "status": result.status, "score": result.score.to_string()},
-        }))
-        .map_err(|e| e.to_string())?;
-        let config_maps: Api<ConfigMap> = Api::namespaced(self.stage.client(), namespace);
-        config_maps
-            .create(&PostParams::default(), &config_map)
-            .await
-            .or_else(|e| match e {
-                kube::Error::Api(s) if s.code == 409 => Ok(config_map.clone()),
-                e => Err(e.to_string()),
-            })?;
+        });
+        let cluster = self.stage.cluster;
+        match cluster.create(&config_map, WriteMode::Apply).await {
+            Ok(_) | Err(ClusterError::AlreadyExists { .. }) => {}
+            Err(e) => return Err(e.to_string()),
+        }
         let passed = result.status == "PASSED";
-        let event: k8s_openapi::api::core::v1::Event = serde_json::from_value(json!({
-            "metadata": {"generateName": "contain-drill-", "namespace": namespace},
+        let now = Timestamp::now();
+        let event = json!({
+            "apiVersion": "v1",
+            "kind": "Event",
+            // Named after the run and the moment, as `generateName` would be (the run's Event
+            // is written once; a resumed report writes its own).
+            "metadata": {"name": format!("{name}.{:x}", now.as_nanosecond()), "namespace": namespace},
             "involvedObject": {"apiVersion": "v1", "kind": "Namespace", "name": namespace, "namespace": namespace},
             "reason": if passed { "DrillPassed" } else { "DrillFailed" },
             "message": format!("drill {} run {}: {} (score {}, exit {}); details in ConfigMap {name}", result.drill, result.run, result.status, result.score, result.exit_code),
             "type": if passed { "Normal" } else { "Warning" },
             "source": {"component": "contain-drill"},
-            "firstTimestamp": Timestamp::now().to_string(),
-            "lastTimestamp": Timestamp::now().to_string(),
+            "firstTimestamp": now.to_string(),
+            "lastTimestamp": now.to_string(),
             "count": 1,
-        }))
-        .map_err(|e| e.to_string())?;
-        let events: Api<k8s_openapi::api::core::v1::Event> =
-            Api::namespaced(self.stage.client(), namespace);
-        events
-            .create(&PostParams::default(), &event)
+        });
+        cluster
+            .create(&event, WriteMode::Apply)
             .await
             .map_err(|e| e.to_string())?;
         Ok(())

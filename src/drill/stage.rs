@@ -3,20 +3,17 @@
 
 use std::collections::BTreeMap;
 
-use k8s_openapi::api::core::v1::Pod;
-use kube::Api;
-use kube::api::ListParams;
 use serde_json::{Value, json};
 
 use super::record::{DrillEntry, DrillJournal};
 use super::types::{DECOY_LABEL, RUN_LABEL, RunIdentity};
 use crate::cluster::kube::KubeCluster;
+use crate::cluster::object::{self, Selector};
+use crate::cluster::{Cluster, kinds};
 
 /// Where and as whom a drill acts.
 pub struct Stage<'a> {
     pub cluster: &'a KubeCluster,
-    /// The client configuration, for clients that present a stolen token instead.
-    pub config: kube::Config,
     pub run: RunIdentity,
     /// The per-run namespace.
     pub namespace: String,
@@ -30,10 +27,6 @@ pub fn toleration_all() -> Value {
 }
 
 impl Stage<'_> {
-    pub fn client(&self) -> kube::Client {
-        self.cluster.client().clone()
-    }
-
     /// `<prefix>-<id>`: every object of the run starts with the prefix.
     pub fn object_name(&self, id: &str) -> String {
         format!("{}-{id}", self.run.prefix)
@@ -59,29 +52,27 @@ impl Stage<'_> {
         })
     }
 
-    /// A client that authenticates with `token` (and keeps the run's User-Agent).
-    pub fn client_with_token(&self, token: &str) -> Result<kube::Client, String> {
-        let mut config = self.config.clone();
-        config.auth_info = kube::config::AuthInfo {
-            token: Some(token.to_string().into()),
-            ..Default::default()
-        };
-        kube::Client::try_from(config).map_err(|e| e.to_string())
+    /// The cluster as whoever holds `token` (the run's User-Agent kept).
+    pub fn cluster_with_token(&self, token: &str) -> Result<KubeCluster, String> {
+        self.cluster.with_token(token).map_err(|e| e.to_string())
     }
 }
 
 /// The decoy's running pod.
 pub async fn decoy_pod(stage: &Stage<'_>, decoy: &str) -> Result<String, String> {
-    let api: Api<Pod> = Api::namespaced(stage.client(), &stage.namespace);
-    let selector = format!("{}={}", DECOY_LABEL, decoy);
-    let pods = api
-        .list(&ListParams::default().labels(&selector))
+    let selector = Selector::labels([(DECOY_LABEL.to_string(), decoy.to_string())].into());
+    let pods = stage
+        .cluster
+        .list(
+            kinds::lookup("Pod").expect("a known kind"),
+            Some(&stage.namespace),
+            &selector,
+        )
         .await
         .map_err(|e| e.to_string())?;
-    pods.items
-        .into_iter()
-        .filter(|p| p.metadata.deletion_timestamp.is_none())
-        .find(|p| p.status.as_ref().and_then(|s| s.phase.as_deref()) == Some("Running"))
-        .and_then(|p| p.metadata.name)
+    pods.iter()
+        .filter(|p| p.pointer("/metadata/deletionTimestamp").is_none())
+        .find(|p| p.pointer("/status/phase").and_then(Value::as_str) == Some("Running"))
+        .and_then(|p| object::name(p).map(str::to_string))
         .ok_or_else(|| format!("decoy {decoy} has no running pod"))
 }

@@ -5,13 +5,14 @@
 
 use std::collections::BTreeMap;
 
-use serde_json::Value;
+use serde_json::{Value, json};
 
 use super::spec::PostCondition;
 use super::stage::{Stage, decoy_pod};
 use super::types::{Check, RUN_LABEL};
 use crate::cluster::Cluster;
-use crate::cluster::object::ObjectRef;
+use crate::cluster::kinds;
+use crate::cluster::object::{self, ObjectRef, Selector};
 
 /// Checks every post-condition against the cluster as it is now.
 pub async fn check_all(stage: &Stage<'_>, conditions: &[PostCondition]) -> Vec<Check> {
@@ -120,34 +121,37 @@ async fn labelled(
 /// What containment may change and its rollback must put back, read before containment: the
 /// labels of every pod of the run and every NetworkPolicy of the run namespace (its spec).
 pub async fn baseline(stage: &Stage<'_>) -> Result<BTreeMap<String, Value>, String> {
-    use k8s_openapi::api::core::v1::Pod;
-    use k8s_openapi::api::networking::v1::NetworkPolicy;
-    use kube::Api;
-    use kube::api::ListParams;
     let mut state = BTreeMap::new();
-    let selector = format!("{}={}", RUN_LABEL, stage.run.run_id);
-    let pods: Api<Pod> = Api::namespaced(stage.client(), &stage.namespace);
-    for pod in pods
-        .list(&ListParams::default().labels(&selector))
+    let kind = |name| kinds::lookup(name).expect("a known kind");
+    let run = Selector::labels([(RUN_LABEL.to_string(), stage.run.run_id.clone())].into());
+    let pods = stage
+        .cluster
+        .list(kind("Pod"), Some(&stage.namespace), &run)
         .await
-        .map_err(|e| format!("cannot list the run's pods: {e}"))?
-    {
-        let name = pod.metadata.name.clone().unwrap_or_default();
+        .map_err(|e| format!("cannot list the run's pods: {e}"))?;
+    for pod in pods {
+        let name = object::name(&pod).unwrap_or_default();
         state.insert(
             format!("pod {name} labels"),
-            serde_json::to_value(pod.metadata.labels.unwrap_or_default()).unwrap_or_default(),
+            pod.pointer("/metadata/labels")
+                .cloned()
+                .unwrap_or(json!({})),
         );
     }
-    let policies: Api<NetworkPolicy> = Api::namespaced(stage.client(), &stage.namespace);
-    for policy in policies
-        .list(&ListParams::default())
+    let policies = stage
+        .cluster
+        .list(
+            kind("NetworkPolicy"),
+            Some(&stage.namespace),
+            &Selector::default(),
+        )
         .await
-        .map_err(|e| format!("cannot list the run namespace's NetworkPolicies: {e}"))?
-    {
-        let name = policy.metadata.name.clone().unwrap_or_default();
+        .map_err(|e| format!("cannot list the run namespace's NetworkPolicies: {e}"))?;
+    for policy in policies {
+        let name = object::name(&policy).unwrap_or_default();
         state.insert(
             format!("networkpolicy {name}"),
-            serde_json::to_value(policy.spec).unwrap_or_default(),
+            policy.get("spec").cloned().unwrap_or(Value::Null),
         );
     }
     Ok(state)

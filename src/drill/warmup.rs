@@ -5,16 +5,14 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use k8s_openapi::api::apps::v1::Deployment;
-use k8s_openapi::api::core::v1::{Namespace, Service, ServiceAccount};
-use kube::Api;
-use kube::api::{DeleteParams, ListParams, PostParams};
-use serde_json::json;
+use serde_json::{Value, json};
 
 use super::record::DrillEntry;
 use super::spec::Decoy;
 use super::stage::{Stage, toleration_all};
 use super::types::{DECOY_LABEL, RUN_LABEL, TARGET_LABEL};
+use crate::cluster::object::{self, ObjectRef, Selector};
+use crate::cluster::{Cluster, ClusterError, Preconditions, WriteMode, kinds};
 
 impl Stage<'_> {
     /// Creates the per-run namespace, labelled as a drill target so the drill identity may act
@@ -31,16 +29,15 @@ impl Stage<'_> {
         let mut labels: BTreeMap<String, String> = extra_labels.clone().into_iter().collect();
         labels.extend(self.labels());
         labels.insert(TARGET_LABEL.into(), "true".into());
-        let namespace: Namespace = serde_json::from_value(json!({
-            "metadata": {"name": self.namespace, "labels": labels}
-        }))
-        .map_err(|e| e.to_string())?;
-        let api: Api<Namespace> = Api::all(self.client());
-        match api.create(&PostParams::default(), &namespace).await {
-            Ok(_) => Ok(()),
-            Err(kube::Error::Api(s)) if s.code == 409 => Ok(()),
-            Err(e) => Err(format!("cannot create namespace {}: {e}", self.namespace)),
-        }
+        let namespace = json!({
+            "apiVersion": "v1",
+            "kind": "Namespace",
+            "metadata": {"name": self.namespace, "labels": labels},
+        });
+        created(
+            self.cluster.create(&namespace, WriteMode::Apply).await,
+            &format!("namespace {}", self.namespace),
+        )
     }
 
     /// Creates a decoy: its ServiceAccount, a one-replica Deployment, and a Service when it
@@ -65,45 +62,33 @@ impl Stage<'_> {
             pod_spec["tolerations"] = json!([toleration_all()]);
         }
         let metadata = json!({"name": name, "namespace": self.namespace, "labels": labels});
-        let create = |kind: &str| self.journal_create(kind, &name);
-
-        create("ServiceAccount")?;
-        let account: ServiceAccount =
-            serde_json::from_value(json!({"metadata": metadata})).map_err(|e| e.to_string())?;
-        created(
-            Api::<ServiceAccount>::namespaced(self.client(), &self.namespace)
-                .create(&PostParams::default(), &account)
-                .await,
-            &format!("ServiceAccount {name}"),
-        )?;
-        create("Deployment")?;
-        let deployment: Deployment = serde_json::from_value(json!({
-            "metadata": metadata,
-            "spec": {
-                "replicas": 1,
-                "selector": {"matchLabels": selector},
-                "template": {"metadata": {"labels": labels}, "spec": pod_spec},
-            }
-        }))
-        .map_err(|e| e.to_string())?;
-        created(
-            Api::<Deployment>::namespaced(self.client(), &self.namespace)
-                .create(&PostParams::default(), &deployment)
-                .await,
-            &format!("Deployment {name}"),
-        )?;
+        let mut objects = vec![
+            json!({"apiVersion": "v1", "kind": "ServiceAccount", "metadata": metadata}),
+            json!({
+                "apiVersion": "apps/v1",
+                "kind": "Deployment",
+                "metadata": metadata,
+                "spec": {
+                    "replicas": 1,
+                    "selector": {"matchLabels": selector},
+                    "template": {"metadata": {"labels": labels}, "spec": pod_spec},
+                }
+            }),
+        ];
         if let Some(port) = decoy.port {
-            create("Service")?;
-            let service: Service = serde_json::from_value(json!({
+            objects.push(json!({
+                "apiVersion": "v1",
+                "kind": "Service",
                 "metadata": metadata,
                 "spec": {"selector": selector, "ports": [{"port": port, "targetPort": port}]},
-            }))
-            .map_err(|e| e.to_string())?;
+            }));
+        }
+        for object in &objects {
+            let kind = object["kind"].as_str().unwrap_or_default();
+            self.journal_create(kind, &name)?;
             created(
-                Api::<Service>::namespaced(self.client(), &self.namespace)
-                    .create(&PostParams::default(), &service)
-                    .await,
-                &format!("Service {name}"),
+                self.cluster.create(object, WriteMode::Apply).await,
+                &format!("{kind} {name}"),
             )?;
         }
         Ok(())
@@ -113,10 +98,10 @@ impl Stage<'_> {
     /// anything else carrying the run label; then waits up to `wait` for all of it to be gone.
     /// Returns what is still there.
     pub async fn tear_down(&self, wait: Duration) -> Vec<String> {
-        let selector = format!("{RUN_LABEL}={}", self.run.run_id);
-        let namespaces: Api<Namespace> = Api::all(self.client());
-        let background = DeleteParams::background();
-        let _ = namespaces.delete(&self.namespace, &background).await;
+        let selector = Selector::labels([(RUN_LABEL.to_string(), self.run.run_id.clone())].into());
+        let _ = self
+            .delete(&ObjectRef::new("Namespace", None, &self.namespace))
+            .await;
         let deadline = tokio::time::Instant::now() + wait;
         loop {
             let leftovers = self.leftovers(&selector).await;
@@ -130,71 +115,76 @@ impl Stage<'_> {
                     .and_then(|rest| rest.split_once('/'))
                     && namespace != self.namespace
                 {
-                    let pods: Api<k8s_openapi::api::core::v1::Pod> =
-                        Api::namespaced(self.client(), namespace);
-                    let _ = pods.delete(name, &background).await;
+                    let _ = self
+                        .delete(&ObjectRef::new("Pod", Some(namespace), name))
+                        .await;
                 }
             }
             tokio::time::sleep(Duration::from_millis(500)).await;
         }
     }
 
+    async fn delete(&self, object: &ObjectRef) -> Result<(), ClusterError> {
+        self.cluster
+            .delete(object, &Preconditions::default(), None, WriteMode::Apply)
+            .await
+    }
+
     /// Objects of the run still present: its namespace, labelled namespaces, labelled pods
     /// anywhere.
-    async fn leftovers(&self, selector: &str) -> Vec<String> {
+    async fn leftovers(&self, selector: &Selector) -> Vec<String> {
         let mut left = Vec::new();
-        let namespaces: Api<Namespace> = Api::all(self.client());
-        match namespaces.get_opt(&self.namespace).await {
+        let shown = selector
+            .match_labels
+            .iter()
+            .map(|(k, v)| format!("{k}={v}"))
+            .collect::<Vec<_>>()
+            .join(",");
+        let namespace = ObjectRef::new("Namespace", None, &self.namespace);
+        match self.cluster.get(&namespace).await {
             Ok(Some(ns)) => left.push(format!(
                 "namespace {} ({})",
                 self.namespace,
-                ns.status
-                    .and_then(|s| s.phase)
-                    .unwrap_or_else(|| "present".into())
+                ns.pointer("/status/phase")
+                    .and_then(Value::as_str)
+                    .unwrap_or("present")
             )),
             Ok(None) => {}
             Err(e) => left.push(format!("namespace {} (cannot tell: {e})", self.namespace)),
         }
         // A list that fails is a leftover we cannot rule out, never "nothing left".
-        match namespaces
-            .list_metadata(&ListParams::default().labels(selector))
-            .await
-        {
-            Ok(list) => {
-                for ns in list.items {
-                    let name = ns.metadata.name.unwrap_or_default();
+        let kind = |name| kinds::lookup(name).expect("a known kind");
+        match self.cluster.list(kind("Namespace"), None, selector).await {
+            Ok(namespaces) => {
+                for ns in namespaces {
+                    let name = object::name(&ns).unwrap_or_default();
                     if name != self.namespace {
                         left.push(format!("namespace {name}"));
                     }
                 }
             }
-            Err(e) => left.push(format!("namespaces labelled {selector} (cannot tell: {e})")),
+            Err(e) => left.push(format!("namespaces labelled {shown} (cannot tell: {e})")),
         }
-        let pods: Api<k8s_openapi::api::core::v1::Pod> = Api::all(self.client());
-        match pods
-            .list_metadata(&ListParams::default().labels(selector))
-            .await
-        {
-            Ok(list) => {
-                for pod in list.items {
+        match self.cluster.list(kind("Pod"), None, selector).await {
+            Ok(pods) => {
+                for pod in pods {
                     left.push(format!(
                         "pod {}/{}",
-                        pod.metadata.namespace.unwrap_or_default(),
-                        pod.metadata.name.unwrap_or_default()
+                        object::namespace(&pod).unwrap_or_default(),
+                        object::name(&pod).unwrap_or_default()
                     ));
                 }
             }
-            Err(e) => left.push(format!("pods labelled {selector} (cannot tell: {e})")),
+            Err(e) => left.push(format!("pods labelled {shown} (cannot tell: {e})")),
         }
         left
     }
 }
 
 /// A create's result, with "already there" as success (a resumed warmup re-creates).
-fn created<T>(result: Result<T, kube::Error>, what: &str) -> Result<(), String> {
+fn created<T>(result: Result<T, ClusterError>, what: &str) -> Result<(), String> {
     match result {
-        Ok(_) => Ok(()),
-        Err(kube::Error::Api(s)) if s.code == 409 => Ok(()),
+        Ok(_) | Err(ClusterError::AlreadyExists { .. }) => Ok(()),
         Err(e) => Err(format!("cannot create {what}: {e}")),
     }
 }
