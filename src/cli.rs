@@ -347,7 +347,7 @@ pub enum Command {
     },
     /// Run a chaos drill: detonate abuse against decoys, wait for the alerts it must raise,
     /// contain with the real playbook, verify, revert, clean up and report. Exit codes: 0
-    /// passed, 1 an expectation failed, 2 drill error or abort, 3 cleanup incomplete.
+    /// passed, 11 an expectation failed, 12 drill error or abort, 13 cleanup incomplete.
     Drill(DrillArgs),
     /// A tabletop exercise people run together: modules, timed injects, decisions mapped to
     /// playbook steps (each shown with its plan), evaluator notes, a hot wash, and an

@@ -1,6 +1,7 @@
-//! Exit codes. [`TABLE`] is the one list: `--help`, the README (a test compares them) and
-//! `contain exit-codes` are generated from it. A run's outcome maps onto a code in
-//! `outcome::Outcome::exit_code`; command errors map onto one in `app`.
+//! Exit codes. [`TABLE`] is the one list, for every command including drills: `--help`, the
+//! README (a test compares them), `contain exit-codes` and `contain drill exit-codes` are
+//! generated from it. A run's outcome maps onto a code in `outcome::Outcome::exit_code`, a
+//! command error in `cmd::error`, a drill's verdict in `drill::score`.
 
 /// The run (or command) did what it was asked.
 pub const SUCCESS: u8 = 0;
@@ -25,8 +26,20 @@ pub const STALE_PLAN: u8 = 8;
 pub const NEVER_STARTED: u8 = 9;
 /// Another run holds a target's lock (its Lease); nothing was written.
 pub const LOCKED: u8 = 10;
+/// A drill ran, and an expectation (late, missed, unattributed), a post-condition, an SLO or
+/// its containment failed.
+pub const DRILL_FAILED: u8 = 11;
+/// A drill could not run as written (invalid file, preflight refusal, a detonation error) or
+/// was aborted (kill switch, SIGTERM, lost lock).
+pub const DRILL_ERROR: u8 = 12;
+/// A drill's cleanup left objects behind, or its rollback failed or did not restore every
+/// object.
+pub const CLEANUP_INCOMPLETE: u8 = 13;
 /// A bug: please report it.
 pub const INTERNAL: u8 = 70;
+
+/// The codes a drill ends with (`contain drill exit-codes`).
+pub const DRILL: &[u8] = &[SUCCESS, DRILL_FAILED, DRILL_ERROR, CLEANUP_INCOMPLETE];
 
 /// Every code with its meaning.
 pub const TABLE: &[(u8, &str)] = &[
@@ -62,6 +75,18 @@ pub const TABLE: &[(u8, &str)] = &[
         LOCKED,
         "another run holds a target's lock (named with its holder and since when); nothing written",
     ),
+    (
+        DRILL_FAILED,
+        "a drill failed: an expectation (late, missed, unattributed), a post-condition, an SLO or its containment",
+    ),
+    (
+        DRILL_ERROR,
+        "a drill could not run or was aborted: invalid drill file, preflight refusal, a detonation error, kill switch, SIGTERM",
+    ),
+    (
+        CLEANUP_INCOMPLETE,
+        "a drill's cleanup left objects behind, or its rollback did not restore every object",
+    ),
     (INTERNAL, "internal error"),
 ];
 
@@ -69,6 +94,20 @@ pub const TABLE: &[(u8, &str)] = &[
 pub fn help_text() -> String {
     let mut out = String::from("Exit codes:\n");
     for (code, meaning) in TABLE {
+        out.push_str(&format!("  {code:>2}  {meaning}\n"));
+    }
+    out
+}
+
+/// The drill's codes, from the same table.
+pub fn drill_text() -> String {
+    let mut out = String::new();
+    for (code, meaning) in TABLE.iter().filter(|(code, _)| DRILL.contains(code)) {
+        let meaning = if *code == SUCCESS {
+            "passed: expectations met, contained, verified, reverted and cleaned"
+        } else {
+            meaning
+        };
         out.push_str(&format!("  {code:>2}  {meaning}\n"));
     }
     out

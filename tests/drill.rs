@@ -326,7 +326,7 @@ fn a_drill_without_its_alert_ends_missed_and_still_reverts_and_cleans() {
     let drill = drill("rule-removed", &target, "DrillRuleRemoved", 10);
     let outcome = drill.run();
     assert_eq!(
-        outcome.code, 1,
+        outcome.code, 11,
         "an expectation failed: {}\n{}",
         outcome.stdout, outcome.stderr
     );
@@ -392,7 +392,7 @@ fn a_drill_killed_mid_detect_is_finished_by_cleanup_and_holds_its_lock_until_the
     );
     // A second drill on the same target is refused while the dead one's lease lasts.
     let second = drill.run();
-    assert_eq!(second.code, 2, "{}\n{}", second.stdout, second.stderr);
+    assert_eq!(second.code, 12, "{}\n{}", second.stdout, second.stderr);
     assert!(
         second.stderr.contains(&run),
         "the refusal names the holder: {}",
@@ -409,8 +409,8 @@ fn a_drill_killed_mid_detect_is_finished_by_cleanup_and_holds_its_lock_until_the
         ])
         .run();
     assert_eq!(
-        cleanup.code, 2,
-        "an aborted drill exits 2: {}\n{}",
+        cleanup.code, 12,
+        "an aborted drill exits 12: {}\n{}",
         cleanup.stdout, cleanup.stderr
     );
     let report = drill.report();
@@ -437,7 +437,7 @@ fn detect_reached(drill: &Drill, run: &str) -> bool {
 }
 
 #[test]
-fn a_bad_drill_file_is_refused_with_every_problem_located_and_exit_2() {
+fn a_bad_drill_file_is_refused_with_every_problem_located_and_exit_12() {
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join("bad.yaml");
     std::fs::write(
@@ -448,7 +448,7 @@ fn a_bad_drill_file_is_refused_with_every_problem_located_and_exit_2() {
     let outcome = Contain::new()
         .args(["-o", "json", "drill", &file.display().to_string()])
         .run();
-    assert_eq!(outcome.code, 2, "{}", outcome.stderr);
+    assert_eq!(outcome.code, 12, "{}", outcome.stderr);
     let problems = outcome.json()["problems"].clone();
     let line_of = |needle: &str| {
         problems
@@ -506,7 +506,7 @@ fn admission_prevents_the_privileged_pod_and_the_other_detonations_run_and_are_m
     let target = Target::new("admission");
     let drill = drill_from("admission.yaml", "admission", &target, &[]);
     let outcome = drill.run();
-    assert_eq!(outcome.code, 1, "{}\n{}", outcome.stdout, outcome.stderr);
+    assert_eq!(outcome.code, 11, "{}\n{}", outcome.stdout, outcome.stderr);
     let report = drill.report();
     assert_eq!(
         verdicts(&report),
@@ -561,7 +561,7 @@ fn a_drill_killed_at_random_instants_resumes_to_the_uninterrupted_result() {
     let _chain = CHAIN.lock().unwrap_or_else(|e| e.into_inner());
     let target = Target::new("crash");
     let uninterrupted = drill_from("admission.yaml", "crash", &target, &[]);
-    assert_eq!(uninterrupted.run().code, 1);
+    assert_eq!(uninterrupted.run().code, 11);
     let expected = verdicts(&uninterrupted.report());
     let seed = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
@@ -602,7 +602,7 @@ fn a_drill_killed_at_random_instants_resumes_to_the_uninterrupted_result() {
             ])
             .run();
         assert_eq!(
-            resumed.code, 1,
+            resumed.code, 11,
             "trial {trial} killed after {delay:?}: {}\n{}",
             resumed.stdout, resumed.stderr
         );

@@ -17,7 +17,8 @@ pub enum Status {
     Finished(Outcome),
     /// What the command checked failed the check, and the answer was shown.
     Failed(Finding),
-    /// A drill's verdict code (the drill's own table: `contain drill exit-codes`), reported.
+    /// A drill's verdict, reported: `SUCCESS`, `DRILL_FAILED`, `DRILL_ERROR` or
+    /// `CLEANUP_INCOMPLETE` of the one table.
     Drill(u8),
 }
 

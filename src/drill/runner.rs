@@ -52,9 +52,7 @@ pub async fn command(args: &DrillArgs, ctx: &Ctx) -> u8 {
             exit::PASSED
         }
         (Some(DrillCommand::ExitCodes), _) => {
-            for (code, meaning) in exit::TABLE {
-                ui::out_line(&format!("  {code}  {meaning}"));
-            }
+            ui::out(&crate::exit::drill_text());
             exit::PASSED
         }
         (None, Some(file)) => fresh(file, &args.options, ctx).await,

@@ -284,36 +284,17 @@ pub fn noise(drill: &Drill, alerts: &[Alert], matched: &[Alert], run: &RunIdenti
         .collect()
 }
 
-/// The drill's exit codes.
+/// The drill's verdicts as exit codes, from the binary's one table ([`crate::exit`]).
 pub mod exit {
     /// Every expectation was met, containment verified, everything reverted and cleaned.
-    pub const PASSED: u8 = 0;
+    pub const PASSED: u8 = crate::exit::SUCCESS;
     /// An expectation failed (LATE, MISSED, UNATTRIBUTED), a post-condition or an SLO did not
     /// hold, or the containment playbook failed.
-    pub const FAILED: u8 = 1;
+    pub const FAILED: u8 = crate::exit::DRILL_FAILED;
     /// The drill could not run as written (invalid file, preflight refusal, a detonation
     /// error) or was aborted (kill switch, SIGTERM, lost lock).
-    pub const ERROR: u8 = 2;
+    pub const ERROR: u8 = crate::exit::DRILL_ERROR;
     /// Cleanup left drill objects behind, or the rollback failed or did not restore every
     /// object.
-    pub const CLEANUP_INCOMPLETE: u8 = 3;
-
-    pub const TABLE: &[(u8, &str)] = &[
-        (
-            PASSED,
-            "passed: expectations met, contained, verified, reverted and cleaned",
-        ),
-        (
-            FAILED,
-            "an expectation failed (late, missed, unattributed), or a post-condition, SLO or the containment failed",
-        ),
-        (
-            ERROR,
-            "drill error or abort: invalid drill file, preflight refusal, a detonation error, kill switch, SIGTERM",
-        ),
-        (
-            CLEANUP_INCOMPLETE,
-            "cleanup incomplete: drill objects left behind, or the rollback failed or did not restore every object",
-        ),
-    ];
+    pub const CLEANUP_INCOMPLETE: u8 = crate::exit::CLEANUP_INCOMPLETE;
 }
