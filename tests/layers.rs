@@ -338,46 +338,19 @@ fn modules_import_each_other_in_no_cycle() {
     for (from, to) in tree.edges.keys() {
         next.entry(from).or_default().push(to);
     }
-    // A depth-first search that reports the first cycle it closes, with the import of each hop.
-    fn visit<'a>(
-        module: &'a str,
-        next: &BTreeMap<&'a str, Vec<&'a str>>,
-        path: &mut Vec<&'a str>,
-        done: &mut BTreeSet<&'a str>,
-    ) -> Option<Vec<&'a str>> {
-        if let Some(at) = path.iter().position(|m| *m == module) {
-            let mut cycle = path[at..].to_vec();
-            cycle.push(module);
-            return Some(cycle);
-        }
-        if !done.insert(module) {
-            return None;
-        }
-        path.push(module);
-        for to in next.get(module).into_iter().flatten() {
-            if let Some(cycle) = visit(to, next, path, done) {
-                return Some(cycle);
-            }
-        }
-        path.pop();
-        None
-    }
-    let mut done = BTreeSet::new();
-    for module in next.keys() {
-        if let Some(cycle) = visit(module, &next, &mut Vec::new(), &mut done) {
-            let hops: Vec<String> = cycle
-                .windows(2)
-                .map(|hop| {
-                    let (file, line) = &tree.edges[&(hop[0].to_string(), hop[1].to_string())];
-                    format!("  {file}:{line}: `{}` imports `crate::{}`", hop[0], hop[1])
-                })
-                .collect();
-            panic!(
-                "an import cycle: {}\n{}",
-                cycle.join(" → "),
-                hops.join("\n")
-            );
-        }
+    if let Some(cycle) = first_cycle(&next) {
+        let hops: Vec<String> = cycle
+            .windows(2)
+            .map(|hop| {
+                let (file, line) = &tree.edges[&(hop[0].to_string(), hop[1].to_string())];
+                format!("  {file}:{line}: `{}` imports `crate::{}`", hop[0], hop[1])
+            })
+            .collect();
+        panic!(
+            "an import cycle: {}\n{}",
+            cycle.join(" → "),
+            hops.join("\n")
+        );
     }
 }
 
@@ -432,51 +405,55 @@ fn sibling_imports(tree: &Tree) -> BTreeMap<String, BTreeMap<String, BTreeMap<St
 fn the_files_of_a_module_import_each_other_in_no_cycle() {
     let tree = read_tree();
     for (module, files) in sibling_imports(&tree) {
-        fn visit<'a>(
-            file: &'a str,
-            files: &'a BTreeMap<String, BTreeMap<String, usize>>,
-            path: &mut Vec<&'a str>,
-            done: &mut BTreeSet<&'a str>,
-        ) -> Option<Vec<&'a str>> {
-            if let Some(at) = path.iter().position(|f| *f == file) {
-                let mut cycle = path[at..].to_vec();
-                cycle.push(file);
-                return Some(cycle);
-            }
-            if !done.insert(file) {
-                return None;
-            }
-            path.push(file);
-            for next in files
-                .get(file)
-                .into_iter()
-                .flat_map(|imports| imports.keys())
-            {
-                if let Some(cycle) = visit(next, files, path, done) {
-                    return Some(cycle);
-                }
-            }
-            path.pop();
-            None
-        }
-        let mut done = BTreeSet::new();
-        for file in files.keys() {
-            if let Some(cycle) = visit(file, &files, &mut Vec::new(), &mut done) {
-                let hops: Vec<String> = cycle
-                    .windows(2)
-                    .map(|hop| {
-                        let line = files[hop[0]][hop[1]];
-                        format!("  src/{module}/{}.rs:{line}: imports `{}`", hop[0], hop[1])
-                    })
-                    .collect();
-                panic!(
-                    "the files of {module}/ import each other in a cycle: {}\n{}",
-                    cycle.join(" → "),
-                    hops.join("\n")
-                );
-            }
+        let next: BTreeMap<&str, Vec<&str>> = files
+            .iter()
+            .map(|(file, imports)| (file.as_str(), imports.keys().map(String::as_str).collect()))
+            .collect();
+        if let Some(cycle) = first_cycle(&next) {
+            let hops: Vec<String> = cycle
+                .windows(2)
+                .map(|hop| {
+                    let line = files[hop[0]][hop[1]];
+                    format!("  src/{module}/{}.rs:{line}: imports `{}`", hop[0], hop[1])
+                })
+                .collect();
+            panic!(
+                "the files of {module}/ import each other in a cycle: {}\n{}",
+                cycle.join(" → "),
+                hops.join("\n")
+            );
         }
     }
+}
+
+/// The first cycle a depth-first search over `next` closes, as the path around it.
+fn first_cycle<'a>(next: &BTreeMap<&'a str, Vec<&'a str>>) -> Option<Vec<&'a str>> {
+    fn visit<'a>(
+        node: &'a str,
+        next: &BTreeMap<&'a str, Vec<&'a str>>,
+        path: &mut Vec<&'a str>,
+        done: &mut BTreeSet<&'a str>,
+    ) -> Option<Vec<&'a str>> {
+        if let Some(at) = path.iter().position(|n| *n == node) {
+            let mut cycle = path[at..].to_vec();
+            cycle.push(node);
+            return Some(cycle);
+        }
+        if !done.insert(node) {
+            return None;
+        }
+        path.push(node);
+        for to in next.get(node).into_iter().flatten() {
+            if let Some(cycle) = visit(to, next, path, done) {
+                return Some(cycle);
+            }
+        }
+        path.pop();
+        None
+    }
+    let mut done = BTreeSet::new();
+    next.keys()
+        .find_map(|node| visit(node, next, &mut Vec::new(), &mut done))
 }
 
 #[test]

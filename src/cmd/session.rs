@@ -313,10 +313,8 @@ impl<'a> Session<'a> {
             run,
             journal,
             state,
-        } = recorded;
-        let run = run.as_str();
-        self.check_cluster(run, &state).await?;
-        let cluster = self.cluster;
+        } = self.on_this_cluster(recorded).await?;
+        let (run, cluster) = (run.as_str(), self.cluster);
         if state.rolling_back() {
             return Err(CommandError::Refused(format!(
                 "a rollback of run {run} has started; finish it with `contain rollback {run}`"
@@ -407,10 +405,8 @@ impl<'a> Session<'a> {
             run,
             journal,
             state,
-        } = recorded;
-        let run = run.as_str();
-        self.check_cluster(run, &state).await?;
-        let cluster = self.cluster;
+        } = self.on_this_cluster(recorded).await?;
+        let (run, cluster) = (run.as_str(), self.cluster);
         if let Some(step) = to
             && !state.steps.iter().any(|s| s.step == step)
         {
@@ -479,16 +475,17 @@ impl<'a> Session<'a> {
         reporting.report(Mode::Live, None)
     }
 
-    /// Refuses a run recorded on another cluster than the one connected.
-    async fn check_cluster(&self, run: &str, state: &RunState) -> Result<(), CommandError> {
+    /// The recorded run, refused when it was made on another cluster than the one connected.
+    async fn on_this_cluster(&self, recorded: Recorded) -> Result<Recorded, CommandError> {
         let id = identity(self.cluster).await?;
-        if id != state.info.cluster_id {
+        let info = &recorded.state.info;
+        if id != info.cluster_id {
             return Err(CommandError::Refused(format!(
-                "run {run} was made on another cluster ({}, kube-system uid {}); this cluster's kube-system uid is {id}. Refusing.",
-                state.info.server, state.info.cluster_id
+                "run {} was made on another cluster ({}, kube-system uid {}); this cluster's kube-system uid is {id}. Refusing.",
+                recorded.run, info.server, info.cluster_id
             )));
         }
-        Ok(())
+        Ok(recorded)
     }
 
     fn notifier(&self, info: &RunInfo, run_id: &str) -> Notifier {
