@@ -111,9 +111,11 @@ pub struct TaintWith {
     pub value: Option<String>,
 }
 
-/// `with` of `node.drain`.
+/// `with` of `node.drain`, and of `node.quarantine` with `drain` (flattened there). Unknown
+/// fields are refused by the schema check at load; serde's own refusal cannot be combined
+/// with flattening.
 #[derive(Deserialize, serde::Serialize, JsonSchema)]
-#[serde(deny_unknown_fields)]
+#[schemars(deny_unknown_fields)]
 pub struct DrainWith {
     /// Pods to keep on the node, by name (the suspects).
     #[serde(default)]
@@ -153,9 +155,9 @@ fn yes() -> bool {
     true
 }
 
-/// `with` of `node.quarantine`.
+/// `with` of `node.quarantine`: its own fields and node.drain's.
 #[derive(Deserialize, serde::Serialize, JsonSchema)]
-#[serde(deny_unknown_fields)]
+#[schemars(deny_unknown_fields)]
 pub struct QuarantineWith {
     /// Mark the node unschedulable (`spec.unschedulable`), as `kubectl cordon` does.
     #[serde(default = "yes")]
@@ -166,25 +168,12 @@ pub struct QuarantineWith {
     /// Label the node `contain.dev/quarantine=<run id>`.
     #[serde(default = "yes")]
     pub label: bool,
-    /// Also drain the node (see node.drain for the other fields).
+    /// Also drain the node (the drain's own fields are node.drain's).
     #[serde(default)]
     pub drain: bool,
-    /// With `drain`: pods to keep on the node, by name (the suspects).
-    #[serde(default)]
-    pub keep: Vec<String>,
-    /// With `drain`: pods with all these labels stay too.
-    #[serde(default = "suspect_selector")]
-    pub keep_labels: BTreeMap<String, String>,
-    /// With `drain`: evict pods that use emptyDir volumes (their data is lost).
-    #[serde(default)]
-    pub delete_emptydir_data: bool,
-    /// With `drain`: evict pods no controller will recreate.
-    #[serde(default)]
-    pub force: bool,
-    /// With `drain`: how long to retry evictions a PodDisruptionBudget refuses (default 5m).
-    #[serde(default)]
-    #[schemars(regex(pattern = r"^([0-9]+(ms|s|m|h))+$"))]
-    pub timeout: Option<String>,
+    /// How the node is drained, with `drain`.
+    #[serde(flatten)]
+    pub drain_options: DrainWith,
     /// Refuse new pods on the node at admission (default true): cordon and taint do not stop a
     /// pod that tolerates every taint. A ValidatingAdmissionPolicy, owned by the run and
     /// removed by rollback, refuses pods created with `spec.nodeName` set to the node and
@@ -295,13 +284,7 @@ impl NodeAction {
             },
             Part::Quarantine => {
                 let w: QuarantineWith = decode_with(with)?;
-                let drain = w.drain.then_some(DrainWith {
-                    keep: w.keep,
-                    keep_labels: w.keep_labels,
-                    delete_emptydir_data: w.delete_emptydir_data,
-                    force: w.force,
-                    timeout: w.timeout,
-                });
+                let drain = w.drain.then_some(w.drain_options);
                 for ns in &w.guard_exempt_namespaces {
                     object::validate_namespace(ns)
                         .map_err(|e| ActionError::InvalidParams(e.to_string()))?;
