@@ -268,3 +268,82 @@ fn validate_refuses_exclusive_isolation_of_a_workload_with_its_line() {
         out.stderr
     );
 }
+
+/// Every refusal `plan` made for a reason visible in the playbook is found by `validate`, at
+/// its place: one playbook per rule, each with the line and column the problem points at.
+#[test]
+fn validate_finds_each_static_refusal_of_an_action_at_its_place() {
+    let cases: &[(&str, &str)] = &[
+        (
+            "  - id: s\n    action: network.isolate\n    target: {kind: Namespace}\n",
+            "playbook.yaml:10:13: a Namespace target needs a name",
+        ),
+        (
+            "  - id: s\n    action: network.isolate\n    target: {kind: Namespace, name: shop}\n    with: {allow_namespaces: [Bad_NS]}\n",
+            "playbook.yaml:11:30: namespace `Bad_NS` is not a valid DNS-1123 label",
+        ),
+        (
+            "  - id: s\n    action: network.isolate\n    target: {kind: Namespace, name: shop}\n    with: {policy_name: Bad_Name}\n",
+            "playbook.yaml:11:25: NetworkPolicy name `Bad_Name` is not a valid DNS-1123 subdomain",
+        ),
+        (
+            "  - id: s\n    action: node.quarantine\n    target: {kind: Node, name: n1}\n    with: {guard_exempt_namespaces: [Bad_NS]}\n",
+            "playbook.yaml:11:37: namespace `Bad_NS` is not a valid DNS-1123 label",
+        ),
+        (
+            "  - id: s\n    action: node.taint\n    target: {kind: Node, name: n1}\n    with: {value: \"bad value!\"}\n",
+            "playbook.yaml:11:19: label value `bad value!` for `contain.dev/quarantine` is not valid",
+        ),
+        (
+            "  - id: s\n    action: object.label\n    target: {kind: Pod, namespace: shop, name: web}\n    with: {labels: {\"bad key!\": x}}\n",
+            "playbook.yaml:11:20: label key `bad key!` is not valid",
+        ),
+        (
+            "  - id: s\n    action: object.label\n    target: {kind: Pod, namespace: shop, name: web}\n    with: {labels: {ok: \"bad value!\"}}\n",
+            "playbook.yaml:11:20: label value `bad value!` for `ok` is not valid",
+        ),
+        (
+            "  - id: s\n    action: workload.redeploy\n    target: {kind: Deployment, namespace: shop, name: web}\n    with: {containers: [{name: app, image: \"reg.example/app@sha256:abc\"}], keys: [k.pem]}\n",
+            "playbook.yaml:11:24: `reg.example/app@sha256:abc` is not a valid image reference",
+        ),
+        (
+            "  - id: s\n    action: workload.redeploy\n    target: {kind: Deployment, namespace: shop, name: web}\n    with: {containers: [{name: app, image: reg.example/app:1}, {name: app, image: reg.example/app:2}], keys: [k.pem]}\n",
+            "playbook.yaml:11:24: container `app` is named twice",
+        ),
+        (
+            "  - id: s\n    action: wait\n    with: {duration: 5s, field: status.phase, equals: Running}\n",
+            "playbook.yaml:9:13: give either `duration`, or `field` and `equals`",
+        ),
+        (
+            "  - id: s\n    action: wait\n    with: {field: status.phase, equals: Running}\n",
+            "playbook.yaml:10:19: waiting for a field needs a target with a name",
+        ),
+    ];
+    for (step, expected) in cases {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("playbook.yaml");
+        std::fs::write(&path, format!("{HEADER}{step}")).unwrap();
+        let out = Contain::new()
+            .args(["validate", "-o", "json", &path.display().to_string()])
+            .run();
+        assert_eq!(out.code, 3, "{step}\n{}", out.stdout);
+        let found: serde_json::Value = serde_json::from_str(&out.stdout).unwrap();
+        let places: Vec<String> = found[0]["problems"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|p| {
+                format!(
+                    "playbook.yaml:{}:{}: {}",
+                    p["line"],
+                    p["column"],
+                    p["message"].as_str().unwrap_or_default()
+                )
+            })
+            .collect();
+        assert!(
+            places.iter().any(|place| place.starts_with(expected)),
+            "expected `{expected}` for\n{step}\nfound {places:#?}"
+        );
+    }
+}

@@ -229,9 +229,10 @@ async fn scope(
     let pods_kind = kinds::lookup("Pod").expect("known kind");
     match target.kind.kind {
         "Namespace" => {
-            let name = target.name.clone().ok_or_else(|| {
-                ActionError::InvalidParams("a Namespace target needs a name".into())
-            })?;
+            let name = target
+                .name
+                .clone()
+                .ok_or_else(|| ActionError::InvalidParams(NAMESPACE_NEEDS_A_NAME.into()))?;
             common::observe(target, cluster).await?;
             let pods = cluster
                 .list(pods_kind, Some(&name), &Selector::default())
@@ -510,6 +511,9 @@ async fn verify_cluster_policy(
     Ok(verification)
 }
 
+/// Why a namespace's isolation needs the namespace's name.
+const NAMESPACE_NEEDS_A_NAME: &str = "a Namespace target needs a name";
+
 /// Why exclusive isolation needs pods as its target.
 const EXCLUSIVE_NEEDS_PODS: &str = "`exclusive` needs pod targets (by name or selector): the quarantine label is what takes them out of the other policies";
 
@@ -530,13 +534,36 @@ impl Action for Isolate {
     }
 
     fn check_static(&self, step: &StaticStep) -> Vec<StaticProblem> {
-        exclusive_without_pods(step)
-            .then(|| StaticProblem {
-                at: StaticPlace::With("exclusive"),
-                message: EXCLUSIVE_NEEDS_PODS.into(),
-            })
-            .into_iter()
-            .collect()
+        let mut problems = Vec::new();
+        if exclusive_without_pods(step) {
+            problems.push(StaticProblem::at(
+                StaticPlace::With("exclusive"),
+                EXCLUSIVE_NEEDS_PODS,
+            ));
+        }
+        if step.kind == Some("Namespace") && step.picks != Some(super::Picks::Named) {
+            problems.push(StaticProblem::at(
+                StaticPlace::Target,
+                NAMESPACE_NEEDS_A_NAME,
+            ));
+        }
+        for namespace in step.literals("allow_namespaces") {
+            if let Err(e) = object::validate_namespace(namespace) {
+                problems.push(StaticProblem::at(
+                    StaticPlace::With("allow_namespaces"),
+                    e.to_string(),
+                ));
+            }
+        }
+        if let Some(name) = step.literal("policy_name")
+            && let Err(e) = object::validate_object_name("NetworkPolicy", name)
+        {
+            problems.push(StaticProblem::at(
+                StaticPlace::With("policy_name"),
+                e.to_string(),
+            ));
+        }
+        problems
     }
 
     fn plan<'a>(

@@ -7,7 +7,8 @@ use serde_json::Value;
 
 use super::common::{self, meta_path};
 use super::{
-    Action, ActionError, ActionInfo, StepInput, TargetRule, Verification, decode_with, schema_of,
+    Action, ActionError, ActionInfo, StaticPlace, StaticProblem, StaticStep, StepInput, TargetRule,
+    Verification, decode_with, schema_of,
 };
 use crate::cluster::object;
 use crate::cluster::{BoxFuture, Cluster};
@@ -110,6 +111,33 @@ impl Action for MetadataAction {
     /// Labels are patched object by object: one plan covers every namespace.
     fn fan_out(&self) -> super::FanOut {
         super::FanOut::Whole
+    }
+
+    fn check_static(&self, step: &StaticStep) -> Vec<StaticProblem> {
+        let field = self.field;
+        let Some(entries) = step.with.get(field).and_then(Value::as_object) else {
+            return Vec::new();
+        };
+        let literal = |text: &str| !crate::yaml::schema_check::is_template(text);
+        let mut problems = Vec::new();
+        for (key, value) in entries {
+            let problem = if !literal(key) {
+                None
+            } else if let Err(e) = object::validate_label_key(key) {
+                Some(e.to_string())
+            } else if let (true, Some(value)) = (field == "labels", value.as_str())
+                && literal(value)
+                && let Err(e) = object::validate_label_value(key, value)
+            {
+                Some(e.to_string())
+            } else {
+                None
+            };
+            if let Some(message) = problem {
+                problems.push(StaticProblem::at(StaticPlace::With(field), message));
+            }
+        }
+        problems
     }
 
     fn plan<'a>(

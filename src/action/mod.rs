@@ -145,11 +145,50 @@ pub struct StaticStep<'a> {
     pub with: &'a Value,
 }
 
-/// Where a static refusal points: the step's target, or one of its `with` fields.
+/// Where a static refusal points: the step (its action), its target, or one of its `with`
+/// fields.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum StaticPlace {
+    Step,
     Target,
     With(&'static str),
+}
+
+impl StaticProblem {
+    pub fn at(at: StaticPlace, message: impl Into<String>) -> Self {
+        StaticProblem {
+            at,
+            message: message.into(),
+        }
+    }
+}
+
+impl StaticStep<'_> {
+    /// A `with` field's value when it is written literally (a template is known only once
+    /// rendered, and checked then).
+    pub fn literal(&self, field: &str) -> Option<&str> {
+        self.with
+            .get(field)
+            .and_then(Value::as_str)
+            .filter(|text| !crate::yaml::schema_check::is_template(text))
+    }
+
+    /// The literal strings of a list field.
+    pub fn literals(&self, field: &str) -> Vec<&str> {
+        self.with
+            .get(field)
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+            .filter_map(Value::as_str)
+            .filter(|text| !crate::yaml::schema_check::is_template(text))
+            .collect()
+    }
+
+    /// Whether the step sets `field` at all (literally or by a template).
+    pub fn has(&self, field: &str) -> bool {
+        self.with.get(field).is_some_and(|v| !v.is_null())
+    }
 }
 
 /// A refusal `plan` would make for a reason visible in the playbook itself.
@@ -384,6 +423,91 @@ mod tests {
                 json!({"exclusive": "{{ params.x }}"})
             )
             .is_empty()
+        );
+    }
+
+    #[test]
+    fn literal_values_are_checked_and_templates_left_for_rendering() {
+        let bad = problems(
+            "node.quarantine",
+            "Node",
+            Picks::Named,
+            json!({"guard_exempt_namespaces": ["Bad_NS", "{{ params.ns }}", "forensics"]}),
+        );
+        assert_eq!(bad.len(), 1, "{bad:?}");
+        assert_eq!(bad[0].at, StaticPlace::With("guard_exempt_namespaces"));
+        assert!(bad[0].message.contains("Bad_NS"));
+        let labels = problems(
+            "object.label",
+            "Pod",
+            Picks::Named,
+            json!({"labels": {"ok": "fine", "{{ params.key }}": "x", "bad key!": "x"}}),
+        );
+        assert_eq!(labels.len(), 1, "{labels:?}");
+        // Annotation values are free text; only their keys are label-shaped.
+        assert!(
+            problems(
+                "object.annotate",
+                "Pod",
+                Picks::Named,
+                json!({"annotations": {"note": "any text at all!"}})
+            )
+            .is_empty()
+        );
+    }
+
+    #[test]
+    fn a_wait_is_one_kind_of_wait_and_a_field_needs_a_named_object() {
+        let wait = |picks: Option<Picks>, with: Value| {
+            let step = StaticStep {
+                kind: Some("Pod"),
+                picks,
+                with: &with,
+            };
+            static_problems(lookup("wait").unwrap(), &step)
+        };
+        assert!(wait(None, json!({"duration": "5s"})).is_empty());
+        assert!(
+            wait(
+                Some(Picks::Named),
+                json!({"field": "status.phase", "equals": "Running"})
+            )
+            .is_empty()
+        );
+        assert_eq!(
+            wait(None, json!({"duration": "5s", "field": "x", "equals": 1}))[0].at,
+            StaticPlace::Step
+        );
+        assert_eq!(wait(None, json!({})).len(), 1);
+        assert_eq!(
+            wait(None, json!({"field": "x", "equals": 1}))[0].at,
+            StaticPlace::With("field")
+        );
+        assert_eq!(
+            wait(Some(Picks::Selector), json!({"field": "x", "equals": 1}))[0].at,
+            StaticPlace::Target
+        );
+    }
+
+    #[test]
+    fn a_redeploy_names_each_container_once_with_a_valid_image() {
+        let redeploy =
+            |with: Value| problems("workload.redeploy", "Deployment", Picks::Named, with);
+        assert!(
+            redeploy(json!({"containers": [{"name": "app", "image": "reg.example/app:1"}]}))
+                .is_empty()
+        );
+        let twice = redeploy(
+            json!({"containers": [{"name": "app", "image": "reg.example/a:1"}, {"name": "app", "image": "reg.example/a:2"}]}),
+        );
+        assert_eq!(twice[0].message, "container `app` is named twice");
+        assert_eq!(
+            redeploy(json!({"containers": [{"name": "app", "image": "not an image!"}]})).len(),
+            1
+        );
+        assert!(
+            redeploy(json!({"containers": [{"name": "app", "image": "{{ params.image }}"}]}))
+                .is_empty()
         );
     }
 }

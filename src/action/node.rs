@@ -12,7 +12,8 @@ use serde_json::{Value, json};
 
 use super::common::{self, meta_path};
 use super::{
-    Action, ActionError, ActionInfo, StepInput, TargetRule, Verification, decode_with, schema_of,
+    Action, ActionError, ActionInfo, StaticPlace, StaticProblem, StaticStep, StepInput, TargetRule,
+    Verification, decode_with, schema_of,
 };
 use crate::cluster::object::controller_of;
 use crate::cluster::object::{self, ObjectRef, Selector};
@@ -394,6 +395,27 @@ impl Action for NodeAction {
     /// It acts on one object, named by the target.
     fn one_object(&self) -> bool {
         true
+    }
+
+    fn check_static(&self, step: &StaticStep) -> Vec<StaticProblem> {
+        let mut problems = Vec::new();
+        if self.part == Part::Taint
+            && let Some(value) = step.literal("value")
+            && let Err(e) = object::validate_label_value(QUARANTINE_KEY, value)
+        {
+            problems.push(StaticProblem::at(StaticPlace::With("value"), e.to_string()));
+        }
+        if self.part == Part::Quarantine {
+            for namespace in step.literals("guard_exempt_namespaces") {
+                if let Err(e) = object::validate_namespace(namespace) {
+                    problems.push(StaticProblem::at(
+                        StaticPlace::With("guard_exempt_namespaces"),
+                        e.to_string(),
+                    ));
+                }
+            }
+        }
+        problems
     }
 
     fn destroys_evidence(&self, with: &Value) -> bool {

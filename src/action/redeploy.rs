@@ -12,7 +12,8 @@ use serde_json::Value;
 
 use super::common;
 use super::{
-    Action, ActionError, ActionInfo, StepInput, TargetRule, Verification, decode_with, schema_of,
+    Action, ActionError, ActionInfo, StaticPlace, StaticProblem, StaticStep, StepInput, TargetRule,
+    Verification, decode_with, schema_of,
 };
 use crate::cluster::object::ObjectRef;
 use crate::cluster::{BoxFuture, Cluster, merge};
@@ -69,6 +70,10 @@ pub struct RedeployWith {
     pub rollout_timeout: Option<String>,
 }
 
+fn named_twice(container: &str) -> String {
+    format!("container `{container}` is named twice")
+}
+
 fn image_path(container: &str) -> Vec<String> {
     ["spec", "template", "spec", "containers"]
         .iter()
@@ -91,6 +96,37 @@ impl Action for Redeploy {
         true
     }
 
+    fn check_static(&self, step: &StaticStep) -> Vec<StaticProblem> {
+        let literal = |value: &Value| {
+            value
+                .as_str()
+                .filter(|text| !crate::yaml::schema_check::is_template(text))
+                .map(str::to_string)
+        };
+        let mut problems = Vec::new();
+        let mut names = std::collections::BTreeSet::new();
+        let containers = step.with.get("containers").and_then(Value::as_array);
+        for container in containers.into_iter().flatten() {
+            if let Some(name) = container.get("name").and_then(literal)
+                && !names.insert(name.clone())
+            {
+                problems.push(StaticProblem::at(
+                    StaticPlace::With("containers"),
+                    named_twice(&name),
+                ));
+            }
+            if let Some(image) = container.get("image").and_then(literal)
+                && let Err(e) = ImageRef::parse(&image)
+            {
+                problems.push(StaticProblem::at(
+                    StaticPlace::With("containers"),
+                    e.to_string(),
+                ));
+            }
+        }
+        problems
+    }
+
     fn plan<'a>(
         &'a self,
         input: &'a StepInput,
@@ -101,10 +137,7 @@ impl Action for Redeploy {
             let mut requested = BTreeMap::new();
             for c in &with.containers {
                 if requested.insert(c.name.clone(), c.image.clone()).is_some() {
-                    return Err(ActionError::InvalidParams(format!(
-                        "container `{}` is named twice",
-                        c.name
-                    )));
+                    return Err(ActionError::InvalidParams(named_twice(&c.name)));
                 }
             }
             if requested.is_empty() {

@@ -5,7 +5,8 @@ use serde::Deserialize;
 use serde_json::Value;
 
 use super::{
-    Action, ActionError, ActionInfo, StepInput, TargetRule, Verification, decode_with, schema_of,
+    Action, ActionError, ActionInfo, StaticPlace, StaticProblem, StaticStep, StepInput, TargetRule,
+    Verification, decode_with, schema_of,
 };
 use crate::cluster::object::ObjectRef;
 use crate::cluster::{BoxFuture, Cluster, merge};
@@ -45,6 +46,11 @@ pub struct WaitWith {
     pub timeout: Option<String>,
 }
 
+/// Why a wait that names neither kind of wait, or both, is refused.
+const ONE_KIND_OF_WAIT: &str = "give either `duration`, or `field` and `equals`";
+/// Why a wait for a field needs the object named.
+const FIELD_NEEDS_A_NAME: &str = "waiting for a field needs a target with a name";
+
 fn millis(text: &str, what: &str) -> Result<u64, ActionError> {
     parse_duration(text)
         .map(|d| d.as_millis() as u64)
@@ -58,6 +64,30 @@ impl Action for Wait {
 
     fn with_schema(&self) -> Value {
         schema_of::<WaitWith>()
+    }
+
+    fn check_static(&self, step: &StaticStep) -> Vec<StaticProblem> {
+        let (duration, field, equals) = (
+            step.has("duration"),
+            step.has("field"),
+            step.with.get("equals").is_some(),
+        );
+        let mut problems = Vec::new();
+        if !matches!(
+            (duration, field, equals),
+            (true, false, false) | (false, true, true)
+        ) {
+            problems.push(StaticProblem::at(StaticPlace::Step, ONE_KIND_OF_WAIT));
+        } else if field && step.picks != Some(super::Picks::Named) {
+            problems.push(StaticProblem::at(
+                match step.picks {
+                    Some(_) => StaticPlace::Target,
+                    None => StaticPlace::With("field"),
+                },
+                FIELD_NEEDS_A_NAME,
+            ));
+        }
+        problems
     }
 
     fn plan<'a>(
@@ -79,11 +109,8 @@ impl Action for Wait {
                             t.name.as_deref()?,
                         ))
                     });
-                    let target = target.ok_or_else(|| {
-                        ActionError::InvalidParams(
-                            "waiting for a field needs a target with a name".into(),
-                        )
-                    })?;
+                    let target = target
+                        .ok_or_else(|| ActionError::InvalidParams(FIELD_NEEDS_A_NAME.into()))?;
                     Op::WaitFor {
                         target,
                         path: field.split('.').map(str::to_string).collect(),
@@ -91,11 +118,7 @@ impl Action for Wait {
                         timeout_millis: millis(with.timeout.as_deref().unwrap_or("5m"), "timeout")?,
                     }
                 }
-                _ => {
-                    return Err(ActionError::InvalidParams(
-                        "give either `duration`, or `field` and `equals`".into(),
-                    ));
-                }
+                _ => return Err(ActionError::InvalidParams(ONE_KIND_OF_WAIT.into())),
             };
             Ok(StepPlan {
                 step: input.step_id.clone(),

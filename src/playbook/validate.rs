@@ -511,7 +511,10 @@ impl<'a> Checks<'a> {
                 );
                 return;
             }
-            (_, None) => return,
+            (_, None) => {
+                self.check_action_rules(step, action, path, None, None);
+                return;
+            }
             _ => {}
         }
         let target = target.expect("matched Some above");
@@ -583,7 +586,7 @@ impl<'a> Checks<'a> {
         } else {
             action::Picks::Namespace
         };
-        self.check_action_rules(step, action, path, kind.map(|k| k.kind), picks);
+        self.check_action_rules(step, action, path, kind.map(|k| k.kind), Some(picks));
     }
 
     /// The action's own static rules (a target that picks several objects for an action that
@@ -595,17 +598,18 @@ impl<'a> Checks<'a> {
         action: &'static dyn action::Action,
         path: &str,
         kind: Option<&'static str>,
-        picks: action::Picks,
+        picks: Option<action::Picks>,
     ) {
         let with = step.node.get("with");
         let with_json = with.map(Node::to_json).unwrap_or(Value::Null);
         let view = action::StaticStep {
             kind,
-            picks: Some(picks),
+            picks,
             with: &with_json,
         };
         for problem in action::static_problems(action, &view) {
             let (node, label) = match problem.at {
+                action::StaticPlace::Step => (step.node.get("action"), "this step".to_string()),
                 action::StaticPlace::Target => (step.node.get("target"), "this target".to_string()),
                 action::StaticPlace::With(field) => (
                     with.and_then(|w| w.get(field)),
