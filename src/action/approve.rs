@@ -75,3 +75,23 @@ impl Action for Approve {
         Box::pin(async { Ok(Verification::default()) })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::super::fixture::{cluster, input, plan};
+    use super::*;
+
+    #[test]
+    fn an_approval_is_one_question_that_changes_nothing() {
+        let step = input("ok", None, json!({"message": "isolate the pod?"}));
+        let planned = plan(&Approve, &step, &cluster(vec![])).unwrap();
+        assert!(
+            matches!(&planned.ops[..], [Op::Approve { message }] if message == "isolate the pod?")
+        );
+        assert!(planned.inverse.is_empty());
+        assert_eq!(planned.outputs["approved"], json!(true));
+        assert!(plan(&Approve, &input("ok", None, json!({})), &cluster(vec![])).is_err());
+    }
+}

@@ -351,3 +351,93 @@ impl Action for Capture {
         })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::super::fixture::{
+        cluster, input, named, namespace, plan, pod, replica_set, selected, shown,
+    };
+    use super::*;
+
+    #[test]
+    fn a_capture_collects_the_pod_its_context_and_every_container_and_seals_the_bundle() {
+        let sim = cluster(vec![
+            namespace("shop"),
+            pod("shop", "web-1", json!({"app": "web"}), None),
+        ]);
+        let step = input(
+            "evidence",
+            Some(named("Pod", Some("shop"), "web-1")),
+            json!({}),
+        );
+        let planned = plan(&Capture, &step, &sim).unwrap();
+        let text = shown(&planned);
+        for line in [
+            "> capture Pod shop/web-1 → shop/web-1/pod.json",
+            "> capture controller chain of Pod shop/web-1 → shop/web-1/owners.json",
+            "> capture ServiceAccount shop/web → shop/web-1/serviceaccount.json",
+            "> capture logs of Pod shop/web-1 container app → shop/web-1/logs/app.log",
+            "> capture previous logs of Pod shop/web-1 container app",
+            "> capture checkpoint of Pod shop/web-1 container app",
+            "> seal the bundle: manifest.json, its sha256 into the journal",
+        ] {
+            assert!(text.contains(line), "{line}\n{text}");
+        }
+        assert!(matches!(
+            planned.ops.last(),
+            Some(Op::Seal { archive: false })
+        ));
+        assert!(
+            planned.ops.iter().all(|op| !op.is_write()),
+            "read-only: {text}"
+        );
+        assert_eq!(planned.outputs["pods"], json!(["shop/web-1"]));
+    }
+
+    #[test]
+    fn the_options_leave_out_what_they_turn_off_and_a_workload_captures_its_pods() {
+        let sim = cluster(vec![
+            namespace("shop"),
+            json!({"kind": "Deployment", "metadata": {"name": "web", "namespace": "shop"},
+                   "spec": {"selector": {"matchLabels": {"app": "web"}}}}),
+            replica_set(),
+            pod(
+                "shop",
+                "web-1",
+                json!({"app": "web"}),
+                Some(("ReplicaSet", "web-5d9")),
+            ),
+            pod(
+                "shop",
+                "web-2",
+                json!({"app": "web"}),
+                Some(("ReplicaSet", "web-5d9")),
+            ),
+        ]);
+        let step = input(
+            "evidence",
+            Some(named("Deployment", Some("shop"), "web")),
+            json!({"logs": false, "previous_logs": false, "checkpoint": false, "archive": true}),
+        );
+        let planned = plan(&Capture, &step, &sim).unwrap();
+        let text = shown(&planned);
+        assert!(
+            !text.contains("logs of") && !text.contains("checkpoint of"),
+            "{text}"
+        );
+        assert_eq!(planned.outputs["pods"], json!(["shop/web-1", "shop/web-2"]));
+        assert!(matches!(
+            planned.ops.last(),
+            Some(Op::Seal { archive: true })
+        ));
+        // A selector that matches nothing leaves nothing to capture.
+        let none = input(
+            "evidence",
+            Some(selected("Pod", "shop", &[("app", "none")])),
+            json!({}),
+        );
+        assert!(plan(&Capture, &none, &sim).is_err());
+    }
+}

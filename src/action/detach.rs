@@ -364,3 +364,84 @@ pub fn slices_list_pod(slices: &[Value], uid: &str) -> bool {
             .any(|e| e.pointer("/targetRef/uid").and_then(Value::as_str) == Some(uid))
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::super::fixture::{
+        cluster, input, named, namespace, plan, pod, replica_set, service, shown,
+    };
+    use super::*;
+
+    #[test]
+    fn a_detach_takes_the_pod_out_of_its_controller_and_services_and_undoes_the_labels() {
+        let sim = cluster(vec![
+            namespace("shop"),
+            replica_set(),
+            service(),
+            pod(
+                "shop",
+                "web-1",
+                json!({"app": "web"}),
+                Some(("ReplicaSet", "web-5d9")),
+            ),
+        ]);
+        let step = input(
+            "detach",
+            Some(named("Pod", Some("shop"), "web-1")),
+            json!({}),
+        );
+        let planned = plan(&Detach, &step, &sim).unwrap();
+        let text = shown(&planned);
+        assert!(
+            text.contains(r#"metadata.labels.app: "web" → (none)"#),
+            "{text}"
+        );
+        assert!(
+            text.contains(r#"metadata.labels["contain.dev/detached"]: (none) → "true""#),
+            "{text}"
+        );
+        assert!(
+            text.contains(r#"metadata.labels.app: (none) → "web""#),
+            "the undo relabels: {text}"
+        );
+        assert_eq!(planned.outputs["controller"], json!("ReplicaSet/web-5d9"));
+        assert_eq!(planned.outputs["services"], json!(["web"]));
+        assert_eq!(planned.outputs["removed_labels"], json!({"app": "web"}));
+        // The deletion cost stays after a rollback, so the suspect is never the one scaled away.
+        assert!(matches!(
+            planned.reversibility,
+            Reversibility::Partial { .. }
+        ));
+        assert!(
+            planned
+                .notes
+                .iter()
+                .any(|n| n.contains("will start a replacement"))
+        );
+    }
+
+    #[test]
+    fn a_pod_a_statefulset_keeps_by_name_is_refused() {
+        let sim = cluster(vec![
+            namespace("shop"),
+            pod(
+                "shop",
+                "db-0",
+                json!({"app": "db"}),
+                Some(("StatefulSet", "db")),
+            ),
+        ]);
+        let step = input(
+            "detach",
+            Some(named("Pod", Some("shop"), "db-0")),
+            json!({}),
+        );
+        let refused = plan(&Detach, &step, &sim).unwrap_err().to_string();
+        assert!(
+            refused.contains("StatefulSet db, which keeps pods by name"),
+            "{refused}"
+        );
+    }
+}

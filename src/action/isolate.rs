@@ -922,3 +922,101 @@ impl Action for Isolate {
         })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::super::fixture::{cluster, input, named, namespace, plan, pod, shown};
+    use super::*;
+
+    fn allow_web() -> Value {
+        json!({"kind": "NetworkPolicy", "metadata": {"name": "allow-web", "namespace": "shop"},
+               "spec": {"podSelector": {"matchLabels": {"app": "web"}}, "ingress": [{}], "policyTypes": ["Ingress"]}})
+    }
+
+    fn objects() -> Vec<Value> {
+        vec![
+            namespace("shop"),
+            allow_web(),
+            pod("shop", "web-1", json!({"app": "web"}), None),
+        ]
+    }
+
+    fn isolate(with: Value) -> Result<StepPlan, ActionError> {
+        let step = input("cut", Some(named("Pod", Some("shop"), "web-1")), with);
+        plan(&Isolate, &step, &cluster(objects()))
+    }
+
+    #[test]
+    fn isolation_labels_the_pod_and_creates_a_deny_policy_keeping_dns_and_says_what_still_admits() {
+        let planned = isolate(json!({})).unwrap();
+        let text = shown(&planned);
+        for line in [
+            "+ create NetworkPolicy shop/contain-isolate-cut",
+            r#"podSelector: {"matchLabels":{"contain.dev/quarantine":"run-1"}}"#,
+            "ingress: deny all",
+            r#""k8s-app":"kube-dns""#,
+            r#"metadata.labels["contain.dev/quarantine"]: (none) → "run-1""#,
+        ] {
+            assert!(text.contains(line), "{line}\n{text}");
+        }
+        // Policies add up: the plan names the one that still admits traffic.
+        assert_eq!(planned.outputs["other_policies"], json!(["allow-web"]));
+        assert!(
+            planned
+                .notes
+                .iter()
+                .any(|n| n.contains("allow-web still selects"))
+        );
+        // Undone in reverse: the label first, then the policy.
+        assert!(matches!(
+            &planned.inverse[..],
+            [Op::Patch { .. }, Op::Delete { .. }]
+        ));
+    }
+
+    #[test]
+    fn exclusive_isolation_patches_every_admitting_policy_and_undoes_the_patch() {
+        let planned = isolate(json!({"exclusive": true})).unwrap();
+        let text = shown(&planned);
+        assert!(
+            text.contains(r#"spec.podSelector.matchExpressions: (none) → [{"key":"contain.dev/quarantine","operator":"DoesNotExist"}]"#),
+            "{text}"
+        );
+        assert!(
+            text.contains(r#"spec.podSelector.matchExpressions: [{"key":"contain.dev/quarantine","operator":"DoesNotExist"}] → (none)"#),
+            "{text}"
+        );
+        assert_eq!(planned.outputs["other_policies"], json!([]));
+        assert_eq!(
+            planned.outputs["selected_by"],
+            json!({"web-1": ["contain-isolate-cut"]})
+        );
+    }
+
+    #[test]
+    fn a_deny_rule_needs_a_cluster_policy_api_and_a_workload_cannot_be_isolated_exclusively() {
+        let refused = isolate(json!({"deny_cidrs": ["203.0.113.0/24"]}))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            refused.contains("`deny_cidrs` needs a cluster-scoped policy API"),
+            "{refused}"
+        );
+        let mut objects = objects();
+        objects.push(
+            json!({"kind": "Deployment", "metadata": {"name": "web", "namespace": "shop"},
+                            "spec": {"selector": {"matchLabels": {"app": "web"}}}}),
+        );
+        let step = input(
+            "cut",
+            Some(named("Deployment", Some("shop"), "web")),
+            json!({"exclusive": true}),
+        );
+        let refused = plan(&Isolate, &step, &cluster(objects))
+            .unwrap_err()
+            .to_string();
+        assert!(refused.contains(EXCLUSIVE_NEEDS_PODS), "{refused}");
+    }
+}

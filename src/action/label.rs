@@ -190,3 +190,74 @@ impl Action for MetadataAction {
         Box::pin(common::verify_patches(&plan.ops, cluster))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::super::fixture::{cluster, input, plan, pod, selected, shown};
+    use super::*;
+
+    #[test]
+    fn labels_are_set_and_removed_on_every_match_and_undone_to_what_was_there() {
+        let sim = cluster(vec![
+            pod(
+                "shop",
+                "web-1",
+                json!({"app": "web", "tier": "front"}),
+                None,
+            ),
+            pod("shop", "web-2", json!({"app": "web"}), None),
+            pod("shop", "db-1", json!({"app": "db"}), None),
+        ]);
+        let step = input(
+            "mark",
+            Some(selected("Pod", "shop", &[("app", "web")])),
+            json!({"labels": {"contain.dev/suspect": "true", "tier": null}}),
+        );
+        let planned = plan(&LABEL, &step, &sim).unwrap();
+        let text = shown(&planned);
+        assert_eq!(planned.ops.len(), 2, "{text}");
+        assert!(
+            text.contains(r#"metadata.labels.tier: "front" → (none)"#),
+            "{text}"
+        );
+        assert!(
+            text.contains(r#"metadata.labels.tier: (none) → "front""#),
+            "the undo puts it back: {text}"
+        );
+        assert_eq!(planned.outputs["count"], json!(2));
+        assert_eq!(planned.outputs["objects"], json!(["web-1", "web-2"]));
+    }
+
+    #[test]
+    fn annotations_take_free_text_and_a_bad_label_is_refused() {
+        let sim = cluster(vec![pod("shop", "web-1", json!({"app": "web"}), None)]);
+        let target = Some(selected("Pod", "shop", &[("app", "web")]));
+        let noted = plan(
+            &ANNOTATE,
+            &input(
+                "note",
+                target.clone(),
+                json!({"annotations": {"contain.dev/why": "beacon to 203.0.113.7!"}}),
+            ),
+            &sim,
+        )
+        .unwrap();
+        assert!(shown(&noted).contains("metadata.annotations[\"contain.dev/why\"]"));
+        let refused = plan(
+            &LABEL,
+            &input(
+                "mark",
+                target,
+                json!({"labels": {"ok": "not a label value!"}}),
+            ),
+            &sim,
+        )
+        .unwrap_err();
+        assert!(
+            refused.to_string().contains("not a label value!"),
+            "{refused}"
+        );
+    }
+}

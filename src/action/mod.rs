@@ -6,6 +6,8 @@ pub mod approve;
 pub mod capture;
 pub mod common;
 pub mod detach;
+#[cfg(test)]
+pub mod fixture;
 pub mod isolate;
 pub mod label;
 pub mod node;

@@ -690,3 +690,156 @@ impl Action for NodeAction {
         })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::super::fixture::{cluster, input, named, plan, pod, shown};
+    use super::super::lookup;
+    use super::*;
+
+    fn node() -> Value {
+        json!({"kind": "Node", "metadata": {"name": "n1"}, "spec": {}})
+    }
+
+    fn on_n1(mut pod: Value) -> Value {
+        pod["spec"]["nodeName"] = json!("n1");
+        pod
+    }
+
+    fn planned(action: &str, with: Value, objects: Vec<Value>) -> Result<StepPlan, ActionError> {
+        let sim = cluster(objects);
+        plan(
+            lookup(action).unwrap(),
+            &input("q", Some(named("Node", None, "n1")), with),
+            &sim,
+        )
+    }
+
+    #[test]
+    fn a_cordon_sets_unschedulable_and_its_undo_clears_it() {
+        let text = shown(&planned("node.cordon", json!({}), vec![node()]).unwrap());
+        assert!(text.contains("spec.unschedulable: (none) → true"), "{text}");
+        assert!(text.contains("spec.unschedulable: true → (none)"), "{text}");
+        // Already cordoned by someone else: nothing to write, and nothing to undo.
+        let mut cordoned = node();
+        cordoned["spec"]["unschedulable"] = json!(true);
+        let plan = planned("node.cordon", json!({}), vec![cordoned]).unwrap();
+        assert!(
+            plan.ops.is_empty() && plan.inverse.is_empty(),
+            "{}",
+            shown(&plan)
+        );
+    }
+
+    #[test]
+    fn a_taint_is_keyed_by_contain_and_valued_with_the_run() {
+        let text = shown(&planned("node.taint", json!({}), vec![node()]).unwrap());
+        assert!(
+            text.contains(r#"spec.taints[key=contain.dev/quarantine]: (none) → {"key":"contain.dev/quarantine","value":"run-1","effect":"NoSchedule"}"#),
+            "{text}"
+        );
+        let valued =
+            shown(&planned("node.taint", json!({"value": "inc-42"}), vec![node()]).unwrap());
+        assert!(valued.contains(r#""value":"inc-42""#), "{valued}");
+    }
+
+    #[test]
+    fn a_quarantine_cordons_taints_labels_and_guards_admission_and_undoes_guard_first() {
+        let plan = planned("node.quarantine", json!({}), vec![node()]).unwrap();
+        let text = shown(&plan);
+        for line in [
+            "spec.unschedulable: (none) → true",
+            r#"metadata.labels["contain.dev/quarantine"]: (none) → "run-1""#,
+            "+ create ValidatingAdmissionPolicy contain-quarantine-n1",
+            "+ create ValidatingAdmissionPolicyBinding contain-quarantine-n1",
+        ] {
+            assert!(text.contains(line), "{line}\n{text}");
+        }
+        // The guard comes off before the node is opened again.
+        assert!(
+            matches!(&plan.inverse[0], Op::Delete { target, .. } if target.kind == "ValidatingAdmissionPolicyBinding")
+        );
+        assert!(matches!(plan.inverse.last(), Some(Op::Patch { .. })));
+        assert!(
+            plan.notes
+                .iter()
+                .any(|n| n.contains("except in namespace(s) forensics"))
+        );
+        let unguarded = planned(
+            "node.quarantine",
+            json!({"admission_guard": false}),
+            vec![node()],
+        )
+        .unwrap();
+        assert!(!shown(&unguarded).contains("ValidatingAdmissionPolicy"));
+    }
+
+    #[test]
+    fn a_drain_evicts_what_controllers_recreate_and_keeps_suspects_and_daemons() {
+        let objects = vec![
+            node(),
+            on_n1(pod(
+                "shop",
+                "web-1",
+                json!({"app": "web"}),
+                Some(("ReplicaSet", "web-5d9")),
+            )),
+            on_n1(pod(
+                "shop",
+                "suspect",
+                json!({"contain.dev/suspect": "true"}),
+                Some(("ReplicaSet", "web-5d9")),
+            )),
+            on_n1(pod(
+                "kube-system",
+                "proxy-x",
+                json!({}),
+                Some(("DaemonSet", "proxy")),
+            )),
+        ];
+        let plan = planned("node.drain", json!({}), objects.clone()).unwrap();
+        assert_eq!(
+            plan.outputs["evicted"],
+            json!(["shop/web-1"]),
+            "{}",
+            shown(&plan)
+        );
+        let kept = plan.outputs["kept"].to_string();
+        assert!(
+            kept.contains("suspect") && kept.contains("proxy-x"),
+            "{kept}"
+        );
+        assert!(matches!(&plan.ops[..], [Op::Evict { .. }]));
+        assert!(matches!(
+            plan.reversibility,
+            Reversibility::Irreversible { .. }
+        ));
+        // A pod no controller recreates is refused unless `force`; so is emptyDir data.
+        let mut bare = on_n1(pod("shop", "bare", json!({}), None));
+        bare["spec"]["volumes"] = json!([{"name": "scratch", "emptyDir": {}}]);
+        let mut objects = objects;
+        objects.push(bare);
+        let refused = planned("node.drain", json!({}), objects.clone())
+            .unwrap_err()
+            .to_string();
+        assert!(refused.starts_with("cannot drain n1"), "{refused}");
+        assert!(refused.contains("bare"), "{refused}");
+        let forced = planned(
+            "node.drain",
+            json!({"force": true, "delete_emptydir_data": true}),
+            objects,
+        )
+        .unwrap();
+        assert_eq!(forced.outputs["evicted"].as_array().unwrap().len(), 2);
+    }
+
+    #[test]
+    fn a_node_named_nowhere_is_refused() {
+        let refused = planned("node.cordon", json!({}), vec![])
+            .unwrap_err()
+            .to_string();
+        assert!(refused.contains("not found"), "{refused}");
+    }
+}

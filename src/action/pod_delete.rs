@@ -127,3 +127,71 @@ impl Action for PodDelete {
         })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::super::fixture::{cluster, input, named, plan, pod, selected, shown, verify};
+    use super::*;
+
+    #[test]
+    fn each_pod_is_deleted_by_its_uid_and_nothing_can_undo_it() {
+        let sim = cluster(vec![
+            pod("shop", "web-1", json!({"app": "web"}), None),
+            pod("shop", "web-2", json!({"app": "web"}), None),
+            pod("shop", "db-1", json!({"app": "db"}), None),
+        ]);
+        let step = input(
+            "kill",
+            Some(selected("Pod", "shop", &[("app", "web")])),
+            json!({"grace_period_seconds": 0}),
+        );
+        let planned = plan(&PodDelete, &step, &sim).unwrap();
+        assert_eq!(planned.ops.len(), 2, "{}", shown(&planned));
+        for op in &planned.ops {
+            let Op::Delete {
+                uid,
+                grace_period_seconds,
+                ..
+            } = op
+            else {
+                panic!("{op:?}");
+            };
+            assert!(uid.is_some(), "a delete carries the observed uid");
+            assert_eq!(*grace_period_seconds, Some(0));
+        }
+        assert!(planned.inverse.is_empty());
+        assert!(matches!(
+            planned.reversibility,
+            Reversibility::Irreversible { .. }
+        ));
+        assert_eq!(planned.outputs["deleted"], json!(["web-1", "web-2"]));
+        assert_eq!(planned.outputs["uids"].as_array().unwrap().len(), 2);
+    }
+
+    #[test]
+    fn a_delete_is_verified_gone_replaced_or_terminating_and_fails_otherwise() {
+        let before = cluster(vec![pod("shop", "web-1", json!({}), None)]);
+        let step = input("kill", Some(named("Pod", Some("shop"), "web-1")), json!({}));
+        let planned = plan(&PodDelete, &step, &before).unwrap();
+        let checked = |objects: Vec<Value>| {
+            let found = verify(&PodDelete, &step, &planned, &cluster(objects)).unwrap();
+            (found.checks[0].status, found.checks[0].detail.clone())
+        };
+        assert_eq!(checked(vec![]).0, crate::outcome::CheckStatus::Passed);
+        let mut replaced = pod("shop", "web-1", json!({}), None);
+        replaced["metadata"]["uid"] = json!("another-uid");
+        assert_eq!(
+            checked(vec![replaced]).1.as_deref(),
+            Some("replaced by a new pod")
+        );
+        // The same pod, still there: the delete did not happen.
+        let still = before
+            .objects()
+            .into_iter()
+            .filter(|o| o["kind"] == "Pod")
+            .collect();
+        assert_eq!(checked(still).0, crate::outcome::CheckStatus::Failed);
+    }
+}

@@ -290,3 +290,79 @@ impl Action for Redeploy {
         })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::super::fixture::{cluster, input, named, namespace, plan, shown};
+    use super::*;
+
+    const DIGEST: &str = "sha256:0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef";
+
+    /// A cosign public key, written where the step can read it.
+    fn key_file(dir: &std::path::Path) -> String {
+        use p256::pkcs8::EncodePublicKey;
+        let key = p256::ecdsa::SigningKey::from_slice(&[7u8; 32]).unwrap();
+        let pem = key
+            .verifying_key()
+            .to_public_key_pem(p256::pkcs8::LineEnding::LF)
+            .unwrap();
+        let path = dir.join("cosign.pub");
+        std::fs::write(&path, pem).unwrap();
+        path.display().to_string()
+    }
+
+    fn deployment() -> Value {
+        json!({"kind": "Deployment", "metadata": {"name": "web", "namespace": "shop"},
+               "spec": {"selector": {"matchLabels": {"app": "web"}},
+                        "template": {"metadata": {"labels": {"app": "web"}},
+                                     "spec": {"containers": [{"name": "app", "image": "registry.example/app:1"}]}}}})
+    }
+
+    fn redeploy(containers: Value) -> Result<StepPlan, ActionError> {
+        let dir = tempfile::tempdir().unwrap();
+        let step = input(
+            "redeploy",
+            Some(named("Deployment", Some("shop"), "web")),
+            json!({"containers": containers, "keys": [key_file(dir.path())]}),
+        );
+        plan(
+            &Redeploy,
+            &step,
+            &cluster(vec![namespace("shop"), deployment()]),
+        )
+    }
+
+    #[test]
+    fn a_redeploy_pins_each_container_to_its_digest_and_the_undo_restores_the_template() {
+        let image = format!("registry.example/app@{DIGEST}");
+        let planned = redeploy(json!([{"name": "app", "image": image}])).unwrap();
+        let text = shown(&planned);
+        assert!(
+            text.contains(&format!(
+                r#"spec.template.spec.containers[name=app].image: "registry.example/app:1" → "{image}""#
+            )),
+            "{text}"
+        );
+        assert!(
+            text.contains(&format!(
+                r#"spec.template.spec.containers[name=app].image: "{image}" → "registry.example/app:1""#
+            )),
+            "{text}"
+        );
+        assert_eq!(
+            planned.outputs["previous"],
+            json!({"app": "registry.example/app:1"})
+        );
+    }
+
+    #[test]
+    fn a_container_the_workload_does_not_have_is_refused() {
+        let refused =
+            redeploy(json!([{"name": "sidecar", "image": format!("registry.example/s@{DIGEST}")}]))
+                .unwrap_err()
+                .to_string();
+        assert!(refused.contains("has no container `sidecar`"), "{refused}");
+    }
+}

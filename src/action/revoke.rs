@@ -402,3 +402,97 @@ impl Action for Revoke {
         })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::super::fixture::{cluster, input, named, namespace, plan, pod, shown};
+    use super::*;
+
+    fn objects() -> Vec<Value> {
+        vec![
+            namespace("shop"),
+            json!({"kind": "ServiceAccount", "metadata": {"name": "web", "namespace": "shop"}}),
+            json!({"kind": "RoleBinding", "metadata": {"name": "web-read", "namespace": "shop"},
+                   "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": "reader"},
+                   "subjects": [{"kind": "ServiceAccount", "name": "web", "namespace": "shop"},
+                                {"kind": "User", "name": "alice"}]}),
+            json!({"kind": "Secret", "type": "kubernetes.io/service-account-token",
+                   "metadata": {"name": "web-token", "namespace": "shop",
+                                "annotations": {"kubernetes.io/service-account.name": "web"}}}),
+            pod("shop", "web-1", json!({"app": "web"}), None),
+        ]
+    }
+
+    fn revoke(modes: Value) -> StepPlan {
+        let step = input(
+            "revoke",
+            Some(named("ServiceAccount", Some("shop"), "web")),
+            json!({"modes": modes}),
+        );
+        plan(&Revoke, &step, &cluster(objects())).unwrap()
+    }
+
+    #[test]
+    fn unbinding_removes_only_the_account_from_a_binding_and_the_undo_puts_it_back() {
+        let planned = revoke(json!(["unbind"]));
+        let text = shown(&planned);
+        assert!(
+            text.contains(r#"subjects: [{"kind":"ServiceAccount","name":"web","namespace":"shop"},{"kind":"User","name":"alice"}] → [{"kind":"User","name":"alice"}]"#),
+            "{text}"
+        );
+        assert_eq!(planned.reversibility, Reversibility::Reversible);
+        assert_eq!(planned.inverse.len(), 1);
+        assert_eq!(
+            planned.outputs["bindings"],
+            json!(["RoleBinding shop/web-read"])
+        );
+    }
+
+    #[test]
+    fn rotation_and_legacy_secrets_are_proven_with_canaries_and_never_undone() {
+        let planned = revoke(json!(["legacy-secrets", "rotate"]));
+        let text = shown(&planned);
+        assert!(text.contains("- delete Secret shop/web-token"), "{text}");
+        assert!(text.contains("- delete ServiceAccount shop/web"), "{text}");
+        assert!(text.contains("+ create ServiceAccount shop/web"), "{text}");
+        // Canary tokens, minted before the writes, are what verification proves dead.
+        let canaries = planned
+            .ops
+            .iter()
+            .take_while(|op| matches!(op, Op::MintCanary { .. }))
+            .count();
+        assert_eq!(
+            canaries, 2,
+            "one of the account, one bound to its pod: {text}"
+        );
+        assert!(
+            planned.inverse.is_empty(),
+            "a compromised credential is never revived"
+        );
+        assert!(matches!(
+            planned.reversibility,
+            Reversibility::Irreversible { .. }
+        ));
+        assert!(
+            planned
+                .notes
+                .iter()
+                .any(|n| n.starts_with("blast radius: 1 pod(s) run as web"))
+        );
+    }
+
+    #[test]
+    fn a_missing_account_is_refused() {
+        let step = input(
+            "revoke",
+            Some(named("ServiceAccount", Some("shop"), "ghost")),
+            json!({"modes": ["unbind"]}),
+        );
+        let refused = plan(&Revoke, &step, &cluster(objects()))
+            .unwrap_err()
+            .to_string();
+        assert!(refused.contains("not found"), "{refused}");
+    }
+}

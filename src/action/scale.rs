@@ -108,3 +108,69 @@ impl Action for Scale {
         Box::pin(common::verify_patches(&plan.ops, cluster))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::super::fixture::{cluster, input, named, plan, selected, shown};
+    use super::*;
+
+    fn deployment(name: &str, replicas: Option<u32>) -> Value {
+        let mut d = json!({"kind": "Deployment", "metadata": {"name": name, "namespace": "shop", "labels": {"app": "web"}},
+                           "spec": {"selector": {"matchLabels": {"app": name}}}});
+        if let Some(n) = replicas {
+            d["spec"]["replicas"] = json!(n);
+        }
+        d
+    }
+
+    #[test]
+    fn scaling_patches_the_replicas_and_its_undo_restores_them() {
+        let sim = cluster(vec![deployment("web", Some(3))]);
+        let step = input(
+            "stop",
+            Some(named("Deployment", Some("shop"), "web")),
+            json!({"replicas": 0}),
+        );
+        let planned = plan(&Scale, &step, &sim).unwrap();
+        let text = shown(&planned);
+        assert!(text.contains("spec.replicas: 3 → 0"), "{text}");
+        assert!(
+            text.contains("undo:") && text.contains("spec.replicas: 0 → 3"),
+            "{text}"
+        );
+        assert_eq!(planned.outputs["previous_replicas"], json!({"web": 3}));
+        assert_eq!(planned.reversibility, Reversibility::Reversible);
+    }
+
+    #[test]
+    fn an_unset_replica_count_is_taken_as_one_and_restored_as_one() {
+        let sim = cluster(vec![deployment("web", None), deployment("api", Some(0))]);
+        let step = input(
+            "stop",
+            Some(selected("Deployment", "shop", &[("app", "web")])),
+            json!({"replicas": 0}),
+        );
+        let planned = plan(&Scale, &step, &sim).unwrap();
+        assert_eq!(
+            planned.outputs["previous_replicas"],
+            json!({"api": 0, "web": 1})
+        );
+        // `api` is already at 0: nothing to write for it.
+        assert_eq!(planned.ops.len(), 1, "{}", shown(&planned));
+        assert!(shown(&planned).contains("spec.replicas: 1 → 0"));
+    }
+
+    #[test]
+    fn a_missing_workload_is_refused() {
+        let sim = cluster(vec![]);
+        let step = input(
+            "stop",
+            Some(named("Deployment", Some("shop"), "web")),
+            json!({"replicas": 0}),
+        );
+        let refused = plan(&Scale, &step, &sim).unwrap_err().to_string();
+        assert!(refused.contains("not found"), "{refused}");
+    }
+}

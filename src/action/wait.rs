@@ -165,3 +165,58 @@ impl Action for Wait {
         })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::super::fixture::{cluster, input, named, plan};
+    use super::*;
+
+    #[test]
+    fn a_wait_sleeps_or_waits_for_a_field_and_changes_nothing() {
+        let sim = cluster(vec![]);
+        let slept = plan(&Wait, &input("w", None, json!({"duration": "1m30s"})), &sim).unwrap();
+        assert!(matches!(&slept.ops[..], [Op::Sleep { millis: 90_000 }]));
+        let target = Some(named("Pod", Some("shop"), "web-1"));
+        let watched = plan(
+            &Wait,
+            &input(
+                "w",
+                target,
+                json!({"field": "status.phase", "equals": "Running", "timeout": "10s"}),
+            ),
+            &sim,
+        )
+        .unwrap();
+        let [
+            Op::WaitFor {
+                path,
+                equals,
+                timeout_millis,
+                ..
+            },
+        ] = &watched.ops[..]
+        else {
+            panic!("{:?}", watched.ops);
+        };
+        assert_eq!(path, &["status", "phase"]);
+        assert_eq!(equals, &json!("Running"));
+        assert_eq!(*timeout_millis, 10_000);
+        assert!(slept.inverse.is_empty() && watched.inverse.is_empty());
+    }
+
+    #[test]
+    fn a_wait_that_is_neither_or_both_is_refused_with_the_words_validate_uses() {
+        let sim = cluster(vec![]);
+        let refused = plan(&Wait, &input("w", None, json!({})), &sim).unwrap_err();
+        assert!(refused.to_string().contains(ONE_KIND_OF_WAIT));
+        let refused = plan(
+            &Wait,
+            &input("w", None, json!({"field": "x", "equals": 1})),
+            &sim,
+        )
+        .unwrap_err();
+        assert!(refused.to_string().contains(FIELD_NEEDS_A_NAME));
+    }
+}

@@ -64,6 +64,19 @@ impl SimCluster {
         sim
     }
 
+    /// A cluster holding exactly these objects (filled in as a snapshot's are): the fixtures
+    /// of unit tests.
+    pub fn with_objects(
+        origin: &str,
+        objects: impl IntoIterator<Item = Value>,
+    ) -> std::result::Result<Self, String> {
+        let sim = Self::blank(origin);
+        for object in objects {
+            sim.insert(object)?;
+        }
+        Ok(sim)
+    }
+
     /// Loads a multi-document snapshot (objects, or `kind: List` documents of objects).
     pub fn load(source: &Source) -> std::result::Result<Self, Report> {
         let fail = |problems: Vec<Problem>| Report::new(source.clone(), problems);
