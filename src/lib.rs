@@ -1,7 +1,11 @@
 //! `contain`: declarative incident-containment playbooks for Kubernetes.
 //!
 //! The pipeline is load → validate → resolve facts → render → plan → execute → verify → report;
-//! each stage lives in its own module and only [`cluster`] talks to the API server.
+//! each stage lives in its own module and only [`cluster`] talks to the API server. The modules
+//! sit in layers (the README's Layout section; `tests/layers.rs` keeps them): the ground, the
+//! clients, data, records, actions, playbooks, reports, the engine, the commands ([`cmd`]: one
+//! file per command, the only writer to the terminal), the uses built on them ([`drill`],
+//! [`exercise`]), and [`app`], which only dispatches.
 
 pub mod action;
 pub mod app;
