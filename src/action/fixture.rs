@@ -80,6 +80,40 @@ pub fn verify(
         .block_on(action.verify(input, plan, cluster))
 }
 
+/// The objects after `ops`, applied to `objects` as the API server would store them: creates
+/// added, field changes set, deletes removed (evictions and reads change nothing here).
+pub fn applied(objects: Vec<Value>, ops: &[crate::plan::Op]) -> Vec<Value> {
+    use crate::cluster::merge;
+    use crate::cluster::object::ObjectRef;
+    use crate::plan::Op;
+    let mut objects = objects;
+    let find = |objects: &mut Vec<Value>, target: &ObjectRef| {
+        objects
+            .iter()
+            .position(|o| ObjectRef::of(o).as_ref() == Some(target))
+    };
+    for op in ops {
+        match op {
+            Op::Create { object } => objects.push(object.clone()),
+            Op::Patch {
+                target, changes, ..
+            } => {
+                let at = find(&mut objects, target).expect("the patched object exists");
+                for change in changes {
+                    merge::set(&mut objects[at], &change.path, change.after.clone());
+                }
+            }
+            Op::Delete { target, .. } => {
+                if let Some(at) = find(&mut objects, target) {
+                    objects.remove(at);
+                }
+            }
+            _ => {}
+        }
+    }
+    objects
+}
+
 /// The plan as `contain plan` shows it, undo operations included.
 pub fn shown(plan: &StepPlan) -> String {
     crate::plan::display::render_step(plan, true)

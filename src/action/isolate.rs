@@ -1020,3 +1020,54 @@ mod tests {
         assert!(refused.contains(EXCLUSIVE_NEEDS_PODS), "{refused}");
     }
 }
+
+#[cfg(test)]
+mod verification {
+    use serde_json::json;
+
+    use super::super::fixture::{applied, cluster, input, named, namespace, plan, pod, verify};
+    use super::*;
+    use crate::outcome::CheckStatus;
+
+    fn objects() -> Vec<Value> {
+        vec![
+            namespace("shop"),
+            json!({"kind": "NetworkPolicy", "metadata": {"name": "allow-web", "namespace": "shop"},
+                   "spec": {"podSelector": {"matchLabels": {"app": "web"}}, "ingress": [{}], "policyTypes": ["Ingress"]}}),
+            pod("shop", "web-1", json!({"app": "web"}), None),
+        ]
+    }
+
+    /// The checks isolation makes once its plan is applied, by what fails.
+    fn failed_checks(with: Value) -> Vec<String> {
+        let step = input("cut", Some(named("Pod", Some("shop"), "web-1")), with);
+        let planned = plan(&Isolate, &step, &cluster(objects())).unwrap();
+        let after = cluster(applied(objects(), &planned.ops));
+        let found = verify(&Isolate, &step, &planned, &after).unwrap();
+        assert!(!found.checks.is_empty());
+        found
+            .checks
+            .iter()
+            .filter(|c| c.status == CheckStatus::Failed)
+            .map(|c| c.what.clone())
+            .collect()
+    }
+
+    #[test]
+    fn isolation_is_not_verified_while_another_policy_still_admits_traffic() {
+        // Policies add up: the quarantine policy landed, but allow-web still lets traffic in.
+        let failed = failed_checks(json!({}));
+        assert!(
+            !failed.is_empty(),
+            "verified although allow-web still admits ingress"
+        );
+    }
+
+    #[test]
+    fn exclusive_isolation_is_verified_from_every_policy_of_the_namespace() {
+        assert_eq!(
+            failed_checks(json!({"exclusive": true})),
+            Vec::<String>::new()
+        );
+    }
+}

@@ -261,3 +261,50 @@ mod tests {
         );
     }
 }
+
+#[cfg(test)]
+mod verification {
+    use serde_json::json;
+
+    use super::super::fixture::{applied, cluster, input, plan, pod, selected, verify};
+    use super::*;
+    use crate::outcome::CheckStatus;
+
+    #[test]
+    fn a_label_is_verified_on_the_object_as_it_is_now_and_a_lost_write_fails() {
+        let objects = vec![pod("shop", "web-1", json!({"app": "web"}), None)];
+        let step = input(
+            "mark",
+            Some(selected("Pod", "shop", &[("app", "web")])),
+            json!({"labels": {"contain.dev/suspect": "true"}}),
+        );
+        let planned = plan(&LABEL, &step, &cluster(objects.clone())).unwrap();
+        let statuses = |objects: Vec<Value>| -> Vec<CheckStatus> {
+            verify(&LABEL, &step, &planned, &cluster(objects))
+                .unwrap()
+                .checks
+                .iter()
+                .map(|c| c.status)
+                .collect()
+        };
+        assert_eq!(
+            statuses(applied(objects.clone(), &planned.ops)),
+            [CheckStatus::Passed]
+        );
+        // Someone (a controller, a GitOps agent) put the label back off: not verified.
+        assert_eq!(statuses(objects), [CheckStatus::Failed]);
+        // The pod was replaced under the same name: what was planned is not what is there.
+        let mut replaced = pod(
+            "shop",
+            "web-1",
+            json!({"app": "web", "contain.dev/suspect": "true"}),
+            None,
+        );
+        replaced["metadata"]["uid"] = json!("a-new-pod");
+        let checks = verify(&LABEL, &step, &planned, &cluster(vec![replaced]))
+            .unwrap()
+            .checks;
+        assert_eq!(checks[0].status, CheckStatus::Failed);
+        assert!(checks[0].what.ends_with("still exists"), "{:?}", checks[0]);
+    }
+}

@@ -403,26 +403,34 @@ impl Action for Revoke {
     }
 }
 
+/// The account, a binding, a legacy token Secret and a pod of the revocation tests.
+#[cfg(test)]
+fn tests_objects() -> Vec<Value> {
+    use super::fixture::{namespace, pod};
+    use serde_json::json;
+    vec![
+        namespace("shop"),
+        json!({"kind": "ServiceAccount", "metadata": {"name": "web", "namespace": "shop"}}),
+        json!({"kind": "RoleBinding", "metadata": {"name": "web-read", "namespace": "shop"},
+               "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": "reader"},
+               "subjects": [{"kind": "ServiceAccount", "name": "web", "namespace": "shop"},
+                            {"kind": "User", "name": "alice"}]}),
+        json!({"kind": "Secret", "type": "kubernetes.io/service-account-token",
+               "metadata": {"name": "web-token", "namespace": "shop",
+                            "annotations": {"kubernetes.io/service-account.name": "web"}}}),
+        pod("shop", "web-1", json!({"app": "web"}), None),
+    ]
+}
+
 #[cfg(test)]
 mod tests {
     use serde_json::json;
 
-    use super::super::fixture::{cluster, input, named, namespace, plan, pod, shown};
+    use super::super::fixture::{cluster, input, named, plan, shown};
     use super::*;
 
     fn objects() -> Vec<Value> {
-        vec![
-            namespace("shop"),
-            json!({"kind": "ServiceAccount", "metadata": {"name": "web", "namespace": "shop"}}),
-            json!({"kind": "RoleBinding", "metadata": {"name": "web-read", "namespace": "shop"},
-                   "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": "reader"},
-                   "subjects": [{"kind": "ServiceAccount", "name": "web", "namespace": "shop"},
-                                {"kind": "User", "name": "alice"}]}),
-            json!({"kind": "Secret", "type": "kubernetes.io/service-account-token",
-                   "metadata": {"name": "web-token", "namespace": "shop",
-                                "annotations": {"kubernetes.io/service-account.name": "web"}}}),
-            pod("shop", "web-1", json!({"app": "web"}), None),
-        ]
+        tests_objects()
     }
 
     fn revoke(modes: Value) -> StepPlan {
@@ -494,5 +502,35 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(refused.contains("not found"), "{refused}");
+    }
+}
+
+#[cfg(test)]
+mod verification {
+    use serde_json::json;
+
+    use super::super::fixture::{applied, cluster, input, named, plan, verify};
+    use super::tests_objects as objects;
+    use super::*;
+    use crate::outcome::CheckStatus;
+
+    #[test]
+    fn an_unbind_is_verified_only_once_no_binding_names_the_account() {
+        let step = input(
+            "revoke",
+            Some(named("ServiceAccount", Some("shop"), "web")),
+            json!({"modes": ["unbind"]}),
+        );
+        let planned = plan(&Revoke, &step, &cluster(objects())).unwrap();
+        let failed = |objects: Vec<Value>| -> usize {
+            verify(&Revoke, &step, &planned, &cluster(objects))
+                .unwrap()
+                .checks
+                .iter()
+                .filter(|c| c.status == CheckStatus::Failed)
+                .count()
+        };
+        assert_eq!(failed(applied(objects(), &planned.ops)), 0);
+        assert!(failed(objects()) > 0, "the binding still names the account");
     }
 }
