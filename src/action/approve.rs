@@ -6,7 +6,8 @@ use serde::Deserialize;
 use serde_json::Value;
 
 use super::{
-    Action, ActionError, ActionInfo, StepInput, TargetRule, Verification, decode_with, schema_of,
+    Action, ActionError, ActionInfo, Observed, StepInput, TargetRule, Verification, decode_with,
+    schema_of,
 };
 use crate::cluster::{BoxFuture, Cluster};
 use crate::plan::{Op, Reversibility, StepPlan};
@@ -42,27 +43,21 @@ impl Action for Approve {
         schema_of::<ApproveWith>()
     }
 
-    fn plan<'a>(
-        &'a self,
-        input: &'a StepInput,
-        _cluster: &'a dyn Cluster,
-    ) -> BoxFuture<'a, Result<StepPlan, ActionError>> {
-        Box::pin(async move {
-            let with: ApproveWith = decode_with(&input.with)?;
-            let mut outputs = serde_json::Map::new();
-            outputs.insert("approved".into(), Value::Bool(true));
-            Ok(StepPlan {
-                step: input.step_id.clone(),
-                action: INFO.name.to_string(),
-                summary: "ask for approval".into(),
-                ops: vec![Op::Approve {
-                    message: with.message,
-                }],
-                inverse: Vec::new(),
-                reversibility: Reversibility::Reversible,
-                notes: Vec::new(),
-                outputs,
-            })
+    fn plan(&self, input: &StepInput, _seen: &Observed) -> Result<StepPlan, ActionError> {
+        let with: ApproveWith = decode_with(&input.with)?;
+        let mut outputs = serde_json::Map::new();
+        outputs.insert("approved".into(), Value::Bool(true));
+        Ok(StepPlan {
+            step: input.step_id.clone(),
+            action: INFO.name.to_string(),
+            summary: "ask for approval".into(),
+            ops: vec![Op::Approve {
+                message: with.message,
+            }],
+            inverse: Vec::new(),
+            reversibility: Reversibility::Reversible,
+            notes: Vec::new(),
+            outputs,
         })
     }
 

@@ -9,10 +9,11 @@ use serde_json::Value;
 
 use super::common;
 use super::{
-    Action, ActionError, ActionInfo, StepInput, TargetRule, Verification, decode_with, schema_of,
+    Action, ActionError, ActionInfo, Observed, StepInput, TargetRule, Verification, decode_with,
+    schema_of,
 };
 use crate::cluster::object::{self, ObjectRef, Selector};
-use crate::cluster::{BoxFuture, Cluster, kinds};
+use crate::cluster::{BoxFuture, Cluster};
 use crate::plan::op::CaptureSource;
 use crate::plan::{Op, Reversibility, StepPlan};
 
@@ -108,197 +109,187 @@ impl Action for Capture {
         schema_of::<CaptureWith>()
     }
 
-    fn plan<'a>(
-        &'a self,
-        input: &'a StepInput,
-        cluster: &'a dyn Cluster,
-    ) -> BoxFuture<'a, Result<StepPlan, ActionError>> {
-        Box::pin(async move {
-            let with: CaptureWith = decode_with(&input.with)?;
-            let target = input.required_target()?;
-            let pods = if target.kind.kind == "Pod" {
-                common::observe(target, cluster).await?
-            } else {
-                let workload = common::observe(target, cluster).await?.remove(0);
-                let selector = workload
-                    .pointer("/spec/selector")
-                    .and_then(Selector::from_value)
-                    .unwrap_or_default();
-                if selector.is_empty() {
-                    return Err(ActionError::Refused(format!(
-                        "{target} has no pod selector"
-                    )));
-                }
-                let pods = cluster
-                    .list(
-                        kinds::lookup("Pod").expect("known kind"),
-                        object::namespace(&workload),
-                        &selector,
-                    )
-                    .await?;
-                if pods.is_empty() {
-                    return Err(ActionError::NoMatch(format!("pods of {target}")));
-                }
-                pods
+    fn plan(&self, input: &StepInput, seen: &Observed) -> Result<StepPlan, ActionError> {
+        let with: CaptureWith = decode_with(&input.with)?;
+        let target = input.required_target()?;
+        let pods = if target.kind.kind == "Pod" {
+            common::observe(target, seen)?
+        } else {
+            let workload = common::observe(target, seen)?.remove(0);
+            let selector = workload
+                .pointer("/spec/selector")
+                .and_then(Selector::from_value)
+                .unwrap_or_default();
+            if selector.is_empty() {
+                return Err(ActionError::Refused(format!(
+                    "{target} has no pod selector"
+                )));
+            }
+            let pods = seen
+                .list("Pod", object::namespace(&workload), &selector)?
+                .to_vec();
+            if pods.is_empty() {
+                return Err(ActionError::NoMatch(format!("pods of {target}")));
+            }
+            pods
+        };
+        let mut ops = Vec::new();
+        let mut captured = Vec::new();
+        for pod in &pods {
+            let pod_ref = ObjectRef::of(pod).expect("observed objects have names");
+            let namespace = pod_ref.namespace.clone().unwrap_or_default();
+            let base = format!("{namespace}/{}", pod_ref.name);
+            captured.push(Value::from(base.clone()));
+            let mut add = |artifact: String, source: CaptureSource| {
+                ops.push(Op::Capture {
+                    artifact: format!("{base}/{artifact}"),
+                    source,
+                })
             };
-            let mut ops = Vec::new();
-            let mut captured = Vec::new();
-            for pod in &pods {
-                let pod_ref = ObjectRef::of(pod).expect("observed objects have names");
-                let namespace = pod_ref.namespace.clone().unwrap_or_default();
-                let base = format!("{namespace}/{}", pod_ref.name);
-                captured.push(Value::from(base.clone()));
-                let mut add = |artifact: String, source: CaptureSource| {
-                    ops.push(Op::Capture {
-                        artifact: format!("{base}/{artifact}"),
-                        source,
-                    })
-                };
+            add(
+                "pod.json".into(),
+                CaptureSource::Object {
+                    target: pod_ref.clone(),
+                },
+            );
+            add(
+                "owners.json".into(),
+                CaptureSource::Owners {
+                    pod: pod_ref.clone(),
+                },
+            );
+            add(
+                "events.json".into(),
+                CaptureSource::Events {
+                    namespace: Some(namespace.clone()),
+                    kind: "Pod".into(),
+                    name: pod_ref.name.clone(),
+                },
+            );
+            add(
+                "networkpolicies.json".into(),
+                CaptureSource::Policies {
+                    pod: pod_ref.clone(),
+                },
+            );
+            let account = pod
+                .pointer("/spec/serviceAccountName")
+                .and_then(Value::as_str)
+                .unwrap_or("default");
+            let account_ref = ObjectRef::new("ServiceAccount", Some(&namespace), account);
+            add(
+                "serviceaccount.json".into(),
+                CaptureSource::Object {
+                    target: account_ref.clone(),
+                },
+            );
+            add(
+                "serviceaccount-bindings.json".into(),
+                CaptureSource::Bindings {
+                    account: account_ref,
+                },
+            );
+            let node = pod
+                .pointer("/spec/nodeName")
+                .and_then(Value::as_str)
+                .map(str::to_string);
+            if let Some(node) = &node {
                 add(
-                    "pod.json".into(),
+                    "node.json".into(),
                     CaptureSource::Object {
-                        target: pod_ref.clone(),
+                        target: ObjectRef::new("Node", None, node),
                     },
                 );
                 add(
-                    "owners.json".into(),
-                    CaptureSource::Owners {
-                        pod: pod_ref.clone(),
-                    },
-                );
-                add(
-                    "events.json".into(),
+                    "node-events.json".into(),
                     CaptureSource::Events {
-                        namespace: Some(namespace.clone()),
-                        kind: "Pod".into(),
-                        name: pod_ref.name.clone(),
+                        namespace: None,
+                        kind: "Node".into(),
+                        name: node.clone(),
                     },
                 );
-                add(
-                    "networkpolicies.json".into(),
-                    CaptureSource::Policies {
-                        pod: pod_ref.clone(),
-                    },
-                );
-                let account = pod
-                    .pointer("/spec/serviceAccountName")
-                    .and_then(Value::as_str)
-                    .unwrap_or("default");
-                let account_ref = ObjectRef::new("ServiceAccount", Some(&namespace), account);
-                add(
-                    "serviceaccount.json".into(),
-                    CaptureSource::Object {
-                        target: account_ref.clone(),
-                    },
-                );
-                add(
-                    "serviceaccount-bindings.json".into(),
-                    CaptureSource::Bindings {
-                        account: account_ref,
-                    },
-                );
-                let node = pod
-                    .pointer("/spec/nodeName")
-                    .and_then(Value::as_str)
-                    .map(str::to_string);
-                if let Some(node) = &node {
+            }
+            let names = containers(pod);
+            for container in &names {
+                if with.logs {
                     add(
-                        "node.json".into(),
-                        CaptureSource::Object {
-                            target: ObjectRef::new("Node", None, node),
+                        format!("logs/{container}.log"),
+                        CaptureSource::Logs {
+                            pod: pod_ref.clone(),
+                            container: container.clone(),
+                            previous: false,
                         },
                     );
-                    add(
-                        "node-events.json".into(),
-                        CaptureSource::Events {
-                            namespace: None,
-                            kind: "Node".into(),
-                            name: node.clone(),
-                        },
-                    );
-                }
-                let names = containers(pod);
-                for container in &names {
-                    if with.logs {
+                    if with.previous_logs {
                         add(
-                            format!("logs/{container}.log"),
+                            format!("logs/{container}.previous.log"),
                             CaptureSource::Logs {
                                 pod: pod_ref.clone(),
                                 container: container.clone(),
-                                previous: false,
-                            },
-                        );
-                        if with.previous_logs {
-                            add(
-                                format!("logs/{container}.previous.log"),
-                                CaptureSource::Logs {
-                                    pod: pod_ref.clone(),
-                                    container: container.clone(),
-                                    previous: true,
-                                },
-                            );
-                        }
-                    }
-                    if with.checkpoint
-                        && let Some(node) = &node
-                    {
-                        add(
-                            format!("checkpoints/{container}.json"),
-                            CaptureSource::Checkpoint {
-                                node: node.clone(),
-                                pod: pod_ref.clone(),
-                                container: container.clone(),
+                                previous: true,
                             },
                         );
                     }
                 }
-                let default_container = pod
-                    .pointer("/spec/containers/0/name")
-                    .and_then(Value::as_str)
-                    .unwrap_or_default()
-                    .to_string();
-                for exec in &with.exec {
-                    let timeout = exec
-                        .timeout
-                        .as_deref()
-                        .and_then(crate::duration::parse_duration)
-                        .unwrap_or(std::time::Duration::from_secs(10));
+                if with.checkpoint
+                    && let Some(node) = &node
+                {
                     add(
-                        format!("exec/{}.json", exec.name),
-                        CaptureSource::Exec {
+                        format!("checkpoints/{container}.json"),
+                        CaptureSource::Checkpoint {
+                            node: node.clone(),
                             pod: pod_ref.clone(),
-                            container: exec
-                                .container
-                                .clone()
-                                .unwrap_or_else(|| default_container.clone()),
-                            command: exec.command.clone(),
-                            timeout_millis: timeout.as_millis() as u64,
+                            container: container.clone(),
                         },
                     );
                 }
             }
-            let artifacts = ops.len();
-            ops.push(Op::Seal {
-                archive: with.archive,
-            });
-            let mut outputs = serde_json::Map::new();
-            outputs.insert("pods".into(), Value::Array(captured));
-            Ok(StepPlan {
-                step: input.step_id.clone(),
-                action: INFO.name.to_string(),
-                summary: format!(
-                    "capture {artifacts} artifact(s) from {} pod(s) of {target}",
-                    pods.len()
-                ),
-                ops,
-                inverse: Vec::new(),
-                reversibility: Reversibility::Reversible,
-                notes: vec![
-                    "read-only: nothing in the cluster changes; Secret values are never collected"
-                        .into(),
-                ],
-                outputs,
-            })
+            let default_container = pod
+                .pointer("/spec/containers/0/name")
+                .and_then(Value::as_str)
+                .unwrap_or_default()
+                .to_string();
+            for exec in &with.exec {
+                let timeout = exec
+                    .timeout
+                    .as_deref()
+                    .and_then(crate::duration::parse_duration)
+                    .unwrap_or(std::time::Duration::from_secs(10));
+                add(
+                    format!("exec/{}.json", exec.name),
+                    CaptureSource::Exec {
+                        pod: pod_ref.clone(),
+                        container: exec
+                            .container
+                            .clone()
+                            .unwrap_or_else(|| default_container.clone()),
+                        command: exec.command.clone(),
+                        timeout_millis: timeout.as_millis() as u64,
+                    },
+                );
+            }
+        }
+        let artifacts = ops.len();
+        ops.push(Op::Seal {
+            archive: with.archive,
+        });
+        let mut outputs = serde_json::Map::new();
+        outputs.insert("pods".into(), Value::Array(captured));
+        Ok(StepPlan {
+            step: input.step_id.clone(),
+            action: INFO.name.to_string(),
+            summary: format!(
+                "capture {artifacts} artifact(s) from {} pod(s) of {target}",
+                pods.len()
+            ),
+            ops,
+            inverse: Vec::new(),
+            reversibility: Reversibility::Reversible,
+            notes: vec![
+                "read-only: nothing in the cluster changes; Secret values are never collected"
+                    .into(),
+            ],
+            outputs,
         })
     }
 

@@ -2,7 +2,7 @@
 
 use serde_json::Value;
 
-use super::{ActionError, ResolvedTarget, Verification};
+use super::{ActionError, Missing, Observed, ResolvedTarget, Verification};
 use crate::cluster::object::{self, ObjectRef};
 use crate::cluster::{Cluster, merge};
 use crate::plan::{FieldChange, Op};
@@ -13,22 +13,21 @@ pub const RUN_ID_LABEL: &str = "contain.dev/run-id";
 pub const STEP_LABEL: &str = "contain.dev/step";
 
 /// The objects a target names: one by name, or every match of the selector.
-pub async fn observe(
-    target: &ResolvedTarget,
-    cluster: &dyn Cluster,
-) -> Result<Vec<Value>, ActionError> {
+pub fn observe(target: &ResolvedTarget, seen: &Observed) -> Result<Vec<Value>, ActionError> {
     if let Some(name) = &target.name {
         let r = ObjectRef::new(target.kind.kind, target.namespace.as_deref(), name);
-        return match cluster.get(&r).await? {
-            Some(object) => Ok(vec![object]),
+        return match seen.get(&r)? {
+            Some(object) => Ok(vec![object.clone()]),
             None => Err(ActionError::TargetNotFound(r.to_string())),
         };
     }
     let selector = target.selector.clone().unwrap_or_default();
-    let mut objects = cluster
-        .list(target.kind, target.namespace.as_deref(), &selector)
-        .await?;
-    objects.retain(|o| target.admits(o));
+    let objects: Vec<Value> = seen
+        .list(target.kind.kind, target.namespace.as_deref(), &selector)?
+        .iter()
+        .filter(|o| target.admits(o))
+        .cloned()
+        .collect();
     if objects.is_empty() {
         return Err(ActionError::NoMatch(target.to_string()));
     }
@@ -40,10 +39,10 @@ pub type Wanted = (Vec<String>, Option<Value>);
 
 /// The one object a step's target names by name, as it is now. `action` names the action in
 /// the error when the target is a selector instead.
-pub async fn observe_named(
+pub fn observe_named(
     input: &super::StepInput,
     action: &str,
-    cluster: &dyn Cluster,
+    seen: &Observed,
 ) -> Result<Value, ActionError> {
     let target = input.required_target()?;
     if target.name.is_none() {
@@ -51,7 +50,7 @@ pub async fn observe_named(
             action,
         )));
     }
-    Ok(observe(target, cluster).await?.remove(0))
+    Ok(observe(target, seen)?.remove(0))
 }
 
 /// The changes that set each `(path, value)` on `object`, skipping values already in place.
@@ -177,32 +176,38 @@ pub fn names_account(
 }
 
 /// Every RoleBinding (in any namespace) and ClusterRoleBinding that names the ServiceAccount.
-pub async fn bindings_naming(
-    cluster: &dyn Cluster,
+pub fn bindings_naming(
+    seen: &Observed,
     name: &str,
     namespace: &str,
-) -> Result<Vec<Value>, crate::cluster::ClusterError> {
-    let mut found = Vec::new();
-    for kind in ["RoleBinding", "ClusterRoleBinding"] {
-        let kind = crate::cluster::kinds::lookup(kind).expect("known kind");
-        for binding in cluster
-            .list(kind, None, &crate::cluster::Selector::default())
-            .await?
-        {
-            let subjects = binding
+) -> Result<Vec<Value>, Missing> {
+    let every = crate::cluster::Selector::default();
+    let lists = [
+        seen.list("RoleBinding", None, &every),
+        seen.list("ClusterRoleBinding", None, &every),
+    ];
+    // Both lists are asked for in one round.
+    let missing: Vec<super::Read> = lists
+        .iter()
+        .filter_map(|l| l.as_ref().err())
+        .flat_map(|m| m.0.clone())
+        .collect();
+    if !missing.is_empty() {
+        return Err(Missing(missing));
+    }
+    Ok(lists
+        .into_iter()
+        .flat_map(|l| l.unwrap_or_default().iter())
+        .filter(|binding| {
+            binding
                 .get("subjects")
                 .and_then(Value::as_array)
-                .cloned()
-                .unwrap_or_default();
-            if subjects
-                .iter()
-                .any(|s| names_account(s, name, namespace, object::namespace(&binding)))
-            {
-                found.push(binding);
-            }
-        }
-    }
-    Ok(found)
+                .into_iter()
+                .flatten()
+                .any(|s| names_account(s, name, namespace, object::namespace(binding)))
+        })
+        .cloned()
+        .collect())
 }
 
 /// Permissions for reads in the namespace of a step's target: `(verb, kind)` pairs.

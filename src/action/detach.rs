@@ -12,7 +12,8 @@ use serde_json::Value;
 
 use super::common::{self, meta_path};
 use super::{
-    Action, ActionError, ActionInfo, StepInput, TargetRule, Verification, decode_with, schema_of,
+    Action, ActionError, ActionInfo, Observed, StepInput, TargetRule, Verification, decode_with,
+    schema_of,
 };
 use crate::cluster::Access;
 use crate::cluster::object::controller_of;
@@ -93,135 +94,127 @@ impl Action for Detach {
         super::FanOut::PerObject
     }
 
-    fn plan<'a>(
-        &'a self,
-        input: &'a StepInput,
-        cluster: &'a dyn Cluster,
-    ) -> BoxFuture<'a, Result<StepPlan, ActionError>> {
-        Box::pin(async move {
-            let _: DetachWith = decode_with(&input.with)?;
-            let target = input.required_target()?;
-            let pod = common::observe_named(input, INFO.name, cluster).await?;
-            let namespace = object::namespace(&pod).unwrap_or_default().to_string();
-            let labels = object::labels(&pod);
-            let mut keys = Vec::new();
-            let mut notes = Vec::new();
-            let mut controller = Value::Null;
-            match controller_of(&pod) {
-                Some((kind, name)) if kind == "StatefulSet" => {
-                    return Err(ActionError::Refused(format!(
-                        "pod {} belongs to StatefulSet {name}, which keeps pods by name: a replacement cannot start while the suspect keeps its name; isolate it with network.isolate instead",
-                        object::name(&pod).unwrap_or_default()
-                    )));
-                }
-                Some((kind, name)) => {
-                    let owner = match kinds::lookup(&kind) {
-                        Some(k) => {
-                            cluster
-                                .get(&ObjectRef::new(k.kind, Some(&namespace), &name))
-                                .await?
-                        }
-                        None => None,
-                    };
-                    match owner.as_ref().and_then(|o| o.pointer("/spec/selector")).and_then(Selector::from_value) {
-                        Some(selector) => {
-                            keys.extend(selector_keys(&selector));
-                            notes.push(format!("{kind} {name} will no longer count this pod and will start a replacement"));
-                        }
-                        None => notes.push(format!("{kind} {name} not found or has no selector: nothing will replace the pod")),
-                    }
-                    controller = Value::from(format!("{kind}/{name}"));
-                }
-                None => notes.push("the pod has no controller: nothing will replace it".into()),
+    fn plan(&self, input: &StepInput, seen: &Observed) -> Result<StepPlan, ActionError> {
+        let _: DetachWith = decode_with(&input.with)?;
+        let target = input.required_target()?;
+        let pod = common::observe_named(input, INFO.name, seen)?;
+        let namespace = object::namespace(&pod).unwrap_or_default().to_string();
+        let labels = object::labels(&pod);
+        let mut keys = Vec::new();
+        let mut notes = Vec::new();
+        let mut controller = Value::Null;
+        match controller_of(&pod) {
+            Some((kind, name)) if kind == "StatefulSet" => {
+                return Err(ActionError::Refused(format!(
+                    "pod {} belongs to StatefulSet {name}, which keeps pods by name: a replacement cannot start while the suspect keeps its name; isolate it with network.isolate instead",
+                    object::name(&pod).unwrap_or_default()
+                )));
             }
-            let services = cluster
-                .list(
-                    kinds::lookup("Service").expect("known kind"),
-                    Some(&namespace),
-                    &Selector::default(),
-                )
-                .await?;
-            let mut routed = Vec::new();
-            for service in &services {
-                let selector = object::string_map(service.pointer("/spec/selector"));
-                if !selector.is_empty() && selector.iter().all(|(k, v)| labels.get(k) == Some(v)) {
-                    keys.extend(selector.keys().cloned());
-                    routed.push(object::name(service).unwrap_or_default().to_string());
-                }
-            }
-            if !routed.is_empty() {
-                notes.push(format!(
-                    "traffic from Service(s) {} no longer reaches the pod",
-                    routed.join(", ")
-                ));
-            }
-            let removed: BTreeMap<String, String> = keys
-                .iter()
-                .filter_map(|k| Some((k.clone(), labels.get(k)?.clone())))
-                .collect();
-            let mut wanted: Vec<common::Wanted> = removed
-                .keys()
-                .map(|k| (meta_path("labels", k), None))
-                .collect();
-            // When a rollback hands the pod back, its controller has one pod too many and
-            // deletes one: with the highest deletion cost, that is the replacement, never the
-            // suspect (the evidence). The cost stays on the pod after the rollback.
-            let protect = !controller.is_null() && !removed.is_empty();
-            if protect {
-                wanted.push((
-                    meta_path("annotations", DELETION_COST),
-                    Some(Value::from(HIGHEST_COST)),
-                ));
-                notes.push(format!(
-                    "the pod gets {DELETION_COST}={HIGHEST_COST} and keeps it after a rollback, so its controller scales down the replacement, not the suspect, when the labels come back"
-                ));
-            }
-            wanted.push((
-                meta_path("labels", DETACHED_LABEL),
-                Some(Value::from("true")),
-            ));
-            wanted.push((
-                meta_path("annotations", DETACHED_LABELS),
-                Some(Value::from(
-                    serde_json::to_string(&removed).unwrap_or_default(),
-                )),
-            ));
-            let (ops, inverse): (Vec<Op>, Vec<Op>) =
-                match common::patch_pair(&pod, common::changes_for(&pod, &wanted)) {
-                    Some((op, mut undo)) => {
-                        if let Op::Patch { changes, .. } = &mut undo {
-                            changes.retain(|c| c.path != meta_path("annotations", DELETION_COST));
-                        }
-                        (vec![op], vec![undo])
-                    }
-                    None => (Vec::new(), Vec::new()),
+            Some((kind, name)) => {
+                let owner = match kinds::lookup(&kind) {
+                    Some(k) => seen
+                        .get(&ObjectRef::new(k.kind, Some(&namespace), &name))?
+                        .cloned(),
+                    None => None,
                 };
-            let reversibility = if protect {
-                Reversibility::Partial {
-                    reason: format!(
-                        "the pod keeps {DELETION_COST}={HIGHEST_COST}, so its controller never picks it to scale down"
-                    ),
+                match owner
+                    .as_ref()
+                    .and_then(|o| o.pointer("/spec/selector"))
+                    .and_then(Selector::from_value)
+                {
+                    Some(selector) => {
+                        keys.extend(selector_keys(&selector));
+                        notes.push(format!("{kind} {name} will no longer count this pod and will start a replacement"));
+                    }
+                    None => notes.push(format!(
+                        "{kind} {name} not found or has no selector: nothing will replace the pod"
+                    )),
                 }
-            } else {
-                Reversibility::Reversible
+                controller = Value::from(format!("{kind}/{name}"));
+            }
+            None => notes.push("the pod has no controller: nothing will replace it".into()),
+        }
+        let services = seen.list("Service", Some(&namespace), &Selector::default())?;
+        let mut routed = Vec::new();
+        for service in services {
+            let selector = object::string_map(service.pointer("/spec/selector"));
+            if !selector.is_empty() && selector.iter().all(|(k, v)| labels.get(k) == Some(v)) {
+                keys.extend(selector.keys().cloned());
+                routed.push(object::name(service).unwrap_or_default().to_string());
+            }
+        }
+        if !routed.is_empty() {
+            notes.push(format!(
+                "traffic from Service(s) {} no longer reaches the pod",
+                routed.join(", ")
+            ));
+        }
+        let removed: BTreeMap<String, String> = keys
+            .iter()
+            .filter_map(|k| Some((k.clone(), labels.get(k)?.clone())))
+            .collect();
+        let mut wanted: Vec<common::Wanted> = removed
+            .keys()
+            .map(|k| (meta_path("labels", k), None))
+            .collect();
+        // When a rollback hands the pod back, its controller has one pod too many and
+        // deletes one: with the highest deletion cost, that is the replacement, never the
+        // suspect (the evidence). The cost stays on the pod after the rollback.
+        let protect = !controller.is_null() && !removed.is_empty();
+        if protect {
+            wanted.push((
+                meta_path("annotations", DELETION_COST),
+                Some(Value::from(HIGHEST_COST)),
+            ));
+            notes.push(format!(
+                "the pod gets {DELETION_COST}={HIGHEST_COST} and keeps it after a rollback, so its controller scales down the replacement, not the suspect, when the labels come back"
+            ));
+        }
+        wanted.push((
+            meta_path("labels", DETACHED_LABEL),
+            Some(Value::from("true")),
+        ));
+        wanted.push((
+            meta_path("annotations", DETACHED_LABELS),
+            Some(Value::from(
+                serde_json::to_string(&removed).unwrap_or_default(),
+            )),
+        ));
+        let (ops, inverse): (Vec<Op>, Vec<Op>) =
+            match common::patch_pair(&pod, common::changes_for(&pod, &wanted)) {
+                Some((op, mut undo)) => {
+                    if let Op::Patch { changes, .. } = &mut undo {
+                        changes.retain(|c| c.path != meta_path("annotations", DELETION_COST));
+                    }
+                    (vec![op], vec![undo])
+                }
+                None => (Vec::new(), Vec::new()),
             };
-            let mut outputs = serde_json::Map::new();
-            outputs.insert("controller".into(), controller);
-            outputs.insert("services".into(), Value::from(routed));
-            outputs.insert(
-                "removed_labels".into(),
-                serde_json::to_value(&removed).unwrap_or_default(),
-            );
-            Ok(StepPlan {
-                step: input.step_id.clone(),
-                action: INFO.name.to_string(),
-                summary: format!("detach {target} from its controller and Services"),
-                ops,
-                inverse,
-                reversibility,
-                notes,
-                outputs,
-            })
+        let reversibility = if protect {
+            Reversibility::Partial {
+                reason: format!(
+                    "the pod keeps {DELETION_COST}={HIGHEST_COST}, so its controller never picks it to scale down"
+                ),
+            }
+        } else {
+            Reversibility::Reversible
+        };
+        let mut outputs = serde_json::Map::new();
+        outputs.insert("controller".into(), controller);
+        outputs.insert("services".into(), Value::from(routed));
+        outputs.insert(
+            "removed_labels".into(),
+            serde_json::to_value(&removed).unwrap_or_default(),
+        );
+        Ok(StepPlan {
+            step: input.step_id.clone(),
+            action: INFO.name.to_string(),
+            summary: format!("detach {target} from its controller and Services"),
+            ops,
+            inverse,
+            reversibility,
+            notes,
+            outputs,
         })
     }
 

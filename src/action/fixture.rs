@@ -63,7 +63,9 @@ pub fn plan(
     tokio::runtime::Builder::new_current_thread()
         .build()
         .expect("a runtime")
-        .block_on(action.plan(input, cluster))
+        .block_on(crate::cluster::observe::decide(cluster, |seen| {
+            action.plan(input, seen)
+        }))
 }
 
 /// What `action` finds when it verifies `plan` over `cluster`.

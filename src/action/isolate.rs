@@ -11,12 +11,12 @@ use serde_json::{Value, json};
 use super::common::{self, RUN_ID_LABEL, STEP_LABEL, meta_path};
 use super::policies;
 use super::{
-    Action, ActionError, ActionInfo, ResolvedTarget, StaticPlace, StaticProblem, StaticStep,
-    StepInput, TargetRule, Verification, decode_with, schema_of,
+    Action, ActionError, ActionInfo, Observed, ResolvedTarget, StaticPlace, StaticProblem,
+    StaticStep, StepInput, TargetRule, Verification, decode_with, schema_of,
 };
 use crate::cluster::Access;
 use crate::cluster::object::{self, ObjectRef, Selector};
-use crate::cluster::{BoxFuture, Cluster, kinds};
+use crate::cluster::{BoxFuture, Cluster};
 use crate::netpol::{self, Direction};
 use crate::plan::{Op, Reversibility, StepPlan};
 
@@ -221,22 +221,17 @@ struct Scope {
     label_pods: bool,
 }
 
-async fn scope(
-    target: &ResolvedTarget,
-    run_id: &str,
-    cluster: &dyn Cluster,
-) -> Result<Scope, ActionError> {
-    let pods_kind = kinds::lookup("Pod").expect("known kind");
+fn scope(target: &ResolvedTarget, run_id: &str, seen: &Observed) -> Result<Scope, ActionError> {
     match target.kind.kind {
         "Namespace" => {
             let name = target
                 .name
                 .clone()
                 .ok_or_else(|| ActionError::InvalidParams(NAMESPACE_NEEDS_A_NAME.into()))?;
-            common::observe(target, cluster).await?;
-            let pods = cluster
-                .list(pods_kind, Some(&name), &Selector::default())
-                .await?;
+            common::observe(target, seen)?;
+            let pods = seen
+                .list("Pod", Some(&name), &Selector::default())?
+                .to_vec();
             Ok(Scope {
                 namespace: name,
                 selector: json!({}),
@@ -245,7 +240,7 @@ async fn scope(
             })
         }
         "Pod" => {
-            let pods = common::observe(target, cluster).await?;
+            let pods = common::observe(target, seen)?;
             let namespace = target.namespace.clone().unwrap_or_default();
             Ok(Scope {
                 namespace,
@@ -255,7 +250,7 @@ async fn scope(
             })
         }
         _ => {
-            let workloads = common::observe(target, cluster).await?;
+            let workloads = common::observe(target, seen)?;
             let workload = workloads
                 .first()
                 .ok_or_else(|| ActionError::NoMatch(target.to_string()))?;
@@ -270,7 +265,7 @@ async fn scope(
                 )));
             }
             let namespace = object::namespace(workload).unwrap_or_default().to_string();
-            let pods = cluster.list(pods_kind, Some(&namespace), &selector).await?;
+            let pods = seen.list("Pod", Some(&namespace), &selector)?.to_vec();
             Ok(Scope {
                 namespace,
                 selector: selector_value,
@@ -322,12 +317,12 @@ fn policy_object(
 
 /// The isolation as one ClusterNetworkPolicy in the Admin tier: it overrides every
 /// NetworkPolicy of the namespace, so none is patched or relabelled around.
-async fn plan_cluster_policy(
+fn plan_cluster_policy(
     input: &StepInput,
     target: &ResolvedTarget,
     with: &IsolateWith,
     scope: Scope,
-    cluster: &dyn Cluster,
+    seen: &Observed,
 ) -> Result<StepPlan, ActionError> {
     let name: String = with
         .policy_name
@@ -339,8 +334,8 @@ async fn plan_cluster_policy(
     object::validate_object_name("ClusterNetworkPolicy", &name)
         .map_err(|e| ActionError::InvalidParams(e.to_string()))?;
     let policy_ref = ObjectRef::new("ClusterNetworkPolicy", None, &name);
-    if let Some(existing) = cluster.get(&policy_ref).await?
-        && object::labels(&existing).get(RUN_ID_LABEL) != Some(&input.run_id)
+    if let Some(existing) = seen.get(&policy_ref)?
+        && object::labels(existing).get(RUN_ID_LABEL) != Some(&input.run_id)
     {
         return Err(ActionError::Refused(format!(
             "{policy_ref} already exists and was not created by this run; set `policy_name`"
@@ -367,8 +362,7 @@ async fn plan_cluster_policy(
             json!([name]),
         );
     }
-    let overridden: Vec<String> = policies::in_namespace(cluster, &scope.namespace)
-        .await?
+    let overridden: Vec<String> = policies::of_namespace(seen, &scope.namespace)?
         .iter()
         .filter(|p| {
             scope
@@ -566,261 +560,248 @@ impl Action for Isolate {
         problems
     }
 
-    fn plan<'a>(
-        &'a self,
-        input: &'a StepInput,
-        cluster: &'a dyn Cluster,
-    ) -> BoxFuture<'a, Result<StepPlan, ActionError>> {
-        Box::pin(async move {
-            let with: IsolateWith = decode_with(&input.with)?;
-            for ns in &with.allow_namespaces {
-                object::validate_namespace(ns)
-                    .map_err(|e| ActionError::InvalidParams(e.to_string()))?;
-            }
-            let target = input.required_target()?;
-            let scope = scope(target, &input.run_id, cluster).await?;
-            let name = with
-                .policy_name
-                .clone()
-                .unwrap_or_else(|| format!("contain-isolate-{}", input.step_id));
-            object::validate_object_name("NetworkPolicy", &name)
+    fn plan(&self, input: &StepInput, seen: &Observed) -> Result<StepPlan, ActionError> {
+        let with: IsolateWith = decode_with(&input.with)?;
+        for ns in &with.allow_namespaces {
+            object::validate_namespace(ns)
                 .map_err(|e| ActionError::InvalidParams(e.to_string()))?;
-            let served = cluster
-                .serves(kinds::lookup("ClusterNetworkPolicy").expect("known kind"))
-                .await?;
-            let cluster_policy = match with.mechanism {
-                Mechanism::NetworkPolicy => false,
-                Mechanism::Auto => served,
-                Mechanism::ClusterPolicy if served => true,
-                Mechanism::ClusterPolicy => {
-                    return Err(ActionError::Refused(
-                        "`mechanism: cluster-policy`: the cluster does not serve ClusterNetworkPolicy (policy.networking.k8s.io/v1beta1)".into(),
-                    ));
-                }
-            };
-            if !with.deny_cidrs.is_empty() && !cluster_policy {
+        }
+        let target = input.required_target()?;
+        let scope = scope(target, &input.run_id, seen)?;
+        let name = with
+            .policy_name
+            .clone()
+            .unwrap_or_else(|| format!("contain-isolate-{}", input.step_id));
+        object::validate_object_name("NetworkPolicy", &name)
+            .map_err(|e| ActionError::InvalidParams(e.to_string()))?;
+        let served = seen.serves("ClusterNetworkPolicy")?;
+        let cluster_policy = match with.mechanism {
+            Mechanism::NetworkPolicy => false,
+            Mechanism::Auto => served,
+            Mechanism::ClusterPolicy if served => true,
+            Mechanism::ClusterPolicy => {
                 return Err(ActionError::Refused(
-                    "`deny_cidrs` needs a cluster-scoped policy API (ClusterNetworkPolicy), which this cluster does not serve: a NetworkPolicy can only allow, never deny".into(),
+                    "`mechanism: cluster-policy`: the cluster does not serve ClusterNetworkPolicy (policy.networking.k8s.io/v1beta1)".into(),
                 ));
             }
-            if cluster_policy {
-                return plan_cluster_policy(input, target, &with, scope, cluster).await;
-            }
-            let policy_ref = ObjectRef::new("NetworkPolicy", Some(&scope.namespace), &name);
-            if let Some(existing) = cluster.get(&policy_ref).await?
-                && object::labels(&existing).get(RUN_ID_LABEL) != Some(&input.run_id)
+        };
+        if !with.deny_cidrs.is_empty() && !cluster_policy {
+            return Err(ActionError::Refused(
+                "`deny_cidrs` needs a cluster-scoped policy API (ClusterNetworkPolicy), which this cluster does not serve: a NetworkPolicy can only allow, never deny".into(),
+            ));
+        }
+        if cluster_policy {
+            return plan_cluster_policy(input, target, &with, scope, seen);
+        }
+        let policy_ref = ObjectRef::new("NetworkPolicy", Some(&scope.namespace), &name);
+        if let Some(existing) = seen.get(&policy_ref)?
+            && object::labels(existing).get(RUN_ID_LABEL) != Some(&input.run_id)
+        {
+            return Err(ActionError::Refused(format!(
+                "{policy_ref} already exists and was not created by this run; set `policy_name`"
+            )));
+        }
+        let others: Vec<Value> = policies::of_namespace(seen, &scope.namespace)?
+            .iter()
+            .filter(|p| object::name(p) != Some(name.as_str()))
+            .cloned()
+            .collect();
+        let mut ops = Vec::new();
+        let mut undo_labels = Vec::new();
+        let mut notes = Vec::new();
+        let mut still_admitting = std::collections::BTreeSet::new();
+        let mut deny_only = std::collections::BTreeSet::new();
+        let mut selected_by = serde_json::Map::new();
+        let mut to_patch: BTreeMap<String, Value> = BTreeMap::new();
+        for pod in &scope.pods {
+            for policy in others
+                .iter()
+                .filter(|p| policies::selects(p, pod) && !policies::admits_traffic(p))
             {
-                return Err(ActionError::Refused(format!(
-                    "{policy_ref} already exists and was not created by this run; set `policy_name`"
-                )));
+                deny_only.insert(object::name(policy).unwrap_or_default().to_string());
             }
-            let others: Vec<Value> = policies::in_namespace(cluster, &scope.namespace)
-                .await?
-                .into_iter()
-                .filter(|p| object::name(p) != Some(name.as_str()))
+            let mut wanted = Vec::new();
+            if scope.label_pods {
+                wanted.push((
+                    meta_path("labels", QUARANTINE_LABEL),
+                    Some(Value::from(input.run_id.clone())),
+                ));
+            }
+            let admitting: Vec<&Value> = others
+                .iter()
+                .filter(|p| policies::selects(p, pod) && policies::admits_traffic(p))
                 .collect();
-            let mut ops = Vec::new();
-            let mut undo_labels = Vec::new();
-            let mut notes = Vec::new();
-            let mut still_admitting = std::collections::BTreeSet::new();
-            let mut deny_only = std::collections::BTreeSet::new();
-            let mut selected_by = serde_json::Map::new();
-            let mut to_patch: BTreeMap<String, Value> = BTreeMap::new();
-            for pod in &scope.pods {
-                for policy in others
-                    .iter()
-                    .filter(|p| policies::selects(p, pod) && !policies::admits_traffic(p))
-                {
-                    deny_only.insert(object::name(policy).unwrap_or_default().to_string());
+            let mut expected = vec![Value::from(name.clone())];
+            if with.exclusive && !admitting.is_empty() && !scope.label_pods {
+                return Err(ActionError::Refused(EXCLUSIVE_NEEDS_PODS.into()));
+            }
+            if with.exclusive
+                && !admitting.is_empty()
+                && with.exclusive_by == ExclusiveBy::PolicyPatch
+            {
+                for policy in admitting {
+                    let policy_name = object::name(policy).unwrap_or_default().to_string();
+                    to_patch
+                        .entry(policy_name)
+                        .or_insert_with(|| policy.clone());
                 }
-                let mut wanted = Vec::new();
-                if scope.label_pods {
-                    wanted.push((
-                        meta_path("labels", QUARANTINE_LABEL),
-                        Some(Value::from(input.run_id.clone())),
-                    ));
-                }
-                let admitting: Vec<&Value> = others
-                    .iter()
-                    .filter(|p| policies::selects(p, pod) && policies::admits_traffic(p))
-                    .collect();
-                let mut expected = vec![Value::from(name.clone())];
-                if with.exclusive && !admitting.is_empty() && !scope.label_pods {
-                    return Err(ActionError::Refused(EXCLUSIVE_NEEDS_PODS.into()));
-                }
-                if with.exclusive
-                    && !admitting.is_empty()
-                    && with.exclusive_by == ExclusiveBy::PolicyPatch
-                {
-                    for policy in admitting {
-                        let policy_name = object::name(policy).unwrap_or_default().to_string();
-                        to_patch
-                            .entry(policy_name)
-                            .or_insert_with(|| policy.clone());
-                    }
-                } else if with.exclusive && !admitting.is_empty() {
-                    let mut removed = BTreeMap::new();
-                    for policy in &admitting {
-                        let policy_name = object::name(policy).unwrap_or_default();
-                        let keys = policies::escape_keys(policy).ok_or_else(|| {
-                            ActionError::Refused(format!(
-                                "`exclusive`: NetworkPolicy {}/{policy_name} selects every pod (or selects by absence of labels) and admits traffic; no relabelling can escape it",
-                                scope.namespace
-                            ))
-                        })?;
-                        for key in keys {
-                            if let Some(value) = object::labels(pod).get(&key) {
-                                removed.insert(key, value.clone());
-                            }
+            } else if with.exclusive && !admitting.is_empty() {
+                let mut removed = BTreeMap::new();
+                for policy in &admitting {
+                    let policy_name = object::name(policy).unwrap_or_default();
+                    let keys = policies::escape_keys(policy).ok_or_else(|| {
+                        ActionError::Refused(format!(
+                            "`exclusive`: NetworkPolicy {}/{policy_name} selects every pod (or selects by absence of labels) and admits traffic; no relabelling can escape it",
+                            scope.namespace
+                        ))
+                    })?;
+                    for key in keys {
+                        if let Some(value) = object::labels(pod).get(&key) {
+                            removed.insert(key, value.clone());
                         }
                     }
-                    for key in removed.keys() {
-                        wanted.push((meta_path("labels", key), None));
-                    }
-                    wanted.push((
-                        meta_path("annotations", REMOVED_LABELS),
-                        Some(Value::from(
-                            serde_json::to_string(&removed).unwrap_or_default(),
-                        )),
-                    ));
-                    notes.push(format!(
-                        "exclusive: {} loses labels {} (it leaves its controller's and Services' selectors too)",
-                        object::name(pod).unwrap_or_default(),
-                        removed.keys().cloned().collect::<Vec<_>>().join(", ")
-                    ));
-                } else {
-                    for policy in admitting {
-                        let policy_name = object::name(policy).unwrap_or_default().to_string();
-                        expected.push(Value::from(policy_name.clone()));
-                        still_admitting.insert(policy_name);
-                    }
                 }
-                selected_by.insert(
-                    object::name(pod).unwrap_or_default().to_string(),
-                    Value::Array(expected),
-                );
-                if let Some((op, undo)) = common::patch_pair(pod, common::changes_for(pod, &wanted))
-                {
-                    ops.push(op);
-                    undo_labels.push(undo);
+                for key in removed.keys() {
+                    wanted.push((meta_path("labels", key), None));
                 }
-            }
-            // Exclusive by policy patch: each other admitting policy stops selecting the
-            // quarantined pods, and only them.
-            let mut policy_patches = Vec::new();
-            let mut policy_restores = Vec::new();
-            if !to_patch.is_empty() {
-                let suspects: std::collections::BTreeSet<&str> =
-                    scope.pods.iter().filter_map(object::name).collect();
-                let everyone = cluster
-                    .list(
-                        kinds::lookup("Pod").expect("known kind"),
-                        Some(&scope.namespace),
-                        &Selector::default(),
-                    )
-                    .await?;
-                for (policy_name, policy) in &to_patch {
-                    let Some(expressions) = excluding_quarantined(policy) else {
-                        continue;
-                    };
-                    let path: Vec<String> = ["spec", "podSelector", "matchExpressions"]
-                        .iter()
-                        .map(|s| s.to_string())
-                        .collect();
-                    let changes = common::changes_for(policy, &[(path, Some(expressions.clone()))]);
-                    let Some((op, undo)) = common::patch_pair(policy, changes) else {
-                        continue;
-                    };
-                    // Whom the patched selector stops covering, judged with the quarantine
-                    // label on the target pods: it must be the suspects and nobody else.
-                    let mut patched = policy.clone();
-                    patched["spec"]["podSelector"]["matchExpressions"] = expressions;
-                    let dropped: Vec<&str> = everyone
-                        .iter()
-                        .filter(|p| {
-                            let name = object::name(p).unwrap_or_default();
-                            let mut labelled = (*p).clone();
-                            if suspects.contains(name) {
-                                labelled["metadata"]["labels"][QUARANTINE_LABEL] =
-                                    Value::from(input.run_id.clone());
-                            }
-                            policies::selects(policy, p) && !policies::selects(&patched, &labelled)
-                        })
-                        .filter_map(object::name)
-                        .collect();
-                    if dropped.iter().any(|d| !suspects.contains(d)) {
-                        return Err(ActionError::Refused(format!(
-                            "`exclusive`: excluding the quarantine label from NetworkPolicy {}/{policy_name} would also drop {}; refusing",
-                            scope.namespace,
-                            dropped.join(", ")
-                        )));
-                    }
-                    notes.push(format!(
-                        "exclusive (policy patch): NetworkPolicy {policy_name} gets `{QUARANTINE_LABEL} DoesNotExist` in its podSelector: it stops covering {} and keeps every other pod exactly as before (restored by rollback)",
-                        dropped.join(", ")
-                    ));
-                    policy_patches.push(op);
-                    policy_restores.push(undo);
-                }
-                notes.push("exclusive: by policy patch, so the pods keep their labels, their controller and their Services; `exclusive_by: relabel` relabels them instead".into());
-            }
-            if !still_admitting.is_empty() {
-                notes.push(format!(
-                    "policies add up: {} still select{} these pods and admit traffic; use `exclusive: true` to take the pods out of them",
-                    still_admitting.iter().cloned().collect::<Vec<_>>().join(", "),
-                    if still_admitting.len() == 1 { "s" } else { "" }
+                wanted.push((
+                    meta_path("annotations", REMOVED_LABELS),
+                    Some(Value::from(
+                        serde_json::to_string(&removed).unwrap_or_default(),
+                    )),
                 ));
-            }
-            if !deny_only.is_empty() {
                 notes.push(format!(
-                    "also selected by deny-only {}: {} (they admit nothing, so they do not weaken the isolation)",
-                    if deny_only.len() == 1 { "policy" } else { "policies" },
-                    deny_only.iter().cloned().collect::<Vec<_>>().join(", ")
+                    "exclusive: {} loses labels {} (it leaves its controller's and Services' selectors too)",
+                    object::name(pod).unwrap_or_default(),
+                    removed.keys().cloned().collect::<Vec<_>>().join(", ")
                 ));
+            } else {
+                for policy in admitting {
+                    let policy_name = object::name(policy).unwrap_or_default().to_string();
+                    expected.push(Value::from(policy_name.clone()));
+                    still_admitting.insert(policy_name);
+                }
             }
-            if !scope.label_pods {
-                notes.push("the policy uses the target's own pod selector: pods created later are isolated too".into());
-            }
-            notes.push("NetworkPolicy is enforced by the cluster's network plugin; a cluster without one ignores it".into());
-            let policy = policy_object(&name, &scope.namespace, &scope.selector, &with, input);
-            // The policy first: its pod selector matches nothing until the pods are labelled,
-            // and once they are, they are isolated at once.
-            ops.insert(0, Op::Create { object: policy });
-            // The other policies exclude the label before any pod carries it, so the moment a
-            // pod is labelled it is under the quarantine alone.
-            for (i, patch) in policy_patches.into_iter().enumerate() {
-                ops.insert(1 + i, patch);
-            }
-            let mut inverse: Vec<Op> = undo_labels.into_iter().rev().collect();
-            inverse.extend(policy_restores.into_iter().rev());
-            inverse.push(Op::Delete {
-                target: policy_ref.clone(),
-                uid: None,
-                run_id: Some(input.run_id.clone()),
-                grace_period_seconds: None,
-            });
-            let mut outputs = serde_json::Map::new();
-            outputs.insert("policy".into(), Value::from(name.clone()));
-            outputs.insert("namespace".into(), Value::from(scope.namespace.clone()));
-            outputs.insert("pods".into(), common::names(&scope.pods));
-            outputs.insert(
-                "other_policies".into(),
-                Value::from(still_admitting.iter().cloned().collect::<Vec<_>>()),
+            selected_by.insert(
+                object::name(pod).unwrap_or_default().to_string(),
+                Value::Array(expected),
             );
-            outputs.insert("selected_by".into(), Value::Object(selected_by));
-            Ok(StepPlan {
-                step: input.step_id.clone(),
-                action: INFO.name.to_string(),
-                summary: format!(
-                    "isolate {} pod(s) of {target} with NetworkPolicy {name}",
-                    scope.pods.len()
-                ),
-                ops,
-                inverse,
-                reversibility: Reversibility::Reversible,
-                notes,
-                outputs,
-            })
+            if let Some((op, undo)) = common::patch_pair(pod, common::changes_for(pod, &wanted)) {
+                ops.push(op);
+                undo_labels.push(undo);
+            }
+        }
+        // Exclusive by policy patch: each other admitting policy stops selecting the
+        // quarantined pods, and only them.
+        let mut policy_patches = Vec::new();
+        let mut policy_restores = Vec::new();
+        if !to_patch.is_empty() {
+            let suspects: std::collections::BTreeSet<&str> =
+                scope.pods.iter().filter_map(object::name).collect();
+            let everyone = seen
+                .list("Pod", Some(&scope.namespace), &Selector::default())?
+                .to_vec();
+            for (policy_name, policy) in &to_patch {
+                let Some(expressions) = excluding_quarantined(policy) else {
+                    continue;
+                };
+                let path: Vec<String> = ["spec", "podSelector", "matchExpressions"]
+                    .iter()
+                    .map(|s| s.to_string())
+                    .collect();
+                let changes = common::changes_for(policy, &[(path, Some(expressions.clone()))]);
+                let Some((op, undo)) = common::patch_pair(policy, changes) else {
+                    continue;
+                };
+                // Whom the patched selector stops covering, judged with the quarantine
+                // label on the target pods: it must be the suspects and nobody else.
+                let mut patched = policy.clone();
+                patched["spec"]["podSelector"]["matchExpressions"] = expressions;
+                let dropped: Vec<&str> = everyone
+                    .iter()
+                    .filter(|p| {
+                        let name = object::name(p).unwrap_or_default();
+                        let mut labelled = (*p).clone();
+                        if suspects.contains(name) {
+                            labelled["metadata"]["labels"][QUARANTINE_LABEL] =
+                                Value::from(input.run_id.clone());
+                        }
+                        policies::selects(policy, p) && !policies::selects(&patched, &labelled)
+                    })
+                    .filter_map(object::name)
+                    .collect();
+                if dropped.iter().any(|d| !suspects.contains(d)) {
+                    return Err(ActionError::Refused(format!(
+                        "`exclusive`: excluding the quarantine label from NetworkPolicy {}/{policy_name} would also drop {}; refusing",
+                        scope.namespace,
+                        dropped.join(", ")
+                    )));
+                }
+                notes.push(format!(
+                    "exclusive (policy patch): NetworkPolicy {policy_name} gets `{QUARANTINE_LABEL} DoesNotExist` in its podSelector: it stops covering {} and keeps every other pod exactly as before (restored by rollback)",
+                    dropped.join(", ")
+                ));
+                policy_patches.push(op);
+                policy_restores.push(undo);
+            }
+            notes.push("exclusive: by policy patch, so the pods keep their labels, their controller and their Services; `exclusive_by: relabel` relabels them instead".into());
+        }
+        if !still_admitting.is_empty() {
+            notes.push(format!(
+                "policies add up: {} still select{} these pods and admit traffic; use `exclusive: true` to take the pods out of them",
+                still_admitting.iter().cloned().collect::<Vec<_>>().join(", "),
+                if still_admitting.len() == 1 { "s" } else { "" }
+            ));
+        }
+        if !deny_only.is_empty() {
+            notes.push(format!(
+                "also selected by deny-only {}: {} (they admit nothing, so they do not weaken the isolation)",
+                if deny_only.len() == 1 { "policy" } else { "policies" },
+                deny_only.iter().cloned().collect::<Vec<_>>().join(", ")
+            ));
+        }
+        if !scope.label_pods {
+            notes.push("the policy uses the target's own pod selector: pods created later are isolated too".into());
+        }
+        notes.push("NetworkPolicy is enforced by the cluster's network plugin; a cluster without one ignores it".into());
+        let policy = policy_object(&name, &scope.namespace, &scope.selector, &with, input);
+        // The policy first: its pod selector matches nothing until the pods are labelled,
+        // and once they are, they are isolated at once.
+        ops.insert(0, Op::Create { object: policy });
+        // The other policies exclude the label before any pod carries it, so the moment a
+        // pod is labelled it is under the quarantine alone.
+        for (i, patch) in policy_patches.into_iter().enumerate() {
+            ops.insert(1 + i, patch);
+        }
+        let mut inverse: Vec<Op> = undo_labels.into_iter().rev().collect();
+        inverse.extend(policy_restores.into_iter().rev());
+        inverse.push(Op::Delete {
+            target: policy_ref.clone(),
+            uid: None,
+            run_id: Some(input.run_id.clone()),
+            grace_period_seconds: None,
+        });
+        let mut outputs = serde_json::Map::new();
+        outputs.insert("policy".into(), Value::from(name.clone()));
+        outputs.insert("namespace".into(), Value::from(scope.namespace.clone()));
+        outputs.insert("pods".into(), common::names(&scope.pods));
+        outputs.insert(
+            "other_policies".into(),
+            Value::from(still_admitting.iter().cloned().collect::<Vec<_>>()),
+        );
+        outputs.insert("selected_by".into(), Value::Object(selected_by));
+        Ok(StepPlan {
+            step: input.step_id.clone(),
+            action: INFO.name.to_string(),
+            summary: format!(
+                "isolate {} pod(s) of {target} with NetworkPolicy {name}",
+                scope.pods.len()
+            ),
+            ops,
+            inverse,
+            reversibility: Reversibility::Reversible,
+            notes,
+            outputs,
         })
     }
 

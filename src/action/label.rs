@@ -7,8 +7,8 @@ use serde_json::Value;
 
 use super::common::{self, meta_path};
 use super::{
-    Action, ActionError, ActionInfo, StaticPlace, StaticProblem, StaticStep, StepInput, TargetRule,
-    Verification, decode_with, schema_of,
+    Action, ActionError, ActionInfo, Observed, StaticPlace, StaticProblem, StaticStep, StepInput,
+    TargetRule, Verification, decode_with, schema_of,
 };
 use crate::cluster::object;
 use crate::cluster::{BoxFuture, Cluster};
@@ -140,44 +140,38 @@ impl Action for MetadataAction {
         problems
     }
 
-    fn plan<'a>(
-        &'a self,
-        input: &'a StepInput,
-        cluster: &'a dyn Cluster,
-    ) -> BoxFuture<'a, Result<StepPlan, ActionError>> {
-        Box::pin(async move {
-            let wanted = self.wanted(&input.with)?;
-            let target = input.required_target()?;
-            let objects = common::observe(target, cluster).await?;
-            let mut ops = Vec::new();
-            let mut inverse = Vec::new();
-            for object in &objects {
-                if let Some((op, undo)) =
-                    common::patch_pair(object, common::changes_for(object, &wanted))
-                {
-                    ops.push(op);
-                    inverse.push(undo);
-                }
+    fn plan(&self, input: &StepInput, seen: &Observed) -> Result<StepPlan, ActionError> {
+        let wanted = self.wanted(&input.with)?;
+        let target = input.required_target()?;
+        let objects = common::observe(target, seen)?;
+        let mut ops = Vec::new();
+        let mut inverse = Vec::new();
+        for object in &objects {
+            if let Some((op, undo)) =
+                common::patch_pair(object, common::changes_for(object, &wanted))
+            {
+                ops.push(op);
+                inverse.push(undo);
             }
-            inverse.reverse();
-            let mut outputs = serde_json::Map::new();
-            outputs.insert("objects".into(), common::names(&objects));
-            outputs.insert("count".into(), Value::from(objects.len()));
-            let verb = if self.field == "labels" {
-                "label"
-            } else {
-                "annotate"
-            };
-            Ok(StepPlan {
-                step: input.step_id.clone(),
-                action: self.info.name.to_string(),
-                summary: format!("{verb} {} object(s): {target}", objects.len()),
-                ops,
-                inverse,
-                reversibility: Reversibility::Reversible,
-                notes: Vec::new(),
-                outputs,
-            })
+        }
+        inverse.reverse();
+        let mut outputs = serde_json::Map::new();
+        outputs.insert("objects".into(), common::names(&objects));
+        outputs.insert("count".into(), Value::from(objects.len()));
+        let verb = if self.field == "labels" {
+            "label"
+        } else {
+            "annotate"
+        };
+        Ok(StepPlan {
+            step: input.step_id.clone(),
+            action: self.info.name.to_string(),
+            summary: format!("{verb} {} object(s): {target}", objects.len()),
+            ops,
+            inverse,
+            reversibility: Reversibility::Reversible,
+            notes: Vec::new(),
+            outputs,
         })
     }
 

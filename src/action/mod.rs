@@ -90,6 +90,7 @@ impl StepInput {
     }
 }
 
+pub use crate::cluster::observe::{Answer, Missing, Observed, Read};
 pub use crate::outcome::{Check, CheckStatus, Verification};
 
 /// Why an action could not plan or verify.
@@ -105,6 +106,31 @@ pub enum ActionError {
     Refused(String),
     #[error(transparent)]
     Cluster(#[from] ClusterError),
+    /// The decision needs these reads first; it is asked again once they are made. Never
+    /// shown: the executor makes the reads.
+    #[error("the plan needs {} more read(s)", .0.len())]
+    Needs(Vec<Read>),
+}
+
+impl From<Missing> for ActionError {
+    fn from(missing: Missing) -> Self {
+        ActionError::Needs(missing.0)
+    }
+}
+
+impl crate::cluster::observe::Needing for ActionError {
+    fn needed(&self) -> Option<&[Read]> {
+        match self {
+            ActionError::Needs(reads) => Some(reads),
+            _ => None,
+        }
+    }
+
+    fn asks_again(reads: Vec<Read>) -> Self {
+        ActionError::Refused(format!(
+            "internal error: the plan asked again for reads it was given ({reads:?})"
+        ))
+    }
 }
 
 /// How a step whose target spans namespaces becomes parts of the plan, each planned, journaled,
@@ -253,12 +279,18 @@ pub trait Action: Send + Sync {
         self.info().destroys_evidence
     }
 
-    /// Observes the cluster and returns what the step will do. Never writes.
-    fn plan<'a>(
-        &'a self,
-        input: &'a StepInput,
-        cluster: &'a dyn Cluster,
-    ) -> BoxFuture<'a, Result<StepPlan, ActionError>>;
+    /// What the step will do, decided from what was read: a pure function. A read it needs
+    /// and `seen` lacks is asked for with [`ActionError::Needs`]; the executor makes it and
+    /// asks again.
+    fn plan(&self, input: &StepInput, seen: &Observed) -> Result<StepPlan, ActionError>;
+
+    /// The reads the plan still needs beyond `seen` (none once it can decide).
+    fn reads(&self, input: &StepInput, seen: &Observed) -> Vec<Read> {
+        match self.plan(input, seen) {
+            Err(ActionError::Needs(reads)) => reads,
+            _ => Vec::new(),
+        }
+    }
 
     /// The API permissions `verify` needs beyond the plan's own operations. By default, a read
     /// of each object the plan writes.
@@ -511,5 +543,94 @@ mod tests {
             redeploy(json!({"containers": [{"name": "app", "image": "{{ params.image }}"}]}))
                 .is_empty()
         );
+    }
+
+    #[test]
+    fn an_action_declares_its_reads_round_by_round_and_plans_from_plain_values() {
+        use crate::cluster::object::ObjectRef;
+        let scale = lookup("workload.scale").unwrap();
+        let input = StepInput {
+            step_id: "stop".into(),
+            run_id: "run-1".into(),
+            target: Some(fixture::named("Deployment", Some("shop"), "web")),
+            with: json!({"replicas": 0}),
+            canaries: Vec::new(),
+        };
+        let web = ObjectRef::new("Deployment", Some("shop"), "web");
+        let mut seen = Observed::new(false);
+        // First round: the target.
+        assert_eq!(scale.reads(&input, &seen), [Read::Get(web.clone())]);
+        seen.record(
+            Read::Get(web.clone()),
+            Answer::Object(Some(json!({"kind": "Deployment",
+                "metadata": {"name": "web", "namespace": "shop", "uid": "u1", "resourceVersion": "4"},
+                "spec": {"replicas": 3}}))),
+        );
+        // Nothing more to read: the plan is made from what was recorded, with no cluster.
+        assert!(scale.reads(&input, &seen).is_empty());
+        let plan = scale.plan(&input, &seen).unwrap();
+        assert_eq!(plan.outputs["previous_replicas"], json!({"web": 3}));
+        // An object that is not there is an answer too.
+        let mut gone = Observed::new(false);
+        gone.record(Read::Get(web), Answer::Object(None));
+        assert!(matches!(
+            scale.plan(&input, &gone),
+            Err(ActionError::TargetNotFound(_))
+        ));
+    }
+
+    #[test]
+    fn isolation_reads_the_pod_then_the_policy_api_then_the_namespace_policies() {
+        use crate::cluster::object::{ObjectRef, Selector};
+        let isolate = lookup("network.isolate").unwrap();
+        let input = StepInput {
+            step_id: "cut".into(),
+            run_id: "run-1".into(),
+            target: Some(fixture::named("Pod", Some("shop"), "web-1")),
+            with: json!({}),
+            canaries: Vec::new(),
+        };
+        let mut seen = Observed::new(false);
+        let mut rounds = Vec::new();
+        loop {
+            let reads = isolate.reads(&input, &seen);
+            if reads.is_empty() {
+                break;
+            }
+            for read in &reads {
+                let answer = match read {
+                    Read::Get(r) if r.kind == "Pod" => Answer::Object(Some(fixture::pod(
+                        "shop",
+                        "web-1",
+                        json!({"app": "web"}),
+                        None,
+                    ))),
+                    Read::Get(_) => Answer::Object(None),
+                    Read::Serves(_) => Answer::Served(false),
+                    Read::List { .. } => Answer::Objects(Vec::new()),
+                    other => panic!("isolation does not read {other:?}"),
+                };
+                seen.record(read.clone(), answer);
+            }
+            rounds.push(reads);
+        }
+        assert_eq!(
+            rounds,
+            [
+                vec![Read::Get(ObjectRef::new("Pod", Some("shop"), "web-1"))],
+                vec![Read::Serves("ClusterNetworkPolicy")],
+                vec![Read::Get(ObjectRef::new(
+                    "NetworkPolicy",
+                    Some("shop"),
+                    "contain-isolate-cut"
+                ))],
+                vec![Read::List {
+                    kind: "NetworkPolicy",
+                    namespace: Some("shop".into()),
+                    selector: Selector::default(),
+                }],
+            ]
+        );
+        assert!(isolate.plan(&input, &seen).is_ok());
     }
 }

@@ -12,8 +12,8 @@ use serde_json::{Value, json};
 
 use super::common::{self, meta_path};
 use super::{
-    Action, ActionError, ActionInfo, StaticPlace, StaticProblem, StaticStep, StepInput, TargetRule,
-    Verification, decode_with, schema_of,
+    Action, ActionError, ActionInfo, Observed, StaticPlace, StaticProblem, StaticStep, StepInput,
+    TargetRule, Verification, decode_with, schema_of,
 };
 use crate::cluster::object::controller_of;
 use crate::cluster::object::{self, ObjectRef, Selector};
@@ -311,13 +311,13 @@ fn taint_path() -> Vec<String> {
 }
 
 /// The pods a drain evicts, and the ones it leaves with why. Refuses like kubectl drain does.
-async fn drain_plan(
+fn drain_plan(
     node: &str,
     options: &DrainWith,
-    cluster: &dyn Cluster,
+    seen: &Observed,
 ) -> Result<(Vec<Value>, Vec<String>), ActionError> {
     // The node's pods only, selected by the API server, never a cluster-wide list.
-    let pods = cluster.pods_on_node(node).await?;
+    let pods = seen.pods_on_node(node)?.to_vec();
     let keep = Selector::labels(options.keep_labels.clone());
     let mut evict = Vec::new();
     let mut kept = Vec::new();
@@ -426,138 +426,132 @@ impl Action for NodeAction {
         }
     }
 
-    fn plan<'a>(
-        &'a self,
-        input: &'a StepInput,
-        cluster: &'a dyn Cluster,
-    ) -> BoxFuture<'a, Result<StepPlan, ActionError>> {
-        Box::pin(async move {
-            let wanted = self.wanted(&input.with, &input.run_id)?;
-            let target = input.required_target()?;
-            let node = common::observe_named(input, self.info.name, cluster).await?;
-            let node_name = object::name(&node).unwrap_or_default().to_string();
-            let mut fields: Vec<common::Wanted> = Vec::new();
-            if wanted.cordon {
-                fields.push((
-                    vec!["spec".into(), "unschedulable".into()],
-                    Some(Value::Bool(true)),
-                ));
+    fn plan(&self, input: &StepInput, seen: &Observed) -> Result<StepPlan, ActionError> {
+        let wanted = self.wanted(&input.with, &input.run_id)?;
+        let target = input.required_target()?;
+        let node = common::observe_named(input, self.info.name, seen)?;
+        let node_name = object::name(&node).unwrap_or_default().to_string();
+        let mut fields: Vec<common::Wanted> = Vec::new();
+        if wanted.cordon {
+            fields.push((
+                vec!["spec".into(), "unschedulable".into()],
+                Some(Value::Bool(true)),
+            ));
+        }
+        if let Some(value) = &wanted.taint {
+            object::validate_label_value(QUARANTINE_KEY, value)
+                .map_err(|e| ActionError::InvalidParams(e.to_string()))?;
+            fields.push((
+                taint_path(),
+                Some(json!({"key": QUARANTINE_KEY, "value": value, "effect": "NoSchedule"})),
+            ));
+        }
+        if wanted.label {
+            fields.push((
+                meta_path("labels", QUARANTINE_KEY),
+                Some(Value::from(input.run_id.clone())),
+            ));
+        }
+        let mut changes: Vec<FieldChange> = common::changes_for(&node, &fields);
+        // An existing quarantine taint with another value is left alone: the node is
+        // already tainted by contain, and rewriting it would make the undo remove it.
+        changes.retain(|c| !(c.path == taint_path() && c.before.is_some()));
+        let mut notes = Vec::new();
+        if wanted.cordon && node.pointer("/spec/unschedulable") == Some(&Value::Bool(true)) {
+            notes.push(format!(
+                "{node_name} is already cordoned; the undo leaves it cordoned"
+            ));
+        }
+        let mut ops = Vec::new();
+        let mut inverse = Vec::new();
+        if let Some((op, undo)) = common::patch_pair(&node, changes) {
+            ops.push(op);
+            inverse.push(undo);
+        }
+        if let Some(exempt) = &wanted.guard {
+            let (policy, binding) = guard_objects(&node_name, exempt, input);
+            let name = guard_name(&node_name);
+            for (kind, object) in [
+                ("ValidatingAdmissionPolicy", policy),
+                ("ValidatingAdmissionPolicyBinding", binding),
+            ] {
+                ops.push(Op::Create { object });
+                // Undone before the node itself, so the scheduler may bind there again
+                // the moment the node is schedulable.
+                inverse.insert(
+                    0,
+                    Op::Delete {
+                        target: ObjectRef::new(kind, None, &name),
+                        uid: None,
+                        run_id: Some(input.run_id.clone()),
+                        grace_period_seconds: None,
+                    },
+                );
             }
-            if let Some(value) = &wanted.taint {
-                object::validate_label_value(QUARANTINE_KEY, value)
-                    .map_err(|e| ActionError::InvalidParams(e.to_string()))?;
-                fields.push((
-                    taint_path(),
-                    Some(json!({"key": QUARANTINE_KEY, "value": value, "effect": "NoSchedule"})),
-                ));
-            }
-            if wanted.label {
-                fields.push((
-                    meta_path("labels", QUARANTINE_KEY),
-                    Some(Value::from(input.run_id.clone())),
-                ));
-            }
-            let mut changes: Vec<FieldChange> = common::changes_for(&node, &fields);
-            // An existing quarantine taint with another value is left alone: the node is
-            // already tainted by contain, and rewriting it would make the undo remove it.
-            changes.retain(|c| !(c.path == taint_path() && c.before.is_some()));
-            let mut notes = Vec::new();
-            if wanted.cordon && node.pointer("/spec/unschedulable") == Some(&Value::Bool(true)) {
-                notes.push(format!(
-                    "{node_name} is already cordoned; the undo leaves it cordoned"
-                ));
-            }
-            let mut ops = Vec::new();
-            let mut inverse = Vec::new();
-            if let Some((op, undo)) = common::patch_pair(&node, changes) {
-                ops.push(op);
-                inverse.push(undo);
-            }
-            if let Some(exempt) = &wanted.guard {
-                let (policy, binding) = guard_objects(&node_name, exempt, input);
-                let name = guard_name(&node_name);
-                for (kind, object) in [
-                    ("ValidatingAdmissionPolicy", policy),
-                    ("ValidatingAdmissionPolicyBinding", binding),
-                ] {
-                    ops.push(Op::Create { object });
-                    // Undone before the node itself, so the scheduler may bind there again
-                    // the moment the node is schedulable.
-                    inverse.insert(
-                        0,
-                        Op::Delete {
-                            target: ObjectRef::new(kind, None, &name),
-                            uid: None,
-                            run_id: Some(input.run_id.clone()),
-                            grace_period_seconds: None,
-                        },
-                    );
-                }
-                notes.push(format!(
-                    "admission guard: ValidatingAdmissionPolicy {name} refuses new pods on {node_name} (created with spec.nodeName, or bound by the scheduler), even pods that tolerate every taint{}; mirror pods of static pods are let through",
-                    if exempt.is_empty() {
-                        String::new()
-                    } else {
-                        format!(", except in namespace(s) {}", exempt.join(", "))
-                    }
-                ));
-                notes.push(format!(
-                    "while the guard stands, DaemonSet pods that die on {node_name} are not recreated there"
-                ));
-            }
-            let mut outputs = serde_json::Map::new();
-            let mut reversibility = Reversibility::Reversible;
-            if let Some(drain) = &wanted.drain {
-                let (evict, kept) = drain_plan(&node_name, drain, cluster).await?;
-                let timeout = drain
-                    .timeout
-                    .as_deref()
-                    .and_then(crate::duration::parse_duration)
-                    .unwrap_or(Duration::from_secs(300));
-                for pod in &evict {
-                    ops.push(Op::Evict {
-                        target: ObjectRef::of(pod).expect("listed objects have names"),
-                        uid: object::uid(pod).unwrap_or_default().to_string(),
-                        timeout_millis: timeout.as_millis() as u64,
-                    });
-                }
-                if !kept.is_empty() {
-                    notes.push(format!("left on the node: {}", kept.join("; ")));
-                }
-                notes.push(format!(
-                    "evictions a PodDisruptionBudget refuses are retried for up to {}s; the budgets are never overridden",
-                    timeout.as_secs()
-                ));
-                let evicted: Vec<String> = evict
-                    .iter()
-                    .map(|p| {
-                        format!(
-                            "{}/{}",
-                            object::namespace(p).unwrap_or_default(),
-                            object::name(p).unwrap_or_default()
-                        )
-                    })
-                    .collect();
-                outputs.insert("evicted".into(), Value::from(evicted));
-                outputs.insert("kept".into(), Value::from(kept));
-                reversibility = if self.part == Part::Drain {
-                    Reversibility::Irreversible { reason: "evicted pods are not brought back (their controllers recreated them elsewhere)".into() }
+            notes.push(format!(
+                "admission guard: ValidatingAdmissionPolicy {name} refuses new pods on {node_name} (created with spec.nodeName, or bound by the scheduler), even pods that tolerate every taint{}; mirror pods of static pods are let through",
+                if exempt.is_empty() {
+                    String::new()
                 } else {
-                    Reversibility::Partial {
-                        reason: "evicted pods are not brought back".into(),
-                    }
-                };
+                    format!(", except in namespace(s) {}", exempt.join(", "))
+                }
+            ));
+            notes.push(format!(
+                "while the guard stands, DaemonSet pods that die on {node_name} are not recreated there"
+            ));
+        }
+        let mut outputs = serde_json::Map::new();
+        let mut reversibility = Reversibility::Reversible;
+        if let Some(drain) = &wanted.drain {
+            let (evict, kept) = drain_plan(&node_name, drain, seen)?;
+            let timeout = drain
+                .timeout
+                .as_deref()
+                .and_then(crate::duration::parse_duration)
+                .unwrap_or(Duration::from_secs(300));
+            for pod in &evict {
+                ops.push(Op::Evict {
+                    target: ObjectRef::of(pod).expect("listed objects have names"),
+                    uid: object::uid(pod).unwrap_or_default().to_string(),
+                    timeout_millis: timeout.as_millis() as u64,
+                });
             }
-            Ok(StepPlan {
-                step: input.step_id.clone(),
-                action: self.info.name.to_string(),
-                summary: format!("{} {target}", self.info.name.trim_start_matches("node.")),
-                ops,
-                inverse,
-                reversibility,
-                notes,
-                outputs,
-            })
+            if !kept.is_empty() {
+                notes.push(format!("left on the node: {}", kept.join("; ")));
+            }
+            notes.push(format!(
+                "evictions a PodDisruptionBudget refuses are retried for up to {}s; the budgets are never overridden",
+                timeout.as_secs()
+            ));
+            let evicted: Vec<String> = evict
+                .iter()
+                .map(|p| {
+                    format!(
+                        "{}/{}",
+                        object::namespace(p).unwrap_or_default(),
+                        object::name(p).unwrap_or_default()
+                    )
+                })
+                .collect();
+            outputs.insert("evicted".into(), Value::from(evicted));
+            outputs.insert("kept".into(), Value::from(kept));
+            reversibility = if self.part == Part::Drain {
+                Reversibility::Irreversible { reason: "evicted pods are not brought back (their controllers recreated them elsewhere)".into() }
+            } else {
+                Reversibility::Partial {
+                    reason: "evicted pods are not brought back".into(),
+                }
+            };
+        }
+        Ok(StepPlan {
+            step: input.step_id.clone(),
+            action: self.info.name.to_string(),
+            summary: format!("{} {target}", self.info.name.trim_start_matches("node.")),
+            ops,
+            inverse,
+            reversibility,
+            notes,
+            outputs,
         })
     }
 

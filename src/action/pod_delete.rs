@@ -6,7 +6,8 @@ use serde_json::Value;
 
 use super::common;
 use super::{
-    Action, ActionError, ActionInfo, StepInput, TargetRule, Verification, decode_with, schema_of,
+    Action, ActionError, ActionInfo, Observed, StepInput, TargetRule, Verification, decode_with,
+    schema_of,
 };
 use crate::cluster::object::{self, ObjectRef};
 use crate::cluster::{BoxFuture, Cluster};
@@ -47,49 +48,43 @@ impl Action for PodDelete {
         schema_of::<DeleteWith>()
     }
 
-    fn plan<'a>(
-        &'a self,
-        input: &'a StepInput,
-        cluster: &'a dyn Cluster,
-    ) -> BoxFuture<'a, Result<StepPlan, ActionError>> {
-        Box::pin(async move {
-            let with: DeleteWith = decode_with(&input.with)?;
-            let target = input.required_target()?;
-            let pods = common::observe(target, cluster).await?;
-            let ops: Vec<Op> = pods
-                .iter()
-                .filter_map(|pod| {
-                    Some(Op::Delete {
-                        target: ObjectRef::of(pod)?,
-                        uid: object::uid(pod).map(str::to_string),
-                        run_id: None,
-                        grace_period_seconds: with.grace_period_seconds,
-                    })
+    fn plan(&self, input: &StepInput, seen: &Observed) -> Result<StepPlan, ActionError> {
+        let with: DeleteWith = decode_with(&input.with)?;
+        let target = input.required_target()?;
+        let pods = common::observe(target, seen)?;
+        let ops: Vec<Op> = pods
+            .iter()
+            .filter_map(|pod| {
+                Some(Op::Delete {
+                    target: ObjectRef::of(pod)?,
+                    uid: object::uid(pod).map(str::to_string),
+                    run_id: None,
+                    grace_period_seconds: with.grace_period_seconds,
                 })
-                .collect();
-            let mut outputs = serde_json::Map::new();
-            outputs.insert("deleted".into(), common::names(&pods));
-            outputs.insert(
-                "uids".into(),
-                Value::Array(
-                    pods.iter()
-                        .filter_map(object::uid)
-                        .map(|u| Value::String(u.into()))
-                        .collect(),
-                ),
-            );
-            Ok(StepPlan {
-                step: input.step_id.clone(),
-                action: INFO.name.to_string(),
-                summary: format!("delete {} pod(s): {target}", pods.len()),
-                ops,
-                inverse: Vec::new(),
-                reversibility: Reversibility::Irreversible {
-                    reason: "a deleted pod cannot be restored".into(),
-                },
-                notes: Vec::new(),
-                outputs,
             })
+            .collect();
+        let mut outputs = serde_json::Map::new();
+        outputs.insert("deleted".into(), common::names(&pods));
+        outputs.insert(
+            "uids".into(),
+            Value::Array(
+                pods.iter()
+                    .filter_map(object::uid)
+                    .map(|u| Value::String(u.into()))
+                    .collect(),
+            ),
+        );
+        Ok(StepPlan {
+            step: input.step_id.clone(),
+            action: INFO.name.to_string(),
+            summary: format!("delete {} pod(s): {target}", pods.len()),
+            ops,
+            inverse: Vec::new(),
+            reversibility: Reversibility::Irreversible {
+                reason: "a deleted pod cannot be restored".into(),
+            },
+            notes: Vec::new(),
+            outputs,
         })
     }
 

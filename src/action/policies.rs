@@ -20,6 +20,14 @@ pub async fn in_namespace(
         .await
 }
 
+/// Every NetworkPolicy of a namespace, from what was read.
+pub fn of_namespace<'a>(
+    seen: &'a crate::cluster::observe::Observed,
+    namespace: &str,
+) -> Result<&'a [Value], crate::cluster::observe::Missing> {
+    seen.list("NetworkPolicy", Some(namespace), &Selector::default())
+}
+
 /// True when `policy` selects `pod`.
 pub fn selects(policy: &Value, pod: &Value) -> bool {
     crate::netpol::selects(policy, pod)

@@ -12,13 +12,13 @@ use serde_json::Value;
 
 use super::common;
 use super::{
-    Action, ActionError, ActionInfo, StaticPlace, StaticProblem, StaticStep, StepInput, TargetRule,
-    Verification, decode_with, schema_of,
+    Action, ActionError, ActionInfo, Observed, StaticPlace, StaticProblem, StaticStep, StepInput,
+    TargetRule, Verification, decode_with, schema_of,
 };
 use crate::cluster::object::ObjectRef;
 use crate::cluster::{BoxFuture, Cluster, merge};
 use crate::plan::{Op, Reversibility, StepPlan};
-use crate::registry::{ImageRef, Registry, cosign};
+use crate::registry::ImageRef;
 
 pub struct Redeploy;
 
@@ -127,134 +127,117 @@ impl Action for Redeploy {
         problems
     }
 
-    fn plan<'a>(
-        &'a self,
-        input: &'a StepInput,
-        cluster: &'a dyn Cluster,
-    ) -> BoxFuture<'a, Result<StepPlan, ActionError>> {
-        Box::pin(async move {
-            let with: RedeployWith = decode_with(&input.with)?;
-            let mut requested = BTreeMap::new();
-            for c in &with.containers {
-                if requested.insert(c.name.clone(), c.image.clone()).is_some() {
-                    return Err(ActionError::InvalidParams(named_twice(&c.name)));
+    fn plan(&self, input: &StepInput, seen: &Observed) -> Result<StepPlan, ActionError> {
+        let with: RedeployWith = decode_with(&input.with)?;
+        let mut requested = BTreeMap::new();
+        for c in &with.containers {
+            if requested.insert(c.name.clone(), c.image.clone()).is_some() {
+                return Err(ActionError::InvalidParams(named_twice(&c.name)));
+            }
+        }
+        if requested.is_empty() {
+            return Err(ActionError::InvalidParams(
+                "`containers` names no container".into(),
+            ));
+        }
+        let keys = seen
+            .key_files(&with.keys)?
+            .clone()
+            .map_err(ActionError::InvalidParams)?;
+        let workload = common::observe_named(input, INFO.name, seen)?;
+        let workload_ref = ObjectRef::of(&workload).expect("observed objects have names");
+        // A snapshot has no registry: the signature is checked when the run is live.
+        let live = !seen.simulated();
+        let mut wanted = Vec::new();
+        let mut ops = Vec::new();
+        let mut notes = Vec::new();
+        let (mut images, mut previous, mut verified_by) = (
+            serde_json::Map::new(),
+            serde_json::Map::new(),
+            serde_json::Map::new(),
+        );
+        for (container, image) in &requested {
+            let current = merge::get(&workload, &image_path(container))
+                .cloned()
+                .ok_or_else(|| {
+                    ActionError::InvalidParams(format!(
+                        "{workload_ref} has no container `{container}`"
+                    ))
+                })?;
+            let reference =
+                ImageRef::parse(image).map_err(|e| ActionError::InvalidParams(e.to_string()))?;
+            let pinned = match live {
+                // Resolve, then verify before anything is planned: an unsigned or wrongly
+                // signed image stops the plan, so nothing is ever written for it.
+                true => {
+                    let verified = seen
+                        .signature(image, &keys, with.registry_config.as_deref())?
+                        .clone()
+                        .map_err(ActionError::Refused)?;
+                    let digest = verified.digest;
+                    notes.push(format!(
+                        "{container}: {image} is {digest}, signed (verified with {})",
+                        verified.key
+                    ));
+                    verified_by.insert(container.clone(), Value::from(verified.key));
+                    reference.pinned(&digest)
                 }
-            }
-            if requested.is_empty() {
-                return Err(ActionError::InvalidParams(
-                    "`containers` names no container".into(),
-                ));
-            }
-            let keys: Vec<cosign::Key> = with
-                .keys
-                .iter()
-                .map(|path| cosign::Key::from_file(std::path::Path::new(path)))
-                .collect::<Result<_, _>>()
-                .map_err(ActionError::InvalidParams)?;
-            let workload = common::observe_named(input, INFO.name, cluster).await?;
-            let workload_ref = ObjectRef::of(&workload).expect("observed objects have names");
-            let simulated = StepInput::simulated(cluster);
-            let registry = if simulated {
-                None
-            } else {
-                Some(
-                    Registry::new(with.registry_config.as_deref().map(std::path::Path::new))
-                        .map_err(|e| ActionError::Refused(e.to_string()))?,
-                )
+                false => {
+                    notes.push(format!("{container}: tabletop: {image} would be resolved to its digest and its signature verified"));
+                    match &reference.digest {
+                        Some(digest) => reference.pinned(digest),
+                        None => format!("{reference}@sha256:<resolved at run time>"),
+                    }
+                }
             };
-            let mut wanted = Vec::new();
-            let mut ops = Vec::new();
-            let mut notes = Vec::new();
-            let (mut images, mut previous, mut verified_by) = (
-                serde_json::Map::new(),
-                serde_json::Map::new(),
-                serde_json::Map::new(),
-            );
-            for (container, image) in &requested {
-                let current = merge::get(&workload, &image_path(container))
-                    .cloned()
-                    .ok_or_else(|| {
-                        ActionError::InvalidParams(format!(
-                            "{workload_ref} has no container `{container}`"
-                        ))
-                    })?;
-                let reference = ImageRef::parse(image)
-                    .map_err(|e| ActionError::InvalidParams(e.to_string()))?;
-                let pinned = match &registry {
-                    // Resolve, then verify before anything is planned: an unsigned or wrongly
-                    // signed image stops the plan, so nothing is ever written for it.
-                    Some(registry) => {
-                        let digest = registry
-                            .resolve(&reference)
-                            .await
-                            .map_err(|e| ActionError::Refused(e.to_string()))?;
-                        let verified = cosign::verify(registry, &reference, &digest, &keys)
-                            .await
-                            .map_err(|e| ActionError::Refused(e.to_string()))?;
-                        notes.push(format!(
-                            "{container}: {image} is {digest}, signed (verified with {})",
-                            verified.key
-                        ));
-                        verified_by.insert(container.clone(), Value::from(verified.key));
-                        reference.pinned(&digest)
-                    }
-                    None => {
-                        notes.push(format!("{container}: tabletop: {image} would be resolved to its digest and its signature verified"));
-                        match &reference.digest {
-                            Some(digest) => reference.pinned(digest),
-                            None => format!("{reference}@sha256:<resolved at run time>"),
-                        }
-                    }
-                };
-                previous.insert(container.clone(), current.clone());
-                images.insert(container.clone(), Value::from(pinned.clone()));
-                if current.as_str() != Some(pinned.as_str()) {
-                    if registry.is_some() {
-                        ops.push(Op::VerifyImage {
-                            image: pinned.clone(),
-                            keys: keys.iter().map(|k| k.pem.clone()).collect(),
-                            registry_config: with.registry_config.clone(),
-                        });
-                    }
-                    wanted.push((image_path(container), Some(Value::from(pinned))));
+            previous.insert(container.clone(), current.clone());
+            images.insert(container.clone(), Value::from(pinned.clone()));
+            if current.as_str() != Some(pinned.as_str()) {
+                if live {
+                    ops.push(Op::VerifyImage {
+                        image: pinned.clone(),
+                        keys: keys.iter().map(|(_, pem)| pem.clone()).collect(),
+                        registry_config: with.registry_config.clone(),
+                    });
                 }
+                wanted.push((image_path(container), Some(Value::from(pinned))));
             }
-            let timeout = with
-                .rollout_timeout
-                .as_deref()
-                .and_then(crate::duration::parse_duration)
-                .unwrap_or(Duration::from_secs(300));
-            let mut inverse = Vec::new();
-            if let Some((patch, undo)) =
-                common::patch_pair(&workload, common::changes_for(&workload, &wanted))
-            {
-                ops.push(patch);
-                ops.push(Op::WaitRollout {
-                    target: workload_ref.clone(),
-                    timeout_millis: timeout.as_millis() as u64,
-                });
-                inverse.push(undo);
-                inverse.push(Op::WaitRollout {
-                    target: workload_ref.clone(),
-                    timeout_millis: timeout.as_millis() as u64,
-                });
-            } else {
-                notes.push("every container already runs the pinned image".into());
-            }
-            let mut outputs = serde_json::Map::new();
-            outputs.insert("images".into(), Value::Object(images));
-            outputs.insert("previous".into(), Value::Object(previous));
-            outputs.insert("verified_by".into(), Value::Object(verified_by));
-            Ok(StepPlan {
-                step: input.step_id.clone(),
-                action: INFO.name.to_string(),
-                summary: format!("redeploy {workload_ref} from signed digests"),
-                ops,
-                inverse,
-                reversibility: Reversibility::Reversible,
-                notes,
-                outputs,
-            })
+        }
+        let timeout = with
+            .rollout_timeout
+            .as_deref()
+            .and_then(crate::duration::parse_duration)
+            .unwrap_or(Duration::from_secs(300));
+        let mut inverse = Vec::new();
+        if let Some((patch, undo)) =
+            common::patch_pair(&workload, common::changes_for(&workload, &wanted))
+        {
+            ops.push(patch);
+            ops.push(Op::WaitRollout {
+                target: workload_ref.clone(),
+                timeout_millis: timeout.as_millis() as u64,
+            });
+            inverse.push(undo);
+            inverse.push(Op::WaitRollout {
+                target: workload_ref.clone(),
+                timeout_millis: timeout.as_millis() as u64,
+            });
+        } else {
+            notes.push("every container already runs the pinned image".into());
+        }
+        let mut outputs = serde_json::Map::new();
+        outputs.insert("images".into(), Value::Object(images));
+        outputs.insert("previous".into(), Value::Object(previous));
+        outputs.insert("verified_by".into(), Value::Object(verified_by));
+        Ok(StepPlan {
+            step: input.step_id.clone(),
+            action: INFO.name.to_string(),
+            summary: format!("redeploy {workload_ref} from signed digests"),
+            ops,
+            inverse,
+            reversibility: Reversibility::Reversible,
+            notes,
+            outputs,
         })
     }
 

@@ -13,7 +13,8 @@ use serde_json::{Value, json};
 
 use super::common::{self, RUN_ID_LABEL, STEP_LABEL};
 use super::{
-    Action, ActionError, ActionInfo, StepInput, TargetRule, Verification, decode_with, schema_of,
+    Action, ActionError, ActionInfo, Observed, StepInput, TargetRule, Verification, decode_with,
+    schema_of,
 };
 use crate::cluster::Access;
 use crate::cluster::object::{self, ObjectRef, Selector};
@@ -81,218 +82,203 @@ impl Action for Revoke {
             .is_some_and(|m| m.iter().any(|v| v == "delete-pods"))
     }
 
-    fn plan<'a>(
-        &'a self,
-        input: &'a StepInput,
-        cluster: &'a dyn Cluster,
-    ) -> BoxFuture<'a, Result<StepPlan, ActionError>> {
-        Box::pin(async move {
-            let with: RevokeWith = decode_with(&input.with)?;
-            let has = |mode: RevokeMode| with.modes.contains(&mode);
-            let account = common::observe_named(input, INFO.name, cluster).await?;
-            let account_ref = ObjectRef::of(&account).expect("observed objects have names");
-            let name = account_ref.name.clone();
-            let namespace = account_ref.namespace.clone().unwrap_or_default();
-            let uid = object::uid(&account).unwrap_or_default().to_string();
+    fn plan(&self, input: &StepInput, seen: &Observed) -> Result<StepPlan, ActionError> {
+        let with: RevokeWith = decode_with(&input.with)?;
+        let has = |mode: RevokeMode| with.modes.contains(&mode);
+        let account = common::observe_named(input, INFO.name, seen)?;
+        let account_ref = ObjectRef::of(&account).expect("observed objects have names");
+        let name = account_ref.name.clone();
+        let namespace = account_ref.namespace.clone().unwrap_or_default();
+        let uid = object::uid(&account).unwrap_or_default().to_string();
 
-            // The blast radius: everything that holds or uses the account.
-            let pods: Vec<Value> = cluster
-                .list(
-                    kinds::lookup("Pod").expect("known kind"),
-                    Some(&namespace),
-                    &Selector::default(),
-                )
-                .await?
-                .into_iter()
-                .filter(|p| {
-                    p.pointer("/spec/serviceAccountName")
+        // The blast radius: everything that holds or uses the account.
+        let pods: Vec<Value> = seen
+            .list("Pod", Some(&namespace), &Selector::default())?
+            .iter()
+            .filter(|p| {
+                p.pointer("/spec/serviceAccountName")
+                    .and_then(Value::as_str)
+                    .unwrap_or("default")
+                    == name
+            })
+            .cloned()
+            .collect();
+        let secrets: Vec<Value> = seen
+            .list("Secret", Some(&namespace), &Selector::default())?
+            .iter()
+            .filter(|s| {
+                s.get("type").and_then(Value::as_str) == Some("kubernetes.io/service-account-token")
+                    && s.pointer("/metadata/annotations/kubernetes.io~1service-account.name")
                         .and_then(Value::as_str)
-                        .unwrap_or("default")
-                        == name
-                })
-                .collect();
-            let secrets: Vec<Value> = cluster
-                .list(
-                    kinds::lookup("Secret").expect("known kind"),
-                    Some(&namespace),
-                    &Selector::default(),
+                        == Some(name.as_str())
+            })
+            .cloned()
+            .collect();
+        let bindings = common::bindings_naming(seen, &name, &namespace)?;
+        let mut notes = vec![format!(
+            "blast radius: {} pod(s) run as {name}{}, {} legacy token Secret(s), {} binding(s)",
+            pods.len(),
+            if pods.is_empty() {
+                String::new()
+            } else {
+                format!(
+                    " ({})",
+                    pods.iter()
+                        .filter_map(object::name)
+                        .collect::<Vec<_>>()
+                        .join(", ")
                 )
-                .await?
-                .into_iter()
-                .filter(|s| {
-                    s.get("type").and_then(Value::as_str)
-                        == Some("kubernetes.io/service-account-token")
-                        && s.pointer("/metadata/annotations/kubernetes.io~1service-account.name")
-                            .and_then(Value::as_str)
-                            == Some(name.as_str())
-                })
-                .collect();
-            let bindings = common::bindings_naming(cluster, &name, &namespace).await?;
-            let mut notes = vec![format!(
-                "blast radius: {} pod(s) run as {name}{}, {} legacy token Secret(s), {} binding(s)",
-                pods.len(),
-                if pods.is_empty() {
-                    String::new()
-                } else {
-                    format!(
-                        " ({})",
-                        pods.iter()
-                            .filter_map(object::name)
-                            .collect::<Vec<_>>()
-                            .join(", ")
-                    )
-                },
-                secrets.len(),
-                bindings.len()
-            )];
-            let mut ops = Vec::new();
-            let mut inverse = Vec::new();
-            if has(RevokeMode::Rotate) {
+            },
+            secrets.len(),
+            bindings.len()
+        )];
+        let mut ops = Vec::new();
+        let mut inverse = Vec::new();
+        if has(RevokeMode::Rotate) {
+            ops.push(Op::MintCanary {
+                account: account_ref.clone(),
+                uid: uid.clone(),
+                bound_pod: None,
+            });
+            if let Some(pod) = pods.first() {
                 ops.push(Op::MintCanary {
                     account: account_ref.clone(),
                     uid: uid.clone(),
-                    bound_pod: None,
+                    bound_pod: Some(BoundPod {
+                        name: object::name(pod).unwrap_or_default().to_string(),
+                        uid: object::uid(pod).unwrap_or_default().to_string(),
+                    }),
                 });
-                if let Some(pod) = pods.first() {
-                    ops.push(Op::MintCanary {
-                        account: account_ref.clone(),
-                        uid: uid.clone(),
-                        bound_pod: Some(BoundPod {
-                            name: object::name(pod).unwrap_or_default().to_string(),
-                            uid: object::uid(pod).unwrap_or_default().to_string(),
-                        }),
-                    });
+            }
+        }
+        if has(RevokeMode::Unbind) {
+            for binding in &bindings {
+                let before = binding
+                    .get("subjects")
+                    .cloned()
+                    .unwrap_or(Value::Array(Vec::new()));
+                let after: Vec<Value> = before
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .filter(|s| {
+                        !common::names_account(s, &name, &namespace, object::namespace(binding))
+                    })
+                    .cloned()
+                    .collect();
+                // The API server stores an empty subject list as no field at all.
+                let after = (!after.is_empty()).then_some(Value::Array(after));
+                let change = FieldChange {
+                    path: vec!["subjects".into()],
+                    before: Some(before),
+                    after,
+                };
+                if let Some((op, undo)) = common::patch_pair(binding, vec![change]) {
+                    ops.push(op);
+                    inverse.push(undo);
                 }
             }
-            if has(RevokeMode::Unbind) {
-                for binding in &bindings {
-                    let before = binding
-                        .get("subjects")
-                        .cloned()
-                        .unwrap_or(Value::Array(Vec::new()));
-                    let after: Vec<Value> = before
-                        .as_array()
-                        .into_iter()
-                        .flatten()
-                        .filter(|s| {
-                            !common::names_account(s, &name, &namespace, object::namespace(binding))
-                        })
-                        .cloned()
-                        .collect();
-                    // The API server stores an empty subject list as no field at all.
-                    let after = (!after.is_empty()).then_some(Value::Array(after));
-                    let change = FieldChange {
-                        path: vec!["subjects".into()],
-                        before: Some(before),
-                        after,
-                    };
-                    if let Some((op, undo)) = common::patch_pair(binding, vec![change]) {
-                        ops.push(op);
-                        inverse.push(undo);
-                    }
-                }
-            }
-            if has(RevokeMode::LegacySecrets) {
-                for secret in &secrets {
-                    ops.push(Op::Delete {
-                        target: ObjectRef::of(secret).expect("listed objects have names"),
-                        uid: object::uid(secret).map(str::to_string),
-                        run_id: None,
-                        grace_period_seconds: None,
-                    });
-                }
-            }
-            if has(RevokeMode::Rotate) {
-                let mut fresh = json!({
-                    "apiVersion": "v1",
-                    "kind": "ServiceAccount",
-                    "metadata": {"name": name, "namespace": namespace, "labels": object::labels(&account)},
-                });
-                fresh["metadata"]["labels"][RUN_ID_LABEL] = json!(input.run_id);
-                fresh["metadata"]["labels"][STEP_LABEL] = json!(input.step_id);
-                if let Some(annotations) = account
-                    .pointer("/metadata/annotations")
-                    .and_then(Value::as_object)
-                {
-                    let mut kept = annotations.clone();
-                    kept.remove("kubectl.kubernetes.io/last-applied-configuration");
-                    fresh["metadata"]["annotations"] = Value::Object(kept);
-                }
-                for field in ["automountServiceAccountToken", "imagePullSecrets"] {
-                    if let Some(value) = account.get(field) {
-                        fresh[field] = value.clone();
-                    }
-                }
+        }
+        if has(RevokeMode::LegacySecrets) {
+            for secret in &secrets {
                 ops.push(Op::Delete {
-                    target: account_ref.clone(),
-                    uid: Some(uid.clone()),
+                    target: ObjectRef::of(secret).expect("listed objects have names"),
+                    uid: object::uid(secret).map(str::to_string),
                     run_id: None,
                     grace_period_seconds: None,
                 });
-                ops.push(Op::Create { object: fresh });
-                if !pods.is_empty() {
-                    notes.push(format!("rotate: the {} running pod(s) keep running, but their tokens are rejected from now on", pods.len()));
-                }
-                notes.push("the API server caches successful token authentications for a few seconds: a token used just before the rotation can pass for that long".into());
             }
-            if has(RevokeMode::DeletePods) {
-                for pod in &pods {
-                    ops.push(Op::Delete {
-                        target: ObjectRef::of(pod).expect("listed objects have names"),
-                        uid: object::uid(pod).map(str::to_string),
-                        run_id: None,
-                        grace_period_seconds: None,
-                    });
+        }
+        if has(RevokeMode::Rotate) {
+            let mut fresh = json!({
+                "apiVersion": "v1",
+                "kind": "ServiceAccount",
+                "metadata": {"name": name, "namespace": namespace, "labels": object::labels(&account)},
+            });
+            fresh["metadata"]["labels"][RUN_ID_LABEL] = json!(input.run_id);
+            fresh["metadata"]["labels"][STEP_LABEL] = json!(input.step_id);
+            if let Some(annotations) = account
+                .pointer("/metadata/annotations")
+                .and_then(Value::as_object)
+            {
+                let mut kept = annotations.clone();
+                kept.remove("kubectl.kubernetes.io/last-applied-configuration");
+                fresh["metadata"]["annotations"] = Value::Object(kept);
+            }
+            for field in ["automountServiceAccountToken", "imagePullSecrets"] {
+                if let Some(value) = account.get(field) {
+                    fresh[field] = value.clone();
                 }
             }
-            let irreversible = has(RevokeMode::Rotate)
-                || has(RevokeMode::LegacySecrets)
-                || has(RevokeMode::DeletePods);
-            let reversibility = match (irreversible, has(RevokeMode::Unbind)) {
-                (false, _) => Reversibility::Reversible,
-                (true, true) => Reversibility::Partial {
-                    reason: format!(
-                        "the bindings are restored; credentials and pods are not: {CREDENTIALS}"
-                    ),
-                },
-                (true, false) => Reversibility::Irreversible {
-                    reason: CREDENTIALS.into(),
-                },
-            };
-            inverse.reverse();
-            let mut outputs = serde_json::Map::new();
-            outputs.insert("pods".into(), common::names(&pods));
-            outputs.insert("secrets".into(), common::names(&secrets));
-            outputs.insert(
-                "bindings".into(),
-                Value::from(
-                    bindings
-                        .iter()
-                        .filter_map(ObjectRef::of)
-                        .map(|r| r.to_string())
-                        .collect::<Vec<_>>(),
+            ops.push(Op::Delete {
+                target: account_ref.clone(),
+                uid: Some(uid.clone()),
+                run_id: None,
+                grace_period_seconds: None,
+            });
+            ops.push(Op::Create { object: fresh });
+            if !pods.is_empty() {
+                notes.push(format!("rotate: the {} running pod(s) keep running, but their tokens are rejected from now on", pods.len()));
+            }
+            notes.push("the API server caches successful token authentications for a few seconds: a token used just before the rotation can pass for that long".into());
+        }
+        if has(RevokeMode::DeletePods) {
+            for pod in &pods {
+                ops.push(Op::Delete {
+                    target: ObjectRef::of(pod).expect("listed objects have names"),
+                    uid: object::uid(pod).map(str::to_string),
+                    run_id: None,
+                    grace_period_seconds: None,
+                });
+            }
+        }
+        let irreversible = has(RevokeMode::Rotate)
+            || has(RevokeMode::LegacySecrets)
+            || has(RevokeMode::DeletePods);
+        let reversibility = match (irreversible, has(RevokeMode::Unbind)) {
+            (false, _) => Reversibility::Reversible,
+            (true, true) => Reversibility::Partial {
+                reason: format!(
+                    "the bindings are restored; credentials and pods are not: {CREDENTIALS}"
                 ),
-            );
-            let modes: Vec<String> = with
-                .modes
-                .iter()
-                .map(|m| {
-                    serde_json::to_value(m)
-                        .ok()
-                        .and_then(|v| v.as_str().map(str::to_string))
-                        .unwrap_or_default()
-                })
-                .collect();
-            Ok(StepPlan {
-                step: input.step_id.clone(),
-                action: INFO.name.to_string(),
-                summary: format!("revoke {account_ref} ({})", modes.join(", ")),
-                ops,
-                inverse,
-                reversibility,
-                notes,
-                outputs,
+            },
+            (true, false) => Reversibility::Irreversible {
+                reason: CREDENTIALS.into(),
+            },
+        };
+        inverse.reverse();
+        let mut outputs = serde_json::Map::new();
+        outputs.insert("pods".into(), common::names(&pods));
+        outputs.insert("secrets".into(), common::names(&secrets));
+        outputs.insert(
+            "bindings".into(),
+            Value::from(
+                bindings
+                    .iter()
+                    .filter_map(ObjectRef::of)
+                    .map(|r| r.to_string())
+                    .collect::<Vec<_>>(),
+            ),
+        );
+        let modes: Vec<String> = with
+            .modes
+            .iter()
+            .map(|m| {
+                serde_json::to_value(m)
+                    .ok()
+                    .and_then(|v| v.as_str().map(str::to_string))
+                    .unwrap_or_default()
             })
+            .collect();
+        Ok(StepPlan {
+            step: input.step_id.clone(),
+            action: INFO.name.to_string(),
+            summary: format!("revoke {account_ref} ({})", modes.join(", ")),
+            ops,
+            inverse,
+            reversibility,
+            notes,
+            outputs,
         })
     }
 
@@ -386,12 +372,14 @@ impl Action for Revoke {
             {
                 let name = account.name.clone().unwrap_or_default();
                 let namespace = account.namespace.clone().unwrap_or_default();
-                let still: Vec<String> = common::bindings_naming(cluster, &name, &namespace)
-                    .await?
-                    .iter()
-                    .filter_map(ObjectRef::of)
-                    .map(|r| r.to_string())
-                    .collect();
+                let still: Vec<String> = crate::cluster::observe::decide(cluster, |seen| {
+                    common::bindings_naming(seen, &name, &namespace).map_err(ActionError::from)
+                })
+                .await?
+                .iter()
+                .filter_map(ObjectRef::of)
+                .map(|r| r.to_string())
+                .collect();
                 verification.check(
                     format!("no binding names {namespace}/{name}"),
                     still.is_empty(),

@@ -6,7 +6,8 @@ use serde_json::Value;
 
 use super::common;
 use super::{
-    Action, ActionError, ActionInfo, StepInput, TargetRule, Verification, decode_with, schema_of,
+    Action, ActionError, ActionInfo, Observed, StepInput, TargetRule, Verification, decode_with,
+    schema_of,
 };
 use crate::cluster::{BoxFuture, Cluster};
 use crate::plan::{Reversibility, StepPlan};
@@ -50,52 +51,46 @@ impl Action for Scale {
         schema_of::<ScaleWith>()
     }
 
-    fn plan<'a>(
-        &'a self,
-        input: &'a StepInput,
-        cluster: &'a dyn Cluster,
-    ) -> BoxFuture<'a, Result<StepPlan, ActionError>> {
-        Box::pin(async move {
-            let with: ScaleWith = decode_with(&input.with)?;
-            let target = input.required_target()?;
-            let objects = common::observe(target, cluster).await?;
-            let mut ops = Vec::new();
-            let mut inverse = Vec::new();
-            let mut previous = serde_json::Map::new();
-            for object in &objects {
-                // An absent spec.replicas means 1 to the API server; record it as such so the
-                // undo restores the same count.
-                let before = object
-                    .pointer("/spec/replicas")
-                    .cloned()
-                    .unwrap_or(Value::from(1));
-                if let Some(name) = crate::cluster::object::name(object) {
-                    previous.insert(name.to_string(), before.clone());
-                }
-                let mut observed = object.clone();
-                observed["spec"]["replicas"] = before;
-                let changes = common::changes_for(
-                    &observed,
-                    &[(replicas_path(), Some(Value::from(with.replicas)))],
-                );
-                if let Some((op, undo)) = common::patch_pair(&observed, changes) {
-                    ops.push(op);
-                    inverse.push(undo);
-                }
+    fn plan(&self, input: &StepInput, seen: &Observed) -> Result<StepPlan, ActionError> {
+        let with: ScaleWith = decode_with(&input.with)?;
+        let target = input.required_target()?;
+        let objects = common::observe(target, seen)?;
+        let mut ops = Vec::new();
+        let mut inverse = Vec::new();
+        let mut previous = serde_json::Map::new();
+        for object in &objects {
+            // An absent spec.replicas means 1 to the API server; record it as such so the
+            // undo restores the same count.
+            let before = object
+                .pointer("/spec/replicas")
+                .cloned()
+                .unwrap_or(Value::from(1));
+            if let Some(name) = crate::cluster::object::name(object) {
+                previous.insert(name.to_string(), before.clone());
             }
-            inverse.reverse();
-            let mut outputs = serde_json::Map::new();
-            outputs.insert("previous_replicas".into(), Value::Object(previous));
-            Ok(StepPlan {
-                step: input.step_id.clone(),
-                action: INFO.name.to_string(),
-                summary: format!("scale {target} to {} replica(s)", with.replicas),
-                ops,
-                inverse,
-                reversibility: Reversibility::Reversible,
-                notes: Vec::new(),
-                outputs,
-            })
+            let mut observed = object.clone();
+            observed["spec"]["replicas"] = before;
+            let changes = common::changes_for(
+                &observed,
+                &[(replicas_path(), Some(Value::from(with.replicas)))],
+            );
+            if let Some((op, undo)) = common::patch_pair(&observed, changes) {
+                ops.push(op);
+                inverse.push(undo);
+            }
+        }
+        inverse.reverse();
+        let mut outputs = serde_json::Map::new();
+        outputs.insert("previous_replicas".into(), Value::Object(previous));
+        Ok(StepPlan {
+            step: input.step_id.clone(),
+            action: INFO.name.to_string(),
+            summary: format!("scale {target} to {} replica(s)", with.replicas),
+            ops,
+            inverse,
+            reversibility: Reversibility::Reversible,
+            notes: Vec::new(),
+            outputs,
         })
     }
 

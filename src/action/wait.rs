@@ -5,8 +5,8 @@ use serde::Deserialize;
 use serde_json::Value;
 
 use super::{
-    Action, ActionError, ActionInfo, StaticPlace, StaticProblem, StaticStep, StepInput, TargetRule,
-    Verification, decode_with, schema_of,
+    Action, ActionError, ActionInfo, Observed, StaticPlace, StaticProblem, StaticStep, StepInput,
+    TargetRule, Verification, decode_with, schema_of,
 };
 use crate::cluster::object::ObjectRef;
 use crate::cluster::{BoxFuture, Cluster, merge};
@@ -90,46 +90,40 @@ impl Action for Wait {
         problems
     }
 
-    fn plan<'a>(
-        &'a self,
-        input: &'a StepInput,
-        _cluster: &'a dyn Cluster,
-    ) -> BoxFuture<'a, Result<StepPlan, ActionError>> {
-        Box::pin(async move {
-            let with: WaitWith = decode_with(&input.with)?;
-            let op = match (&with.duration, &with.field, &with.equals) {
-                (Some(duration), None, None) => Op::Sleep {
-                    millis: millis(duration, "duration")?,
-                },
-                (None, Some(field), Some(equals)) => {
-                    let target = input.target.as_ref().and_then(|t| {
-                        Some(ObjectRef::new(
-                            t.kind.kind,
-                            t.namespace.as_deref(),
-                            t.name.as_deref()?,
-                        ))
-                    });
-                    let target = target
-                        .ok_or_else(|| ActionError::InvalidParams(FIELD_NEEDS_A_NAME.into()))?;
-                    Op::WaitFor {
-                        target,
-                        path: field.split('.').map(str::to_string).collect(),
-                        equals: equals.clone(),
-                        timeout_millis: millis(with.timeout.as_deref().unwrap_or("5m"), "timeout")?,
-                    }
+    fn plan(&self, input: &StepInput, _seen: &Observed) -> Result<StepPlan, ActionError> {
+        let with: WaitWith = decode_with(&input.with)?;
+        let op = match (&with.duration, &with.field, &with.equals) {
+            (Some(duration), None, None) => Op::Sleep {
+                millis: millis(duration, "duration")?,
+            },
+            (None, Some(field), Some(equals)) => {
+                let target = input.target.as_ref().and_then(|t| {
+                    Some(ObjectRef::new(
+                        t.kind.kind,
+                        t.namespace.as_deref(),
+                        t.name.as_deref()?,
+                    ))
+                });
+                let target =
+                    target.ok_or_else(|| ActionError::InvalidParams(FIELD_NEEDS_A_NAME.into()))?;
+                Op::WaitFor {
+                    target,
+                    path: field.split('.').map(str::to_string).collect(),
+                    equals: equals.clone(),
+                    timeout_millis: millis(with.timeout.as_deref().unwrap_or("5m"), "timeout")?,
                 }
-                _ => return Err(ActionError::InvalidParams(ONE_KIND_OF_WAIT.into())),
-            };
-            Ok(StepPlan {
-                step: input.step_id.clone(),
-                action: INFO.name.to_string(),
-                summary: op.to_string(),
-                ops: vec![op],
-                inverse: Vec::new(),
-                reversibility: Reversibility::Reversible,
-                notes: Vec::new(),
-                outputs: serde_json::Map::new(),
-            })
+            }
+            _ => return Err(ActionError::InvalidParams(ONE_KIND_OF_WAIT.into())),
+        };
+        Ok(StepPlan {
+            step: input.step_id.clone(),
+            action: INFO.name.to_string(),
+            summary: op.to_string(),
+            ops: vec![op],
+            inverse: Vec::new(),
+            reversibility: Reversibility::Reversible,
+            notes: Vec::new(),
+            outputs: serde_json::Map::new(),
         })
     }
 

@@ -6,6 +6,7 @@ pub mod kube;
 pub mod lease;
 pub mod merge;
 pub mod object;
+pub mod observe;
 pub mod overlay;
 pub mod read;
 pub mod recording;

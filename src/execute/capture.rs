@@ -240,9 +240,15 @@ async fn json_artifact(
         CaptureSource::Bindings { account } => {
             let mut found = Vec::new();
             let namespace = account.namespace.as_deref().unwrap_or_default();
-            for binding in
-                crate::action::common::bindings_naming(cluster, &account.name, namespace).await?
-            {
+            for binding in crate::cluster::observe::decide(cluster, |seen| {
+                crate::action::common::bindings_naming(seen, &account.name, namespace)
+                    .map_err(crate::action::ActionError::from)
+            })
+            .await
+            .map_err(|e| match e {
+                crate::action::ActionError::Cluster(e) => e,
+                other => ClusterError::Unsupported(other.to_string()),
+            })? {
                 let role_kind = binding
                     .pointer("/roleRef/kind")
                     .and_then(Value::as_str)

@@ -340,7 +340,10 @@ impl Executor<'_> {
                 with: with.clone(),
                 canaries: Vec::new(),
             };
-            let plan = action.plan(&input, overlay).await?;
+            // The action decides from plain values; its reads are made here, through the
+            // overlay, round by round until it needs none.
+            let plan =
+                crate::cluster::observe::decide(overlay, |seen| action.plan(&input, seen)).await?;
             // The step's writes land on the overlay, so the next step sees them; the overlay
             // checks them as the API server would (names, label syntax, 404, 409).
             for op in plan.ops.iter().filter(|op| op.is_write()) {
@@ -538,7 +541,9 @@ async fn parts_of(
     fan_out: FanOut,
     cluster: &dyn Cluster,
 ) -> Result<Vec<(Option<String>, Option<ResolvedTarget>)>, PlanError> {
-    let matches = crate::action::common::observe(wide, cluster).await?;
+    let matches =
+        crate::cluster::observe::decide(cluster, |seen| crate::action::common::observe(wide, seen))
+            .await?;
     let mut seen = BTreeSet::new();
     for object in &matches {
         let namespace = object::namespace(object).unwrap_or_default().to_string();

@@ -1,0 +1,303 @@
+//! Reads as data. An action declares what it needs to read ([`Read`]); the executor performs
+//! the reads through the cluster it plans against (the overlay, so earlier steps' writes are
+//! seen) and records what they found in [`Observed`]; the action then decides from plain
+//! values. A decision that needs a read not made yet says so ([`Missing`]) and is asked again
+//! once it is made, as a Skyframe function is restarted when a dependency is missing: the reads
+//! an action declares are, by construction, the reads its decision uses.
+
+use serde_json::Value;
+
+use super::object::{ObjectRef, Selector};
+use super::{Cluster, ClusterError, kinds};
+
+/// One thing an action reads.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Read {
+    /// One object by reference (that it does not exist is an answer).
+    Get(ObjectRef),
+    /// The objects of a kind in one namespace (or all) that a selector matches.
+    List {
+        kind: &'static str,
+        namespace: Option<String>,
+        selector: Selector,
+    },
+    /// The pods bound to a node.
+    PodsOnNode(String),
+    /// Whether the API server serves a kind (a CRD or an optional API).
+    Serves(&'static str),
+    /// Public keys from files (cosign keys named by a playbook).
+    KeyFiles(Vec<String>),
+    /// An image resolved to its digest and its cosign signature checked against keys
+    /// (`(name, PEM)`), through a registry (its credentials from a docker config).
+    Signature {
+        image: String,
+        keys: Vec<(String, String)>,
+        registry_config: Option<String>,
+    },
+}
+
+/// Keys as `(name, PEM)`, or why a file is not one.
+pub type KeyFiles = Result<Vec<(String, String)>, String>;
+
+/// What a read found.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Answer {
+    Object(Option<Value>),
+    Objects(Vec<Value>),
+    Served(bool),
+    /// The keys as `(name, PEM)`, or why a file is not a key.
+    Keys(KeyFiles),
+    /// The digest and the key that verified it, or why the image is refused.
+    Signature(Result<Signed, String>),
+}
+
+/// An image whose signature held.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Signed {
+    pub digest: String,
+    /// The name of the key that verified it.
+    pub key: String,
+}
+
+/// The reads a decision needs before it can be made.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Missing(pub Vec<Read>);
+
+/// Everything read so far for one decision.
+#[derive(Clone, Debug, Default)]
+pub struct Observed {
+    simulated: bool,
+    answers: Vec<(Read, Answer)>,
+}
+
+impl Observed {
+    /// Nothing read yet. `simulated`: the cluster is a snapshot, where no controller, scheduler
+    /// or registry runs.
+    pub fn new(simulated: bool) -> Self {
+        Observed {
+            simulated,
+            answers: Vec::new(),
+        }
+    }
+
+    pub fn simulated(&self) -> bool {
+        self.simulated
+    }
+
+    /// Records what a read found (the executor's, and a test's, way in).
+    pub fn record(&mut self, read: Read, answer: Answer) {
+        self.answers.retain(|(r, _)| *r != read);
+        self.answers.push((read, answer));
+    }
+
+    pub fn has(&self, read: &Read) -> bool {
+        self.answers.iter().any(|(r, _)| r == read)
+    }
+
+    fn answer(&self, read: Read) -> Result<&Answer, Missing> {
+        self.answers
+            .iter()
+            .find(|(r, _)| *r == read)
+            .map(|(_, a)| a)
+            .ok_or_else(|| Missing(vec![read]))
+    }
+
+    /// One object as it is (`None`: it does not exist).
+    pub fn get(&self, r: &ObjectRef) -> Result<Option<&Value>, Missing> {
+        match self.answer(Read::Get(r.clone()))? {
+            Answer::Object(object) => Ok(object.as_ref()),
+            other => unreachable!("a get answered with {other:?}"),
+        }
+    }
+
+    /// Several objects at once: every one not read yet is asked for in one round.
+    pub fn get_all(&self, refs: &[ObjectRef]) -> Result<Vec<Option<&Value>>, Missing> {
+        let missing: Vec<Read> = refs
+            .iter()
+            .map(|r| Read::Get(r.clone()))
+            .filter(|read| !self.has(read))
+            .collect();
+        if !missing.is_empty() {
+            return Err(Missing(missing));
+        }
+        refs.iter().map(|r| self.get(r)).collect()
+    }
+
+    /// The objects of `kind` in `namespace` (or all) matching `selector`.
+    pub fn list(
+        &self,
+        kind: &'static str,
+        namespace: Option<&str>,
+        selector: &Selector,
+    ) -> Result<&[Value], Missing> {
+        let read = Read::List {
+            kind,
+            namespace: namespace.map(str::to_string),
+            selector: selector.clone(),
+        };
+        match self.answer(read)? {
+            Answer::Objects(objects) => Ok(objects),
+            other => unreachable!("a list answered with {other:?}"),
+        }
+    }
+
+    /// The pods bound to `node`.
+    pub fn pods_on_node(&self, node: &str) -> Result<&[Value], Missing> {
+        match self.answer(Read::PodsOnNode(node.to_string()))? {
+            Answer::Objects(objects) => Ok(objects),
+            other => unreachable!("pods on a node answered with {other:?}"),
+        }
+    }
+
+    /// Whether the API server serves `kind`.
+    pub fn serves(&self, kind: &'static str) -> Result<bool, Missing> {
+        match self.answer(Read::Serves(kind))? {
+            Answer::Served(served) => Ok(*served),
+            other => unreachable!("a served kind answered with {other:?}"),
+        }
+    }
+
+    /// The keys in `paths`, as `(name, PEM)`.
+    pub fn key_files(&self, paths: &[String]) -> Result<&KeyFiles, Missing> {
+        match self.answer(Read::KeyFiles(paths.to_vec()))? {
+            Answer::Keys(keys) => Ok(keys),
+            other => unreachable!("key files answered with {other:?}"),
+        }
+    }
+
+    /// Whether `image` is signed by one of `keys`.
+    pub fn signature(
+        &self,
+        image: &str,
+        keys: &[(String, String)],
+        registry_config: Option<&str>,
+    ) -> Result<&Result<Signed, String>, Missing> {
+        let read = Read::Signature {
+            image: image.to_string(),
+            keys: keys.to_vec(),
+            registry_config: registry_config.map(str::to_string),
+        };
+        match self.answer(read)? {
+            Answer::Signature(signed) => Ok(signed),
+            other => unreachable!("a signature answered with {other:?}"),
+        }
+    }
+
+    /// Performs `reads` against `cluster` and records what each found. The object reads of
+    /// one round go together (a list per namespace and kind where there are many).
+    pub async fn perform(
+        &mut self,
+        cluster: &dyn Cluster,
+        reads: Vec<Read>,
+    ) -> Result<(), ClusterError> {
+        let gets: Vec<ObjectRef> = reads
+            .iter()
+            .filter_map(|read| match read {
+                Read::Get(r) => Some(r.clone()),
+                _ => None,
+            })
+            .collect();
+        if !gets.is_empty() {
+            let mut found = super::read::read_many(cluster, &gets).await?;
+            for r in gets {
+                let object = found.remove(&r).flatten();
+                self.record(Read::Get(r), Answer::Object(object));
+            }
+        }
+        for read in reads {
+            let answer = match &read {
+                Read::Get(_) => continue,
+                Read::List {
+                    kind,
+                    namespace,
+                    selector,
+                } => Answer::Objects(
+                    cluster
+                        .list(known(kind), namespace.as_deref(), selector)
+                        .await?,
+                ),
+                Read::PodsOnNode(node) => Answer::Objects(cluster.pods_on_node(node).await?),
+                Read::Serves(kind) => Answer::Served(cluster.serves(known(kind)).await?),
+                Read::KeyFiles(paths) => Answer::Keys(key_files(paths)),
+                Read::Signature {
+                    image,
+                    keys,
+                    registry_config,
+                } => Answer::Signature(signature(image, keys, registry_config.as_deref()).await),
+            };
+            self.record(read, answer);
+        }
+        Ok(())
+    }
+}
+
+fn known(kind: &'static str) -> &'static kinds::Kind {
+    kinds::lookup(kind).expect("reads name known kinds")
+}
+
+fn key_files(paths: &[String]) -> KeyFiles {
+    paths
+        .iter()
+        .map(|path| {
+            let key = crate::registry::cosign::Key::from_file(std::path::Path::new(path))?;
+            Ok((key.name, key.pem))
+        })
+        .collect()
+}
+
+/// Resolves the image and checks its signature; every failure is a refusal of the image.
+async fn signature(
+    image: &str,
+    keys: &[(String, String)],
+    registry_config: Option<&str>,
+) -> Result<Signed, String> {
+    use crate::registry::{ImageRef, Registry, cosign};
+    let reference = ImageRef::parse(image).map_err(|e| e.to_string())?;
+    let keys: Vec<cosign::Key> = keys
+        .iter()
+        .map(|(name, pem)| cosign::Key::from_pem(name, pem))
+        .collect::<Result<_, _>>()?;
+    let registry =
+        Registry::new(registry_config.map(std::path::Path::new)).map_err(|e| e.to_string())?;
+    let digest = registry
+        .resolve(&reference)
+        .await
+        .map_err(|e| e.to_string())?;
+    let verified = cosign::verify(&registry, &reference, &digest, &keys)
+        .await
+        .map_err(|e| e.to_string())?;
+    Ok(Signed {
+        digest,
+        key: verified.key,
+    })
+}
+
+/// An error a decision returns, which can say it needs reads first.
+pub trait Needing: From<ClusterError> {
+    /// The reads it needs, when that is why it stopped.
+    fn needed(&self) -> Option<&[Read]>;
+    /// A decision that asks again for reads it was given: a bug, said plainly.
+    fn asks_again(reads: Vec<Read>) -> Self;
+}
+
+/// Runs `decision` over what is read from `cluster`, making each round of reads it asks for,
+/// until it decides (or fails for another reason).
+pub async fn decide<T, E: Needing>(
+    cluster: &dyn Cluster,
+    decision: impl Fn(&Observed) -> Result<T, E>,
+) -> Result<T, E> {
+    let mut seen = Observed::new(cluster.info().kind == "simulated");
+    loop {
+        let reads = match decision(&seen) {
+            Err(e) => match e.needed() {
+                Some(reads) => reads.to_vec(),
+                None => return Err(e),
+            },
+            decided => return decided,
+        };
+        if reads.iter().all(|read| seen.has(read)) {
+            return Err(E::asks_again(reads));
+        }
+        seen.perform(cluster, reads).await?;
+    }
+}
