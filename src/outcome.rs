@@ -37,6 +37,29 @@ pub struct Check {
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct Verification {
     pub checks: Vec<Check>,
+    /// Checks that do not hold yet but may soon (a controller starting a replacement, a policy
+    /// reaching admission): the executor reads again until they hold or their time is up, then
+    /// records them failed. Never part of a recorded verification.
+    #[serde(skip)]
+    pub waiting: Vec<Waiting>,
+}
+
+/// A check that does not hold yet.
+#[derive(Clone, Debug)]
+pub struct Waiting {
+    pub what: String,
+    /// What was found the last time it was checked.
+    pub detail: Option<String>,
+    /// How long it may take, from the start of verification.
+    pub within: std::time::Duration,
+    /// The objects whose change may make it hold; `None`: no watch sees it (polled).
+    pub watch: Option<crate::cluster::Watch>,
+}
+
+impl PartialEq for Waiting {
+    fn eq(&self, other: &Self) -> bool {
+        (&self.what, &self.detail, self.within) == (&other.what, &other.detail, other.within)
+    }
 }
 
 /// How many checks ended each way.
@@ -77,6 +100,35 @@ impl Verification {
             },
             detail,
         });
+    }
+
+    /// A check that holds now, or is waited for: `ok` passes it; otherwise the executor reads
+    /// again (when `watch` sees a change, else on a backoff) for up to `within`.
+    pub fn check_within(
+        &mut self,
+        what: impl Into<String>,
+        ok: bool,
+        detail: Option<String>,
+        within: std::time::Duration,
+        watch: Option<crate::cluster::Watch>,
+    ) {
+        if ok {
+            self.check(what, true, detail);
+        } else {
+            self.waiting.push(Waiting {
+                what: what.into(),
+                detail,
+                within,
+                watch,
+            });
+        }
+    }
+
+    /// The checks still waited for, recorded failed: their time is up.
+    pub fn give_up_waiting(&mut self) {
+        for waiting in std::mem::take(&mut self.waiting) {
+            self.check(waiting.what, false, waiting.detail);
+        }
     }
 
     /// A check that could not be performed, and why.

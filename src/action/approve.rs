@@ -9,7 +9,6 @@ use super::{
     Action, ActionError, ActionInfo, Observed, StepInput, TargetRule, Verification, decode_with,
     schema_of,
 };
-use crate::cluster::{BoxFuture, Cluster};
 use crate::plan::{Op, Reversibility, StepPlan};
 
 pub struct Approve;
@@ -61,13 +60,13 @@ impl Action for Approve {
         })
     }
 
-    fn verify<'a>(
-        &'a self,
-        _input: &'a StepInput,
-        _plan: &'a StepPlan,
-        _cluster: &'a dyn Cluster,
-    ) -> BoxFuture<'a, Result<Verification, ActionError>> {
-        Box::pin(async { Ok(Verification::default()) })
+    fn verify(
+        &self,
+        _input: &StepInput,
+        _plan: &StepPlan,
+        _seen: &Observed,
+    ) -> Result<Verification, ActionError> {
+        Ok(Verification::default())
     }
 }
 

@@ -13,7 +13,6 @@ use super::{
     schema_of,
 };
 use crate::cluster::object::{self, ObjectRef, Selector};
-use crate::cluster::{BoxFuture, Cluster};
 use crate::plan::op::CaptureSource;
 use crate::plan::{Op, Reversibility, StepPlan};
 
@@ -293,53 +292,49 @@ impl Action for Capture {
         })
     }
 
-    fn verify<'a>(
-        &'a self,
-        _input: &'a StepInput,
-        plan: &'a StepPlan,
-        _cluster: &'a dyn Cluster,
-    ) -> BoxFuture<'a, Result<Verification, ActionError>> {
-        Box::pin(async move {
-            let mut verification = Verification::default();
-            let Some(bundle) = plan.outputs.get("bundle").and_then(Value::as_str) else {
-                verification.not_checked(
-                    "the evidence bundle matches its manifest",
-                    "no bundle: only live runs capture evidence",
+    fn verify(
+        &self,
+        _input: &StepInput,
+        plan: &StepPlan,
+        seen: &Observed,
+    ) -> Result<Verification, ActionError> {
+        let mut verification = Verification::default();
+        let Some(bundle) = plan.outputs.get("bundle").and_then(Value::as_str) else {
+            verification.not_checked(
+                "the evidence bundle matches its manifest",
+                "no bundle: only live runs capture evidence",
+            );
+            return Ok(verification);
+        };
+        // The bundle is re-hashed by the executor, which owns the evidence store.
+        match seen.bundle(bundle)? {
+            Ok(check) => {
+                let recorded = plan.outputs.get("manifest_sha256").and_then(Value::as_str);
+                let empty = |field: &str| check[field].as_array().is_none_or(Vec::is_empty);
+                verification.check(
+                    format!(
+                        "the bundle's {} artifacts match their manifest",
+                        check["artifacts"]
+                    ),
+                    empty("changed") && empty("vanished") && empty("appeared"),
+                    None,
                 );
-                return Ok(verification);
-            };
-            match crate::evidence::verify(std::path::Path::new(bundle), None) {
-                Ok(check) => {
-                    let recorded = plan.outputs.get("manifest_sha256").and_then(Value::as_str);
+                if let Some(signature) = check.get("signature").filter(|s| !s.is_null()) {
                     verification.check(
-                        format!(
-                            "the bundle's {} artifacts match their manifest",
-                            check.artifacts
-                        ),
-                        check.changed.is_empty()
-                            && check.vanished.is_empty()
-                            && check.appeared.is_empty(),
-                        None,
-                    );
-                    if let Some(signature) = &check.signature {
-                        verification.check(
-                            "the manifest's signature holds",
-                            signature.valid,
-                            Some(signature.detail.clone()),
-                        );
-                    }
-                    verification.check(
-                        "the manifest is the one sealed",
-                        recorded == Some(check.manifest_sha256.as_str()),
-                        None,
+                        "the manifest's signature holds",
+                        signature["valid"] == true,
+                        signature["detail"].as_str().map(str::to_string),
                     );
                 }
-                Err(e) => {
-                    verification.check("the evidence bundle verifies", false, Some(e.to_string()))
-                }
+                verification.check(
+                    "the manifest is the one sealed",
+                    recorded.is_some() && recorded == check["manifest_sha256"].as_str(),
+                    None,
+                );
             }
-            Ok(verification)
-        })
+            Err(e) => verification.check("the evidence bundle verifies", false, Some(e.clone())),
+        }
+        Ok(verification)
     }
 }
 

@@ -3,8 +3,8 @@
 use serde_json::Value;
 
 use super::{ActionError, Missing, Observed, ResolvedTarget, Verification};
+use crate::cluster::merge;
 use crate::cluster::object::{self, ObjectRef};
-use crate::cluster::{Cluster, merge};
 use crate::plan::{FieldChange, Op};
 
 /// Label put on every object contain creates, and on objects it relabels, naming the run.
@@ -91,10 +91,7 @@ pub fn patch_pair(object: &Value, changes: Vec<FieldChange>) -> Option<(Op, Op)>
 }
 
 /// Checks that every patch of a plan is in place on the cluster now.
-pub async fn verify_patches(
-    ops: &[Op],
-    cluster: &dyn Cluster,
-) -> Result<Verification, ActionError> {
+pub fn verify_patches(ops: &[Op], seen: &Observed) -> Result<Verification, ActionError> {
     let patches: Vec<(&ObjectRef, &String, &Vec<crate::plan::FieldChange>)> = ops
         .iter()
         .filter_map(|op| match op {
@@ -109,10 +106,10 @@ pub async fn verify_patches(
     // Each patched object is read again, together (a list per namespace where there are many);
     // the checks in the plan's order.
     let refs: Vec<ObjectRef> = patches.iter().map(|(t, _, _)| (*t).clone()).collect();
-    let current = crate::cluster::read::read_many(cluster, &refs).await?;
+    let current = seen.get_all(&refs)?;
     let mut verification = Verification::default();
-    for (target, uid, changes) in patches {
-        let now = current.get(target).cloned().flatten();
+    for ((target, uid, changes), now) in patches.into_iter().zip(current) {
+        let now = now.cloned();
         let Some(current) = now.filter(|o| object::uid(o) == Some(uid.as_str())) else {
             verification.check(
                 format!("{target} still exists"),

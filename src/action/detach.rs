@@ -16,9 +16,9 @@ use super::{
     schema_of,
 };
 use crate::cluster::Access;
+use crate::cluster::kinds;
 use crate::cluster::object::controller_of;
 use crate::cluster::object::{self, ObjectRef, Selector};
-use crate::cluster::{BoxFuture, Cluster, kinds};
 use crate::plan::{Op, Reversibility, StepPlan};
 
 pub struct Detach;
@@ -231,119 +231,96 @@ impl Action for Detach {
         reads
     }
 
-    fn verify<'a>(
-        &'a self,
-        input: &'a StepInput,
-        plan: &'a StepPlan,
-        cluster: &'a dyn Cluster,
-    ) -> BoxFuture<'a, Result<Verification, ActionError>> {
-        Box::pin(async move {
-            let with: DetachWith = decode_with(&input.with)?;
-            let mut verification = common::verify_patches(&plan.ops, cluster).await?;
-            let Some(Op::Patch { target, uid, .. }) = plan.ops.first() else {
-                return Ok(verification);
+    fn verify(
+        &self,
+        input: &StepInput,
+        plan: &StepPlan,
+        seen: &Observed,
+    ) -> Result<Verification, ActionError> {
+        let with: DetachWith = decode_with(&input.with)?;
+        let mut verification = common::verify_patches(&plan.ops, seen)?;
+        let Some(Op::Patch { target, uid, .. }) = plan.ops.first() else {
+            return Ok(verification);
+        };
+        if seen.simulated() {
+            verification.not_checked(
+                "a replacement pod and updated endpoints",
+                "a simulated cluster runs no controllers",
+            );
+            return Ok(verification);
+        }
+        let wait = with
+            .wait
+            .as_deref()
+            .and_then(crate::duration::parse_duration)
+            .unwrap_or(Duration::from_secs(60));
+        let namespace = target.namespace.clone().unwrap_or_default();
+        if let Some((kind, name)) = plan
+            .outputs
+            .get("controller")
+            .and_then(Value::as_str)
+            .and_then(|c| c.split_once('/'))
+        {
+            let owner_ref = ObjectRef::new(kind, Some(&namespace), name);
+            // The check holds once the controller has its replicas without the suspect; until
+            // then it is waited for, read again as the controller's pods change (its selector
+            // does not change).
+            let owner = seen.get(&owner_ref)?;
+            let selector = owner
+                .and_then(|o| o.pointer("/spec/selector"))
+                .and_then(Selector::from_value)
+                .unwrap_or_default();
+            let replaced = match owner {
+                None => false,
+                Some(owner) => {
+                    let want = owner
+                        .pointer("/spec/replicas")
+                        .and_then(Value::as_i64)
+                        .unwrap_or(1) as usize;
+                    let pods = seen.list("Pod", Some(&namespace), &selector)?;
+                    let running = pods
+                        .iter()
+                        .filter(|p| {
+                            object::uid(p) != Some(uid.as_str())
+                                && p.pointer("/metadata/deletionTimestamp").is_none()
+                        })
+                        .count();
+                    running >= want && !pods.iter().any(|p| object::uid(p) == Some(uid.as_str()))
+                }
             };
-            if StepInput::simulated(cluster) {
-                verification.not_checked(
-                    "a replacement pod and updated endpoints",
-                    "a simulated cluster runs no controllers",
-                );
-                return Ok(verification);
-            }
-            let wait = with
-                .wait
-                .as_deref()
-                .and_then(crate::duration::parse_duration)
-                .unwrap_or(Duration::from_secs(60));
-            let namespace = target.namespace.clone().unwrap_or_default();
-            if let Some((kind, name)) = plan
-                .outputs
-                .get("controller")
-                .and_then(Value::as_str)
-                .and_then(|c| c.split_once('/'))
-            {
-                let owner_ref = ObjectRef::new(kind, Some(&namespace), name);
-                // Watch the controller's pods (its selector does not change), so the check runs
-                // again the moment the replacement appears.
-                let owner_selector = cluster
-                    .get(&owner_ref)
-                    .await?
-                    .and_then(|o| o.pointer("/spec/selector").and_then(Selector::from_value))
-                    .unwrap_or_default();
-                let pods = Watch::matching("Pod", Some(&namespace), owner_selector);
-                let replaced =
-                    crate::cluster::wait::wait_until(wait, cluster.changes(&pods), || async {
-                        let Some(owner) = cluster.get(&owner_ref).await? else {
-                            return Ok(false);
-                        };
-                        let want = owner
-                            .pointer("/spec/replicas")
-                            .and_then(Value::as_i64)
-                            .unwrap_or(1) as usize;
-                        let selector = owner
-                            .pointer("/spec/selector")
-                            .and_then(Selector::from_value)
-                            .unwrap_or_default();
-                        let pods = cluster
-                            .list(
-                                kinds::lookup("Pod").expect("known kind"),
-                                Some(&namespace),
-                                &selector,
-                            )
-                            .await?;
-                        let running = pods
-                            .iter()
-                            .filter(|p| {
-                                object::uid(p) != Some(uid.as_str())
-                                    && p.pointer("/metadata/deletionTimestamp").is_none()
-                            })
-                            .count();
-                        Ok(running >= want
-                            && !pods.iter().any(|p| object::uid(p) == Some(uid.as_str())))
-                    })
-                    .await?;
-                verification.check(
-                    format!("{kind} {name} has its replicas without the detached pod"),
-                    replaced,
-                    None,
-                );
-            }
-            for service in plan
-                .outputs
-                .get("services")
-                .and_then(Value::as_array)
-                .into_iter()
-                .flatten()
-                .filter_map(Value::as_str)
-            {
-                let selector = Selector::labels(
-                    [(
-                        "kubernetes.io/service-name".to_string(),
-                        service.to_string(),
-                    )]
-                    .into(),
-                );
-                let slices = Watch::matching("EndpointSlice", Some(&namespace), selector.clone());
-                let gone =
-                    crate::cluster::wait::wait_until(wait, cluster.changes(&slices), || async {
-                        let slices = cluster
-                            .list(
-                                kinds::lookup("EndpointSlice").expect("known kind"),
-                                Some(&namespace),
-                                &selector,
-                            )
-                            .await?;
-                        Ok(!slices_list_pod(&slices, uid))
-                    })
-                    .await?;
-                verification.check(
-                    format!("Service {service}'s EndpointSlices no longer list the pod"),
-                    gone,
-                    None,
-                );
-            }
-            Ok(verification)
-        })
+            verification.check_within(
+                format!("{kind} {name} has its replicas without the detached pod"),
+                replaced,
+                None,
+                wait,
+                Some(Watch::matching("Pod", Some(&namespace), selector)),
+            );
+        }
+        for service in plan
+            .outputs
+            .get("services")
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+            .filter_map(Value::as_str)
+        {
+            let selector = Selector::labels(
+                [(
+                    "kubernetes.io/service-name".to_string(),
+                    service.to_string(),
+                )]
+                .into(),
+            );
+            let slices = seen.list("EndpointSlice", Some(&namespace), &selector)?;
+            verification.check_within(
+                format!("Service {service}'s EndpointSlices no longer list the pod"),
+                !slices_list_pod(slices, uid),
+                None,
+                wait,
+                Some(Watch::matching("EndpointSlice", Some(&namespace), selector)),
+            );
+        }
+        Ok(verification)
     }
 }
 

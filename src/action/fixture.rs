@@ -79,7 +79,9 @@ pub fn verify(
         .enable_time()
         .build()
         .expect("a runtime")
-        .block_on(action.verify(input, plan, cluster))
+        .block_on(crate::cluster::observe::decide(cluster, |seen| {
+            action.verify(input, plan, seen)
+        }))
 }
 
 /// The objects after `ops`, applied to `objects` as the API server would store them: creates

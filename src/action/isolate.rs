@@ -16,7 +16,6 @@ use super::{
 };
 use crate::cluster::Access;
 use crate::cluster::object::{self, ObjectRef, Selector};
-use crate::cluster::{BoxFuture, Cluster};
 use crate::netpol::{self, Direction};
 use crate::plan::{Op, Reversibility, StepPlan};
 
@@ -419,9 +418,9 @@ fn plan_cluster_policy(
 
 /// Verifies an isolation made of a ClusterNetworkPolicy: it exists in the Admin tier, selects
 /// each pod, and ends both directions with a deny-all.
-async fn verify_cluster_policy(
+fn verify_cluster_policy(
     plan: &StepPlan,
-    cluster: &dyn Cluster,
+    seen: &Observed,
     mut verification: Verification,
 ) -> Result<Verification, ActionError> {
     let text = |key: &str| {
@@ -432,10 +431,7 @@ async fn verify_cluster_policy(
             .to_string()
     };
     let (name, namespace) = (text("policy"), text("namespace"));
-    let Some(policy) = cluster
-        .get(&ObjectRef::new("ClusterNetworkPolicy", None, &name))
-        .await?
-    else {
+    let Some(policy) = seen.get(&ObjectRef::new("ClusterNetworkPolicy", None, &name))? else {
         verification.check(format!("ClusterNetworkPolicy {name} exists"), false, None);
         return Ok(verification);
     };
@@ -474,10 +470,9 @@ async fn verify_cluster_policy(
         .pointer("/spec/subject/pods/namespaceSelector")
         .and_then(Selector::from_value)
         .unwrap_or_default();
-    let namespace_labels = cluster
-        .get(&ObjectRef::new("Namespace", None, &namespace))
-        .await?
-        .map(|ns| object::labels(&ns))
+    let namespace_labels = seen
+        .get(&ObjectRef::new("Namespace", None, &namespace))?
+        .map(object::labels)
         .unwrap_or_default();
     let pods = plan
         .outputs
@@ -486,14 +481,11 @@ async fn verify_cluster_policy(
         .map(|m| m.keys().cloned().collect::<Vec<_>>())
         .unwrap_or_default();
     for pod_name in pods {
-        match cluster
-            .get(&ObjectRef::new("Pod", Some(&namespace), &pod_name))
-            .await?
-        {
+        match seen.get(&ObjectRef::new("Pod", Some(&namespace), &pod_name))? {
             Some(pod) => verification.check(
                 format!("pod {pod_name} is a subject of {name}"),
                 namespace_selector.matches(&namespace_labels)
-                    && pod_selector.matches(&object::labels(&pod)),
+                    && pod_selector.matches(&object::labels(pod)),
                 None,
             ),
             None => verification.not_checked(
@@ -814,93 +806,91 @@ impl Action for Isolate {
         reads
     }
 
-    fn verify<'a>(
-        &'a self,
-        _input: &'a StepInput,
-        plan: &'a StepPlan,
-        cluster: &'a dyn Cluster,
-    ) -> BoxFuture<'a, Result<Verification, ActionError>> {
-        Box::pin(async move {
-            let mut verification = common::verify_patches(&plan.ops, cluster).await?;
-            if plan.outputs.get("mechanism").and_then(Value::as_str) == Some(CLUSTER_POLICY) {
-                return verify_cluster_policy(plan, cluster, verification).await;
-            }
-            let namespace = plan
-                .outputs
-                .get("namespace")
-                .and_then(Value::as_str)
-                .unwrap_or_default()
-                .to_string();
-            let name = plan
-                .outputs
-                .get("policy")
-                .and_then(Value::as_str)
-                .unwrap_or_default()
-                .to_string();
-            let all = policies::in_namespace(cluster, &namespace).await?;
-            if !all.iter().any(|p| object::name(p) == Some(name.as_str())) {
-                verification.check(
-                    format!("NetworkPolicy {namespace}/{name} exists"),
-                    false,
-                    None,
+    fn verify(
+        &self,
+        _input: &StepInput,
+        plan: &StepPlan,
+        seen: &Observed,
+    ) -> Result<Verification, ActionError> {
+        let mut verification = common::verify_patches(&plan.ops, seen)?;
+        if plan.outputs.get("mechanism").and_then(Value::as_str) == Some(CLUSTER_POLICY) {
+            return verify_cluster_policy(plan, seen, verification);
+        }
+        let namespace = plan
+            .outputs
+            .get("namespace")
+            .and_then(Value::as_str)
+            .unwrap_or_default()
+            .to_string();
+        let name = plan
+            .outputs
+            .get("policy")
+            .and_then(Value::as_str)
+            .unwrap_or_default()
+            .to_string();
+        let all = policies::of_namespace(seen, &namespace)?;
+        if !all.iter().any(|p| object::name(p) == Some(name.as_str())) {
+            verification.check(
+                format!("NetworkPolicy {namespace}/{name} exists"),
+                false,
+                None,
+            );
+            return Ok(verification);
+        }
+        let expected = plan
+            .outputs
+            .get("selected_by")
+            .and_then(Value::as_object)
+            .cloned()
+            .unwrap_or_default();
+        let pod_refs: Vec<ObjectRef> = expected
+            .keys()
+            .map(|pod| ObjectRef::new("Pod", Some(&namespace), pod))
+            .collect();
+        let pods = seen.get_all(&pod_refs)?;
+        for (pod_name, pod) in expected.keys().zip(pods) {
+            let Some(pod) = pod else {
+                verification.not_checked(
+                    format!("pod {pod_name} is isolated"),
+                    "the pod is gone since the plan: nothing left to isolate",
                 );
-                return Ok(verification);
-            }
-            let expected = plan
-                .outputs
-                .get("selected_by")
-                .and_then(Value::as_object)
-                .cloned()
-                .unwrap_or_default();
-            let pod_refs: Vec<ObjectRef> = expected
-                .keys()
-                .map(|pod| ObjectRef::new("Pod", Some(&namespace), pod))
-                .collect();
-            let mut pods = crate::cluster::read::read_many(cluster, &pod_refs).await?;
-            for (pod_name, pod_ref) in expected.keys().zip(&pod_refs) {
-                let Some(pod) = pods.remove(pod_ref).flatten() else {
-                    verification.not_checked(
-                        format!("pod {pod_name} is isolated"),
-                        "the pod is gone since the plan: nothing left to isolate",
-                    );
-                    continue;
+                continue;
+            };
+            // The effective access, from every policy of the namespace and both directions:
+            // the isolation holds only when the quarantine's own allow-list is all that
+            // admits anything. Another policy that still admits traffic fails the check
+            // (policies add up), whatever the plan warned.
+            for direction in [Direction::Ingress, Direction::Egress] {
+                let effective = netpol::effective(all, pod, direction);
+                let mut extra: Vec<&str> = effective
+                    .admitting
+                    .iter()
+                    .map(|a| a.policy.as_str())
+                    .filter(|p| *p != name)
+                    .collect();
+                extra.sort();
+                extra.dedup();
+                let isolated = effective.isolating.iter().any(|p| p == &name);
+                let word = match direction {
+                    Direction::Ingress => "ingress",
+                    Direction::Egress => "egress",
                 };
-                // The effective access, from every policy of the namespace and both directions:
-                // the isolation holds only when the quarantine's own allow-list is all that
-                // admits anything. Another policy that still admits traffic fails the check
-                // (policies add up), whatever the plan warned.
-                for direction in [Direction::Ingress, Direction::Egress] {
-                    let effective = netpol::effective(&all, &pod, direction);
-                    let mut extra: Vec<&str> = effective
-                        .admitting
-                        .iter()
-                        .map(|a| a.policy.as_str())
-                        .filter(|p| *p != name)
-                        .collect();
-                    extra.sort();
-                    extra.dedup();
-                    let isolated = effective.isolating.iter().any(|p| p == &name);
-                    let word = match direction {
-                        Direction::Ingress => "ingress",
-                        Direction::Egress => "egress",
-                    };
-                    let detail = if !isolated {
-                        Some(format!("{name} does not isolate its {word}"))
-                    } else if !extra.is_empty() {
-                        Some(format!(
-                            "{} also admit{} {word} traffic (policies add up; `exclusive: true` takes the pod out of them)",
-                            extra.join(", "),
-                            if extra.len() == 1 { "s" } else { "" }
-                        ))
-                    } else {
-                        None
-                    };
-                    let what = format!("pod {pod_name}: only {name}'s allow-list admits {word}");
-                    verification.check(what, detail.is_none(), detail);
-                }
+                let detail = if !isolated {
+                    Some(format!("{name} does not isolate its {word}"))
+                } else if !extra.is_empty() {
+                    Some(format!(
+                        "{} also admit{} {word} traffic (policies add up; `exclusive: true` takes the pod out of them)",
+                        extra.join(", "),
+                        if extra.len() == 1 { "s" } else { "" }
+                    ))
+                } else {
+                    None
+                };
+                let what = format!("pod {pod_name}: only {name}'s allow-list admits {word}");
+                verification.check(what, detail.is_none(), detail);
             }
-            Ok(verification)
-        })
+        }
+        Ok(verification)
     }
 }
 

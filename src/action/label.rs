@@ -11,7 +11,6 @@ use super::{
     TargetRule, Verification, decode_with, schema_of,
 };
 use crate::cluster::object;
-use crate::cluster::{BoxFuture, Cluster};
 use crate::plan::{Reversibility, StepPlan};
 
 /// Which metadata map the action edits.
@@ -175,13 +174,13 @@ impl Action for MetadataAction {
         })
     }
 
-    fn verify<'a>(
-        &'a self,
-        _input: &'a StepInput,
-        plan: &'a StepPlan,
-        cluster: &'a dyn Cluster,
-    ) -> BoxFuture<'a, Result<Verification, ActionError>> {
-        Box::pin(common::verify_patches(&plan.ops, cluster))
+    fn verify(
+        &self,
+        _input: &StepInput,
+        plan: &StepPlan,
+        seen: &Observed,
+    ) -> Result<Verification, ActionError> {
+        common::verify_patches(&plan.ops, seen)
     }
 }
 

@@ -22,7 +22,7 @@ pub mod wait;
 use serde::Serialize;
 use serde_json::Value;
 
-use crate::cluster::{Access, BoxFuture, Cluster, ClusterError};
+use crate::cluster::{Access, ClusterError};
 use crate::plan::{Op, StepPlan};
 
 /// What the catalogue says about an action (`contain actions`).
@@ -81,12 +81,6 @@ impl StepInput {
         self.target
             .as_ref()
             .ok_or_else(|| ActionError::InvalidParams("a target is required".into()))
-    }
-
-    /// True when the cluster is a simulation, where controllers, the scheduler and the token
-    /// machinery do not run: checks that need them are reported as not checked.
-    pub fn simulated(cluster: &dyn Cluster) -> bool {
-        cluster.info().kind == "simulated"
     }
 }
 
@@ -299,13 +293,15 @@ pub trait Action: Send + Sync {
         reads_of_writes(plan)
     }
 
-    /// Checks the step's post-condition after its plan was applied.
-    fn verify<'a>(
-        &'a self,
-        input: &'a StepInput,
-        plan: &'a StepPlan,
-        cluster: &'a dyn Cluster,
-    ) -> BoxFuture<'a, Result<Verification, ActionError>>;
+    /// Checks the step's post-conditions after its plan was applied, from what was read: a
+    /// pure function like `plan`. A check that may take time to hold (a controller at work)
+    /// is waited for ([`Verification::check_within`]); the executor reads again until it holds.
+    fn verify(
+        &self,
+        input: &StepInput,
+        plan: &StepPlan,
+        seen: &Observed,
+    ) -> Result<Verification, ActionError>;
 }
 
 /// A read of each object a plan writes: what verifying the writes needs at least.
@@ -632,5 +628,92 @@ mod tests {
             ]
         );
         assert!(isolate.plan(&input, &seen).is_ok());
+    }
+
+    /// The verification `action` makes when each read is answered by `answer`.
+    fn verified(
+        action: &dyn Action,
+        input: &StepInput,
+        plan: &StepPlan,
+        answer: impl Fn(&Read) -> Answer,
+    ) -> Verification {
+        let mut seen = Observed::new(false);
+        loop {
+            match action.verify(input, plan, &seen) {
+                Err(ActionError::Needs(reads)) => {
+                    for read in reads {
+                        let found = answer(&read);
+                        seen.record(read, found);
+                    }
+                }
+                other => return other.unwrap(),
+            }
+        }
+    }
+
+    #[test]
+    fn a_check_that_needs_time_is_waited_for_not_failed_and_passes_once_it_holds() {
+        let quarantine = lookup("node.quarantine").unwrap();
+        let input = StepInput {
+            step_id: "q".into(),
+            run_id: "run-1".into(),
+            target: Some(fixture::named("Node", None, "n1")),
+            with: json!({}),
+            canaries: Vec::new(),
+        };
+        let node = json!({"kind": "Node", "metadata": {"name": "n1", "uid": "n", "resourceVersion": "2",
+            "labels": {"contain.dev/quarantine": "run-1"}},
+            "spec": {"unschedulable": true, "taints": [{"key": "contain.dev/quarantine", "value": "run-1", "effect": "NoSchedule"}]}});
+        let plan = {
+            let sim = fixture::cluster(vec![
+                json!({"kind": "Node", "metadata": {"name": "n1", "uid": "n"}, "spec": {}}),
+            ]);
+            fixture::plan(quarantine, &input, &sim).unwrap()
+        };
+        let answers = |refusal: Option<&'static str>| {
+            let node = node.clone();
+            move |read: &Read| match read {
+                Read::Get(r) if r.kind == "Node" => Answer::Object(Some(node.clone())),
+                Read::Get(_) => Answer::Object(Some(json!({}))),
+                Read::Probe(_) => Answer::Refusal(refusal.map(str::to_string)),
+                other => panic!("quarantine verification does not read {other:?}"),
+            }
+        };
+        // The guard has not reached admission yet: the probe was accepted. Not failed: waited.
+        let early = verified(quarantine, &input, &plan, answers(None));
+        assert_eq!(early.waiting.len(), 1, "{early:?}");
+        assert!(
+            early.waiting[0]
+                .what
+                .contains("refuses a new pod pinned to n1")
+        );
+        assert!(
+            early.waiting[0].watch.is_none(),
+            "an admission answer is polled"
+        );
+        // Refused by the guard: the check passes.
+        let late = verified(
+            quarantine,
+            &input,
+            &plan,
+            answers(Some(
+                "pods \"contain-quarantine-probe\" is forbidden: node n1 is quarantined",
+            )),
+        );
+        assert!(late.waiting.is_empty());
+        assert!(
+            late.checks
+                .iter()
+                .any(|c| c.what.contains("refuses a new pod") && c.status == CheckStatus::Passed)
+        );
+        // Time up: what was still waited for is recorded failed.
+        let mut gave_up = early;
+        gave_up.give_up_waiting();
+        assert!(
+            gave_up
+                .checks
+                .iter()
+                .any(|c| c.what.contains("refuses a new pod") && c.status == CheckStatus::Failed)
+        );
     }
 }

@@ -17,7 +17,7 @@ use super::{
 };
 use crate::cluster::object::controller_of;
 use crate::cluster::object::{self, ObjectRef, Selector};
-use crate::cluster::{BoxFuture, Cluster, kinds, merge};
+use crate::cluster::{kinds, merge};
 use crate::plan::{FieldChange, Op, Reversibility, StepPlan};
 
 /// The key of contain's taint and label on a quarantined node.
@@ -577,111 +577,100 @@ impl Action for NodeAction {
         reads
     }
 
-    fn verify<'a>(
-        &'a self,
-        input: &'a StepInput,
-        plan: &'a StepPlan,
-        cluster: &'a dyn Cluster,
-    ) -> BoxFuture<'a, Result<Verification, ActionError>> {
-        Box::pin(async move {
-            let wanted = self.wanted(&input.with, &input.run_id)?;
-            let mut verification = common::verify_patches(&plan.ops, cluster).await?;
-            let Some(target) = input.target.as_ref().and_then(|t| t.name.clone()) else {
-                return Ok(verification);
-            };
-            let node = cluster
-                .get(&ObjectRef::new("Node", None, &target))
-                .await?
-                .unwrap_or(Value::Null);
-            if wanted.cordon {
-                verification.check(
-                    format!("{target} is unschedulable"),
-                    node.pointer("/spec/unschedulable") == Some(&Value::Bool(true)),
+    fn verify(
+        &self,
+        input: &StepInput,
+        plan: &StepPlan,
+        seen: &Observed,
+    ) -> Result<Verification, ActionError> {
+        let wanted = self.wanted(&input.with, &input.run_id)?;
+        let mut verification = common::verify_patches(&plan.ops, seen)?;
+        let Some(target) = input.target.as_ref().and_then(|t| t.name.clone()) else {
+            return Ok(verification);
+        };
+        let node = seen
+            .get(&ObjectRef::new("Node", None, &target))?
+            .cloned()
+            .unwrap_or(Value::Null);
+        if wanted.cordon {
+            verification.check(
+                format!("{target} is unschedulable"),
+                node.pointer("/spec/unschedulable") == Some(&Value::Bool(true)),
+                None,
+            );
+        }
+        if let Some(exempt) = &wanted.guard {
+            let what = format!(
+                "the API server refuses a new pod pinned to {target} (server-side dry run)"
+            );
+            if seen.simulated() {
+                verification.not_checked(what, "a simulated cluster has no admission");
+            } else {
+                let namespace = ["default", "kube-system"]
+                    .into_iter()
+                    .find(|ns| !exempt.iter().any(|e| e == ns))
+                    .unwrap_or("default");
+                let probe = json!({
+                    "apiVersion": "v1", "kind": "Pod",
+                    "metadata": {"name": "contain-quarantine-probe", "namespace": namespace},
+                    "spec": {"nodeName": target, "tolerations": [{"operator": "Exists"}],
+                             "containers": [{"name": "probe", "image": "contain.invalid/probe"}]}
+                });
+                // A new policy takes a moment to reach the API server's admission chain: the
+                // probe is sent again (from 50 ms on, backing off) for up to 15 s.
+                let refusal = seen.probe(&probe)?;
+                let ours = refusal.is_some_and(|t| t.contains("is quarantined"));
+                verification.check_within(
+                    what,
+                    ours,
+                    refusal.map(str::to_string),
+                    Duration::from_secs(15),
                     None,
                 );
             }
-            if let Some(exempt) = &wanted.guard {
-                let what = format!(
-                    "the API server refuses a new pod pinned to {target} (server-side dry run)"
+        }
+        if wanted.taint.is_some() {
+            let tainted = merge::get(&node, &taint_path())
+                .is_some_and(|t| t.get("effect").and_then(Value::as_str) == Some("NoSchedule"));
+            verification.check(
+                format!("{target} has the {QUARANTINE_KEY}:NoSchedule taint"),
+                tainted,
+                None,
+            );
+        }
+        if wanted.drain.is_some() {
+            let evicted: Vec<&Op> = plan
+                .ops
+                .iter()
+                .filter(|op| matches!(op, Op::Evict { .. }))
+                .collect();
+            if seen.simulated() {
+                verification.not_checked(
+                    "evicted pods are rescheduled elsewhere",
+                    "a simulated cluster runs no controllers",
                 );
-                if StepInput::simulated(cluster) {
-                    verification.not_checked(what, "a simulated cluster has no admission");
-                } else {
-                    let namespace = ["default", "kube-system"]
-                        .into_iter()
-                        .find(|ns| !exempt.iter().any(|e| e == ns))
-                        .unwrap_or("default");
-                    let probe = json!({
-                        "apiVersion": "v1", "kind": "Pod",
-                        "metadata": {"name": "contain-quarantine-probe", "namespace": namespace},
-                        "spec": {"nodeName": target, "tolerations": [{"operator": "Exists"}],
-                                 "containers": [{"name": "probe", "image": "contain.invalid/probe"}]}
-                    });
-                    // A new policy takes a moment to reach the API server's admission chain:
-                    // probe from 50 ms on, backing off, for up to 15 s.
-                    let refusal = std::sync::Mutex::new(None);
-                    let refused =
-                        crate::cluster::wait::wait_until(Duration::from_secs(15), None, || async {
-                            let answer = cluster
-                                .create(&probe, crate::cluster::WriteMode::DryRun)
-                                .await;
-                            let text = answer.err().map(|e| e.to_string());
-                            let ours = text
-                                .as_deref()
-                                .is_some_and(|t| t.contains("is quarantined"));
-                            *refusal.lock().expect("refusal lock") = text;
-                            Ok(ours)
-                        })
-                        .await?;
-                    let refusal = refusal.into_inner().expect("refusal lock");
-                    verification.check(what, refused, refusal);
-                }
             }
-            if wanted.taint.is_some() {
-                let tainted = merge::get(&node, &taint_path())
-                    .is_some_and(|t| t.get("effect").and_then(Value::as_str) == Some("NoSchedule"));
-                verification.check(
-                    format!("{target} has the {QUARANTINE_KEY}:NoSchedule taint"),
-                    tainted,
+            for op in evicted {
+                let Op::Evict {
+                    target: pod, uid, ..
+                } = op
+                else {
+                    continue;
+                };
+                let gone = match seen.get(pod)? {
+                    None => true,
+                    Some(p) => object::uid(p) != Some(uid.as_str()),
+                };
+                verification.check_within(
+                    format!("{pod} is off the node"),
+                    gone,
                     None,
+                    Duration::from_secs(60),
+                    Some(Watch::object(pod)),
                 );
             }
-            if wanted.drain.is_some() {
-                let evicted: Vec<&Op> = plan
-                    .ops
-                    .iter()
-                    .filter(|op| matches!(op, Op::Evict { .. }))
-                    .collect();
-                if StepInput::simulated(cluster) {
-                    verification.not_checked(
-                        "evicted pods are rescheduled elsewhere",
-                        "a simulated cluster runs no controllers",
-                    );
-                }
-                for op in evicted {
-                    let Op::Evict {
-                        target: pod, uid, ..
-                    } = op
-                    else {
-                        continue;
-                    };
-                    let changes = cluster.changes(&Watch::object(pod));
-                    let gone = crate::cluster::wait::wait_until(
-                        Duration::from_secs(60),
-                        changes,
-                        || async {
-                            Ok(match cluster.get(pod).await? {
-                                None => true,
-                                Some(p) => object::uid(&p) != Some(uid.as_str()),
-                            })
-                        },
-                    )
-                    .await?;
-                    verification.check(format!("{pod} is off the node"), gone, None);
-                }
-            }
-            Ok(verification)
-        })
+        }
+        Ok(verification)
     }
 }
 

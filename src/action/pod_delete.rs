@@ -10,7 +10,6 @@ use super::{
     schema_of,
 };
 use crate::cluster::object::{self, ObjectRef};
-use crate::cluster::{BoxFuture, Cluster};
 use crate::plan::{Op, Reversibility, StepPlan};
 
 pub struct PodDelete;
@@ -88,38 +87,36 @@ impl Action for PodDelete {
         })
     }
 
-    fn verify<'a>(
-        &'a self,
-        _input: &'a StepInput,
-        plan: &'a StepPlan,
-        cluster: &'a dyn Cluster,
-    ) -> BoxFuture<'a, Result<Verification, ActionError>> {
-        Box::pin(async move {
-            let mut verification = Verification::default();
-            for op in &plan.ops {
-                let Op::Delete { target, uid, .. } = op else {
-                    continue;
-                };
-                let now = cluster.get(target).await?;
-                // Gone, replaced by a new pod of the same name, or terminating: all mean the
-                // pod we planned to delete is going away.
-                let (ok, detail) = match &now {
-                    None => (true, None),
-                    Some(pod) if object::uid(pod) != uid.as_deref() => {
-                        (true, Some("replaced by a new pod".to_string()))
-                    }
-                    Some(pod) if pod.pointer("/metadata/deletionTimestamp").is_some() => {
-                        (true, Some("terminating".to_string()))
-                    }
-                    Some(_) => (
-                        false,
-                        Some("the pod still exists and is not terminating".to_string()),
-                    ),
-                };
-                verification.check(format!("{target} is deleted"), ok, detail);
-            }
-            Ok(verification)
-        })
+    fn verify(
+        &self,
+        _input: &StepInput,
+        plan: &StepPlan,
+        seen: &Observed,
+    ) -> Result<Verification, ActionError> {
+        let mut verification = Verification::default();
+        for op in &plan.ops {
+            let Op::Delete { target, uid, .. } = op else {
+                continue;
+            };
+            let now = seen.get(target)?.cloned();
+            // Gone, replaced by a new pod of the same name, or terminating: all mean the
+            // pod we planned to delete is going away.
+            let (ok, detail) = match &now {
+                None => (true, None),
+                Some(pod) if object::uid(pod) != uid.as_deref() => {
+                    (true, Some("replaced by a new pod".to_string()))
+                }
+                Some(pod) if pod.pointer("/metadata/deletionTimestamp").is_some() => {
+                    (true, Some("terminating".to_string()))
+                }
+                Some(_) => (
+                    false,
+                    Some("the pod still exists and is not terminating".to_string()),
+                ),
+            };
+            verification.check(format!("{target} is deleted"), ok, detail);
+        }
+        Ok(verification)
     }
 }
 

@@ -15,8 +15,8 @@ use super::{
     Action, ActionError, ActionInfo, Observed, StaticPlace, StaticProblem, StaticStep, StepInput,
     TargetRule, Verification, decode_with, schema_of,
 };
+use crate::cluster::merge;
 use crate::cluster::object::ObjectRef;
-use crate::cluster::{BoxFuture, Cluster, merge};
 use crate::plan::{Op, Reversibility, StepPlan};
 use crate::registry::ImageRef;
 
@@ -241,36 +241,34 @@ impl Action for Redeploy {
         })
     }
 
-    fn verify<'a>(
-        &'a self,
-        _input: &'a StepInput,
-        plan: &'a StepPlan,
-        cluster: &'a dyn Cluster,
-    ) -> BoxFuture<'a, Result<Verification, ActionError>> {
-        Box::pin(async move {
-            let mut verification = common::verify_patches(&plan.ops, cluster).await?;
-            let Some(target) = plan.ops.iter().find_map(|op| match op {
-                Op::WaitRollout { target, .. } => Some(target.clone()),
-                _ => None,
-            }) else {
-                return Ok(verification);
-            };
-            if StepInput::simulated(cluster) {
-                verification.not_checked(
-                    "the rollout completes",
-                    "a simulated cluster runs no controllers",
-                );
-                return Ok(verification);
-            }
-            let workload = cluster.get(&target).await?.unwrap_or(Value::Null);
-            let (done, detail) = super::rollout::status(&workload);
-            verification.check(
-                format!("the rollout of {target} is complete"),
-                done,
-                Some(detail),
+    fn verify(
+        &self,
+        _input: &StepInput,
+        plan: &StepPlan,
+        seen: &Observed,
+    ) -> Result<Verification, ActionError> {
+        let mut verification = common::verify_patches(&plan.ops, seen)?;
+        let Some(target) = plan.ops.iter().find_map(|op| match op {
+            Op::WaitRollout { target, .. } => Some(target.clone()),
+            _ => None,
+        }) else {
+            return Ok(verification);
+        };
+        if seen.simulated() {
+            verification.not_checked(
+                "the rollout completes",
+                "a simulated cluster runs no controllers",
             );
-            Ok(verification)
-        })
+            return Ok(verification);
+        }
+        let workload = seen.get(&target)?.cloned().unwrap_or(Value::Null);
+        let (done, detail) = super::rollout::status(&workload);
+        verification.check(
+            format!("the rollout of {target} is complete"),
+            done,
+            Some(detail),
+        );
+        Ok(verification)
     }
 }
 

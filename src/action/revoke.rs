@@ -18,7 +18,7 @@ use super::{
 };
 use crate::cluster::Access;
 use crate::cluster::object::{self, ObjectRef, Selector};
-use crate::cluster::{BoundPod, BoxFuture, Cluster, kinds};
+use crate::cluster::{BoundPod, kinds};
 use crate::plan::{FieldChange, Op, Reversibility, StepPlan};
 
 pub struct Revoke;
@@ -300,94 +300,85 @@ impl Action for Revoke {
         reads
     }
 
-    fn verify<'a>(
-        &'a self,
-        input: &'a StepInput,
-        plan: &'a StepPlan,
-        cluster: &'a dyn Cluster,
-    ) -> BoxFuture<'a, Result<Verification, ActionError>> {
-        Box::pin(async move {
-            let with: RevokeWith = decode_with(&input.with)?;
-            let mut verification = common::verify_patches(&plan.ops, cluster).await?;
-            let simulated = StepInput::simulated(cluster);
-            for op in &plan.ops {
-                match op {
-                    Op::Delete { target, uid, .. } => {
-                        let now = cluster.get(target).await?;
-                        let gone = match &now {
-                            None => true,
-                            Some(o) => {
-                                object::uid(o) != uid.as_deref()
-                                    || o.pointer("/metadata/deletionTimestamp").is_some()
-                            }
-                        };
-                        verification.check(
-                            format!("{target} (uid {}) is gone", uid.as_deref().unwrap_or("?")),
-                            gone,
-                            None,
-                        );
-                    }
-                    Op::Create { object: fresh } => {
-                        let r = ObjectRef::of(fresh).expect("planned objects have names");
-                        verification.check(
-                            format!("{r} exists again, with a new uid"),
-                            cluster.get(&r).await?.is_some(),
-                            None,
-                        );
-                    }
-                    _ => {}
-                }
-            }
-            if with.modes.contains(&RevokeMode::Rotate) {
-                if simulated {
-                    verification.not_checked(
-                        "tokens minted before the rotation are rejected",
-                        "a simulated cluster has no TokenReview",
-                    );
-                } else if input.canaries.is_empty() {
-                    verification.not_checked(
-                        "tokens minted before the rotation are rejected",
-                        "no canary: the account was already rotated when this step was resumed",
-                    );
-                }
-                for canary in &input.canaries {
-                    let what = match &canary.bound_pod {
-                        Some(pod) => format!(
-                            "a token bound to pod {pod}, minted before the rotation, is rejected by TokenReview"
-                        ),
-                        None => "a token minted before the rotation is rejected by TokenReview"
-                            .to_string(),
+    fn verify(
+        &self,
+        input: &StepInput,
+        plan: &StepPlan,
+        seen: &Observed,
+    ) -> Result<Verification, ActionError> {
+        let with: RevokeWith = decode_with(&input.with)?;
+        let mut verification = common::verify_patches(&plan.ops, seen)?;
+        let simulated = seen.simulated();
+        for op in &plan.ops {
+            match op {
+                Op::Delete { target, uid, .. } => {
+                    let gone = match seen.get(target)? {
+                        None => true,
+                        Some(o) => {
+                            object::uid(o) != uid.as_deref()
+                                || o.pointer("/metadata/deletionTimestamp").is_some()
+                        }
                     };
-                    // No watch sees a token review's answer: this one polls.
-                    let rejected =
-                        crate::cluster::wait::wait_until(Duration::from_secs(30), None, || async {
-                            Ok(!cluster.review_token(&canary.token).await?.authenticated)
-                        })
-                        .await?;
-                    verification.check(what, rejected, None);
+                    verification.check(
+                        format!("{target} (uid {}) is gone", uid.as_deref().unwrap_or("?")),
+                        gone,
+                        None,
+                    );
                 }
+                Op::Create { object: fresh } => {
+                    let r = ObjectRef::of(fresh).expect("planned objects have names");
+                    verification.check(
+                        format!("{r} exists again, with a new uid"),
+                        seen.get(&r)?.is_some(),
+                        None,
+                    );
+                }
+                _ => {}
             }
-            if with.modes.contains(&RevokeMode::Unbind)
-                && let Some(account) = input.target.as_ref()
-            {
-                let name = account.name.clone().unwrap_or_default();
-                let namespace = account.namespace.clone().unwrap_or_default();
-                let still: Vec<String> = crate::cluster::observe::decide(cluster, |seen| {
-                    common::bindings_naming(seen, &name, &namespace).map_err(ActionError::from)
-                })
-                .await?
+        }
+        if with.modes.contains(&RevokeMode::Rotate) {
+            if simulated {
+                verification.not_checked(
+                    "tokens minted before the rotation are rejected",
+                    "a simulated cluster has no TokenReview",
+                );
+            } else if input.canaries.is_empty() {
+                verification.not_checked(
+                    "tokens minted before the rotation are rejected",
+                    "no canary: the account was already rotated when this step was resumed",
+                );
+            }
+            for canary in &input.canaries {
+                let what = match &canary.bound_pod {
+                    Some(pod) => format!(
+                        "a token bound to pod {pod}, minted before the rotation, is rejected by TokenReview"
+                    ),
+                    None => {
+                        "a token minted before the rotation is rejected by TokenReview".to_string()
+                    }
+                };
+                // No watch sees a token review's answer: it is asked again, for up to 30 s.
+                let rejected = !seen.authenticated(&canary.token)?;
+                verification.check_within(what, rejected, None, Duration::from_secs(30), None);
+            }
+        }
+        if with.modes.contains(&RevokeMode::Unbind)
+            && let Some(account) = input.target.as_ref()
+        {
+            let name = account.name.clone().unwrap_or_default();
+            let namespace = account.namespace.clone().unwrap_or_default();
+            let still: Vec<String> = common::bindings_naming(seen, &name, &namespace)?
                 .iter()
                 .filter_map(ObjectRef::of)
                 .map(|r| r.to_string())
                 .collect();
-                verification.check(
-                    format!("no binding names {namespace}/{name}"),
-                    still.is_empty(),
-                    (!still.is_empty()).then(|| still.join(", ")),
-                );
-            }
-            Ok(verification)
-        })
+            verification.check(
+                format!("no binding names {namespace}/{name}"),
+                still.is_empty(),
+                (!still.is_empty()).then(|| still.join(", ")),
+            );
+        }
+        Ok(verification)
     }
 }
 

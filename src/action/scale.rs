@@ -9,7 +9,6 @@ use super::{
     Action, ActionError, ActionInfo, Observed, StepInput, TargetRule, Verification, decode_with,
     schema_of,
 };
-use crate::cluster::{BoxFuture, Cluster};
 use crate::plan::{Reversibility, StepPlan};
 
 pub struct Scale;
@@ -94,13 +93,13 @@ impl Action for Scale {
         })
     }
 
-    fn verify<'a>(
-        &'a self,
-        _input: &'a StepInput,
-        plan: &'a StepPlan,
-        cluster: &'a dyn Cluster,
-    ) -> BoxFuture<'a, Result<Verification, ActionError>> {
-        Box::pin(common::verify_patches(&plan.ops, cluster))
+    fn verify(
+        &self,
+        _input: &StepInput,
+        plan: &StepPlan,
+        seen: &Observed,
+    ) -> Result<Verification, ActionError> {
+        common::verify_patches(&plan.ops, seen)
     }
 }
 

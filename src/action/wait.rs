@@ -8,8 +8,8 @@ use super::{
     Action, ActionError, ActionInfo, Observed, StaticPlace, StaticProblem, StaticStep, StepInput,
     TargetRule, Verification, decode_with, schema_of,
 };
+use crate::cluster::merge;
 use crate::cluster::object::ObjectRef;
-use crate::cluster::{BoxFuture, Cluster, merge};
 use crate::duration::parse_duration;
 use crate::plan::{Op, Reversibility, StepPlan};
 
@@ -127,36 +127,34 @@ impl Action for Wait {
         })
     }
 
-    fn verify<'a>(
-        &'a self,
-        _input: &'a StepInput,
-        plan: &'a StepPlan,
-        cluster: &'a dyn Cluster,
-    ) -> BoxFuture<'a, Result<Verification, ActionError>> {
-        Box::pin(async move {
-            let mut verification = Verification::default();
-            for op in &plan.ops {
-                if let Op::WaitFor {
-                    target,
-                    path,
-                    equals,
-                    ..
-                } = op
-                {
-                    let now = cluster.get(target).await?;
-                    let value = now.as_ref().and_then(|o| merge::get(o, path)).cloned();
-                    let ok = value.as_ref() == Some(equals);
-                    verification.check(
-                        format!("{target} {} = {equals}", path.join(".")),
-                        ok,
-                        (!ok).then(|| {
-                            format!("found {}", value.map_or("(none)".into(), |v| v.to_string()))
-                        }),
-                    );
-                }
+    fn verify(
+        &self,
+        _input: &StepInput,
+        plan: &StepPlan,
+        seen: &Observed,
+    ) -> Result<Verification, ActionError> {
+        let mut verification = Verification::default();
+        for op in &plan.ops {
+            if let Op::WaitFor {
+                target,
+                path,
+                equals,
+                ..
+            } = op
+            {
+                let now = seen.get(target)?.cloned();
+                let value = now.as_ref().and_then(|o| merge::get(o, path)).cloned();
+                let ok = value.as_ref() == Some(equals);
+                verification.check(
+                    format!("{target} {} = {equals}", path.join(".")),
+                    ok,
+                    (!ok).then(|| {
+                        format!("found {}", value.map_or("(none)".into(), |v| v.to_string()))
+                    }),
+                );
             }
-            Ok(verification)
-        })
+        }
+        Ok(verification)
     }
 }
 

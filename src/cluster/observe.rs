@@ -34,6 +34,24 @@ pub enum Read {
         keys: Vec<(String, String)>,
         registry_config: Option<String>,
     },
+    /// What the API server answers to creating this object with dryRun=All: a probe of
+    /// admission, which stores nothing.
+    Probe(Value),
+    /// Whether the API server still authenticates a token (TokenReview).
+    TokenReview(Token),
+    /// An evidence bundle on the local disk, re-hashed against its manifest (answered by the
+    /// executor, which owns the evidence store).
+    Bundle(String),
+}
+
+/// A bearer token, never shown.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Token(pub String);
+
+impl std::fmt::Debug for Token {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Token(redacted)")
+    }
 }
 
 /// Keys as `(name, PEM)`, or why a file is not one.
@@ -49,6 +67,12 @@ pub enum Answer {
     Keys(KeyFiles),
     /// The digest and the key that verified it, or why the image is refused.
     Signature(Result<Signed, String>),
+    /// Why the API server refused the probe (`None`: it would have created it).
+    Refusal(Option<String>),
+    /// Whether the token is still authenticated.
+    Authenticated(bool),
+    /// The bundle's check (as its JSON), or why it could not be checked.
+    Bundle(Result<Value, String>),
 }
 
 /// An image whose signature held.
@@ -183,11 +207,37 @@ impl Observed {
         }
     }
 
+    /// Why the API server refuses to create `object` (`None`: it would create it).
+    pub fn probe(&self, object: &Value) -> Result<Option<&str>, Missing> {
+        match self.answer(Read::Probe(object.clone()))? {
+            Answer::Refusal(refusal) => Ok(refusal.as_deref()),
+            other => unreachable!("a probe answered with {other:?}"),
+        }
+    }
+
+    /// Whether the API server still authenticates `token`.
+    pub fn authenticated(&self, token: &str) -> Result<bool, Missing> {
+        match self.answer(Read::TokenReview(Token(token.to_string())))? {
+            Answer::Authenticated(yes) => Ok(*yes),
+            other => unreachable!("a token review answered with {other:?}"),
+        }
+    }
+
+    /// An evidence bundle's check, as JSON.
+    pub fn bundle(&self, path: &str) -> Result<&Result<Value, String>, Missing> {
+        match self.answer(Read::Bundle(path.to_string()))? {
+            Answer::Bundle(check) => Ok(check),
+            other => unreachable!("a bundle answered with {other:?}"),
+        }
+    }
+
     /// Performs `reads` against `cluster` and records what each found. The object reads of
-    /// one round go together (a list per namespace and kind where there are many).
+    /// one round go together (a list per namespace and kind where there are many); `local`
+    /// answers what is not the cluster's to answer (an evidence bundle).
     pub async fn perform(
         &mut self,
         cluster: &dyn Cluster,
+        local: &(dyn Fn(&Read) -> Option<Answer> + Sync),
         reads: Vec<Read>,
     ) -> Result<(), ClusterError> {
         let gets: Vec<ObjectRef> = reads
@@ -224,6 +274,19 @@ impl Observed {
                     keys,
                     registry_config,
                 } => Answer::Signature(signature(image, keys, registry_config.as_deref()).await),
+                Read::Probe(object) => Answer::Refusal(
+                    match cluster.create(object, super::WriteMode::DryRun).await {
+                        Ok(_) => None,
+                        Err(e) => Some(e.to_string()),
+                    },
+                ),
+                Read::TokenReview(token) => {
+                    Answer::Authenticated(cluster.review_token(&token.0).await?.authenticated)
+                }
+                Read::Bundle(_) => match local(&read) {
+                    Some(answer) => answer,
+                    None => Answer::Bundle(Err("no evidence store here".into())),
+                },
             };
             self.record(read, answer);
         }
@@ -286,6 +349,16 @@ pub async fn decide<T, E: Needing>(
     cluster: &dyn Cluster,
     decision: impl Fn(&Observed) -> Result<T, E>,
 ) -> Result<T, E> {
+    decide_with(cluster, &|_| None, decision).await
+}
+
+/// [`decide`], with `local` answering the reads that are not the cluster's (the executor's
+/// evidence store).
+pub async fn decide_with<T, E: Needing>(
+    cluster: &dyn Cluster,
+    local: &(dyn Fn(&Read) -> Option<Answer> + Sync),
+    decision: impl Fn(&Observed) -> Result<T, E>,
+) -> Result<T, E> {
     let mut seen = Observed::new(cluster.info().kind == "simulated");
     loop {
         let reads = match decision(&seen) {
@@ -298,6 +371,6 @@ pub async fn decide<T, E: Needing>(
         if reads.iter().all(|read| seen.has(read)) {
             return Err(E::asks_again(reads));
         }
-        seen.perform(cluster, reads).await?;
+        seen.perform(cluster, local, reads).await?;
     }
 }

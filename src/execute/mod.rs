@@ -8,6 +8,7 @@ pub mod capture;
 pub mod planning;
 pub mod rollback;
 pub mod stale;
+pub mod verify;
 
 use std::time::{Duration, Instant};
 
@@ -632,7 +633,7 @@ impl<'a> Executor<'a> {
             canaries: effects.canaries,
         };
         let action = action::lookup(&planned.action).expect("validation checked the action");
-        let verification = action.verify(&input, &plan, self.cluster).await?;
+        let verification = verify::verify_step(action, &input, &plan, self.cluster).await?;
         let counts = verification.counts();
         let failures: Vec<String> = verification
             .checks

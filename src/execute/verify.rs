@@ -1,0 +1,81 @@
+//! Verification: each action's pure check, its reads made here through the cluster, and the
+//! checks that may take time to hold (a controller starting a replacement, a policy reaching
+//! admission) read again as the objects they watch change, until they hold or their time is up.
+
+use std::time::Duration;
+
+use futures::StreamExt;
+
+use crate::action::{Action, ActionError, Answer, Read, StepInput};
+use crate::cluster::Cluster;
+use crate::cluster::observe::decide_with;
+use crate::outcome::Verification;
+use crate::plan::StepPlan;
+
+/// The verification of `plan`, its waited-for checks given the time they ask for.
+pub async fn verify_step(
+    action: &dyn Action,
+    input: &StepInput,
+    plan: &StepPlan,
+    cluster: &dyn Cluster,
+) -> Result<Verification, ActionError> {
+    let once = || {
+        decide_with(cluster, &local_answer, |seen| {
+            action.verify(input, plan, seen)
+        })
+    };
+    let mut verification = once().await?;
+    if verification.waiting.is_empty() {
+        return Ok(verification);
+    }
+    let within = verification
+        .waiting
+        .iter()
+        .map(|w| w.within)
+        .max()
+        .unwrap_or_default();
+    // Woken by a change to any watched object; a check no watch sees makes it a poll.
+    let watches: Option<Vec<_>> = verification
+        .waiting
+        .iter()
+        .map(|w| w.watch.as_ref().and_then(|watch| cluster.changes(watch)))
+        .collect();
+    let mut changes = watches.map(futures::stream::select_all);
+    let deadline = tokio::time::Instant::now() + within;
+    let mut backoff = Duration::from_millis(50);
+    const SAFETY_NET: Duration = Duration::from_secs(2);
+    while !verification.waiting.is_empty() {
+        let now = tokio::time::Instant::now();
+        if now >= deadline {
+            break;
+        }
+        match changes.as_mut() {
+            Some(stream) => {
+                let timer = tokio::time::sleep_until(deadline.min(now + SAFETY_NET));
+                tokio::select! {
+                    next = stream.next() => if next.is_none() { changes = None },
+                    () = timer => {}
+                }
+            }
+            None => {
+                tokio::time::sleep_until(deadline.min(now + backoff)).await;
+                backoff = (backoff * 2).min(Duration::from_millis(500));
+            }
+        }
+        verification = once().await?;
+    }
+    verification.give_up_waiting();
+    Ok(verification)
+}
+
+/// The reads the executor answers itself: an evidence bundle, re-hashed against its manifest.
+fn local_answer(read: &Read) -> Option<Answer> {
+    let Read::Bundle(path) = read else {
+        return None;
+    };
+    Some(Answer::Bundle(
+        crate::evidence::verify(std::path::Path::new(path), None)
+            .map(|check| serde_json::to_value(check).unwrap_or_default())
+            .map_err(|e| e.to_string()),
+    ))
+}
