@@ -24,7 +24,14 @@ pub async fn explain(
             .ok_or_else(|| crate::cluster::ClusterError::NotFound {
                 object: pod_ref.to_string(),
             })?;
-    let policies = crate::action::policies::in_namespace(cluster, namespace).await?;
+    // Every NetworkPolicy of the namespace: the set whose rules add up for its pods.
+    let policies = cluster
+        .list(
+            crate::cluster::kinds::lookup("NetworkPolicy").expect("known kind"),
+            Some(namespace),
+            &crate::cluster::Selector::default(),
+        )
+        .await?;
     let directions: Vec<Value> = [Direction::Ingress, Direction::Egress]
         .into_iter()
         .map(|direction| {

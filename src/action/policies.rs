@@ -6,20 +6,6 @@ use serde_json::Value;
 
 use crate::cluster::object::Selector;
 
-/// Every NetworkPolicy of a namespace: the set whose rules add up for its pods.
-pub async fn in_namespace(
-    cluster: &dyn crate::cluster::Cluster,
-    namespace: &str,
-) -> Result<Vec<Value>, crate::cluster::ClusterError> {
-    cluster
-        .list(
-            crate::cluster::kinds::lookup("NetworkPolicy").expect("known kind"),
-            Some(namespace),
-            &Selector::default(),
-        )
-        .await
-}
-
 /// Every NetworkPolicy of a namespace, from what was read.
 pub fn of_namespace<'a>(
     seen: &'a crate::cluster::observe::Observed,
