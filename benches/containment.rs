@@ -513,14 +513,16 @@ async fn floor_run(env: &Env, s: &Scenario) -> Timing {
                     &selector,
                 )
                 .await?;
-            Ok(found
-                .iter()
-                .filter(|p| {
-                    p["status"]["phase"] == "Running"
-                        && object::uid(p) != Some(s.suspect_uid.as_str())
-                })
-                .count()
-                >= 2)
+            Ok::<_, contain::cluster::ClusterError>(
+                found
+                    .iter()
+                    .filter(|p| {
+                        p["status"]["phase"] == "Running"
+                            && object::uid(p) != Some(s.suspect_uid.as_str())
+                    })
+                    .count()
+                    >= 2,
+            )
         });
     let service =
         Selector::labels([("kubernetes.io/service-name".to_string(), "web".to_string())].into());
@@ -534,7 +536,7 @@ async fn floor_run(env: &Env, s: &Scenario) -> Timing {
                     &service,
                 )
                 .await?;
-            Ok(!contain::action::detach::slices_list_pod(
+            Ok::<_, contain::cluster::ClusterError>(!contain::action::detach::slices_list_pod(
                 &found,
                 &s.suspect_uid,
             ))
@@ -546,7 +548,9 @@ async fn floor_run(env: &Env, s: &Scenario) -> Timing {
     let guarded = async {
         let guarded = contain::cluster::wait::wait_until(Duration::from_secs(15), None, || async {
             let refused = c.create(&probe, WriteMode::DryRun).await.err();
-            Ok(refused.is_some_and(|e| e.to_string().contains("is quarantined")))
+            Ok::<_, contain::cluster::ClusterError>(
+                refused.is_some_and(|e| e.to_string().contains("is quarantined")),
+            )
         })
         .await;
         (guarded, started.elapsed())

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use futures::StreamExt;
 
-use super::{Changes, ClusterError};
+use super::Changes;
 
 /// Checks `check` until it is true or `wait` has passed; returns its last answer.
 ///
@@ -14,14 +14,14 @@ use super::{Changes, ClusterError};
 /// of them changes, so the wait ends within milliseconds of its condition; a slow timer stays as
 /// a safety net. Without (a condition no watch can see, like a token review, or a snapshot) it
 /// polls, 50 ms at first and backing off to half a second.
-pub async fn wait_until<F, Fut>(
+pub async fn wait_until<F, Fut, E>(
     wait: std::time::Duration,
     mut changes: Option<Changes>,
     mut check: F,
-) -> Result<bool, ClusterError>
+) -> Result<bool, E>
 where
     F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = Result<bool, ClusterError>>,
+    Fut: std::future::Future<Output = Result<bool, E>>,
 {
     const SAFETY_NET: Duration = Duration::from_secs(2);
     let deadline = tokio::time::Instant::now() + wait;
@@ -53,6 +53,7 @@ where
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::cluster::ClusterError;
     use std::sync::Arc;
     use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 
@@ -76,7 +77,7 @@ mod tests {
         let started = tokio::time::Instant::now();
         let met = wait_until(Duration::from_secs(60), Some(changes), || async {
             checks.fetch_add(1, Ordering::SeqCst);
-            Ok(flag.load(Ordering::SeqCst))
+            Ok::<_, ClusterError>(flag.load(Ordering::SeqCst))
         })
         .await
         .unwrap();
@@ -95,7 +96,7 @@ mod tests {
         let started = tokio::time::Instant::now();
         let met = wait_until(Duration::from_secs(3), None, || async {
             checks.fetch_add(1, Ordering::SeqCst);
-            Ok(false)
+            Ok::<_, ClusterError>(false)
         })
         .await
         .unwrap();
@@ -110,7 +111,7 @@ mod tests {
         let (_tx, rx) = futures::channel::mpsc::unbounded::<()>();
         let started = tokio::time::Instant::now();
         let met = wait_until(Duration::from_secs(5), Some(rx.boxed()), || async {
-            Ok(false)
+            Ok::<_, ClusterError>(false)
         })
         .await
         .unwrap();

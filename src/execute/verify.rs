@@ -2,10 +2,6 @@
 //! checks that may take time to hold (a controller starting a replacement, a policy reaching
 //! admission) read again as the objects they watch change, until they hold or their time is up.
 
-use std::time::Duration;
-
-use futures::StreamExt;
-
 use crate::action::{Action, ActionError, Answer, Read, StepInput};
 use crate::cluster::Cluster;
 use crate::cluster::observe::decide_with;
@@ -24,7 +20,7 @@ pub async fn verify_step(
             action.verify(input, plan, seen)
         })
     };
-    let mut verification = once().await?;
+    let verification = once().await?;
     if verification.waiting.is_empty() {
         return Ok(verification);
     }
@@ -40,30 +36,17 @@ pub async fn verify_step(
         .iter()
         .map(|w| w.watch.as_ref().and_then(|watch| cluster.changes(watch)))
         .collect();
-    let mut changes = watches.map(futures::stream::select_all);
-    let deadline = tokio::time::Instant::now() + within;
-    let mut backoff = Duration::from_millis(50);
-    const SAFETY_NET: Duration = Duration::from_secs(2);
-    while !verification.waiting.is_empty() {
-        let now = tokio::time::Instant::now();
-        if now >= deadline {
-            break;
-        }
-        match changes.as_mut() {
-            Some(stream) => {
-                let timer = tokio::time::sleep_until(deadline.min(now + SAFETY_NET));
-                tokio::select! {
-                    next = stream.next() => if next.is_none() { changes = None },
-                    () = timer => {}
-                }
-            }
-            None => {
-                tokio::time::sleep_until(deadline.min(now + backoff)).await;
-                backoff = (backoff * 2).min(Duration::from_millis(500));
-            }
-        }
-        verification = once().await?;
-    }
+    let changes: Option<crate::cluster::Changes> =
+        watches.map(|streams| Box::pin(futures::stream::select_all(streams)) as _);
+    let latest = std::sync::Mutex::new(verification);
+    crate::cluster::wait::wait_until(within, changes, || async {
+        let again = once().await?;
+        let holds = again.waiting.is_empty();
+        *latest.lock().expect("verification lock") = again;
+        Ok::<bool, ActionError>(holds)
+    })
+    .await?;
+    let mut verification = latest.into_inner().expect("verification lock");
     verification.give_up_waiting();
     Ok(verification)
 }
