@@ -6,8 +6,7 @@ use serde::Deserialize;
 use serde_json::Value;
 
 use super::{
-    Action, ActionError, ActionInfo, Observed, StepInput, TargetRule, Verification, decode_with,
-    schema_of,
+    Action, ActionError, ActionInfo, Observed, StepInput, TargetRule, decode_with, schema_of,
 };
 use crate::plan::{Op, Reversibility, StepPlan};
 
@@ -59,15 +58,6 @@ impl Action for Approve {
             outputs,
         })
     }
-
-    fn verify(
-        &self,
-        _input: &StepInput,
-        _plan: &StepPlan,
-        _seen: &Observed,
-    ) -> Result<Verification, ActionError> {
-        Ok(Verification::default())
-    }
 }
 
 #[cfg(test)]
@@ -86,6 +76,9 @@ mod tests {
         );
         assert!(planned.inverse.is_empty());
         assert_eq!(planned.outputs["approved"], json!(true));
-        assert!(plan(&Approve, &input("ok", None, json!({})), &cluster(vec![])).is_err());
+        assert!(matches!(
+            plan(&Approve, &input("ok", None, json!({})), &cluster(vec![])),
+            Err(ActionError::InvalidParams(_))
+        ));
     }
 }

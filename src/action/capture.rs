@@ -424,6 +424,9 @@ mod tests {
             Some(selected("Pod", "shop", &[("app", "none")])),
             json!({}),
         );
-        assert!(plan(&Capture, &none, &sim).is_err());
+        assert!(matches!(
+            plan(&Capture, &none, &sim),
+            Err(ActionError::NoMatch(_))
+        ));
     }
 }

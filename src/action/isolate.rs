@@ -1028,8 +1028,9 @@ mod verification {
     fn isolation_is_not_verified_while_another_policy_still_admits_traffic() {
         // Policies add up: the quarantine policy landed, but allow-web still lets traffic in.
         let failed = failed_checks(json!({}));
-        assert!(
-            !failed.is_empty(),
+        assert_eq!(
+            failed,
+            ["pod web-1: only contain-isolate-cut's allow-list admits ingress"],
             "verified although allow-web still admits ingress"
         );
     }

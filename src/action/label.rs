@@ -8,7 +8,7 @@ use serde_json::Value;
 use super::common::{self, meta_path};
 use super::{
     Action, ActionError, ActionInfo, Observed, StaticPlace, StaticProblem, StaticStep, StepInput,
-    TargetRule, Verification, decode_with, schema_of,
+    TargetRule, decode_with, schema_of,
 };
 use crate::cluster::object;
 use crate::plan::{Reversibility, StepPlan};
@@ -117,15 +117,14 @@ impl Action for MetadataAction {
         let Some(entries) = step.with.get(field).and_then(Value::as_object) else {
             return Vec::new();
         };
-        let literal = |text: &str| !crate::yaml::schema_check::is_template(text);
         let mut problems = Vec::new();
         for (key, value) in entries {
-            let problem = if !literal(key) {
+            let problem = if crate::yaml::schema_check::is_template(key) {
                 None
             } else if let Err(e) = object::validate_label_key(key) {
                 Some(e.to_string())
-            } else if let (true, Some(value)) = (field == "labels", value.as_str())
-                && literal(value)
+            } else if field == "labels"
+                && let Some(value) = super::literal(value)
                 && let Err(e) = object::validate_label_value(key, value)
             {
                 Some(e.to_string())
@@ -172,15 +171,6 @@ impl Action for MetadataAction {
             notes: Vec::new(),
             outputs,
         })
-    }
-
-    fn verify(
-        &self,
-        _input: &StepInput,
-        plan: &StepPlan,
-        seen: &Observed,
-    ) -> Result<Verification, ActionError> {
-        common::verify_patches(&plan.ops, seen)
     }
 }
 

@@ -185,14 +185,17 @@ impl StaticProblem {
     }
 }
 
+/// A string written literally (a template is known only once rendered, and checked then).
+pub fn literal(value: &Value) -> Option<&str> {
+    value
+        .as_str()
+        .filter(|text| !crate::yaml::schema_check::is_template(text))
+}
+
 impl StaticStep<'_> {
-    /// A `with` field's value when it is written literally (a template is known only once
-    /// rendered, and checked then).
+    /// A `with` field's value when it is written literally.
     pub fn literal(&self, field: &str) -> Option<&str> {
-        self.with
-            .get(field)
-            .and_then(Value::as_str)
-            .filter(|text| !crate::yaml::schema_check::is_template(text))
+        self.with.get(field).and_then(literal)
     }
 
     /// The literal strings of a list field.
@@ -202,8 +205,7 @@ impl StaticStep<'_> {
             .and_then(Value::as_array)
             .into_iter()
             .flatten()
-            .filter_map(Value::as_str)
-            .filter(|text| !crate::yaml::schema_check::is_template(text))
+            .filter_map(literal)
             .collect()
     }
 
@@ -296,12 +298,17 @@ pub trait Action: Send + Sync {
     /// Checks the step's post-conditions after its plan was applied, from what was read: a
     /// pure function like `plan`. A check that may take time to hold (a controller at work)
     /// is waited for ([`Verification::check_within`]); the executor reads again until it holds.
+    /// By default, each field the plan patches reads back as planned (an action whose only
+    /// writes are patches, or that writes nothing, needs no more).
     fn verify(
         &self,
         input: &StepInput,
         plan: &StepPlan,
         seen: &Observed,
-    ) -> Result<Verification, ActionError>;
+    ) -> Result<Verification, ActionError> {
+        let _ = input;
+        common::verify_patches(&plan.ops, seen)
+    }
 }
 
 /// A read of each object a plan writes: what verifying the writes needs at least.

@@ -97,26 +97,21 @@ impl Action for Redeploy {
     }
 
     fn check_static(&self, step: &StaticStep) -> Vec<StaticProblem> {
-        let literal = |value: &Value| {
-            value
-                .as_str()
-                .filter(|text| !crate::yaml::schema_check::is_template(text))
-                .map(str::to_string)
-        };
+        let literal = super::literal;
         let mut problems = Vec::new();
         let mut names = std::collections::BTreeSet::new();
         let containers = step.with.get("containers").and_then(Value::as_array);
         for container in containers.into_iter().flatten() {
             if let Some(name) = container.get("name").and_then(literal)
-                && !names.insert(name.clone())
+                && !names.insert(name)
             {
                 problems.push(StaticProblem::at(
                     StaticPlace::With("containers"),
-                    named_twice(&name),
+                    named_twice(name),
                 ));
             }
             if let Some(image) = container.get("image").and_then(literal)
-                && let Err(e) = ImageRef::parse(&image)
+                && let Err(e) = ImageRef::parse(image)
             {
                 problems.push(StaticProblem::at(
                     StaticPlace::With("containers"),

@@ -6,8 +6,7 @@ use serde_json::Value;
 
 use super::common;
 use super::{
-    Action, ActionError, ActionInfo, Observed, StepInput, TargetRule, Verification, decode_with,
-    schema_of,
+    Action, ActionError, ActionInfo, Observed, StepInput, TargetRule, decode_with, schema_of,
 };
 use crate::plan::{Reversibility, StepPlan};
 
@@ -91,15 +90,6 @@ impl Action for Scale {
             notes: Vec::new(),
             outputs,
         })
-    }
-
-    fn verify(
-        &self,
-        _input: &StepInput,
-        plan: &StepPlan,
-        seen: &Observed,
-    ) -> Result<Verification, ActionError> {
-        common::verify_patches(&plan.ops, seen)
     }
 }
 

@@ -87,10 +87,12 @@ pub struct Signed {
 #[derive(Clone, Debug, PartialEq)]
 pub struct Missing(pub Vec<Read>);
 
-/// Everything read so far for one decision.
+/// Everything read so far for one decision. Object reads are indexed by reference (a step over
+/// hundreds of pods reads each of them); the few other reads are kept in a list.
 #[derive(Clone, Debug, Default)]
 pub struct Observed {
     simulated: bool,
+    objects: std::collections::HashMap<ObjectRef, Option<Value>>,
     answers: Vec<(Read, Answer)>,
 }
 
@@ -100,7 +102,7 @@ impl Observed {
     pub fn new(simulated: bool) -> Self {
         Observed {
             simulated,
-            answers: Vec::new(),
+            ..Observed::default()
         }
     }
 
@@ -110,12 +112,22 @@ impl Observed {
 
     /// Records what a read found (the executor's, and a test's, way in).
     pub fn record(&mut self, read: Read, answer: Answer) {
-        self.answers.retain(|(r, _)| *r != read);
-        self.answers.push((read, answer));
+        match (read, answer) {
+            (Read::Get(r), Answer::Object(object)) => {
+                self.objects.insert(r, object);
+            }
+            (read, answer) => {
+                self.answers.retain(|(r, _)| *r != read);
+                self.answers.push((read, answer));
+            }
+        }
     }
 
     pub fn has(&self, read: &Read) -> bool {
-        self.answers.iter().any(|(r, _)| r == read)
+        match read {
+            Read::Get(r) => self.objects.contains_key(r),
+            read => self.answers.iter().any(|(r, _)| r == read),
+        }
     }
 
     fn answer(&self, read: Read) -> Result<&Answer, Missing> {
@@ -128,18 +140,18 @@ impl Observed {
 
     /// One object as it is (`None`: it does not exist).
     pub fn get(&self, r: &ObjectRef) -> Result<Option<&Value>, Missing> {
-        match self.answer(Read::Get(r.clone()))? {
-            Answer::Object(object) => Ok(object.as_ref()),
-            other => unreachable!("a get answered with {other:?}"),
-        }
+        self.objects
+            .get(r)
+            .map(Option::as_ref)
+            .ok_or_else(|| Missing(vec![Read::Get(r.clone())]))
     }
 
     /// Several objects at once: every one not read yet is asked for in one round.
     pub fn get_all(&self, refs: &[ObjectRef]) -> Result<Vec<Option<&Value>>, Missing> {
         let missing: Vec<Read> = refs
             .iter()
+            .filter(|r| !self.objects.contains_key(*r))
             .map(|r| Read::Get(r.clone()))
-            .filter(|read| !self.has(read))
             .collect();
         if !missing.is_empty() {
             return Err(Missing(missing));

@@ -39,7 +39,12 @@ pub async fn verify_step(
     let changes: Option<crate::cluster::Changes> =
         watches.map(|streams| Box::pin(futures::stream::select_all(streams)) as _);
     let latest = std::sync::Mutex::new(verification);
+    // The wait checks at once; that first answer is the one just read: no second round.
+    let first = std::sync::atomic::AtomicBool::new(true);
     crate::cluster::wait::wait_until(within, changes, || async {
+        if first.swap(false, std::sync::atomic::Ordering::Relaxed) {
+            return Ok(false);
+        }
         let again = once().await?;
         let holds = again.waiting.is_empty();
         *latest.lock().expect("verification lock") = again;
