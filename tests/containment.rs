@@ -395,7 +395,7 @@ async fn revoke_kills_tokens_and_a_rollback_restores_only_the_bindings() {
     ok(&out);
     assert!(
         out.stdout.contains(
-            "blast radius: 1 pod(s) run as suspect (worker), 1 legacy token Secret(s), 2 binding(s)"
+            "blast radius: 1 pod(s) run as suspect (worker), 1 legacy token Secret(s), 2 binding(s) name it, 0 grant it through its groups"
         ),
         "{}",
         out.stdout
@@ -1064,4 +1064,117 @@ async fn isolation_uses_a_cluster_network_policy_where_served_and_network_polici
         "{}",
         refused.stdout
     );
+}
+
+/// The shipped revocation playbook, from the repository.
+fn shipped(name: &str) -> String {
+    std::fs::read_to_string(crate::harness::repo(&format!("playbooks/{name}"))).unwrap()
+}
+
+#[tokio::test]
+async fn a_revocation_is_judged_by_what_the_api_server_still_allows() {
+    let cluster = live::connect(live::kubeconfig()).await;
+    let ns = Namespace::new(&cluster, "reach").await;
+    let rbac = "rbac.authorization.k8s.io/v1";
+    let role = format!("{}-secret-lister", ns.name);
+    let by_group = format!("{}-accounts", ns.name);
+    let _cluster_scoped = DeleteOnDrop(vec![
+        ObjectRef::new("ClusterRoleBinding", None, &by_group),
+        ObjectRef::new("ClusterRole", None, &role),
+    ]);
+    let objects = [
+        json!({"apiVersion": "v1", "kind": "ServiceAccount", "metadata": {"name": "web", "namespace": ns.name}}),
+        json!({"apiVersion": rbac, "kind": "Role", "metadata": {"name": "secrets", "namespace": ns.name},
+               "rules": [{"apiGroups": [""], "resources": ["secrets"], "verbs": ["get", "list"]}]}),
+        // The account named as a User, not as a ServiceAccount subject.
+        json!({"apiVersion": rbac, "kind": "RoleBinding", "metadata": {"name": "web-as-user", "namespace": ns.name},
+               "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": "secrets"},
+               "subjects": [{"kind": "User", "name": format!("system:serviceaccount:{}:web", ns.name)}]}),
+        json!({"apiVersion": rbac, "kind": "ClusterRole", "metadata": {"name": role},
+               "rules": [{"apiGroups": [""], "resources": ["secrets"], "verbs": ["list"]}]}),
+        // And through the group of every account of its namespace.
+        json!({"apiVersion": rbac, "kind": "ClusterRoleBinding", "metadata": {"name": by_group},
+               "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": role},
+               "subjects": [{"kind": "Group", "name": format!("system:serviceaccounts:{}", ns.name)}]}),
+    ];
+    for object in &objects {
+        cluster.create(object, WriteMode::Apply).await.unwrap();
+    }
+    let account_ref = ObjectRef::new("ServiceAccount", Some(&ns.name), "web");
+    let stolen = cluster
+        .request_token(&account_ref, 600, None)
+        .await
+        .unwrap();
+    let identity = contain::action::reach::service_account(&ns.name, "web");
+    let list_secrets = [contain::cluster::Access::on(
+        "list",
+        kinds::lookup("Secret").unwrap(),
+        None,
+        None,
+    )];
+    let can_list = || async {
+        cluster
+            .review_subject_access(&identity, &list_secrets)
+            .await
+            .unwrap()[0]
+            .allowed
+    };
+    assert!(can_list().await, "granted before the run");
+
+    let runner = Runner::new();
+    let params = [
+        format!("namespace={}", ns.name),
+        "account=web".to_string(),
+        "rotate=false".to_string(),
+    ];
+    let (out, _) = runner.run(&shipped("revoke-serviceaccount.yaml"), &params);
+    assert_eq!(out.code, 6, "{}\n{}", out.stdout, out.stderr);
+    let user = format!("system:serviceaccount:{}:web", ns.name);
+    for path in [
+        format!(
+            "reach: RoleBinding {}/web-as-user grants Role secrets to User {user}: removed by `unbind`",
+            ns.name
+        ),
+        format!(
+            "reach: ClusterRoleBinding {by_group} grants ClusterRole {role} to Group system:serviceaccounts:{}, shared with every ServiceAccount of namespace {} (2): kept",
+            ns.name, ns.name
+        ),
+    ] {
+        assert!(
+            out.stdout.contains(&path),
+            "the plan names {path}:\n{}",
+            out.stdout
+        );
+    }
+    assert!(
+        out.stdout.contains(&format!(
+            "FAILED: {user} can no longer list secrets (cluster-wide) (RBAC: allowed by ClusterRoleBinding \"{by_group}\""
+        )),
+        "{}",
+        out.stdout
+    );
+    // Judged from outside: the User binding is emptied, the group's grant stands.
+    assert!(
+        get(&cluster, "RoleBinding", Some(&ns.name), "web-as-user")
+            .await
+            .unwrap()
+            .get("subjects")
+            .is_none()
+    );
+    assert!(can_list().await);
+
+    let params = [format!("namespace={}", ns.name), "account=web".to_string()];
+    let (out, _) = runner.run(&shipped("revoke-serviceaccount.yaml"), &params);
+    ok(&out);
+    let mut rejected = false;
+    for _ in 0..60 {
+        if !cluster.review_token(&stolen).await.unwrap().authenticated {
+            rejected = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    assert!(rejected, "the stolen token is dead after the rotation");
+    // The name still holds what its group grants: the recreated account is a member too.
+    assert!(can_list().await);
 }

@@ -43,17 +43,25 @@ fn step<'a>(document: &'a Value, id: &str) -> &'a Value {
         .unwrap_or_else(|| panic!("no step {id}"))
 }
 
+/// A revocation in two steps: the rotation is planned after the unbinding.
+const REVOKE_THEN_ROTATE: &str = r#"apiVersion: contain/v1
+kind: Playbook
+metadata: {name: revoke-then-rotate}
+steps:
+  - id: revoke
+    action: serviceaccount.revoke
+    target: {kind: ServiceAccount, name: web, namespace: shop}
+    with: {modes: [unbind, legacy-secrets]}
+  - id: rotate
+    action: serviceaccount.revoke
+    target: {kind: ServiceAccount, name: web, namespace: shop}
+    with: {modes: [rotate]}
+"#;
+
 #[test]
 fn the_rotation_is_planned_against_the_state_the_revocation_leaves() {
-    let (code, doc) = document(
-        "plan",
-        &compromised_pod(),
-        &[
-            &format!("pod={SUSPECT}"),
-            "namespace=shop",
-            "rotate_account=true",
-        ],
-    );
+    let file = playbook_file(REVOKE_THEN_ROTATE);
+    let (code, doc) = document("plan", &file.path().display().to_string(), &[]);
     assert_eq!(code, 0, "{doc}");
     let revoke = step(&doc, "revoke");
     let unbinds = revoke["plan"]["ops"]
@@ -67,10 +75,38 @@ fn the_rotation_is_planned_against_the_state_the_revocation_leaves() {
     assert_eq!(rotate["state"], "planned");
     let notes = rotate["plan"]["notes"].to_string();
     assert!(
-        notes.contains("0 legacy token Secret(s), 0 binding(s)"),
+        notes.contains("0 legacy token Secret(s), 0 binding(s) name it"),
         "the rotation sees the bindings and the Secret the revocation removes as gone: {notes}"
     );
     assert_eq!(doc["outcome"]["status"], "planned");
+}
+
+#[test]
+fn the_shipped_compromised_pod_playbook_rotates_in_the_step_that_unbinds() {
+    let (code, doc) = document(
+        "plan",
+        &compromised_pod(),
+        &[
+            &format!("pod={SUSPECT}"),
+            "namespace=shop",
+            "rotate_account=true",
+        ],
+    );
+    assert_eq!(code, 0, "{doc}");
+    assert_eq!(step(&doc, "revoke")["state"], "skipped");
+    let rotate = step(&doc, "rotate");
+    let ops: Vec<&str> = rotate["plan"]["ops"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|op| op["op"].as_str())
+        .collect();
+    assert_eq!(
+        ops.iter().filter(|op| **op == "patch").count(),
+        2,
+        "the bindings are unbound in the rotating step: {rotate}"
+    );
+    assert!(ops.contains(&"create"), "and the account recreated: {ops:?}");
 }
 
 #[test]

@@ -152,3 +152,78 @@ async fn simcluster_and_the_api_server_end_with_the_same_objects() {
         );
     }
 }
+
+/// SimCluster answers a snapshot's access reviews with its own RBAC evaluation; the API server
+/// must give the same verdict on every permission, for an account reached by name, as a User
+/// and through its namespace's group.
+#[tokio::test]
+async fn simcluster_and_the_api_server_agree_on_what_an_account_may_do() {
+    use contain::action::reach;
+    let cluster = live::connect(live::kubeconfig()).await;
+    let ns = Namespace::new(&cluster, "diff-rbac").await;
+    let rbac = "rbac.authorization.k8s.io/v1";
+    let cluster_role = format!("{}-lister", ns.name);
+    let by_group = format!("{}-group", ns.name);
+    let _cleanup = live::DeleteOnDrop(vec![
+        ObjectRef::new("ClusterRoleBinding", None, &by_group),
+        ObjectRef::new("ClusterRole", None, &cluster_role),
+    ]);
+    let role_ref = |kind: &str, name: &str| json!({"apiGroup": "rbac.authorization.k8s.io", "kind": kind, "name": name});
+    for object in [
+        json!({"apiVersion": "v1", "kind": "ServiceAccount", "metadata": {"name": "web", "namespace": ns.name}}),
+        json!({"apiVersion": rbac, "kind": "Role", "metadata": {"name": "ops", "namespace": ns.name},
+               "rules": [{"apiGroups": [""], "resources": ["pods", "pods/exec"], "verbs": ["get", "create"]},
+                         {"apiGroups": [""], "resources": ["secrets"], "verbs": ["get"], "resourceNames": ["db"]}]}),
+        json!({"apiVersion": rbac, "kind": "RoleBinding", "metadata": {"name": "as-user", "namespace": ns.name},
+               "roleRef": role_ref("Role", "ops"),
+               "subjects": [{"kind": "User", "name": format!("system:serviceaccount:{}:web", ns.name)}]}),
+        json!({"apiVersion": rbac, "kind": "ClusterRole", "metadata": {"name": cluster_role},
+               "rules": [{"apiGroups": ["*"], "resources": ["*/log", "secrets"], "verbs": ["list"]}]}),
+        json!({"apiVersion": rbac, "kind": "ClusterRoleBinding", "metadata": {"name": by_group},
+               "roleRef": role_ref("ClusterRole", &cluster_role),
+               "subjects": [{"kind": "Group", "name": format!("system:serviceaccounts:{}", ns.name)}]}),
+    ] {
+        cluster.create(&object, WriteMode::Apply).await.unwrap();
+    }
+    let objects = snapshot::export(&cluster, Some(&ns.name)).await.unwrap();
+    let text = snapshot::to_yaml(&objects, "live").unwrap();
+    let sim = SimCluster::load(&Source::new("snapshot.yaml", text))
+        .unwrap_or_else(|r| panic!("{}", r.render(false)));
+    let mut checks = reach::sensitive(&ns.name);
+    let access = |verb: &str, resource: &str, sub: &str, name: Option<&str>, ns: Option<&str>| {
+        contain::cluster::Access {
+            verb: verb.into(),
+            group: String::new(),
+            resource: resource.into(),
+            subresource: sub.into(),
+            namespace: ns.map(str::to_string),
+            name: name.map(str::to_string),
+        }
+    };
+    checks.extend([
+        access("get", "secrets", "", Some("db"), Some(&ns.name)),
+        access("get", "secrets", "", Some("other"), Some(&ns.name)),
+        access("list", "pods", "log", None, None),
+        access("get", "pods", "exec", None, Some(&ns.name)),
+        access("create", "pods", "exec", None, Some("default")),
+        access("*", "pods", "", None, Some(&ns.name)),
+    ]);
+    for user in [
+        reach::service_account(&ns.name, "web"),
+        reach::service_account(&ns.name, "other"),
+        reach::baseline(),
+    ] {
+        let live_verdicts = cluster.review_subject_access(&user, &checks).await.unwrap();
+        let sim_verdicts = sim.review_subject_access(&user, &checks).await.unwrap();
+        for (live, sim) in live_verdicts.iter().zip(&sim_verdicts) {
+            assert_eq!(
+                live.allowed, sim.allowed,
+                "{} {}: the API server says {:?}, SimCluster {:?}",
+                user.username, live.access, live.reason, sim.reason
+            );
+        }
+        if user.username.ends_with(":web") {
+            assert!(live_verdicts.iter().filter(|v| v.allowed).count() >= 5);
+        }
+    }
+}

@@ -2,7 +2,7 @@
 
 use serde_json::Value;
 
-use super::{ActionError, Missing, Observed, ResolvedTarget, Verification};
+use super::{ActionError, Observed, ResolvedTarget, Verification};
 use crate::cluster::merge;
 use crate::cluster::object::{self, ObjectRef};
 use crate::plan::{FieldChange, Op};
@@ -153,58 +153,6 @@ pub fn names(objects: &[Value]) -> Value {
             .map(|n| Value::String(n.to_string()))
             .collect(),
     )
-}
-
-/// True when a binding subject is the ServiceAccount `namespace/name` (a RoleBinding's subject
-/// without a namespace means the binding's own).
-pub fn names_account(
-    subject: &Value,
-    name: &str,
-    namespace: &str,
-    binding_namespace: Option<&str>,
-) -> bool {
-    subject.get("kind").and_then(Value::as_str) == Some("ServiceAccount")
-        && subject.get("name").and_then(Value::as_str) == Some(name)
-        && subject
-            .get("namespace")
-            .and_then(Value::as_str)
-            .or(binding_namespace)
-            == Some(namespace)
-}
-
-/// Every RoleBinding (in any namespace) and ClusterRoleBinding that names the ServiceAccount.
-pub fn bindings_naming(
-    seen: &Observed,
-    name: &str,
-    namespace: &str,
-) -> Result<Vec<Value>, Missing> {
-    let every = crate::cluster::Selector::default();
-    let lists = [
-        seen.list("RoleBinding", None, &every),
-        seen.list("ClusterRoleBinding", None, &every),
-    ];
-    // Both lists are asked for in one round.
-    let missing: Vec<super::Read> = lists
-        .iter()
-        .filter_map(|l| l.as_ref().err())
-        .flat_map(|m| m.0.clone())
-        .collect();
-    if !missing.is_empty() {
-        return Err(Missing(missing));
-    }
-    Ok(lists
-        .into_iter()
-        .flat_map(|l| l.unwrap_or_default().iter())
-        .filter(|binding| {
-            binding
-                .get("subjects")
-                .and_then(Value::as_array)
-                .into_iter()
-                .flatten()
-                .any(|s| names_account(s, name, namespace, object::namespace(binding)))
-        })
-        .cloned()
-        .collect())
 }
 
 /// Permissions for reads in the namespace of a step's target: `(verb, kind)` pairs.

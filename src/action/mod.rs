@@ -13,6 +13,7 @@ pub mod label;
 pub mod node;
 pub mod pod_delete;
 pub mod policies;
+pub mod reach;
 pub mod redeploy;
 pub mod revoke;
 pub mod rollout;

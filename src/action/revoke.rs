@@ -12,6 +12,7 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 
 use super::common::{self, RUN_ID_LABEL, STEP_LABEL};
+use super::reach::{self, Path, Via};
 use super::{
     Action, ActionError, ActionInfo, Observed, StepInput, TargetRule, Verification, decode_with,
     schema_of,
@@ -34,7 +35,18 @@ static INFO: ActionInfo = ActionInfo {
     outputs: &[
         ("pods", "pods that run as the account"),
         ("secrets", "its legacy token Secrets"),
-        ("bindings", "bindings that name it, as Kind namespace/name"),
+        (
+            "bindings",
+            "bindings that name it (as its ServiceAccount or its username), as Kind namespace/name",
+        ),
+        (
+            "group_bindings",
+            "bindings that grant it through one of its groups, as Kind namespace/name",
+        ),
+        (
+            "held",
+            "the permissions its bindings gave it before the run, as access reviews ask them",
+        ),
     ],
 };
 
@@ -58,6 +70,13 @@ pub struct RevokeWith {
     /// What to revoke, in any combination.
     #[schemars(length(min = 1))]
     pub modes: Vec<RevokeMode>,
+    /// With `unbind`, also remove the account's groups (`system:serviceaccounts`,
+    /// `system:serviceaccounts:NS`) from the bindings that grant it something through them.
+    /// Every other member of the group loses that access too; the plan names how many. Never
+    /// `system:authenticated`, and never the API server's own default bindings (it restores
+    /// them at its next start).
+    #[serde(default)]
+    pub unbind_groups: bool,
 }
 
 const CREDENTIALS: &str = "a rollback never revives a compromised credential";
@@ -114,9 +133,26 @@ impl Action for Revoke {
             })
             .cloned()
             .collect();
-        let bindings = common::bindings_naming(seen, &name, &namespace)?;
+        let identity = reach::service_account(&namespace, &name);
+        let paths = reach::paths(seen, &identity)?;
+        let (mut held, kept) = {
+            let all = reach::held(seen, &paths)?;
+            let kept = all.len().min(reach::MAX_HELD);
+            (all, kept)
+        };
+        let left_out = held.len() - kept;
+        held.truncate(kept);
+        let unbind = has(RevokeMode::Unbind);
+        let removed = |path: &Path| unbind && removable(path, with.unbind_groups);
+        // The API server's own defaults grant every account the same few things (discovery,
+        // its own identity): said once, not per binding.
+        let (defaults, paths): (Vec<Path>, Vec<Path>) = paths
+            .into_iter()
+            .partition(|p| p.via != Via::Own && p.is_bootstrap());
+        let bindings = unique_bindings(paths.iter().filter(|p| p.via == Via::Own));
+        let group_bindings = unique_bindings(paths.iter().filter(|p| p.via != Via::Own));
         let mut notes = vec![format!(
-            "blast radius: {} pod(s) run as {name}{}, {} legacy token Secret(s), {} binding(s)",
+            "blast radius: {} pod(s) run as {name}{}, {} legacy token Secret(s), {} binding(s) name it, {} grant it through its groups",
             pods.len(),
             if pods.is_empty() {
                 String::new()
@@ -130,8 +166,34 @@ impl Action for Revoke {
                 )
             },
             secrets.len(),
-            bindings.len()
+            bindings.len(),
+            group_bindings.len(),
         )];
+        for path in &paths {
+            notes.push(path_note(path, removed(path), unbind, seen)?);
+        }
+        let defaults = unique_bindings(defaults.iter());
+        if !defaults.is_empty() {
+            notes.push(format!(
+                "reach: {} default binding(s) of the API server grant it what every account holds, through its groups ({}): kept, the API server restores them at its next start",
+                defaults.len(),
+                defaults
+                    .iter()
+                    .filter_map(|b| object::name(b))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ));
+        }
+        notes.push(format!(
+            "verification asks the API server what {} may still do: the {} permission(s) held before the run and the sensitive ones (secrets, pods, exec, tokens, RBAC, impersonation, nodes/proxy){}",
+            identity.username,
+            held.len(),
+            if left_out > 0 {
+                format!("; {left_out} more held permission(s) are not asked about")
+            } else {
+                String::new()
+            }
+        ));
         let mut ops = Vec::new();
         let mut inverse = Vec::new();
         if has(RevokeMode::Rotate) {
@@ -151,18 +213,22 @@ impl Action for Revoke {
                 });
             }
         }
-        if has(RevokeMode::Unbind) {
-            for binding in &bindings {
+        if unbind {
+            let touched: Vec<&Path> = paths.iter().filter(|p| removed(p)).collect();
+            for binding in unique_bindings(touched.iter().copied()) {
                 let before = binding
                     .get("subjects")
                     .cloned()
                     .unwrap_or(Value::Array(Vec::new()));
+                let binding_ref = ObjectRef::of(binding);
                 let after: Vec<Value> = before
                     .as_array()
                     .into_iter()
                     .flatten()
                     .filter(|s| {
-                        !common::names_account(s, &name, &namespace, object::namespace(binding))
+                        !touched
+                            .iter()
+                            .any(|p| Some(p.binding_ref()) == binding_ref && p.subject == **s)
                     })
                     .cloned()
                     .collect();
@@ -250,15 +316,11 @@ impl Action for Revoke {
         let mut outputs = serde_json::Map::new();
         outputs.insert("pods".into(), common::names(&pods));
         outputs.insert("secrets".into(), common::names(&secrets));
+        outputs.insert("bindings".into(), refs(&bindings));
+        outputs.insert("group_bindings".into(), refs(&group_bindings));
         outputs.insert(
-            "bindings".into(),
-            Value::from(
-                bindings
-                    .iter()
-                    .filter_map(ObjectRef::of)
-                    .map(|r| r.to_string())
-                    .collect::<Vec<_>>(),
-            ),
+            "held".into(),
+            serde_json::to_value(&held).unwrap_or_default(),
         );
         let modes: Vec<String> = with
             .modes
@@ -288,14 +350,19 @@ impl Action for Revoke {
             .iter()
             .filter_map(|kind| Some(Access::on("list", kinds::lookup(kind)?, None, None)))
             .collect();
-        reads.push(Access {
-            verb: "create".into(),
-            group: "authentication.k8s.io".into(),
-            resource: "tokenreviews".into(),
-            subresource: String::new(),
-            namespace: None,
-            name: None,
-        });
+        for (group, resource) in [
+            ("authentication.k8s.io", "tokenreviews"),
+            ("authorization.k8s.io", "subjectaccessreviews"),
+        ] {
+            reads.push(Access {
+                verb: "create".into(),
+                group: group.into(),
+                resource: resource.into(),
+                subresource: String::new(),
+                namespace: None,
+                name: None,
+            });
+        }
         reads.extend(super::reads_of_writes(plan));
         reads
     }
@@ -362,24 +429,196 @@ impl Action for Revoke {
                 verification.check_within(what, rejected, None, Duration::from_secs(30), None);
             }
         }
-        if with.modes.contains(&RevokeMode::Unbind)
+        let rotated = with.modes.contains(&RevokeMode::Rotate);
+        let unbound = with.modes.contains(&RevokeMode::Unbind);
+        if (unbound || rotated)
             && let Some(account) = input.target.as_ref()
         {
             let name = account.name.clone().unwrap_or_default();
             let namespace = account.namespace.clone().unwrap_or_default();
-            let still: Vec<String> = common::bindings_naming(seen, &name, &namespace)?
-                .iter()
-                .filter_map(ObjectRef::of)
-                .map(|r| r.to_string())
-                .collect();
-            verification.check(
-                format!("no binding names {namespace}/{name}"),
-                still.is_empty(),
-                (!still.is_empty()).then(|| still.join(", ")),
-            );
+            let identity = reach::service_account(&namespace, &name);
+            if unbound {
+                let still: Vec<String> = reach::paths(seen, &identity)?
+                    .iter()
+                    .filter(|p| p.via == Via::Own)
+                    .map(|p| p.binding_ref().to_string())
+                    .collect();
+                verification.check(
+                    format!(
+                        "no binding names {namespace}/{name} (as its ServiceAccount or as {})",
+                        identity.username
+                    ),
+                    still.is_empty(),
+                    (!still.is_empty()).then(|| still.join(", ")),
+                );
+            }
+            verify_reach(&mut verification, seen, plan, &identity, rotated)?;
         }
         Ok(verification)
     }
+}
+
+/// Whether `unbind` removes this path: the account's own subjects always; a group only when
+/// the step says so, and never the group of every authenticated identity or a default
+/// binding the API server restores.
+fn removable(path: &Path, unbind_groups: bool) -> bool {
+    match &path.via {
+        Via::Own => true,
+        Via::Group(group) => unbind_groups && group != reach::AUTHENTICATED && !path.is_bootstrap(),
+    }
+}
+
+/// What the plan says of one path: what it grants, to whom, and what the step does with it.
+fn path_note(
+    path: &Path,
+    removed: bool,
+    unbind: bool,
+    seen: &Observed,
+) -> Result<String, ActionError> {
+    let subject = |f: &str| {
+        path.subject
+            .get(f)
+            .and_then(Value::as_str)
+            .unwrap_or_default()
+            .to_string()
+    };
+    let granted = format!(
+        "reach: {} grants {} to {} {}",
+        path.binding_ref(),
+        path.role(),
+        subject("kind"),
+        subject("name")
+    );
+    let Via::Group(group) = &path.via else {
+        let fate = if removed {
+            "removed by `unbind`"
+        } else {
+            "kept: the step does not unbind"
+        };
+        return Ok(format!("{granted}: {fate}"));
+    };
+    let members = match group.strip_prefix("system:serviceaccounts:") {
+        Some(namespace) => format!(
+            "every ServiceAccount of namespace {namespace} ({})",
+            seen.list("ServiceAccount", Some(namespace), &Selector::default())?
+                .len()
+        ),
+        None if group == "system:serviceaccounts" => format!(
+            "every ServiceAccount of the cluster ({})",
+            seen.list("ServiceAccount", None, &Selector::default())?
+                .len()
+        ),
+        None => "every authenticated identity".to_string(),
+    };
+    let fate = if removed {
+        "removed (`unbind_groups`): every member loses it".to_string()
+    } else if group == reach::AUTHENTICATED {
+        "kept: every authenticated identity holds it, so no revocation of one identity can take it away".to_string()
+    } else if unbind {
+        "kept: removing the group hits every member; set `unbind_groups: true` to remove it anyway, or `rotate`, which ends the credential itself".to_string()
+    } else {
+        "kept: the step does not unbind; `rotate` ends the credential itself".to_string()
+    };
+    Ok(format!("{granted}, shared with {members}: {fate}"))
+}
+
+/// Each binding of `paths`, once, in order.
+fn unique_bindings<'a>(paths: impl Iterator<Item = &'a Path>) -> Vec<&'a Value> {
+    let mut bindings: Vec<&Value> = Vec::new();
+    for path in paths {
+        if !bindings
+            .iter()
+            .any(|b| ObjectRef::of(b) == Some(path.binding_ref()))
+        {
+            bindings.push(&path.binding);
+        }
+    }
+    bindings
+}
+
+fn refs(objects: &[&Value]) -> Value {
+    Value::from(
+        objects
+            .iter()
+            .filter_map(|o| ObjectRef::of(o))
+            .map(|r| r.to_string())
+            .collect::<Vec<_>>(),
+    )
+}
+
+/// The reach check: the API server is asked what the identity may still do, of what it held
+/// before the run and of the sensitive permissions, beyond what every authenticated identity
+/// may. Without a rotation, each permission left fails the step. With one, the old
+/// credential's reach ends with it (its tokens are rejected, checked above); what the recreated
+/// account still holds through its groups is said, not failed.
+fn verify_reach(
+    verification: &mut Verification,
+    seen: &Observed,
+    plan: &StepPlan,
+    identity: &crate::cluster::UserInfo,
+    rotated: bool,
+) -> Result<(), ActionError> {
+    let namespace = identity
+        .username
+        .split(':')
+        .nth(2)
+        .unwrap_or_default()
+        .to_string();
+    let mut checks: Vec<Access> = plan
+        .outputs
+        .get("held")
+        .cloned()
+        .and_then(|held| serde_json::from_value(held).ok())
+        .unwrap_or_default();
+    checks.extend(reach::sensitive(&namespace));
+    checks.sort();
+    checks.dedup();
+    let left = reach::remaining(seen, identity, &checks)?;
+    let user = &identity.username;
+    if left.is_empty() {
+        verification.check(
+            format!(
+                "the API server says {user} may do nothing beyond what every authenticated identity may ({} permission(s) asked)",
+                checks.len()
+            ),
+            true,
+            None,
+        );
+    } else if rotated {
+        verification.check(
+            format!(
+                "the old credential's reach ends with it; the recreated {user} still holds {} permission(s) through its groups",
+                left.len()
+            ),
+            true,
+            Some(describe(&left)),
+        );
+    } else {
+        for verdict in &left {
+            verification.check(
+                format!("{user} can no longer {}", verdict.access),
+                false,
+                Some(
+                    verdict
+                        .reason
+                        .clone()
+                        .unwrap_or_else(|| "the API server allows it".into()),
+                ),
+            );
+        }
+    }
+    Ok(())
+}
+
+fn describe(verdicts: &[crate::cluster::AccessVerdict]) -> String {
+    verdicts
+        .iter()
+        .map(|v| match &v.reason {
+            Some(reason) => format!("{} ({reason})", v.access),
+            None => v.access.to_string(),
+        })
+        .collect::<Vec<_>>()
+        .join("; ")
 }
 
 /// The account, a binding, a legacy token Secret and a pod of the revocation tests.
@@ -515,10 +754,190 @@ mod verification {
         let still = failed(objects());
         assert!(
             still.contains(&(
-                "no binding names shop/web".to_string(),
+                "no binding names shop/web (as its ServiceAccount or as system:serviceaccount:shop:web)"
+                    .to_string(),
                 Some("RoleBinding shop/web-read".to_string())
             )),
             "{still:?}"
         );
+    }
+}
+
+/// Reach: an account granted secrets as a User subject and through its namespace's group.
+#[cfg(test)]
+mod reach_tests {
+    use serde_json::json;
+
+    use super::super::fixture::{applied, cluster, input, named, plan, verify};
+    use super::*;
+    use crate::outcome::CheckStatus;
+
+    fn objects() -> Vec<Value> {
+        let mut objects = super::tests_objects();
+        objects.extend([
+            json!({"kind": "ServiceAccount", "metadata": {"name": "api", "namespace": "shop"}}),
+            json!({"kind": "ClusterRole", "metadata": {"name": "secret-reader"},
+                   "rules": [{"apiGroups": [""], "resources": ["secrets"], "verbs": ["get", "list"]}]}),
+            json!({"kind": "RoleBinding", "metadata": {"name": "as-user", "namespace": "shop"},
+                   "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": "secret-reader"},
+                   "subjects": [{"kind": "User", "name": "system:serviceaccount:shop:web"}]}),
+            json!({"kind": "ClusterRoleBinding", "metadata": {"name": "shop-accounts"},
+                   "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": "secret-reader"},
+                   "subjects": [{"kind": "Group", "name": "system:serviceaccounts:shop"}]}),
+        ]);
+        objects
+    }
+
+    fn step(with: Value) -> StepInput {
+        input(
+            "revoke",
+            Some(named("ServiceAccount", Some("shop"), "web")),
+            with,
+        )
+    }
+
+    fn failed_after(with: Value) -> Vec<(String, Option<String>)> {
+        let step = step(with);
+        let planned = plan(&Revoke, &step, &cluster(objects())).unwrap();
+        let after = cluster(applied(objects(), &planned.ops));
+        verify(&Revoke, &step, &planned, &after)
+            .unwrap()
+            .checks
+            .into_iter()
+            .filter(|c| c.status == CheckStatus::Failed)
+            .map(|c| (c.what, c.detail))
+            .collect()
+    }
+
+    #[test]
+    fn the_plan_finds_the_user_subject_and_the_group_and_removes_only_the_account_s_own() {
+        let planned = plan(
+            &Revoke,
+            &step(json!({"modes": ["unbind"]})),
+            &cluster(objects()),
+        )
+        .unwrap();
+        assert_eq!(
+            planned.outputs["bindings"],
+            json!(["RoleBinding shop/as-user", "RoleBinding shop/web-read"])
+        );
+        assert_eq!(
+            planned.outputs["group_bindings"],
+            json!(["ClusterRoleBinding shop-accounts"])
+        );
+        let notes = planned.notes.join("\n");
+        assert!(
+            notes.contains("reach: RoleBinding shop/as-user grants ClusterRole secret-reader to User system:serviceaccount:shop:web: removed by `unbind`"),
+            "{notes}"
+        );
+        assert!(
+            notes.contains("reach: ClusterRoleBinding shop-accounts grants ClusterRole secret-reader to Group system:serviceaccounts:shop, shared with every ServiceAccount of namespace shop (2): kept"),
+            "{notes}"
+        );
+        assert!(
+            notes.contains("`rotate`, which ends the credential itself"),
+            "{notes}"
+        );
+        let patched: Vec<String> = planned
+            .ops
+            .iter()
+            .filter(|op| matches!(op, Op::Patch { .. }))
+            .filter_map(|op| op.target())
+            .map(|r| r.name)
+            .collect();
+        assert_eq!(patched, ["as-user", "web-read"]);
+        // The held permissions are what verification asks about again.
+        let held: Vec<Access> = serde_json::from_value(planned.outputs["held"].clone()).unwrap();
+        assert!(
+            held.iter()
+                .any(|a| a.verb == "list" && a.resource == "secrets" && a.namespace.is_none()),
+            "{held:?}"
+        );
+    }
+
+    #[test]
+    fn verification_fails_naming_the_permission_the_group_still_grants() {
+        let failed = failed_after(json!({"modes": ["unbind", "legacy-secrets"]}));
+        let list_cluster_wide = failed
+            .iter()
+            .find(|(what, _)| {
+                what == "system:serviceaccount:shop:web can no longer list secrets (cluster-wide)"
+            })
+            .unwrap_or_else(|| panic!("{failed:?}"));
+        assert_eq!(
+            list_cluster_wide.1.as_deref(),
+            Some(
+                "RBAC: allowed by ClusterRoleBinding \"shop-accounts\" of ClusterRole \"secret-reader\" to Group \"system:serviceaccounts:shop\""
+            )
+        );
+        // The account's own binding is gone; only the group's grants remain.
+        assert!(
+            failed
+                .iter()
+                .all(|(what, _)| what.contains("can no longer")),
+            "{failed:?}"
+        );
+    }
+
+    #[test]
+    fn removing_the_group_when_the_step_says_so_leaves_nothing() {
+        assert_eq!(
+            failed_after(json!({"modes": ["unbind"], "unbind_groups": true})),
+            []
+        );
+    }
+
+    #[test]
+    fn after_a_rotation_the_old_credential_s_reach_ends_and_the_group_s_grant_is_said() {
+        let step = step(json!({"modes": ["unbind", "rotate"]}));
+        let planned = plan(&Revoke, &step, &cluster(objects())).unwrap();
+        let after = cluster(applied(objects(), &planned.ops));
+        let checks = verify(&Revoke, &step, &planned, &after).unwrap().checks;
+        assert!(
+            !checks.iter().any(|c| c.what.contains("can no longer")),
+            "{checks:?}"
+        );
+        let said = checks
+            .iter()
+            .find(|c| {
+                c.what
+                    .starts_with("the old credential's reach ends with it")
+            })
+            .unwrap_or_else(|| panic!("{checks:?}"));
+        assert!(
+            said.detail
+                .as_deref()
+                .unwrap_or_default()
+                .contains("list secrets (cluster-wide)")
+        );
+    }
+
+    #[test]
+    fn the_group_of_every_authenticated_identity_and_default_bindings_are_never_removed() {
+        let mut objects = objects();
+        objects.push(json!({"kind": "ClusterRoleBinding",
+            "metadata": {"name": "system:discovery", "labels": {"kubernetes.io/bootstrapping": "rbac-defaults"}},
+            "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": "secret-reader"},
+            "subjects": [{"kind": "Group", "name": "system:serviceaccounts"}, {"kind": "Group", "name": "system:authenticated"}]}));
+        objects.push(json!({"kind": "ClusterRoleBinding", "metadata": {"name": "everyone-reads"},
+            "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": "secret-reader"},
+            "subjects": [{"kind": "Group", "name": "system:authenticated"}]}));
+        let planned = plan(
+            &Revoke,
+            &step(json!({"modes": ["unbind"], "unbind_groups": true})),
+            &cluster(objects),
+        )
+        .unwrap();
+        let notes = planned.notes.join("\n");
+        assert!(notes.contains("everyone-reads grants ClusterRole secret-reader to Group system:authenticated, shared with every authenticated identity: kept: every authenticated identity holds it"), "{notes}");
+        assert!(notes.contains("reach: 1 default binding(s) of the API server grant it what every account holds, through its groups (system:discovery): kept"), "{notes}");
+        assert!(
+            !planned.outputs["group_bindings"]
+                .to_string()
+                .contains("system:discovery"),
+            "{}",
+            planned.outputs["group_bindings"]
+        );
+        assert!(notes.contains("shop-accounts grants ClusterRole secret-reader to Group system:serviceaccounts:shop, shared with every ServiceAccount of namespace shop (2): removed"), "{notes}");
     }
 }

@@ -231,45 +231,92 @@ impl KubeCluster {
     }
 
     /// One SelfSubjectAccessReview.
+    /// One access review: of the caller itself (SelfSubjectAccessReview), or of `user` with
+    /// its groups (SubjectAccessReview).
     fn review_one<'a>(
         &'a self,
         access: &'a super::Access,
+        user: Option<&'a UserInfo>,
     ) -> BoxFuture<'a, Result<super::AccessVerdict>> {
         use k8s_openapi::api::authorization::v1::{
             ResourceAttributes, SelfSubjectAccessReview, SelfSubjectAccessReviewSpec,
+            SubjectAccessReview, SubjectAccessReviewSpec, SubjectAccessReviewStatus,
         };
         Box::pin(async move {
-            let api: Api<SelfSubjectAccessReview> = Api::all(self.client.clone());
-            let review = SelfSubjectAccessReview {
-                spec: SelfSubjectAccessReviewSpec {
-                    resource_attributes: Some(ResourceAttributes {
-                        verb: Some(access.verb.clone()),
-                        group: Some(access.group.clone()),
-                        resource: Some(access.resource.clone()),
-                        subresource: (!access.subresource.is_empty())
-                            .then(|| access.subresource.clone()),
-                        namespace: access.namespace.clone(),
-                        name: access.name.clone(),
-                        ..ResourceAttributes::default()
-                    }),
-                    ..SelfSubjectAccessReviewSpec::default()
-                },
-                ..SelfSubjectAccessReview::default()
+            let attributes = ResourceAttributes {
+                verb: Some(access.verb.clone()),
+                group: Some(access.group.clone()),
+                resource: Some(access.resource.clone()),
+                subresource: (!access.subresource.is_empty()).then(|| access.subresource.clone()),
+                namespace: access.namespace.clone(),
+                name: access.name.clone(),
+                ..ResourceAttributes::default()
             };
-            let answer = self
-                .call("access review", true, || async {
-                    api.create(&PostParams::default(), &review)
-                        .await
-                        .map_err(|e| map_error("SelfSubjectAccessReview", e))
-                })
-                .await?;
-            let status = answer.status.unwrap_or_default();
+            let status: SubjectAccessReviewStatus = match user {
+                None => {
+                    let api: Api<SelfSubjectAccessReview> = Api::all(self.client.clone());
+                    let review = SelfSubjectAccessReview {
+                        spec: SelfSubjectAccessReviewSpec {
+                            resource_attributes: Some(attributes),
+                            ..SelfSubjectAccessReviewSpec::default()
+                        },
+                        ..SelfSubjectAccessReview::default()
+                    };
+                    self.call("access review", true, || async {
+                        api.create(&PostParams::default(), &review)
+                            .await
+                            .map_err(|e| map_error("SelfSubjectAccessReview", e))
+                    })
+                    .await?
+                    .status
+                    .unwrap_or_default()
+                }
+                Some(user) => {
+                    let api: Api<SubjectAccessReview> = Api::all(self.client.clone());
+                    let review = SubjectAccessReview {
+                        spec: SubjectAccessReviewSpec {
+                            resource_attributes: Some(attributes),
+                            user: Some(user.username.clone()),
+                            groups: Some(user.groups.clone()),
+                            ..SubjectAccessReviewSpec::default()
+                        },
+                        ..SubjectAccessReview::default()
+                    };
+                    self.call("subject access review", true, || async {
+                        api.create(&PostParams::default(), &review)
+                            .await
+                            .map_err(|e| map_error("SubjectAccessReview", e))
+                    })
+                    .await?
+                    .status
+                    .unwrap_or_default()
+                }
+            };
             Ok(super::AccessVerdict {
                 access: access.clone(),
                 allowed: status.allowed && !status.denied.unwrap_or(false),
                 reason: status.reason.filter(|r| !r.is_empty()),
             })
         })
+    }
+
+    /// Access reviews of many permissions, sixteen in flight: a plan needs tens at most.
+    async fn review_many(
+        &self,
+        checks: &[super::Access],
+        user: Option<&UserInfo>,
+    ) -> Result<Vec<super::AccessVerdict>> {
+        use futures::StreamExt;
+        let reviews: Vec<_> = checks
+            .iter()
+            .map(|access| self.review_one(access, user))
+            .collect();
+        futures::stream::iter(reviews)
+            .buffered(16)
+            .collect::<Vec<_>>()
+            .await
+            .into_iter()
+            .collect()
     }
 
     fn api_for(&self, r: &ObjectRef) -> Result<Api<DynamicObject>> {
@@ -812,20 +859,15 @@ impl Cluster for KubeCluster {
         &'a self,
         checks: &'a [super::Access],
     ) -> BoxFuture<'a, Result<Vec<super::AccessVerdict>>> {
-        Box::pin(async move {
-            use futures::StreamExt;
-            // One review per distinct permission, sixteen in flight: a plan needs tens at most.
-            let reviews: Vec<_> = checks
-                .iter()
-                .map(|access| self.review_one(access))
-                .collect();
-            futures::stream::iter(reviews)
-                .buffered(16)
-                .collect::<Vec<_>>()
-                .await
-                .into_iter()
-                .collect()
-        })
+        Box::pin(self.review_many(checks, None))
+    }
+
+    fn review_subject_access<'a>(
+        &'a self,
+        user: &'a UserInfo,
+        checks: &'a [super::Access],
+    ) -> BoxFuture<'a, Result<Vec<super::AccessVerdict>>> {
+        Box::pin(self.review_many(checks, Some(user)))
     }
 
     fn whoami(&self) -> BoxFuture<'_, Result<UserInfo>> {

@@ -1,6 +1,7 @@
 //! The `Cluster` seam: the only place that talks to Kubernetes. `KubeCluster` speaks to an API
 //! server; `SimCluster` answers from a snapshot in memory, like the API server would.
 
+pub mod authorize;
 pub mod kinds;
 pub mod kube;
 pub mod lease;
@@ -378,6 +379,31 @@ pub trait Cluster: Send + Sync {
     ) -> BoxFuture<'a, Result<Vec<AccessVerdict>>> {
         let _ = checks;
         unsupported("access review")
+    }
+
+    /// Asks whether `user`, with its groups, may do each of `checks` (SubjectAccessReview).
+    /// By default RBAC is evaluated over the cluster's own Roles and bindings (a snapshot);
+    /// the API server answers for itself.
+    fn review_subject_access<'a>(
+        &'a self,
+        user: &'a UserInfo,
+        checks: &'a [Access],
+    ) -> BoxFuture<'a, Result<Vec<AccessVerdict>>> {
+        Box::pin(async move {
+            let every = Selector::default();
+            let list = |kind: &str| kinds::lookup(kind).expect("known kind");
+            let roles = self.list(list("Role"), None, &every).await?;
+            let cluster_roles = self.list(list("ClusterRole"), None, &every).await?;
+            let role_bindings = self.list(list("RoleBinding"), None, &every).await?;
+            let cluster_role_bindings = self.list(list("ClusterRoleBinding"), None, &every).await?;
+            let rbac = authorize::Rbac {
+                roles: &roles,
+                cluster_roles: &cluster_roles,
+                role_bindings: &role_bindings,
+                cluster_role_bindings: &cluster_role_bindings,
+            };
+            Ok(rbac.review(user, checks))
+        })
     }
 
     /// The object's `metadata.managedFields` (which every other read strips): who wrote which

@@ -39,6 +39,11 @@ pub enum Read {
     Probe(Value),
     /// Whether the API server still authenticates a token (TokenReview).
     TokenReview(Token),
+    /// What an identity with its groups may do (a SubjectAccessReview per permission).
+    SubjectAccess {
+        user: super::UserInfo,
+        checks: Vec<super::Access>,
+    },
     /// An evidence bundle on the local disk, re-hashed against its manifest (answered by the
     /// executor, which owns the evidence store).
     Bundle(String),
@@ -71,6 +76,8 @@ pub enum Answer {
     Refusal(Option<String>),
     /// Whether the token is still authenticated.
     Authenticated(bool),
+    /// The verdict on each permission asked about, in order.
+    Access(Vec<super::AccessVerdict>),
     /// The bundle's check (as its JSON), or why it could not be checked.
     Bundle(Result<Value, String>),
 }
@@ -235,6 +242,22 @@ impl Observed {
         }
     }
 
+    /// What `user` may do of `checks`, in their order.
+    pub fn subject_access(
+        &self,
+        user: &super::UserInfo,
+        checks: &[super::Access],
+    ) -> Result<&[super::AccessVerdict], Missing> {
+        let read = Read::SubjectAccess {
+            user: user.clone(),
+            checks: checks.to_vec(),
+        };
+        match self.answer(read)? {
+            Answer::Access(verdicts) => Ok(verdicts),
+            other => unreachable!("an access review answered with {other:?}"),
+        }
+    }
+
     /// An evidence bundle's check, as JSON.
     pub fn bundle(&self, path: &str) -> Result<&Result<Value, String>, Missing> {
         match self.answer(Read::Bundle(path.to_string()))? {
@@ -260,9 +283,10 @@ impl Observed {
             })
             .collect();
         if !gets.is_empty() {
-            let mut found = super::read::read_many(cluster, &gets).await?;
+            let found = super::read::read_many(cluster, &gets).await?;
             for r in gets {
-                let object = found.remove(&r).flatten();
+                // A reference asked twice in one round is answered by the same read.
+                let object = found.get(&r).cloned().flatten();
                 self.record(Read::Get(r), Answer::Object(object));
             }
         }
@@ -294,6 +318,9 @@ impl Observed {
                 ),
                 Read::TokenReview(token) => {
                     Answer::Authenticated(cluster.review_token(&token.0).await?.authenticated)
+                }
+                Read::SubjectAccess { user, checks } => {
+                    Answer::Access(cluster.review_subject_access(user, checks).await?)
                 }
                 Read::Bundle(_) => match local(&read) {
                     Some(answer) => answer,

@@ -163,6 +163,14 @@ impl Cluster for Recording<'_> {
         self.base.review_access(checks)
     }
 
+    fn review_subject_access<'b>(
+        &'b self,
+        user: &'b UserInfo,
+        checks: &'b [Access],
+    ) -> BoxFuture<'b, Result<Vec<AccessVerdict>>> {
+        self.base.review_subject_access(user, checks)
+    }
+
     fn whoami(&self) -> BoxFuture<'_, Result<UserInfo>> {
         self.base.whoami()
     }

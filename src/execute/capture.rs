@@ -241,7 +241,8 @@ async fn json_artifact(
             let mut found = Vec::new();
             let namespace = account.namespace.as_deref().unwrap_or_default();
             for binding in crate::cluster::observe::decide(cluster, |seen| {
-                crate::action::common::bindings_naming(seen, &account.name, namespace)
+                let identity = crate::action::reach::service_account(namespace, &account.name);
+                crate::action::reach::bindings_granting(seen, &identity)
                     .map_err(crate::action::ActionError::from)
             })
             .await
