@@ -194,7 +194,8 @@ async fn isolation_holds_against_the_policies_the_namespace_already_has() {
             .map(|a| a["policy"].as_str().unwrap())
             .collect();
         assert!(
-            from.iter().all(|p| *p == "contain-isolate-isolate"),
+            from.iter()
+                .all(|p| *p == contain::action::isolate::default_policy_name("isolate", &run)),
             "only the quarantine admits: {direction}"
         );
     }
@@ -983,7 +984,7 @@ async fn isolation_uses_a_cluster_network_policy_where_served_and_network_polici
         "the plan names the mechanism: {}",
         out.stdout
     );
-    let name = format!("contain-isolate-{}-isolate", ns.name);
+    let name = contain::action::isolate::default_policy_name(&format!("{}-isolate", ns.name), &run);
     let cnp = get(&cluster, "ClusterNetworkPolicy", None, &name)
         .await
         .unwrap();
@@ -1023,7 +1024,7 @@ async fn isolation_uses_a_cluster_network_policy_where_served_and_network_polici
         &cluster,
         "ClusterNetworkPolicy",
         None,
-        &format!("contain-isolate-{}-block", ns.name),
+        &contain::action::isolate::default_policy_name(&format!("{}-block", ns.name), &block_run),
     )
     .await
     .unwrap();

@@ -106,7 +106,10 @@ fn the_shipped_compromised_pod_playbook_rotates_in_the_step_that_unbinds() {
         2,
         "the bindings are unbound in the rotating step: {rotate}"
     );
-    assert!(ops.contains(&"create"), "and the account recreated: {ops:?}");
+    assert!(
+        ops.contains(&"create"),
+        "and the account recreated: {ops:?}"
+    );
 }
 
 #[test]

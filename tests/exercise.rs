@@ -49,7 +49,7 @@ fn the_shipped_scenario_runs_from_its_answers_and_reports_objectives_and_latenci
     );
     assert!(
         out.stdout
-            .contains("+ create NetworkPolicy shop/contain-isolate-isolate"),
+            .contains("+ create NetworkPolicy shop/contain-isolate-isolate-"),
         "{}",
         out.stdout
     );

@@ -85,10 +85,13 @@ impl Suspect {
             .unwrap()
             .into_iter()
             .map(|p| {
-                (
-                    p["metadata"]["name"].as_str().unwrap().to_string(),
-                    p["spec"].clone(),
-                )
+                // A run's own policy is named after the run: here it is "the" quarantine policy.
+                let name = p["metadata"]["name"].as_str().unwrap();
+                let name = match name.strip_prefix("contain-isolate-isolate-") {
+                    Some(_) => "contain-isolate-isolate",
+                    None => name,
+                };
+                (name.to_string(), p["spec"].clone())
             })
             .collect();
         json!({"labels": pod["metadata"]["labels"], "policies": policies})

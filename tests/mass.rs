@@ -4,8 +4,8 @@
 //! in the middle, resumed to the uninterrupted result, then rolled back to what was there.
 
 use contain::cluster::kube::KubeCluster;
-use contain::cluster::object::{self, ObjectRef};
-use contain::cluster::{Cluster, WriteMode};
+use contain::cluster::object::{self, ObjectRef, Selector};
+use contain::cluster::{Cluster, WriteMode, kinds};
 use serde_json::{Value, json};
 
 use crate::harness::{Live, repo};
@@ -55,15 +55,18 @@ async fn state(cluster: &KubeCluster, namespaces: &[Namespace]) -> Value {
                 }),
             );
         }
+        // The run's policy carries the run in its name.
         let policy = cluster
-            .get(&ObjectRef::new(
-                "NetworkPolicy",
+            .list(
+                kinds::lookup("NetworkPolicy").unwrap(),
                 Some(&ns.name),
-                "contain-isolate-isolate",
-            ))
+                &Selector::default(),
+            )
             .await
-            .unwrap();
-        out.insert(format!("{}/policy", ns.name), json!(policy.is_some()));
+            .unwrap()
+            .iter()
+            .any(|p| object::name(p).is_some_and(|n| n.starts_with("contain-isolate-isolate-")));
+        out.insert(format!("{}/policy", ns.name), json!(policy));
     }
     Value::Object(out)
 }

@@ -256,14 +256,14 @@ fn validate_refuses_a_selector_for_an_action_on_one_object_with_its_line() {
 }
 
 #[test]
-fn validate_refuses_exclusive_isolation_of_a_workload_with_its_line() {
+fn validate_refuses_exclusive_isolation_of_a_namespace_with_its_line() {
     let out = validate_text(&format!(
-        "{HEADER}  - id: isolate\n    action: network.isolate\n    target: {{kind: Deployment, namespace: shop, name: web}}\n    with: {{exclusive: true}}\n"
+        "{HEADER}  - id: isolate\n    action: network.isolate\n    target: {{kind: Namespace, name: shop}}\n    with: {{exclusive: true}}\n"
     ));
     assert_eq!(out.code, 3, "{}", out.stderr);
     assert!(
         out.stderr
-            .contains("playbook.yaml:11:23: `exclusive` needs pod targets"),
+            .contains("playbook.yaml:11:23: `exclusive` needs pods or a workload"),
         "{}",
         out.stderr
     );

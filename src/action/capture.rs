@@ -12,7 +12,7 @@ use super::{
     Action, ActionError, ActionInfo, Observed, StepInput, TargetRule, Verification, decode_with,
     schema_of,
 };
-use crate::cluster::object::{self, ObjectRef, Selector};
+use crate::cluster::object::ObjectRef;
 use crate::plan::op::CaptureSource;
 use crate::plan::{Op, Reversibility, StepPlan};
 
@@ -31,6 +31,8 @@ static INFO: ActionInfo = ActionInfo {
         "StatefulSet",
         "DaemonSet",
         "ReplicaSet",
+        "Job",
+        "CronJob",
     ]),
     outputs: &[
         ("bundle", "directory of the evidence bundle"),
@@ -111,26 +113,20 @@ impl Action for Capture {
     fn plan(&self, input: &StepInput, seen: &Observed) -> Result<StepPlan, ActionError> {
         let with: CaptureWith = decode_with(&input.with)?;
         let target = input.required_target()?;
+        let mut owners = Vec::new();
         let pods = if target.kind.kind == "Pod" {
             common::observe(target, seen)?
         } else {
             let workload = common::observe(target, seen)?.remove(0);
-            let selector = workload
-                .pointer("/spec/selector")
-                .and_then(Selector::from_value)
-                .unwrap_or_default();
-            if selector.is_empty() {
-                return Err(ActionError::Refused(format!(
-                    "{target} has no pod selector"
-                )));
+            let owned = super::owned::pods_of(seen, &workload)?;
+            if owned.is_empty() {
+                return Err(ActionError::NoMatch(format!("pods owned by {target}")));
             }
-            let pods = seen
-                .list("Pod", object::namespace(&workload), &selector)?
-                .to_vec();
-            if pods.is_empty() {
-                return Err(ActionError::NoMatch(format!("pods of {target}")));
-            }
-            pods
+            owners = owned
+                .iter()
+                .map(|o| format!("owned: {}", o.describe()))
+                .collect();
+            owned.into_iter().map(|o| o.pod).collect()
         };
         let mut ops = Vec::new();
         let mut captured = Vec::new();
@@ -284,10 +280,12 @@ impl Action for Capture {
             ops,
             inverse: Vec::new(),
             reversibility: Reversibility::Reversible,
-            notes: vec![
+            notes: std::iter::once(
                 "read-only: nothing in the cluster changes; Secret values are never collected"
-                    .into(),
-            ],
+                    .to_string(),
+            )
+            .chain(owners)
+            .collect(),
             outputs,
         })
     }
@@ -386,8 +384,7 @@ mod tests {
     fn the_options_leave_out_what_they_turn_off_and_a_workload_captures_its_pods() {
         let sim = cluster(vec![
             namespace("shop"),
-            json!({"kind": "Deployment", "metadata": {"name": "web", "namespace": "shop"},
-                   "spec": {"selector": {"matchLabels": {"app": "web"}}}}),
+            super::super::fixture::deployment(),
             replica_set(),
             pod(
                 "shop",

@@ -122,6 +122,13 @@ impl Action for Detach {
                     .and_then(|o| o.pointer("/spec/selector"))
                     .and_then(Selector::from_value)
                 {
+                    Some(selector) if kind == "DaemonSet" => {
+                        keys.extend(selector_keys(&selector));
+                        notes.push(format!(
+                            "DaemonSet {name} will no longer count this pod and will start a replacement on the same node ({}), from the same template: the same image and the same configuration that was compromised; to stop it, suspend the DaemonSet with `workload.suspend`",
+                            pod.pointer("/spec/nodeName").and_then(Value::as_str).unwrap_or("unscheduled")
+                        ));
+                    }
                     Some(selector) => {
                         keys.extend(selector_keys(&selector));
                         notes.push(format!("{kind} {name} will no longer count this pod and will start a replacement"));

@@ -146,10 +146,17 @@ pub fn namespace(name: &str) -> Value {
     json!({"kind": "Namespace", "metadata": {"name": name}})
 }
 
-/// A ReplicaSet `web-5d9` owning the `app: web` pods of `shop`.
+/// A ReplicaSet `web-5d9` of the Deployment `web`, owning the `app: web` pods of `shop`.
 pub fn replica_set() -> Value {
-    json!({"kind": "ReplicaSet", "metadata": {"name": "web-5d9", "namespace": "shop", "uid": "uid-web-5d9"},
+    json!({"kind": "ReplicaSet", "metadata": {"name": "web-5d9", "namespace": "shop", "uid": "uid-web-5d9",
+               "ownerReferences": [{"apiVersion": "apps/v1", "kind": "Deployment", "name": "web", "uid": "uid-web", "controller": true}]},
            "spec": {"replicas": 2, "selector": {"matchLabels": {"app": "web"}}}})
+}
+
+/// The Deployment `web` of `shop`, whose ReplicaSet is [`replica_set`].
+pub fn deployment() -> Value {
+    json!({"kind": "Deployment", "metadata": {"name": "web", "namespace": "shop", "uid": "uid-web"},
+           "spec": {"selector": {"matchLabels": {"app": "web"}}}})
 }
 
 /// A Service `web` of `shop`, selecting `app: web`.

@@ -9,11 +9,11 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 
 use super::common::{self, RUN_ID_LABEL, STEP_LABEL, meta_path};
-use super::policies;
 use super::{
     Action, ActionError, ActionInfo, Observed, ResolvedTarget, StaticPlace, StaticProblem,
     StaticStep, StepInput, TargetRule, Verification, decode_with, schema_of,
 };
+use super::{owned, policies};
 use crate::cluster::Access;
 use crate::cluster::object::{self, ObjectRef, Selector};
 use crate::netpol::{self, Direction};
@@ -29,7 +29,7 @@ pub const REMOVED_LABELS: &str = "contain.dev/isolation-removed-labels";
 static INFO: ActionInfo = ActionInfo {
     name: "network.isolate",
     summary: "Deny all ingress and egress of the target pods, except what the allow-lists name.",
-    changes: "creates a NetworkPolicy; labels target pods (by name or selector) so the policy selects them",
+    changes: "creates a NetworkPolicy; labels target pods (by name or selector, or a workload's own pods by ownership) so the policy selects them",
     undo: "deletes the policy and restores the pods' labels",
     reversible: true,
     destroys_evidence: false,
@@ -39,6 +39,8 @@ static INFO: ActionInfo = ActionInfo {
         "StatefulSet",
         "DaemonSet",
         "ReplicaSet",
+        "Job",
+        "CronJob",
         "Namespace",
     ]),
     outputs: &[
@@ -60,7 +62,7 @@ static INFO: ActionInfo = ActionInfo {
 #[derive(Deserialize, serde::Serialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct IsolateWith {
-    /// Name of the NetworkPolicy (default `contain-isolate-<step id>`).
+    /// Name of the NetworkPolicy (default `contain-isolate-<step id>-<end of the run id>`, one per run).
     #[serde(default)]
     pub policy_name: Option<String>,
     /// Keep DNS lookups to kube-dns working (default true).
@@ -218,6 +220,8 @@ struct Scope {
     pods: Vec<Value>,
     /// Pods that must be labelled for the policy to select them.
     label_pods: bool,
+    /// For a workload target, how each pod was found: its owner chain.
+    owners: Vec<String>,
 }
 
 fn scope(target: &ResolvedTarget, run_id: &str, seen: &Observed) -> Result<Scope, ActionError> {
@@ -236,6 +240,7 @@ fn scope(target: &ResolvedTarget, run_id: &str, seen: &Observed) -> Result<Scope
                 selector: json!({}),
                 pods,
                 label_pods: false,
+                owners: Vec::new(),
             })
         }
         "Pod" => {
@@ -246,6 +251,7 @@ fn scope(target: &ResolvedTarget, run_id: &str, seen: &Observed) -> Result<Scope
                 selector: json!({"matchLabels": {QUARANTINE_LABEL: run_id}}),
                 pods,
                 label_pods: true,
+                owners: Vec::new(),
             })
         }
         _ => {
@@ -253,23 +259,19 @@ fn scope(target: &ResolvedTarget, run_id: &str, seen: &Observed) -> Result<Scope
             let workload = workloads
                 .first()
                 .ok_or_else(|| ActionError::NoMatch(target.to_string()))?;
-            let selector_value = workload
-                .pointer("/spec/selector")
-                .cloned()
-                .unwrap_or(json!({}));
-            let selector = Selector::from_value(&selector_value).unwrap_or_default();
-            if selector.is_empty() {
-                return Err(ActionError::Refused(format!(
-                    "{target} has no pod selector to isolate by"
-                )));
-            }
             let namespace = object::namespace(workload).unwrap_or_default().to_string();
-            let pods = seen.list("Pod", Some(&namespace), &selector)?.to_vec();
+            let owned = owned::pods_of(seen, workload)?;
+            if owned.is_empty() {
+                return Err(ActionError::NoMatch(format!("pods owned by {target}")));
+            }
+            // Selected by the run's label on exactly these pods, never by the workload's
+            // selector, which may match another workload's pods too.
             Ok(Scope {
                 namespace,
-                selector: selector_value,
-                pods,
-                label_pods: false,
+                selector: json!({"matchLabels": {QUARANTINE_LABEL: run_id}}),
+                pods: owned.iter().map(|o| o.pod.clone()).collect(),
+                label_pods: true,
+                owners: owned.iter().map(owned::OwnedPod::describe).collect(),
             })
         }
     }
@@ -314,6 +316,29 @@ fn policy_object(
     })
 }
 
+/// The policy a step creates unless it names one: `contain-isolate-<step>-<run>`, where
+/// `<run>` is the random end of the run id, so a second run isolating another suspect in the
+/// same namespace has a policy of its own. (A ClusterNetworkPolicy's `<step>` is prefixed by
+/// the namespace.)
+pub fn default_policy_name(step: &str, run_id: &str) -> String {
+    let run = run_id.rsplit('-').next().unwrap_or_default();
+    format!("contain-isolate-{step}-{}", run.to_ascii_lowercase())
+}
+
+/// How a workload's pods were picked, and what its later pods will not have.
+fn owner_notes(scope: &Scope) -> Vec<String> {
+    if scope.owners.is_empty() {
+        return Vec::new();
+    }
+    let mut notes: Vec<String> = scope
+        .owners
+        .iter()
+        .map(|chain| format!("owned: {chain}"))
+        .collect();
+    notes.push("the policy selects these pods by the run's quarantine label, not by the workload's selector: a pod the workload starts later is not isolated (stop it with `workload.suspend`)".into());
+    notes
+}
+
 /// The isolation as one ClusterNetworkPolicy in the Admin tier: it overrides every
 /// NetworkPolicy of the namespace, so none is patched or relabelled around.
 fn plan_cluster_policy(
@@ -326,7 +351,12 @@ fn plan_cluster_policy(
     let name: String = with
         .policy_name
         .clone()
-        .unwrap_or_else(|| format!("contain-isolate-{}-{}", scope.namespace, input.step_id))
+        .unwrap_or_else(|| {
+            default_policy_name(
+                &format!("{}-{}", scope.namespace, input.step_id),
+                &input.run_id,
+            )
+        })
         .chars()
         .take(253)
         .collect();
@@ -371,9 +401,10 @@ fn plan_cluster_policy(
         })
         .filter_map(|p| object::name(p).map(str::to_string))
         .collect();
-    let mut notes = vec![format!(
+    let mut notes = owner_notes(&scope);
+    notes.push(format!(
         "mechanism: ClusterNetworkPolicy {name} in the Admin tier at priority 0 (the cluster serves the network-policy-api): its Deny rules override every NetworkPolicy, so none is patched"
-    )];
+    ));
     if !with.deny_cidrs.is_empty() {
         notes.push(format!(
             "targeted: only egress to {} is denied; everything else the pods may do stays as it is",
@@ -501,13 +532,13 @@ fn verify_cluster_policy(
 const NAMESPACE_NEEDS_A_NAME: &str = "a Namespace target needs a name";
 
 /// Why exclusive isolation needs pods as its target.
-const EXCLUSIVE_NEEDS_PODS: &str = "`exclusive` needs pod targets (by name or selector): the quarantine label is what takes them out of the other policies";
+const EXCLUSIVE_NEEDS_PODS: &str = "`exclusive` needs pods or a workload as its target (by name or selector): the quarantine label their pods get is what takes them out of the other policies";
 
-/// `exclusive: true` on a target that is not pods: the other policies can only be told to
-/// leave out pods that carry the quarantine label, and only pod targets get it.
+/// `exclusive: true` on a Namespace target: the other policies can only be told to leave out
+/// pods that carry the quarantine label, and a namespace's pods do not get it.
 fn exclusive_without_pods(step: &StaticStep) -> bool {
     step.with.get("exclusive").and_then(Value::as_bool) == Some(true)
-        && step.kind.is_some_and(|kind| kind != "Pod")
+        && step.kind == Some("Namespace")
 }
 
 impl Action for Isolate {
@@ -563,7 +594,7 @@ impl Action for Isolate {
         let name = with
             .policy_name
             .clone()
-            .unwrap_or_else(|| format!("contain-isolate-{}", input.step_id));
+            .unwrap_or_else(|| default_policy_name(&input.step_id, &input.run_id));
         object::validate_object_name("NetworkPolicy", &name)
             .map_err(|e| ActionError::InvalidParams(e.to_string()))?;
         let served = seen.serves("ClusterNetworkPolicy")?;
@@ -600,7 +631,7 @@ impl Action for Isolate {
             .collect();
         let mut ops = Vec::new();
         let mut undo_labels = Vec::new();
-        let mut notes = Vec::new();
+        let mut notes = owner_notes(&scope);
         let mut still_admitting = std::collections::BTreeSet::new();
         let mut deny_only = std::collections::BTreeSet::new();
         let mut selected_by = serde_json::Map::new();
@@ -920,11 +951,64 @@ mod tests {
     }
 
     #[test]
+    fn a_workload_is_isolated_by_the_pods_it_owns_never_a_bystander_matching_its_selector() {
+        let daemon = |name: &str, uid: &str| {
+            json!({"kind": "DaemonSet", "metadata": {"name": name, "namespace": "shop", "uid": uid},
+                   "spec": {"selector": {"matchLabels": {"app": "agent"}}}})
+        };
+        let mut miner_pod = pod(
+            "shop",
+            "miner-a",
+            json!({"app": "agent"}),
+            Some(("DaemonSet", "miner")),
+        );
+        miner_pod["metadata"]["ownerReferences"][0]["uid"] = json!("ds-miner");
+        let mut bystander = pod(
+            "shop",
+            "agent-a",
+            json!({"app": "agent"}),
+            Some(("DaemonSet", "agent")),
+        );
+        bystander["metadata"]["ownerReferences"][0]["uid"] = json!("ds-agent");
+        let sim = cluster(vec![
+            namespace("shop"),
+            daemon("miner", "ds-miner"),
+            daemon("agent", "ds-agent"),
+            miner_pod,
+            bystander,
+        ]);
+        let step = input(
+            "cut",
+            Some(named("DaemonSet", Some("shop"), "miner")),
+            json!({}),
+        );
+        let planned = plan(&Isolate, &step, &sim).unwrap();
+        let text = shown(&planned);
+        assert!(
+            text.contains(r#"podSelector: {"matchLabels":{"contain.dev/quarantine":"run-1"}}"#),
+            "{text}"
+        );
+        assert!(text.contains("~ patch Pod shop/miner-a"), "{text}");
+        assert!(
+            !text.contains("agent-a"),
+            "the bystander is never touched: {text}"
+        );
+        assert!(
+            planned
+                .notes
+                .contains(&"owned: Pod shop/miner-a ← DaemonSet shop/miner".to_string()),
+            "{:?}",
+            planned.notes
+        );
+        assert_eq!(planned.outputs["pods"], json!(["miner-a"]));
+    }
+
+    #[test]
     fn isolation_labels_the_pod_and_creates_a_deny_policy_keeping_dns_and_says_what_still_admits() {
         let planned = isolate(json!({})).unwrap();
         let text = shown(&planned);
         for line in [
-            "+ create NetworkPolicy shop/contain-isolate-cut",
+            "+ create NetworkPolicy shop/contain-isolate-cut-1",
             r#"podSelector: {"matchLabels":{"contain.dev/quarantine":"run-1"}}"#,
             "ingress: deny all",
             r#""k8s-app":"kube-dns""#,
@@ -962,12 +1046,12 @@ mod tests {
         assert_eq!(planned.outputs["other_policies"], json!([]));
         assert_eq!(
             planned.outputs["selected_by"],
-            json!({"web-1": ["contain-isolate-cut"]})
+            json!({"web-1": ["contain-isolate-cut-1"]})
         );
     }
 
     #[test]
-    fn a_deny_rule_needs_a_cluster_policy_api_and_a_workload_cannot_be_isolated_exclusively() {
+    fn a_deny_rule_needs_a_cluster_policy_api_and_a_namespace_cannot_be_isolated_exclusively() {
         let refused = isolate(json!({"deny_cidrs": ["203.0.113.0/24"]}))
             .unwrap_err()
             .to_string();
@@ -975,17 +1059,12 @@ mod tests {
             refused.contains("`deny_cidrs` needs a cluster-scoped policy API"),
             "{refused}"
         );
-        let mut objects = objects();
-        objects.push(
-            json!({"kind": "Deployment", "metadata": {"name": "web", "namespace": "shop"},
-                            "spec": {"selector": {"matchLabels": {"app": "web"}}}}),
-        );
         let step = input(
             "cut",
-            Some(named("Deployment", Some("shop"), "web")),
+            Some(named("Namespace", None, "shop")),
             json!({"exclusive": true}),
         );
-        let refused = plan(&Isolate, &step, &cluster(objects))
+        let refused = plan(&Isolate, &step, &cluster(objects()))
             .unwrap_err()
             .to_string();
         assert!(refused.contains(EXCLUSIVE_NEEDS_PODS), "{refused}");
@@ -1030,7 +1109,7 @@ mod verification {
         let failed = failed_checks(json!({}));
         assert_eq!(
             failed,
-            ["pod web-1: only contain-isolate-cut's allow-list admits ingress"],
+            ["pod web-1: only contain-isolate-cut-1's allow-list admits ingress"],
             "verified although allow-web still admits ingress"
         );
     }

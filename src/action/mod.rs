@@ -11,6 +11,7 @@ pub mod fixture;
 pub mod isolate;
 pub mod label;
 pub mod node;
+pub mod owned;
 pub mod pod_delete;
 pub mod policies;
 pub mod reach;
@@ -18,6 +19,7 @@ pub mod redeploy;
 pub mod revoke;
 pub mod rollout;
 pub mod scale;
+pub mod suspend;
 pub mod wait;
 
 use serde::Serialize;
@@ -330,6 +332,7 @@ pub fn catalogue() -> &'static [&'static dyn Action] {
         &label::LABEL,
         &label::ANNOTATE,
         &scale::Scale,
+        &suspend::Suspend,
         &detach::Detach,
         &pod_delete::PodDelete,
         &revoke::Revoke,
@@ -420,10 +423,10 @@ mod tests {
     }
 
     #[test]
-    fn exclusive_isolation_refuses_targets_that_are_not_pods() {
+    fn exclusive_isolation_refuses_a_namespace_target() {
         let refused = problems(
             "network.isolate",
-            "Deployment",
+            "Namespace",
             Picks::Named,
             json!({"exclusive": true}),
         );
@@ -432,7 +435,7 @@ mod tests {
         assert!(
             refused[0]
                 .message
-                .starts_with("`exclusive` needs pod targets")
+                .starts_with("`exclusive` needs pods or a workload")
         );
         assert!(
             problems(
@@ -443,15 +446,17 @@ mod tests {
             )
             .is_empty()
         );
-        assert!(
-            problems(
-                "network.isolate",
-                "Deployment",
-                Picks::Named,
-                json!({"exclusive": false})
-            )
-            .is_empty()
-        );
+        for kind in ["Deployment", "DaemonSet"] {
+            assert!(
+                problems(
+                    "network.isolate",
+                    kind,
+                    Picks::Named,
+                    json!({"exclusive": true})
+                )
+                .is_empty()
+            );
+        }
         // A templated value is only known after rendering: nothing to say yet.
         assert!(
             problems(
@@ -626,7 +631,7 @@ mod tests {
                 vec![Read::Get(ObjectRef::new(
                     "NetworkPolicy",
                     Some("shop"),
-                    "contain-isolate-cut"
+                    "contain-isolate-cut-1"
                 ))],
                 vec![Read::List {
                     kind: "NetworkPolicy",

@@ -31,8 +31,8 @@ static INFO: ActionInfo = ActionInfo {
 #[derive(Deserialize, serde::Serialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ScaleWith {
-    /// The new replica count.
-    #[schemars(range(min = 0))]
+    /// The new replica count (the API's int32: at most 2147483647).
+    #[schemars(range(min = 0, max = 2147483647))]
     pub replicas: u32,
 }
 
@@ -51,6 +51,12 @@ impl Action for Scale {
 
     fn plan(&self, input: &StepInput, seen: &Observed) -> Result<StepPlan, ActionError> {
         let with: ScaleWith = decode_with(&input.with)?;
+        if with.replicas > i32::MAX as u32 {
+            return Err(ActionError::InvalidParams(format!(
+                "replicas: {} is more than the API's int32 allows (2147483647)",
+                with.replicas
+            )));
+        }
         let target = input.required_target()?;
         let objects = common::observe(target, seen)?;
         let mut ops = Vec::new();
