@@ -1179,3 +1179,80 @@ async fn a_revocation_is_judged_by_what_the_api_server_still_allows() {
     // The name still holds what its group grants: the recreated account is a member too.
     assert!(can_list().await);
 }
+
+/// Whether every direction of the pod's effective access is isolated.
+async fn isolated(cluster: &KubeCluster, ns: &str, pod: &str) -> bool {
+    access(cluster, ns, pod).await["directions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .all(|d| d["isolated"] == true)
+}
+
+#[tokio::test]
+async fn two_suspects_in_one_namespace_are_isolated_by_two_runs_and_rolled_back_alone() {
+    let cluster = live::connect(live::kubeconfig()).await;
+    let ns = Namespace::new(&cluster, "two").await;
+    let pods = live::deployment(&cluster, &ns.name, "web", 3).await;
+    let allow_web = json!({"apiVersion": "networking.k8s.io/v1", "kind": "NetworkPolicy",
+        "metadata": {"name": "allow-web", "namespace": ns.name},
+        "spec": {"podSelector": {"matchLabels": {"app": "web"}}, "policyTypes": ["Ingress"], "ingress": [{}]}});
+    cluster.create(&allow_web, WriteMode::Apply).await.unwrap();
+    let names: Vec<String> = pods
+        .iter()
+        .map(|p| object::name(p).unwrap().to_string())
+        .collect();
+    let (first, second, bystander) = (&names[0], &names[1], &names[2]);
+    let policies_before = policy_specs(&cluster, &ns.name).await;
+    let isolate = shipped("isolate-pod.yaml");
+    let runner = Runner::new();
+    let params = |pod: &str| [format!("pod={pod}"), format!("namespace={}", ns.name)];
+    let (out, run_one) = runner.run(&isolate, &params(first));
+    ok(&out);
+    let (out, run_two) = runner.run(&isolate, &params(second));
+    ok(&out);
+    assert_ne!(run_one, run_two);
+    for policy in [
+        contain::action::isolate::default_policy_name("isolate", &run_one),
+        contain::action::isolate::default_policy_name("isolate", &run_two),
+    ] {
+        assert!(
+            get(&cluster, "NetworkPolicy", Some(&ns.name), &policy)
+                .await
+                .is_some(),
+            "each run has its own policy: {policy}"
+        );
+    }
+    assert!(isolated(&cluster, &ns.name, first).await);
+    assert!(isolated(&cluster, &ns.name, second).await);
+    assert!(!isolated(&cluster, &ns.name, bystander).await);
+
+    // The first run, rolled back alone: its suspect is free again, the second stays cut off
+    // (the other policy keeps excluding quarantined pods, which the second run needs).
+    let rolled = runner.rollback(&run_one);
+    ok(&rolled);
+    assert!(
+        rolled
+            .stdout
+            .contains("keeps its exclusion of quarantined pods"),
+        "{}",
+        rolled.stdout
+    );
+    assert!(!isolated(&cluster, &ns.name, first).await);
+    assert!(isolated(&cluster, &ns.name, second).await);
+    let first_pod = get(&cluster, "Pod", Some(&ns.name), first).await.unwrap();
+    assert!(!object::labels(&first_pod).contains_key("contain.dev/quarantine"));
+
+    ok(&runner.rollback(&run_two));
+    assert!(!isolated(&cluster, &ns.name, second).await);
+    let after = policy_specs(&cluster, &ns.name).await;
+    assert_eq!(
+        after.as_object().unwrap().keys().collect::<Vec<_>>(),
+        policies_before
+            .as_object()
+            .unwrap()
+            .keys()
+            .collect::<Vec<_>>(),
+        "both runs' policies are gone"
+    );
+}

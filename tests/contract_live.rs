@@ -775,3 +775,102 @@ async fn the_compromised_pod_playbook_runs_with_only_the_role_contain_rbac_print
     );
     assert_eq!(end, ns.name);
 }
+
+/// The shipped isolation, planned and saved; then a policy that admits everything appears in the
+/// namespace. The plan decided its policy patches without it: refused as stale before the
+/// first write, naming the policy. Planned again, it applies, and the summary counts what
+/// `run --plan` wrote.
+#[tokio::test]
+async fn a_saved_plan_made_stale_by_a_new_allowing_policy_is_refused_before_any_write() {
+    let cluster = live::connect(live::kubeconfig()).await;
+    let ns = Namespace::new(&cluster, "saved-policy").await;
+    let pod = pod_of(&cluster, &ns.name).await;
+    let pod = object::name(&pod).unwrap().to_string();
+    let runner = Live::new();
+    let dir = tempfile::tempdir().unwrap();
+    let playbook = repo("playbooks/isolate-pod.yaml");
+    let sets = [
+        "--set".to_string(),
+        format!("namespace={}", ns.name),
+        "--set".to_string(),
+        format!("pod={pod}"),
+    ];
+    let saved = dir.path().join("isolate.json").display().to_string();
+    let plan_to = |file: &str| {
+        ok(&runner
+            .contain()
+            .args(["plan", &playbook, "--out", file])
+            .args(sets.clone())
+            .run())
+    };
+    plan_to(&saved);
+    let allow_all = json!({"apiVersion": "networking.k8s.io/v1", "kind": "NetworkPolicy",
+        "metadata": {"name": "allow-all", "namespace": ns.name},
+        "spec": {"podSelector": {}, "ingress": [{}], "policyTypes": ["Ingress"]}});
+    cluster.create(&allow_all, WriteMode::Apply).await.unwrap();
+    let stale = runner
+        .contain()
+        .args(["run", "--yes", "--plan", &saved])
+        .run();
+    assert_eq!(stale.code, 8, "{}\n{}", stale.stdout, stale.stderr);
+    assert!(
+        stale.stdout.contains(&format!(
+            "NetworkPolicy {}/allow-all appeared since the plan, which was decided without it (step isolate was planned from it)",
+            ns.name
+        )),
+        "{}",
+        stale.stdout
+    );
+    assert_eq!(
+        label_of(&cluster, &ns.name, &pod, "contain.dev/suspect").await,
+        None,
+        "nothing was written, not even the first step's label"
+    );
+    let policies = cluster
+        .list(
+            contain::cluster::kinds::lookup("NetworkPolicy").unwrap(),
+            Some(&ns.name),
+            &contain::cluster::Selector::default(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(policies.len(), 1, "only allow-all: {policies:?}");
+    assert!(
+        policies[0]["spec"]["podSelector"]
+            .get("matchExpressions")
+            .is_none()
+    );
+
+    // Planned again with the policy in place: it is patched too, and the writes are counted.
+    let fresh = dir.path().join("fresh.json").display().to_string();
+    plan_to(&fresh);
+    let applied = runner
+        .contain()
+        .args(["run", "--yes", "--plan", &fresh])
+        .run();
+    ok(&applied);
+    assert!(
+        applied.stdout.contains("preflight: ") && applied.stdout.contains("server dry run: "),
+        "run --plan repeats the preflight and the dry run: {}",
+        applied.stdout
+    );
+    let isolate_writes: usize = applied
+        .stdout
+        .lines()
+        .find(|l| l.trim_start().starts_with("isolate ") && l.contains("network.isolate"))
+        .and_then(|l| l.split_whitespace().nth(3))
+        .and_then(|w| w.parse().ok())
+        .unwrap_or_else(|| panic!("{}", applied.stdout));
+    assert!(
+        isolate_writes >= 3,
+        "the label, the policy and the patch: {}",
+        applied.stdout
+    );
+    let run = saved_run_id(&fresh);
+    ok(&runner.contain().args(["rollback", "--yes", &run]).run());
+}
+
+fn saved_run_id(file: &str) -> String {
+    let saved: Value = serde_json::from_str(&std::fs::read_to_string(file).unwrap()).unwrap();
+    saved["run_id"].as_str().unwrap().to_string()
+}

@@ -184,6 +184,23 @@ impl Observed {
         }
     }
 
+    /// Every list read so far: its kind, namespace, selector and what it found.
+    pub fn lists(&self) -> impl Iterator<Item = (&'static str, Option<&str>, &Selector, &[Value])> {
+        self.answers
+            .iter()
+            .filter_map(|(read, answer)| match (read, answer) {
+                (
+                    Read::List {
+                        kind,
+                        namespace,
+                        selector,
+                    },
+                    Answer::Objects(objects),
+                ) => Some((*kind, namespace.as_deref(), selector, objects.as_slice())),
+                _ => None,
+            })
+    }
+
     /// The pods bound to `node`.
     pub fn pods_on_node(&self, node: &str) -> Result<&[Value], Missing> {
         match self.answer(Read::PodsOnNode(node.to_string()))? {
@@ -398,6 +415,18 @@ pub async fn decide_with<T, E: Needing>(
     local: &(dyn Fn(&Read) -> Option<Answer> + Sync),
     decision: impl Fn(&Observed) -> Result<T, E>,
 ) -> Result<T, E> {
+    decide_observed(cluster, local, decision)
+        .await
+        .map(|(decided, _)| decided)
+}
+
+/// [`decide_with`], returning what was read for the decision too (a plan keeps the
+/// collections it was decided from).
+pub async fn decide_observed<T, E: Needing>(
+    cluster: &dyn Cluster,
+    local: &(dyn Fn(&Read) -> Option<Answer> + Sync),
+    decision: impl Fn(&Observed) -> Result<T, E>,
+) -> Result<(T, Observed), E> {
     let mut seen = Observed::new(cluster.info().kind == "simulated");
     loop {
         let reads = match decision(&seen) {
@@ -405,7 +434,7 @@ pub async fn decide_with<T, E: Needing>(
                 Some(reads) => reads.to_vec(),
                 None => return Err(e),
             },
-            decided => return decided,
+            Ok(decided) => return Ok((decided, seen)),
         };
         if reads.iter().all(|read| seen.has(read)) {
             return Err(E::asks_again(reads));

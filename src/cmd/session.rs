@@ -113,12 +113,15 @@ impl<'a> Session<'a> {
     /// Applies a saved plan (`run --plan`), already checked against its playbook, params and
     /// cluster, as a new journaled run.
     pub async fn run_saved(&self, loaded: &Loaded, plan: &RunPlan) -> CommandResult {
-        let config = RunConfig::new(
-            &plan.run_id,
-            Mode::Live,
-            plan.params.clone(),
-            &plan.playbook.path,
-        );
+        let config = RunConfig {
+            saved_plan: true,
+            ..RunConfig::new(
+                &plan.run_id,
+                Mode::Live,
+                plan.params.clone(),
+                &plan.playbook.path,
+            )
+        };
         let mut reporting = self.reporting();
         self.apply_new(loaded, plan, config, &mut reporting).await
     }

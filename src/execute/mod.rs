@@ -93,6 +93,9 @@ pub struct RunConfig {
     /// How long this run may take once approved (`--run-timeout`), instead of the playbook's
     /// own `timeout`.
     pub run_timeout: Option<Duration>,
+    /// The plan was made earlier (`plan --out`, then `run --plan`): its permission preflight
+    /// and server dry run are repeated before its first write, against the cluster as it is.
+    pub saved_plan: bool,
 }
 
 /// What re-planning the rest of a run after a stale step keeps: the steps before `from`, as
@@ -117,6 +120,7 @@ impl RunConfig {
             replan: None,
             halt: None,
             run_timeout: None,
+            saved_plan: false,
         }
     }
 }
@@ -320,6 +324,49 @@ impl<'a> Executor<'a> {
         plan: &RunPlan,
         config: &RunConfig,
     ) -> Result<RunResult, RunError> {
+        if config.resume.is_none() && config.mode.writes() {
+            // Before the first write, what can be judged now: the collections every step was
+            // planned from and, for a saved plan, the objects it writes (an approved plan was
+            // checked a moment ago; a saved one may be a day old).
+            let mut changes =
+                stale::collections_before_first_write(plan, &config.run_id, self.cluster)
+                    .await
+                    .map_err(RunError::Preflight)?;
+            if config.saved_plan {
+                changes.extend(
+                    stale::objects_before_first_write(plan, &config.run_id, self.cluster)
+                        .await
+                        .map_err(RunError::Preflight)?,
+                );
+            }
+            if let Some(first) = plan.steps.first().filter(|_| !changes.is_empty()) {
+                self.emit(EventKind::StepStale {
+                    step: first.id.clone(),
+                    changes: changes.clone(),
+                })?;
+                let stale = Outcome::Stale {
+                    step: first.id.clone(),
+                    changes,
+                };
+                self.finish(&stale)?;
+                return Ok(RunResult {
+                    outcome: stale,
+                    completed: Vec::new(),
+                    plan: None,
+                });
+            }
+        }
+        if config.saved_plan && config.resume.is_none() {
+            let mut checked = plan.clone();
+            if let Some(refused) = self.check_before_writes(&mut checked, config).await? {
+                self.finish(&refused)?;
+                return Ok(RunResult {
+                    outcome: refused,
+                    completed: Vec::new(),
+                    plan: None,
+                });
+            }
+        }
         if config.resume.is_none() {
             // Durable in the journal before the first write: what resume and rollback read.
             self.emit(EventKind::PlanApproved { plan: plan.clone() })?;
@@ -524,7 +571,13 @@ impl<'a> Executor<'a> {
         outputs: &Map<String, Value>,
         started_before: bool,
     ) -> Result<Applied, StepError> {
-        let PlannedState::Planned { target, with, plan } = &planned.state else {
+        let PlannedState::Planned {
+            target,
+            with,
+            plan,
+            depends_on,
+        } = &planned.state
+        else {
             unreachable!("only planned steps are applied")
         };
         let step_id = planned.id.as_str();
@@ -535,9 +588,14 @@ impl<'a> Executor<'a> {
             return Err(StepError::Halted(reason));
         }
         if writes {
-            let changes = stale::changes_since_plan(&plan.ops, &config.run_id, self.cluster)
+            let mut changes = stale::changes_since_plan(&plan.ops, &config.run_id, self.cluster)
                 .await
                 .map_err(ApplyError::from)?;
+            changes.extend(
+                stale::collections_since_plan(depends_on, &plan.ops, &config.run_id, self.cluster)
+                    .await
+                    .map_err(ApplyError::from)?,
+            );
             if !changes.is_empty() {
                 return Ok(Applied::Stale(changes));
             }
@@ -630,7 +688,7 @@ impl<'a> Executor<'a> {
         let input = StepInput {
             step_id: planned.playbook_step().to_string(),
             run_id: config.run_id.clone(),
-            target: target.clone(),
+            target: target.as_deref().cloned(),
             with,
             canaries: effects.canaries,
         };

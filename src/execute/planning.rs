@@ -136,9 +136,10 @@ impl Executor<'_> {
                             action: step.action.clone(),
                             part_of: part.id.is_some().then(|| step.id.clone()),
                             state: PlannedState::Planned {
-                                target: part.input.target,
+                                target: part.input.target.map(Box::new),
                                 with: part.input.with,
                                 plan: Box::new(part.plan),
+                                depends_on: part.depends_on,
                             },
                         });
                     }
@@ -216,26 +217,39 @@ impl Executor<'_> {
             );
             return Ok(Err(Outcome::Refused { reason }));
         }
-        // Both only ask the API server (nothing is stored), so they go out together; a denied
-        // permission still refuses the run first, whatever the dry run said.
-        let mut needed = needed_access(&plan);
+        if let Some(refusal) = self.check_before_writes(&mut plan, config).await? {
+            return Ok(Err(refusal));
+        }
+        Ok(Ok(plan))
+    }
+
+    /// The permission preflight and the server dry run of a finished plan: any denial or
+    /// refusal refuses the run. Both only ask the API server (nothing is stored), so they go
+    /// out together; a denied permission still refuses the run first, whatever the dry run
+    /// said.
+    pub async fn check_before_writes(
+        &mut self,
+        plan: &mut RunPlan,
+        config: &RunConfig,
+    ) -> Result<Option<Outcome>, RunError> {
+        let mut needed = needed_access(plan);
         if config.mode == Mode::Live {
             // A live run locks the targets it writes to before its first write.
-            needed.extend(crate::run_lock::access(&plan));
+            needed.extend(crate::run_lock::access(plan));
         }
         let (verdicts, refusals) = futures::join!(
             review_in_groups(self.cluster, &needed),
-            dry_run_refusals(self.cluster, &plan, config)
+            dry_run_refusals(self.cluster, plan, config)
         );
-        if let Some(refusal) = self.preflight(verdicts, &mut plan)? {
-            return Ok(Err(refusal));
+        if let Some(refusal) = self.preflight(verdicts, plan)? {
+            return Ok(Some(refusal));
         }
         if let Some(refusals) = refusals
             && let Some(refusal) = self.server_dry_run(refusals)?
         {
-            return Ok(Err(refusal));
+            return Ok(Some(refusal));
         }
-        Ok(Ok(plan))
+        Ok(None)
     }
 
     /// Reports the server dry run ([`dry_run_refusals`]); any refusal refuses the run.
@@ -342,8 +356,12 @@ impl Executor<'_> {
             };
             // The action decides from plain values; its reads are made here, through the
             // overlay, round by round until it needs none.
-            let plan =
-                crate::cluster::observe::decide(overlay, |seen| action.plan(&input, seen)).await?;
+            let (plan, seen) =
+                crate::cluster::observe::decide_observed(overlay, &|_| None, |seen| {
+                    action.plan(&input, seen)
+                })
+                .await?;
+            let depends_on = crate::plan::depends::collections(&seen, &config.run_id);
             // The step's writes land on the overlay, so the next step sees them; the overlay
             // checks them as the API server would (names, label syntax, 404, 409).
             for op in plan.ops.iter().filter(|op| op.is_write()) {
@@ -361,7 +379,12 @@ impl Executor<'_> {
                     other => PlanError::Rejected(ClusterError::Unsupported(other.to_string())),
                 })?;
             }
-            parts.push(Part { id, input, plan });
+            parts.push(Part {
+                id,
+                input,
+                plan,
+                depends_on,
+            });
         }
         Ok(Some(parts))
     }
@@ -531,6 +554,7 @@ struct Part {
     id: Option<String>,
     input: StepInput,
     plan: StepPlan,
+    depends_on: Vec<crate::plan::depends::Collection>,
 }
 
 /// The single-namespace targets a wide target becomes, each with its part id: the matches are
@@ -592,6 +616,7 @@ pub fn needed_access(plan: &RunPlan) -> Vec<Access> {
             target,
             with,
             plan: step_plan,
+            ..
         } = &planned.state
         else {
             continue;
@@ -603,7 +628,7 @@ pub fn needed_access(plan: &RunPlan) -> Vec<Access> {
         let input = StepInput {
             step_id: planned.playbook_step().to_string(),
             run_id: plan.run_id.clone(),
-            target: target.clone(),
+            target: target.as_deref().cloned(),
             with: with.clone(),
             canaries: Vec::new(),
         };

@@ -50,7 +50,12 @@ impl Executor<'_> {
         }
         let mut wrote = false;
         let mut gone = Vec::new();
+        let mut kept = Vec::new();
         for op in &plan.inverse {
+            if let Some(why) = self.still_needed(op, &config.run_id).await {
+                kept.push(why);
+                continue;
+            }
             let result = apply::apply(
                 op,
                 &plan.step,
@@ -79,6 +84,7 @@ impl Executor<'_> {
             failpoint("in-rollback", &plan.step);
         }
         let mut reasons: Vec<String> = partial.into_iter().collect();
+        reasons.extend(kept);
         if !gone.is_empty() {
             reasons.push(format!("{} no longer exist(s)", gone.join(", ")));
         }
@@ -89,5 +95,55 @@ impl Executor<'_> {
                 reason: reasons.join("; "),
             },
         }
+    }
+
+    /// Why an undo must not be applied yet, if it must not: an exclusive isolation's patch of
+    /// another policy (`contain.dev/quarantine DoesNotExist`) is shared by every run that
+    /// quarantines a pod in that namespace, so it stays while a pod of another run still
+    /// carries the quarantine label.
+    async fn still_needed(&self, op: &Op, run_id: &str) -> Option<String> {
+        use crate::action::isolate::QUARANTINE_LABEL;
+        let Op::Patch {
+            target, changes, ..
+        } = op
+        else {
+            return None;
+        };
+        let removes_exclusion = target.kind == "NetworkPolicy"
+            && changes.iter().any(|c| {
+                let excludes = |v: &Option<serde_json::Value>| {
+                    v.as_ref()
+                        .is_some_and(|v| v.to_string().contains(QUARANTINE_LABEL))
+                };
+                excludes(&c.before) && !excludes(&c.after)
+            });
+        if !removes_exclusion {
+            return None;
+        }
+        let kind = crate::cluster::kinds::lookup("Pod")?;
+        let pods = self
+            .cluster
+            .list(
+                kind,
+                target.namespace.as_deref(),
+                &crate::cluster::Selector::default(),
+            )
+            .await
+            .ok()?;
+        let others: Vec<String> = pods
+            .iter()
+            .filter(|p| {
+                crate::cluster::object::labels(p)
+                    .get(QUARANTINE_LABEL)
+                    .is_some_and(|run| run != run_id)
+            })
+            .filter_map(|p| crate::cluster::object::name(p).map(str::to_string))
+            .collect();
+        (!others.is_empty()).then(|| {
+            format!(
+                "{target} keeps its exclusion of quarantined pods: {} still quarantined by another run",
+                others.join(", ")
+            )
+        })
     }
 }

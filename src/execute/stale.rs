@@ -44,6 +44,123 @@ pub async fn changes_since_plan(
     Ok(changes)
 }
 
+/// How the collections a step's decision read moved since the plan (a new allowing policy, a
+/// new binding), one line each; the step's own targets are judged by [`changes_since_plan`].
+pub async fn collections_since_plan(
+    collections: &[crate::plan::depends::Collection],
+    ops: &[Op],
+    run_id: &str,
+    cluster: &dyn Cluster,
+) -> Result<Vec<String>, ClusterError> {
+    let written: std::collections::HashSet<ObjectRef> = ops
+        .iter()
+        .filter(|op| op.is_write())
+        .filter_map(Op::target)
+        .collect();
+    let mut lines = Vec::new();
+    for collection in collections {
+        let Some(kind) = crate::cluster::kinds::lookup(&collection.kind) else {
+            continue;
+        };
+        let now = cluster
+            .list(kind, collection.namespace.as_deref(), &collection.selector)
+            .await?;
+        lines.extend(crate::plan::depends::changes(
+            collection, &now, run_id, &written,
+        ));
+    }
+    Ok(lines)
+}
+
+/// Before a run's first write: every step's collections read again, each judged without the
+/// objects that step or an earlier one writes (the plan's own doing). A plan approved minutes
+/// ago, or saved yesterday, is refused here when a policy or a binding its decisions read has
+/// moved, before anything is written. One line per change, naming the step that read it.
+pub async fn collections_before_first_write(
+    plan: &crate::plan::RunPlan,
+    run_id: &str,
+    cluster: &dyn Cluster,
+) -> Result<Vec<String>, ClusterError> {
+    use crate::plan::PlannedState;
+    let mut written = std::collections::HashSet::new();
+    let mut listed: std::collections::HashMap<String, Vec<Value>> = Default::default();
+    let mut lines = Vec::new();
+    for step in &plan.steps {
+        let PlannedState::Planned {
+            plan: step_plan,
+            depends_on,
+            ..
+        } = &step.state
+        else {
+            continue;
+        };
+        written.extend(
+            step_plan
+                .ops
+                .iter()
+                .filter(|op| op.is_write())
+                .filter_map(Op::target),
+        );
+        for collection in depends_on {
+            let Some(kind) = crate::cluster::kinds::lookup(&collection.kind) else {
+                continue;
+            };
+            let key = serde_json::to_string(&(
+                &collection.kind,
+                &collection.namespace,
+                &collection.selector,
+            ))
+            .unwrap_or_default();
+            if !listed.contains_key(&key) {
+                let now = cluster
+                    .list(kind, collection.namespace.as_deref(), &collection.selector)
+                    .await?;
+                listed.insert(key.clone(), now);
+            }
+            for line in crate::plan::depends::changes(collection, &listed[&key], run_id, &written) {
+                lines.push(format!("{line} (step {} was planned from it)", step.id));
+            }
+        }
+    }
+    lines.dedup();
+    Ok(lines)
+}
+
+/// Before a run's first write: each write whose object no earlier step writes, checked against
+/// the object as it is now (the others can only be judged when their turn comes). One line per
+/// change, naming its step.
+pub async fn objects_before_first_write(
+    plan: &crate::plan::RunPlan,
+    run_id: &str,
+    cluster: &dyn Cluster,
+) -> Result<Vec<String>, ClusterError> {
+    let mut written = std::collections::HashSet::new();
+    let mut lines = Vec::new();
+    for step in &plan.steps {
+        let Some(step_plan) = step.plan() else {
+            continue;
+        };
+        let untouched: Vec<Op> = step_plan
+            .ops
+            .iter()
+            .filter(|op| op.is_write())
+            .filter(|op| op.target().is_some_and(|t| !written.contains(&t)))
+            .cloned()
+            .collect();
+        for line in changes_since_plan(&untouched, run_id, cluster).await? {
+            lines.push(format!("{line} (step {})", step.id));
+        }
+        written.extend(
+            step_plan
+                .ops
+                .iter()
+                .filter(|op| op.is_write())
+                .filter_map(Op::target),
+        );
+    }
+    Ok(lines)
+}
+
 /// Names who wrote each changed field now (another controller may be fighting over it: a
 /// GitOps agent re-applying its manifest would undo the step again), when the cluster says.
 async fn with_owners(

@@ -1,6 +1,7 @@
 //! Plans are data: what a step will do (operations), how to undo it (inverse operations), and
 //! whether it can be undone. Dry-run and tabletop print them; live mode executes exactly them.
 
+pub mod depends;
 pub mod display;
 pub mod op;
 pub mod run;

@@ -69,10 +69,13 @@ pub enum PlannedState {
     /// The step will run: its rendered inputs (kept for verification) and its operations.
     Planned {
         #[serde(default, skip_serializing_if = "Option::is_none")]
-        target: Option<ResolvedTarget>,
+        target: Option<Box<ResolvedTarget>>,
         #[serde(default)]
         with: Value,
         plan: Box<StepPlan>,
+        /// The collections its decision read: the step is stale once they change.
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        depends_on: Vec<super::depends::Collection>,
     },
     /// `when:` was false when planned.
     Skipped { reason: String },

@@ -102,6 +102,28 @@ impl RunSummary {
                         s.plan = Some(plan.clone());
                     })
                 }
+                // A saved plan applied (`run --plan`) was planned by another process: its
+                // steps' plans come with the approval, so their writes are counted too.
+                EventKind::PlanApproved { plan } => {
+                    for planned in &plan.steps {
+                        let Some(step_plan) = planned.plan() else {
+                            continue;
+                        };
+                        if let Some((whole, _)) = planned.id.split_once('@') {
+                            summary.part(whole, &planned.id);
+                        }
+                        let entry = summary.entry(&planned.id);
+                        if entry.plan.is_none() {
+                            entry.plan = Some(step_plan.clone());
+                        }
+                        if entry.status.is_empty() {
+                            entry.status = "planned".into();
+                        }
+                        if entry.action.is_empty() {
+                            entry.action = planned.action.clone();
+                        }
+                    }
+                }
                 EventKind::OpApplied {
                     step,
                     index,
