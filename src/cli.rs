@@ -28,7 +28,7 @@ pub struct Global {
     #[arg(long, global = true, value_name = "NAME")]
     pub context: Option<String>,
     /// Default for a playbook param named `namespace` when not given with --set.
-    #[arg(short = 'n', long, global = true, value_name = "NS")]
+    #[arg(short = 'n', long, global = true, value_name = "NS", value_parser = namespace)]
     pub namespace: Option<String>,
     /// Output format.
     #[arg(short = 'o', long, global = true, value_enum, default_value_t = Output::Text)]
@@ -68,8 +68,15 @@ fn duration(text: &str) -> Result<std::time::Duration, String> {
     match crate::duration::parse_duration(text) {
         Some(d) if !d.is_zero() => Ok(d),
         Some(_) => Err("must be longer than zero".to_string()),
-        None => Err("expected a duration such as 30s, 5m or 1h30m".to_string()),
+        None => Err(crate::duration::problem(text).unwrap_or_default()),
     }
+}
+
+/// A namespace given with `-n`: a DNS-1123 label, as the API server requires.
+fn namespace(text: &str) -> Result<String, String> {
+    crate::cluster::object::validate_namespace(text)
+        .map(|_| text.to_string())
+        .map_err(|e| e.to_string())
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]

@@ -1,6 +1,13 @@
 //! Durations as playbooks, drills and the command line write them: `30s`, `5m`, `1h30m`, `250ms`.
 
-/// Parses `30s`, `5m`, `1h30m`, `250ms`.
+/// The longest duration anything accepts (a timeout, a wait, a window): 30 days. One bound
+/// for playbooks, drills and the command line alike.
+pub const MAX: std::time::Duration = std::time::Duration::from_secs(30 * 24 * 3600);
+
+/// The pattern of a duration in the schemas.
+pub const PATTERN: &str = r"^([0-9]+(ms|s|m|h))+$";
+
+/// Parses `30s`, `5m`, `1h30m`, `250ms`; `None` for anything else, or for more than [`MAX`].
 pub fn parse_duration(text: &str) -> Option<std::time::Duration> {
     let mut total = std::time::Duration::ZERO;
     let mut rest = text;
@@ -16,21 +23,34 @@ pub fn parse_duration(text: &str) -> Option<std::time::Duration> {
         }
         let n: u64 = rest[..digits].parse().ok()?;
         rest = &rest[digits..];
-        let (unit, len) = if rest.starts_with("ms") {
-            (std::time::Duration::from_millis(1), 2)
+        let (millis, len) = if rest.starts_with("ms") {
+            (1, 2)
         } else if rest.starts_with('s') {
-            (std::time::Duration::from_secs(1), 1)
+            (1000, 1)
         } else if rest.starts_with('m') {
-            (std::time::Duration::from_secs(60), 1)
+            (60_000, 1)
         } else if rest.starts_with('h') {
-            (std::time::Duration::from_secs(3600), 1)
+            (3_600_000, 1)
         } else {
             return None;
         };
-        total = total.checked_add(unit.checked_mul(u32::try_from(n).ok()?)?)?;
+        total = total.checked_add(std::time::Duration::from_millis(n.checked_mul(millis)?))?;
         rest = &rest[len..];
     }
-    Some(total)
+    (total <= MAX).then_some(total)
+}
+
+/// Why `text` is not a duration anything accepts, if it is not.
+pub fn problem(text: &str) -> Option<String> {
+    if parse_duration(text).is_some() {
+        return None;
+    }
+    let shaped = regex::Regex::new(PATTERN).is_ok_and(|p| p.is_match(text));
+    Some(if shaped {
+        format!("`{text}` is longer than the longest duration allowed (30 days: 720h)")
+    } else {
+        format!("`{text}` is not a duration (use e.g. 30s, 5m, 1h30m, 250ms)")
+    })
 }
 
 #[cfg(test)]

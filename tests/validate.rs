@@ -347,3 +347,221 @@ fn validate_finds_each_static_refusal_of_an_action_at_its_place() {
         );
     }
 }
+
+/// The static mistakes a new user made, each refused at its place before anything runs.
+mod known_mistakes {
+    use super::{HEADER, validate_text};
+    use crate::harness::{Contain, repo};
+
+    #[test]
+    fn a_namespace_given_with_n_is_checked() {
+        let out = Contain::new()
+            .args([
+                "-n",
+                "Bad_NS",
+                "validate",
+                &repo("playbooks/isolate-pod.yaml"),
+            ])
+            .run();
+        assert_eq!(out.code, 2, "{}", out.stderr);
+        assert!(
+            out.stderr
+                .contains("invalid value 'Bad_NS' for '--namespace <NS>'"),
+            "{}",
+            out.stderr
+        );
+        // A valid one is bound as the `namespace` param, checked, and nothing else is asked.
+        let ok = Contain::new()
+            .args([
+                "-n",
+                "shop",
+                "validate",
+                &repo("playbooks/isolate-pod.yaml"),
+            ])
+            .run();
+        assert_eq!(ok.code, 0, "{}", ok.stderr);
+    }
+
+    #[test]
+    fn a_list_is_indexed_in_templates_as_it_is_rendered() {
+        let playbook = |path: &str| {
+            format!(
+                "apiVersion: contain/v1\nkind: Playbook\nmetadata: {{name: t}}\nfacts:\n  pod: {{kind: Pod, name: web, namespace: shop}}\nsteps:\n  - id: l\n    action: object.label\n    target: {{kind: Pod, name: web, namespace: shop}}\n    with: {{labels: {{c: \"{{{{ facts.pod.spec.containers{path} }}}}\"}}}}\n"
+            )
+        };
+        for ok in ["[0].name", "[0][\\\"name\\\"]", "[1].image"] {
+            let out = validate_text(&playbook(ok));
+            assert_eq!(out.code, 0, "{ok}: {}", out.stderr);
+        }
+        let out = validate_text(&playbook("[0].nmae"));
+        assert_eq!(out.code, 3);
+        assert!(
+            out.stderr
+                .contains("playbook.yaml:10:24: `facts.pod.spec.containers.0.nmae`"),
+            "{}",
+            out.stderr
+        );
+    }
+
+    #[test]
+    fn durations_have_one_bound_everywhere() {
+        let out = validate_text(&format!(
+            "{HEADER}  - id: pause\n    action: wait\n    timeout: 99999999999999999999s\n    with: {{duration: 721h}}\n"
+        ));
+        assert_eq!(out.code, 3);
+        for place in ["playbook.yaml:10:14:", "playbook.yaml:11:22:"] {
+            assert!(out.stderr.contains(place), "{place}: {}", out.stderr);
+        }
+        // The report wraps long lines; read it as one.
+        let said = out.stderr.replace("\n  │ ", " ");
+        assert!(
+            said.contains("longer than the longest duration allowed (30 days: 720h)"),
+            "{said}"
+        );
+        let flag = Contain::new()
+            .args([
+                "--run-timeout",
+                "99999999999999999999s",
+                "validate",
+                &repo("playbooks/isolate-pod.yaml"),
+            ])
+            .run();
+        assert_eq!(flag.code, 2);
+        assert!(
+            flag.stderr
+                .contains("longer than the longest duration allowed (30 days: 720h)"),
+            "{}",
+            flag.stderr
+        );
+    }
+
+    #[test]
+    fn a_replica_count_past_the_api_s_int32_is_refused() {
+        let out = validate_text(&format!(
+            "{HEADER}  - id: scale\n    action: workload.scale\n    target: {{kind: Deployment, namespace: shop, name: web}}\n    with: {{replicas: 2147483648}}\n"
+        ));
+        assert_eq!(out.code, 3, "{}", out.stderr);
+        assert!(
+            out.stderr.contains("playbook.yaml:11:22:"),
+            "{}",
+            out.stderr
+        );
+    }
+
+    #[test]
+    fn a_directory_validates_every_playbook_in_it() {
+        let out = Contain::new().args(["validate", &repo("playbooks")]).run();
+        assert_eq!(out.code, 0, "{}", out.stderr);
+        let playbooks = std::fs::read_dir(repo("playbooks"))
+            .unwrap()
+            .filter(|e| {
+                let path = e.as_ref().unwrap().path();
+                path.extension().is_some_and(|x| x == "yaml")
+            })
+            .count();
+        assert_eq!(
+            out.stdout.lines().filter(|l| l.contains(": ok (")).count(),
+            playbooks
+        );
+        let empty = tempfile::tempdir().unwrap();
+        let none = Contain::new()
+            .args(["validate", &empty.path().display().to_string()])
+            .run();
+        assert_ne!(none.code, 0);
+        assert!(
+            none.stderr.contains("no playbook in this directory"),
+            "{}",
+            none.stderr
+        );
+    }
+
+    #[test]
+    fn drill_and_exercise_validation_speak_json_when_asked() {
+        let drill = Contain::new()
+            .args([
+                "-o",
+                "json",
+                "drill",
+                "validate",
+                &repo("examples/drills/exec-burst.yaml"),
+            ])
+            .run();
+        assert_eq!(drill.code, 0, "{}", drill.stderr);
+        assert_eq!(drill.json()[0]["valid"], true);
+        let exercise = Contain::new()
+            .args([
+                "-o",
+                "json",
+                "exercise",
+                "validate",
+                &repo("examples/exercises/cryptominer-in-shop.yaml"),
+            ])
+            .run();
+        assert_eq!(exercise.code, 0, "{}", exercise.stderr);
+        assert_eq!(exercise.json()[0]["valid"], true);
+    }
+
+    #[test]
+    fn an_empty_or_comment_only_snapshot_is_a_clear_error() {
+        let dir = tempfile::tempdir().unwrap();
+        for (name, text) in [
+            ("empty.yaml", ""),
+            ("comments.yaml", "# nothing here\n\n"),
+            ("dashes.yaml", "---\n---\n"),
+        ] {
+            let path = dir.path().join(name);
+            std::fs::write(&path, text).unwrap();
+            let out = Contain::new()
+                .args([
+                    "tabletop",
+                    &repo("playbooks/isolate-pod.yaml"),
+                    "--snapshot",
+                    &path.display().to_string(),
+                    "--set",
+                    "pod=x",
+                    "--set",
+                    "namespace=shop",
+                ])
+                .run();
+            assert_eq!(out.code, 3, "{name}: {}", out.stderr);
+            assert!(
+                out.stderr
+                    .contains(&format!("{name}:1:1: the snapshot holds no objects")),
+                "{name}: {}",
+                out.stderr
+            );
+        }
+    }
+
+    #[test]
+    fn a_drill_naming_a_param_its_playbook_does_not_have_is_refused_before_it_detonates() {
+        let dir = tempfile::tempdir().unwrap();
+        let drill = std::fs::read_to_string(repo("examples/drills/exec-burst.yaml"))
+            .unwrap()
+            .replace(
+                "../../playbooks/isolate-pod.yaml",
+                &repo("playbooks/isolate-pod.yaml"),
+            )
+            .replace(
+                "      pod: \"{{ decoys.web.pod }}\"",
+                "      pdo: \"{{ decoys.web.pod }}\"",
+            );
+        let path = dir.path().join("drill.yaml");
+        std::fs::write(&path, drill).unwrap();
+        let out = Contain::new()
+            .args(["drill", "validate", &path.display().to_string()])
+            .run();
+        assert_ne!(out.code, 0);
+        let said = out.stderr.replace("\n  │ ", " ");
+        assert!(
+            said.contains(
+                "drill.yaml:43:7: spec.contain.params.pdo: playbook isolate-pod has no param `pdo`"
+            ),
+            "{said}"
+        );
+        assert!(
+            said.contains("drill.yaml:42:5: spec.contain.params: playbook isolate-pod requires param `pod`, which the drill does not give"),
+            "{said}"
+        );
+    }
+}

@@ -80,6 +80,18 @@ impl SimCluster {
     /// Loads a multi-document snapshot (objects, or `kind: List` documents of objects).
     pub fn load(source: &Source) -> std::result::Result<Self, Report> {
         let fail = |problems: Vec<Problem>| Report::new(source.clone(), problems);
+        // Nothing but whitespace and comments: not a snapshot at all (the parser's own word
+        // for an empty stream says nothing a person can use).
+        let blank = source
+            .text()
+            .lines()
+            .all(|line| line.trim().is_empty() || line.trim_start().starts_with('#'));
+        if blank {
+            return Err(fail(vec![Problem::new(
+                "the snapshot holds no objects: it is empty or only comments (export one with `contain snapshot`)",
+                Some(source.span_at(0, 0)),
+            )]));
+        }
         let docs = node::parse_document_values(source, Limits::SNAPSHOT).map_err(|e| {
             let span = match &e {
                 node::ParseError::Yaml { span, .. } => *span,
@@ -87,6 +99,12 @@ impl SimCluster {
             };
             fail(vec![Problem::new(e.to_string(), span)])
         })?;
+        if docs.iter().all(|(_, doc)| doc.is_null()) {
+            return Err(fail(vec![Problem::new(
+                "the snapshot holds no objects: its documents are empty (export one with `contain snapshot`)",
+                Some(source.span_at(0, 0)),
+            )]));
+        }
         let sim = Self::blank(source.name());
         let mut problems = Vec::new();
         let mut add = |span: Span, object: Value| {

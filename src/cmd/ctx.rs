@@ -139,7 +139,9 @@ impl Ctx {
         Ok((loaded, params))
     }
 
-    fn assignments(&self, loaded: &Loaded, set: &[String]) -> Vec<String> {
+    /// The `--set` values, plus `-n` as the `namespace` param when the playbook has one and
+    /// `--set` does not give it.
+    pub fn assignments(&self, loaded: &Loaded, set: &[String]) -> Vec<String> {
         let mut set = set.to_vec();
         if let Some(ns) = &self.namespace
             && loaded.playbook.params.contains_key("namespace")

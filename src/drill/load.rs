@@ -44,7 +44,13 @@ pub fn load(path: &Path) -> Result<LoadedDrill, DrillLoadError> {
                 .unwrap_or(Path::new("."))
                 .join(&contain.playbook);
             match crate::playbook::load::load_file(&playbook_path) {
-                Ok(loaded) => Some(loaded),
+                Ok(loaded) => {
+                    let problems = check_params(contain, &loaded, root);
+                    if !problems.is_empty() {
+                        return Err(invalid(problems));
+                    }
+                    Some(loaded)
+                }
                 Err(crate::playbook::load::LoadError::Invalid(report)) => {
                     return Err(DrillLoadError::Invalid(vec![report]));
                 }
@@ -65,6 +71,55 @@ pub fn load(path: &Path) -> Result<LoadedDrill, DrillLoadError> {
         sha256: document.sha256.clone(),
         playbook,
     })
+}
+
+/// The drill's params against the playbook's own: each one the playbook declares, and every
+/// param the playbook requires given (found now, not after the detonations).
+fn check_params(
+    contain: &super::spec::ContainSpec,
+    playbook: &crate::playbook::load::Loaded,
+    root: &Node,
+) -> Vec<Problem> {
+    let declared = &playbook.playbook.params;
+    let known: Vec<&str> = declared.keys().map(String::as_str).collect();
+    let mut problems = Vec::new();
+    for name in contain.params.keys() {
+        if !declared.contains_key(name) {
+            // The key itself, where it was written.
+            let span = key_span(root, "/spec/contain/params", name)
+                .or_else(|| span_at(root, "/spec/contain/params"));
+            problems.push(Problem::new(
+                format!(
+                    "spec.contain.params.{name}: playbook {} has no param `{name}` (it has: {})",
+                    playbook.playbook.metadata.name,
+                    known.join(", ")
+                ),
+                span,
+            ));
+        }
+    }
+    for (name, spec) in declared {
+        if spec.required && spec.default.is_none() && !contain.params.contains_key(name) {
+            problems.push(Problem::new(
+                format!(
+                    "spec.contain.params: playbook {} requires param `{name}`, which the drill does not give",
+                    playbook.playbook.metadata.name
+                ),
+                key_span(root, "/spec/contain", "params")
+                    .or_else(|| key_span(root, "/spec", "contain")),
+            ));
+        }
+    }
+    problems
+}
+
+/// Where the key `key` of the mapping at `pointer` was written.
+fn key_span(root: &Node, pointer: &str, key: &str) -> Option<Span> {
+    root.pointer(pointer)?
+        .as_map()?
+        .iter()
+        .find(|(k, _)| k.name == key)
+        .map(|(k, _)| k.span)
 }
 
 fn span_at(root: &Node, pointer: &str) -> Option<Span> {

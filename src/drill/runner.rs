@@ -79,22 +79,35 @@ fn load_or_report(path: &Path, ctx: &Ctx) -> Result<LoadedDrill, u8> {
 
 fn validate(files: &[PathBuf], ctx: &Ctx) -> u8 {
     let mut code = exit::PASSED;
+    let mut results = Vec::new();
     for file in files {
         match load_or_report(file, ctx) {
-            Ok(loaded) => ui::out_line(&format!(
-                "{}: ok ({} detonations, {} expectations)",
-                file.display(),
-                loaded.drill.spec.detonations.len(),
-                loaded
+            Ok(loaded) => {
+                let detonations = loaded.drill.spec.detonations.len();
+                let expectations: usize = loaded
                     .drill
                     .spec
                     .detonations
                     .iter()
                     .map(|d| d.expect.len())
-                    .sum::<usize>()
-            )),
-            Err(c) => code = c,
+                    .sum();
+                if ctx.text() {
+                    ui::out_line(&format!(
+                        "{}: ok ({detonations} detonations, {expectations} expectations)",
+                        file.display()
+                    ));
+                }
+                results.push(json!({"file": file.display().to_string(), "valid": true,
+                    "detonations": detonations, "expectations": expectations}));
+            }
+            Err(c) => {
+                code = c;
+                results.push(json!({"file": file.display().to_string(), "valid": false}));
+            }
         }
+    }
+    if !ctx.text() && code == exit::PASSED {
+        ui::print_output(&Value::Array(results), ctx.output);
     }
     code
 }

@@ -30,19 +30,31 @@ pub async fn command(ctx: &Ctx, args: &ExerciseArgs) -> CommandResult {
         }
         Some(ExerciseCommand::Validate { files }) => {
             let mut status = Status::Success;
+            let mut results = Vec::new();
             for file in files {
                 match load::load(file) {
-                    Ok(loaded) => ui::out_line(&format!(
-                        "{}: valid ({} module(s), {} objective(s))",
-                        file.display(),
-                        loaded.scenario.spec.modules.len(),
-                        loaded.scenario.spec.objectives.len()
-                    )),
+                    Ok(loaded) => {
+                        let (modules, objectives) = (
+                            loaded.scenario.spec.modules.len(),
+                            loaded.scenario.spec.objectives.len(),
+                        );
+                        if ctx.text() {
+                            ui::out_line(&format!(
+                                "{}: valid ({modules} module(s), {objectives} objective(s))",
+                                file.display()
+                            ));
+                        }
+                        results.push(serde_json::json!({"file": file.display().to_string(),
+                            "valid": true, "modules": modules, "objectives": objectives}));
+                    }
                     Err(e) => {
                         ui::print_error(&document_error(e), ctx.output);
                         status = Status::Failed(Finding::Invalid);
                     }
                 }
+            }
+            if !ctx.text() && matches!(status, Status::Success) {
+                ui::print_output(&serde_json::Value::Array(results), ctx.output);
             }
             Ok(status)
         }

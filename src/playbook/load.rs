@@ -104,6 +104,20 @@ pub fn bind_params(
     loaded: &Loaded,
     assignments: &[String],
 ) -> Result<Map<String, Value>, Vec<Report>> {
+    bind(loaded, assignments, true)
+}
+
+/// Checks only the values `assignments` give (their names, types, patterns and allowed
+/// values), not that every required param is there: what `validate -n` can know.
+pub fn check_given_params(loaded: &Loaded, assignments: &[String]) -> Result<(), Vec<Report>> {
+    bind(loaded, assignments, false).map(|_| ())
+}
+
+fn bind(
+    loaded: &Loaded,
+    assignments: &[String],
+    require_all: bool,
+) -> Result<Map<String, Value>, Vec<Report>> {
     let text = assignments.join("\n");
     let set_source = Source::new(SET_SOURCE, text.clone());
     let mut set_problems = Vec::new();
@@ -179,7 +193,7 @@ pub fn bind_params(
             Some(default) => {
                 values.insert(name.clone(), default.clone());
             }
-            None if spec.required => {
+            None if spec.required && require_all => {
                 let span = loaded
                     .root
                     .get("params")

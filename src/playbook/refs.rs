@@ -108,6 +108,48 @@ fn bracketed_key(bytes: &[u8], at: usize) -> Option<(String, usize)> {
     })
 }
 
+/// A `[0]` subscript at `at`: the index and the offset after the `]`.
+fn bracketed_index(bytes: &[u8], at: usize) -> Option<(String, usize)> {
+    if bytes.get(at) != Some(&b'[') {
+        return None;
+    }
+    let len = bytes[at + 1..].iter().position(|b| !b.is_ascii_digit())?;
+    let close = at + 1 + len;
+    (len > 0 && bytes.get(close) == Some(&b']')).then(|| {
+        (
+            String::from_utf8_lossy(&bytes[at + 1..close]).into_owned(),
+            close + 1,
+        )
+    })
+}
+
+/// The `]` that closes the `[` at `at`, nested brackets and string literals skipped.
+fn matching_bracket(bytes: &[u8], at: usize) -> Option<usize> {
+    let mut depth = 0usize;
+    let mut i = at;
+    while i < bytes.len() {
+        match bytes[i] {
+            b'"' | b'\'' => {
+                let quote = bytes[i];
+                i += 1;
+                while i < bytes.len() && bytes[i] != quote {
+                    i += 1;
+                }
+            }
+            b'[' => depth += 1,
+            b']' => {
+                depth -= 1;
+                if depth == 0 {
+                    return Some(i);
+                }
+            }
+            _ => {}
+        }
+        i += 1;
+    }
+    None
+}
+
 /// Tokenizes an expression just enough to tell variables from filters, tests, functions,
 /// keyword arguments, string literals and loop variables.
 fn scan(body: &str, base: usize, locals: &mut Vec<String>, out: &mut Vec<Reference>) {
@@ -171,6 +213,24 @@ fn scan(body: &str, base: usize, locals: &mut Vec<String>, out: &mut Vec<Referen
                 // hyphen) is read.
                 segments.push(key);
                 end = k;
+            } else if let Some((index, k)) = bracketed_index(bytes, j) {
+                // `containers[0].name`: a list index, then the path goes on.
+                segments.push(index);
+                end = k;
+            } else if bytes.get(j) == Some(&b'[')
+                && let Some(close) = matching_bracket(bytes, j)
+            {
+                // `containers[params.i].name`: the subscript is an expression of its own; the
+                // path goes on after it (its segments are not known before rendering).
+                scan(&body[j + 1..close], base + j + 1, locals, out);
+                end = close + 1;
+                while end < bytes.len() && bytes[end] == b'.' {
+                    end += 1;
+                    while end < bytes.len() && is_ident(bytes[end]) {
+                        end += 1;
+                    }
+                }
+                break;
             } else {
                 break;
             }
@@ -261,6 +321,15 @@ mod tests {
     fn loop_variables_are_local() {
         let refs = in_template("{% for p in steps.a.outputs.objects %}{{ p }}{% endfor %}");
         assert_eq!(roots(&refs), ["steps.a.outputs.objects"]);
+    }
+
+    #[test]
+    fn list_indexes_and_computed_subscripts_continue_the_path() {
+        let refs = in_template("{{ facts.pod.spec.containers[0].name }}");
+        assert_eq!(refs.len(), 1, "{refs:?}");
+        assert_eq!(refs[0].segments, ["pod", "spec", "containers", "0", "name"]);
+        let refs = in_template("{{ facts.pod.spec.containers[params.i].name | upper }}");
+        assert_eq!(roots(&refs), ["params.i", "facts.pod.spec.containers"]);
     }
 
     #[test]

@@ -147,8 +147,15 @@ pub fn check(kind: &str, path: &[String]) -> Result<(), ShapeError> {
             here = values;
             continue;
         }
+        // A list is indexed (`containers[0]`): the path goes on in its items.
+        if segment.bytes().all(|b| b.is_ascii_digit())
+            && let Some(items) = here.get("items")
+        {
+            here = items;
+            continue;
+        }
         if let Some(name) = scalar_name(here) {
-            // A list's items are reached by index, which a dotted path cannot name.
+            // Anything else than an index names no field of a list or a scalar.
             return Err(ShapeError {
                 at,
                 known: Vec::new(),

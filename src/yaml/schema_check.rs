@@ -257,7 +257,18 @@ impl<'a> Checker<'a> {
             );
         }
         if let Some(text) = node.as_str() {
-            if let Some(pattern) = schema.get("pattern").and_then(Value::as_str)
+            let pattern = schema.get("pattern").and_then(Value::as_str);
+            // A duration is bounded too, the same everywhere (the pattern alone is not).
+            if pattern == Some(crate::duration::PATTERN)
+                && let Some(problem) = crate::duration::problem(text)
+                && !self.pattern_rejects(crate::duration::PATTERN, text)
+            {
+                out.push(
+                    Problem::new(format!("{} {problem}", place(path)), Some(node.span))
+                        .label("invalid value"),
+                );
+            }
+            if let Some(pattern) = pattern
                 && self.pattern_rejects(pattern, text)
             {
                 out.push(
