@@ -615,3 +615,55 @@ fn a_closed_standard_output_ends_quietly() {
 fn libc_sigpipe() -> i32 {
     13
 }
+
+/// A node whose pod a PodDisruptionBudget protects, allowing no disruption now.
+const BUDGETED: &str = r#"apiVersion: v1
+kind: Namespace
+metadata: {name: shop}
+---
+apiVersion: v1
+kind: Node
+metadata: {name: n1}
+spec: {}
+---
+apiVersion: apps/v1
+kind: ReplicaSet
+metadata: {name: web-1, namespace: shop, uid: rs1}
+spec: {replicas: 1, selector: {matchLabels: {app: web}}}
+---
+apiVersion: v1
+kind: Pod
+metadata:
+  name: web-1-a
+  namespace: shop
+  labels: {app: web}
+  ownerReferences: [{apiVersion: apps/v1, kind: ReplicaSet, name: web-1, uid: rs1, controller: true}]
+spec: {nodeName: n1, containers: [{name: app, image: x}]}
+status: {phase: Running}
+---
+apiVersion: policy/v1
+kind: PodDisruptionBudget
+metadata: {name: web, namespace: shop}
+spec: {minAvailable: 1, selector: {matchLabels: {app: web}}}
+status: {disruptionsAllowed: 0}
+"#;
+
+#[test]
+fn a_drain_a_budget_blocks_now_is_planned_and_retried_at_apply_time_not_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let snapshot = dir.path().join("snapshot.yaml");
+    std::fs::write(&snapshot, BUDGETED).unwrap();
+    let playbook = playbook_file(
+        "apiVersion: contain/v1\nkind: Playbook\nmetadata: {name: drain}\nsteps:\n  - id: drain\n    action: node.drain\n    target: {kind: Node, name: n1}\n    evidence: {waived: test}\n",
+    );
+    let out = Contain::new()
+        .args(["plan", &playbook.path().display().to_string(), "--snapshot"])
+        .args([snapshot.display().to_string()])
+        .run();
+    assert_eq!(out.code, 0, "{}\n{}", out.stdout, out.stderr);
+    assert!(
+        out.stdout.contains("PodDisruptionBudget shop/web allows no disruption now: the eviction of web-1-a is tried at apply time"),
+        "{}",
+        out.stdout
+    );
+}

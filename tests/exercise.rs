@@ -244,6 +244,40 @@ impl Drop for Tmux {
 }
 
 #[test]
+fn answers_that_name_no_step_or_objective_of_the_scenario_are_refused_with_their_place() {
+    let answers =
+        std::fs::read_to_string(repo("examples/exercises/cryptominer-in-shop.answers.yaml"))
+            .unwrap()
+            .replace("step: isolate,", "step: isloate,")
+            .replace("objective: node,", "objective: nodes,");
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("answers.yaml");
+    std::fs::write(&path, answers).unwrap();
+    let out = Contain::new()
+        .args(["exercise", &repo(SCENARIO), "--snapshot", &repo(SNAPSHOT)])
+        .args(["--answers", &path.display().to_string()])
+        .args(["--out", &dir.path().join("out").display().to_string()])
+        .run();
+    assert_eq!(out.code, 3, "{}\n{}", out.stdout, out.stderr);
+    let said = out.stderr.replace("\n  │ ", " ");
+    assert!(
+        said.contains(
+            "answers.yaml:9:56: actions[2].step: `isloate` is not a step of the scenario's playbook"
+        ),
+        "{said}"
+    );
+    assert!(said.contains("did you mean `isolate`?"), "{said}");
+    assert!(
+        said.contains("actions[8].objective: `nodes` is not an objective of the scenario"),
+        "{said}"
+    );
+    assert!(
+        !dir.path().join("out").exists(),
+        "no report of an exercise that never ran"
+    );
+}
+
+#[test]
 fn a_facilitator_runs_the_exercise_at_a_terminal() {
     let out_dir = tempfile::tempdir().unwrap();
     let command = format!(

@@ -310,6 +310,54 @@ fn taint_path() -> Vec<String> {
     ]
 }
 
+/// The pods a PodDisruptionBudget would refuse to evict now (`disruptionsAllowed: 0`): planned
+/// all the same, since the budget may allow it later, and said so.
+fn blocked_by_budgets(
+    evict: &[Value],
+    timeout: Duration,
+    seen: &Observed,
+) -> Result<Vec<String>, ActionError> {
+    let namespaces: std::collections::BTreeSet<&str> =
+        evict.iter().filter_map(|p| object::namespace(p)).collect();
+    let mut notes = Vec::new();
+    for namespace in namespaces {
+        let budgets = seen.list(
+            "PodDisruptionBudget",
+            Some(namespace),
+            &crate::cluster::Selector::default(),
+        )?;
+        for budget in budgets {
+            let allowed = budget
+                .pointer("/status/disruptionsAllowed")
+                .and_then(Value::as_i64);
+            let Some(selector) = budget
+                .pointer("/spec/selector")
+                .and_then(crate::cluster::Selector::from_value)
+            else {
+                continue;
+            };
+            if allowed != Some(0) {
+                continue;
+            }
+            let blocked: Vec<&str> = evict
+                .iter()
+                .filter(|p| object::namespace(p) == Some(namespace))
+                .filter(|p| selector.matches(&object::labels(p)))
+                .filter_map(|p| object::name(p))
+                .collect();
+            if !blocked.is_empty() {
+                notes.push(format!(
+                    "PodDisruptionBudget {namespace}/{} allows no disruption now: the eviction of {} is tried at apply time and retried for up to {}s; the step fails if the budget still refuses then",
+                    object::name(budget).unwrap_or_default(),
+                    blocked.join(", "),
+                    timeout.as_secs()
+                ));
+            }
+        }
+    }
+    Ok(notes)
+}
+
 /// The pods a drain evicts, and the ones it leaves with why. Refuses like kubectl drain does.
 fn drain_plan(
     node: &str,
@@ -523,6 +571,24 @@ impl Action for NodeAction {
                 "evictions a PodDisruptionBudget refuses are retried for up to {}s; the budgets are never overridden",
                 timeout.as_secs()
             ));
+            notes.extend(blocked_by_budgets(&evict, timeout, seen)?);
+            if let Some(exempt) = &wanted.guard {
+                let outside: Vec<String> = evict
+                    .iter()
+                    .filter(|p| {
+                        !object::namespace(p).is_some_and(|ns| exempt.iter().any(|e| e == ns))
+                    })
+                    .filter_map(|p| object::namespace(p).map(str::to_string))
+                    .collect::<std::collections::BTreeSet<_>>()
+                    .into_iter()
+                    .collect();
+                if !outside.is_empty() && !exempt.is_empty() {
+                    notes.push(format!(
+                        "the drain evicts pods of namespace(s) the guard does not exempt, which cannot come back to {node_name} while it stands: {}",
+                        outside.join(", ")
+                    ));
+                }
+            }
             let evicted: Vec<String> = evict
                 .iter()
                 .map(|p| {
@@ -698,6 +764,48 @@ mod tests {
             &input("q", Some(named("Node", None, "n1")), with),
             &sim,
         )
+    }
+
+    #[test]
+    fn a_budget_that_allows_no_disruption_now_is_planned_and_said_and_outside_namespaces_named() {
+        let owned = |name: &str, ns: &str| {
+            on_n1(pod(
+                ns,
+                name,
+                json!({"app": "web"}),
+                Some(("ReplicaSet", "web-5d9")),
+            ))
+        };
+        let budget = json!({"kind": "PodDisruptionBudget", "metadata": {"name": "web", "namespace": "shop"},
+            "spec": {"minAvailable": 1, "selector": {"matchLabels": {"app": "web"}}},
+            "status": {"disruptionsAllowed": 0}});
+        let objects = vec![
+            node(),
+            super::super::fixture::namespace("shop"),
+            super::super::fixture::namespace("payments"),
+            owned("web-1", "shop"),
+            owned("pay-1", "payments"),
+            budget,
+        ];
+        let plan = planned(
+            "node.quarantine",
+            json!({"drain": true, "guard_exempt_namespaces": ["shop"]}),
+            objects,
+        )
+        .unwrap();
+        let notes = plan.notes.join("\n");
+        assert!(
+            notes.contains("PodDisruptionBudget shop/web allows no disruption now: the eviction of web-1 is tried at apply time and retried for up to 300s"),
+            "{notes}"
+        );
+        assert!(
+            notes.contains("the drain evicts pods of namespace(s) the guard does not exempt, which cannot come back to n1 while it stands: payments"),
+            "{notes}"
+        );
+        assert_eq!(
+            plan.outputs["evicted"],
+            json!(["payments/pay-1", "shop/web-1"])
+        );
     }
 
     #[test]

@@ -365,7 +365,7 @@ impl Executor<'_> {
             // The step's writes land on the overlay, so the next step sees them; the overlay
             // checks them as the API server would (names, label syntax, 404, 409).
             for op in plan.ops.iter().filter(|op| op.is_write()) {
-                apply::apply(
+                let result = apply::apply(
                     op,
                     &step.id,
                     &config.run_id,
@@ -373,11 +373,19 @@ impl Executor<'_> {
                     overlay,
                     &mut AutoApprove,
                 )
-                .await
-                .map_err(|e| match e {
-                    apply::ApplyError::Cluster(e) => PlanError::Rejected(e),
-                    other => PlanError::Rejected(ClusterError::Unsupported(other.to_string())),
-                })?;
+                .await;
+                match result {
+                    Ok(_) => {}
+                    // A budget that refuses the eviction now may allow it at apply time, which
+                    // retries it; the plan says so (the pod stays in the planned state).
+                    Err(apply::ApplyError::DisruptionBudget { .. }) => {}
+                    Err(apply::ApplyError::Cluster(e)) => return Err(PlanError::Rejected(e)),
+                    Err(other) => {
+                        return Err(PlanError::Rejected(ClusterError::Unsupported(
+                            other.to_string(),
+                        )));
+                    }
+                }
             }
             parts.push(Part {
                 id,

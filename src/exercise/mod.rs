@@ -77,7 +77,7 @@ fn document_error(error: DocumentError) -> CommandError {
 async fn run(ctx: &Ctx, path: &Path, args: &ExerciseArgs) -> CommandResult {
     let loaded = load::load(path).map_err(document_error)?;
     let answers = match &args.answers {
-        Some(file) => Some(script::load(file).map_err(document_error)?),
+        Some(file) => Some(script::load(file, &loaded).map_err(document_error)?),
         None if !ui::interactive() => {
             return Err(CommandError::Usage(
                 "an exercise needs a terminal, or --answers FILE to run unattended".into(),

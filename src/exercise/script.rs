@@ -65,7 +65,10 @@ pub enum Action {
     End,
 }
 
-pub fn load(path: &Path) -> Result<Answers, DocumentError> {
+/// Loads an answers file and checks it against the exercise it is for: each decision names a
+/// step of the scenario's playbook, each note one of its objectives, and it opens no more
+/// modules than the scenario has.
+pub fn load(path: &Path, scenario: &super::load::LoadedScenario) -> Result<Answers, DocumentError> {
     let schema = serde_json::to_value(schemars::schema_for!(Answers)).expect("schema serializes");
     let document = document::load::<Answers>(path, "answers file", &schema)?;
     let mut problems = Vec::new();
@@ -88,6 +91,61 @@ pub fn load(path: &Path) -> Result<Answers, DocumentError> {
                 document.span(&pointer),
             )),
             Some(at) => last = at,
+        }
+    }
+    let steps: Vec<&str> = scenario
+        .playbook
+        .playbook
+        .steps
+        .iter()
+        .map(|s| s.id.as_str())
+        .collect();
+    let objectives: Vec<&str> = scenario
+        .scenario
+        .spec
+        .objectives
+        .iter()
+        .map(|o| o.id.as_str())
+        .collect();
+    let modules = scenario.scenario.spec.modules.len();
+    // The first module opens by itself; each `next` opens one more, and one past the last ends
+    // the exercise.
+    let mut opened = 1;
+    for (i, timed) in document.value.actions.iter().enumerate() {
+        let unknown = |field: &str, value: &str, known: &[&str], what: &str| {
+            let mut problem = Problem::new(
+                format!(
+                    "actions[{i}].{field}: `{value}` is not {what} (it has: {})",
+                    known.join(", ")
+                ),
+                document.span(&format!("/actions/{i}/{field}")),
+            );
+            if let Some(close) = crate::diagnostics::did_you_mean(value, known.iter().copied()) {
+                problem = problem.help(format!("did you mean `{close}`?"));
+            }
+            problem
+        };
+        match &timed.action {
+            Action::Decide { step, .. } if !steps.contains(&step.as_str()) => problems.push(
+                unknown("step", step, &steps, "a step of the scenario's playbook"),
+            ),
+            Action::Note { objective, .. } if !objectives.contains(&objective.as_str()) => problems
+                .push(unknown(
+                    "objective",
+                    objective,
+                    &objectives,
+                    "an objective of the scenario",
+                )),
+            Action::Next => {
+                opened += 1;
+                if opened > modules + 1 {
+                    problems.push(Problem::new(
+                        format!("actions[{i}]: `next` past the end: the scenario has {modules} module(s), and the exercise ended at the `next` before"),
+                        document.span(&format!("/actions/{i}")),
+                    ));
+                }
+            }
+            _ => {}
         }
     }
     if problems.is_empty() {
