@@ -89,6 +89,79 @@ async fn pod_context(pod: Value, cluster: &dyn Cluster) -> Result<Value, Cluster
     }))
 }
 
+/// A workload and what a responder needs around it: the pods it owns (by ownerReference uid,
+/// never by selector), with their nodes, ServiceAccounts and image digests, and the lists of
+/// each that later steps loop over (`for_each: facts.<name>.nodes`).
+async fn workload_context(workload: Value, cluster: &dyn Cluster) -> Result<Value, ClusterError> {
+    let owned = crate::cluster::observe::decide(cluster, |seen| {
+        crate::action::owned::pods_of(seen, &workload).map_err(crate::action::ActionError::from)
+    })
+    .await
+    .map_err(|e| match e {
+        crate::action::ActionError::Cluster(e) => e,
+        other => ClusterError::Unsupported(other.to_string()),
+    })?;
+    let mut nodes = std::collections::BTreeSet::new();
+    let mut accounts = std::collections::BTreeSet::new();
+    let mut images = std::collections::BTreeSet::new();
+    let mut pods = Vec::new();
+    for found in &owned {
+        let pod = &found.pod;
+        let node = pod.pointer("/spec/nodeName").and_then(Value::as_str);
+        let account = pod
+            .pointer("/spec/serviceAccountName")
+            .and_then(Value::as_str)
+            .unwrap_or("default");
+        // The digest the kubelet reports is what runs; the spec's reference where none is known.
+        let running: Vec<String> = pod
+            .pointer("/status/containerStatuses")
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+            .filter_map(|c| c.get("imageID").and_then(Value::as_str))
+            .filter(|id| !id.is_empty())
+            .map(str::to_string)
+            .collect();
+        let declared: Vec<String> = pod
+            .pointer("/spec/containers")
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+            .filter_map(|c| c.get("image").and_then(Value::as_str).map(str::to_string))
+            .collect();
+        let pod_images = if running.is_empty() {
+            declared
+        } else {
+            running
+        };
+        if let Some(node) = node {
+            nodes.insert(node.to_string());
+        }
+        accounts.insert(account.to_string());
+        images.extend(pod_images.iter().cloned());
+        pods.push(serde_json::json!({
+            "name": object::name(pod),
+            "namespace": object::namespace(pod),
+            "node": node,
+            "service_account": account,
+            "images": pod_images,
+            "owned_by": found.describe(),
+        }));
+    }
+    let mut workload = workload;
+    redact(&mut workload);
+    Ok(serde_json::json!({
+        "kind": workload["kind"],
+        "name": workload["metadata"]["name"],
+        "namespace": workload["metadata"]["namespace"],
+        "workload": workload,
+        "pods": pods,
+        "nodes": nodes,
+        "service_accounts": accounts,
+        "images": images,
+    }))
+}
+
 /// Looks up one fact, rendering its name with the scope so far.
 pub async fn resolve(
     name: &str,
@@ -99,7 +172,28 @@ pub async fn resolve(
     let renderer = Renderer::new(scope);
     let field = format!("facts.{name}");
     let context = spec.kind == crate::playbook::types::POD_CONTEXT;
-    let kind_name = if context { "Pod" } else { spec.kind.as_str() };
+    let of_workload = spec.kind == crate::playbook::types::WORKLOAD_CONTEXT;
+    let of = match (&spec.of, of_workload) {
+        (Some(of), true) => renderer.render_str(&format!("{field}.of"), of)?,
+        _ => String::new(),
+    };
+    if of_workload && crate::action::owned::intermediate(&of).is_none() {
+        return Err(RenderError {
+            field: format!("{field}.of"),
+            message: format!(
+                "`{of}` is not a workload kind (Deployment, StatefulSet, DaemonSet, ReplicaSet, Job, CronJob)"
+            ),
+            column: None,
+        }
+        .into());
+    }
+    let kind_name = if context {
+        "Pod"
+    } else if of_workload {
+        of.as_str()
+    } else {
+        spec.kind.as_str()
+    };
     let kind = kinds::lookup(kind_name).ok_or_else(|| RenderError {
         field: format!("{field}.kind"),
         message: format!("unknown kind `{}`", spec.kind),
@@ -133,6 +227,15 @@ pub async fn resolve(
                             fact: name.to_string(),
                             source,
                         })?;
+                return Ok((value, Some(r)));
+            }
+            if of_workload {
+                let value = workload_context(found, cluster).await.map_err(|source| {
+                    FactError::Cluster {
+                        fact: name.to_string(),
+                        source,
+                    }
+                })?;
                 return Ok((value, Some(r)));
             }
             Ok((found, Some(r)))

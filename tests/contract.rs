@@ -667,3 +667,144 @@ fn a_drain_a_budget_blocks_now_is_planned_and_retried_at_apply_time_not_refused(
         out.stdout
     );
 }
+
+fn compromised_daemonset() -> String {
+    repo("tests/fixtures/compromised-daemonset.yaml")
+}
+
+/// The shipped compromised-workload playbook over a DaemonSet whose selector a bystander's
+/// pods match too: only the DaemonSet's own pods, accounts and nodes are in the plan.
+#[test]
+fn a_compromised_daemon_set_is_contained_by_ownership_in_parts_per_account_and_node() {
+    let (code, doc) = {
+        let out = Contain::new()
+            .args([
+                "-o",
+                "json",
+                "tabletop",
+                &repo("playbooks/compromised-workload.yaml"),
+            ])
+            .args(["--snapshot", &compromised_daemonset()])
+            .args([
+                "--set",
+                "kind=DaemonSet",
+                "--set",
+                "name=miner",
+                "--set",
+                "namespace=shop",
+            ])
+            .run();
+        (out.code, out.json())
+    };
+    assert_eq!(code, 0, "{doc}");
+    let ids: Vec<&str> = doc["plan"]["steps"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|s| s["state"] == "planned")
+        .map(|s| s["id"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        ids,
+        [
+            "capture",
+            "isolate",
+            "suspend",
+            "revoke@miner",
+            "quarantine@node-a",
+            "quarantine@node-b"
+        ]
+    );
+    let text = doc.to_string();
+    assert!(
+        !text.contains("agent-a"),
+        "the bystander's pod is in no plan"
+    );
+    assert_eq!(
+        step(&doc, "isolate")["plan"]["outputs"]["pods"],
+        serde_json::json!(["miner-a", "miner-b"])
+    );
+}
+
+#[test]
+fn quarantining_every_schedulable_node_needs_an_explicit_allow() {
+    let every = |allow: bool| {
+        playbook_file(&format!(
+            "apiVersion: contain/v1\nkind: Playbook\nmetadata: {{name: all-nodes}}\nsteps:\n  - id: q\n    action: node.quarantine\n    target: {{kind: Node, selector: {{}}}}\n    with: {{allow_every_node: {allow}}}\n"
+        ))
+    };
+    let refused = Contain::new()
+        .args([
+            "plan",
+            &every(false).path().display().to_string(),
+            "--snapshot",
+            &compromised_daemonset(),
+        ])
+        .run();
+    assert_eq!(refused.code, 5, "{}\n{}", refused.stdout, refused.stderr);
+    assert!(
+        refused.stdout.contains("the plan quarantines every schedulable node of the cluster (3 of 3: node-a, node-b, node-c)"),
+        "{}",
+        refused.stdout
+    );
+    let allowed = Contain::new()
+        .args([
+            "plan",
+            &every(true).path().display().to_string(),
+            "--snapshot",
+            &compromised_daemonset(),
+        ])
+        .run();
+    assert_eq!(allowed.code, 0, "{}\n{}", allowed.stdout, allowed.stderr);
+}
+
+#[test]
+fn a_require_plan_guard_refuses_a_plan_past_its_limit_with_its_message() {
+    let playbook = playbook_file(
+        "apiVersion: contain/v1\nkind: Playbook\nmetadata: {name: limited}\nmax_node_share: 50%\nrequire_plan:\n  - that: plan.nodes_quarantined <= 1\n    message: \"at most one node per run ({{ plan.nodes_quarantined }} planned)\"\nsteps:\n  - id: q\n    action: node.cordon\n    for_each: params.nodes\n    target: {kind: Node, name: \"{{ item }}\"}\nparams:\n  nodes: {type: list, default: [node-a]}\n",
+    );
+    let path = playbook.path().display().to_string();
+    let one = Contain::new()
+        .args(["plan", &path, "--snapshot", &compromised_daemonset()])
+        .run();
+    assert_eq!(one.code, 0, "{}\n{}", one.stdout, one.stderr);
+    let two = Contain::new()
+        .args([
+            "plan",
+            &path,
+            "--snapshot",
+            &compromised_daemonset(),
+            "--set",
+            "nodes=node-a,node-b",
+        ])
+        .run();
+    assert_eq!(two.code, 5, "{}\n{}", two.stdout, two.stderr);
+    assert!(
+        two.stdout
+            .contains("more than the playbook's max_node_share of 50%"),
+        "the share is checked first: {}",
+        two.stdout
+    );
+}
+
+#[test]
+fn item_is_defined_only_in_a_step_with_for_each_and_plan_figures_are_checked() {
+    let out = Contain::new()
+        .args(["validate", &playbook_file(
+            "apiVersion: contain/v1\nkind: Playbook\nmetadata: {name: t}\nrequire_plan:\n  - {that: plan.nodes_quarantned < 2, message: no}\nsteps:\n  - id: l\n    action: object.label\n    target: {kind: Node, name: \"{{ item }}\"}\n    with: {labels: {a: b}}\n",
+        ).path().display().to_string()])
+        .run();
+    assert_eq!(out.code, 3);
+    assert!(
+        out.stderr
+            .contains("`item` is only defined in a step with `for_each`"),
+        "{}",
+        out.stderr
+    );
+    assert!(
+        out.stderr
+            .contains("`plan.nodes_quarantned` is not a figure of the plan"),
+        "{}",
+        out.stderr
+    );
+}

@@ -244,15 +244,20 @@ const HEADER: &str = "apiVersion: contain/v1\nkind: Playbook\nmetadata: {name: t
 #[test]
 fn validate_refuses_a_selector_for_an_action_on_one_object_with_its_line() {
     let out = validate_text(&format!(
-        "{HEADER}  - id: quarantine\n    action: node.quarantine\n    target: {{kind: Node, selector: {{pool: web}}}}\n"
+        "{HEADER}  - id: revoke\n    action: serviceaccount.revoke\n    target: {{kind: ServiceAccount, namespace: shop, selector: {{app: web}}}}\n    with: {{modes: [unbind]}}\n"
     ));
     assert_eq!(out.code, 3, "{}", out.stderr);
     assert!(
         out.stderr
-            .contains("playbook.yaml:10:13: node.quarantine works on one object"),
+            .contains("playbook.yaml:10:13: serviceaccount.revoke works on one object"),
         "{}",
         out.stderr
     );
+    // Nodes picked by a selector are planned one part per node.
+    let nodes = validate_text(&format!(
+        "{HEADER}  - id: quarantine\n    action: node.quarantine\n    target: {{kind: Node, selector: {{pool: web}}}}\n"
+    ));
+    assert_eq!(nodes.code, 0, "{}", nodes.stderr);
 }
 
 #[test]

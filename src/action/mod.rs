@@ -229,8 +229,15 @@ pub struct StaticProblem {
 /// places, and `plan` refuses the same steps with the same words.
 pub fn static_problems(action: &dyn Action, step: &StaticStep) -> Vec<StaticProblem> {
     let mut problems = Vec::new();
-    let per_object =
-        step.picks == Some(Picks::AllNamespaces) && action.fan_out() == FanOut::PerObject;
+    // One part per object: a target spanning namespaces, or cluster-scoped objects (nodes)
+    // picked by a selector.
+    let cluster_scoped = step
+        .kind
+        .and_then(crate::cluster::kinds::lookup)
+        .is_some_and(|k| !k.namespaced);
+    let per_object = action.fan_out() == FanOut::PerObject
+        && (step.picks == Some(Picks::AllNamespaces)
+            || (step.picks == Some(Picks::Selector) && cluster_scoped));
     if action.one_object() && step.picks.is_some_and(|p| p != Picks::Named) && !per_object {
         problems.push(StaticProblem {
             at: StaticPlace::Target,
@@ -401,7 +408,7 @@ mod tests {
             "serviceaccount.revoke",
             "workload.redeploy",
         ] {
-            let refused = problems(action, "Node", Picks::Selector, json!({}));
+            let refused = problems(action, "ServiceAccount", Picks::Selector, json!({}));
             assert_eq!(
                 refused,
                 [StaticProblem {
@@ -411,6 +418,10 @@ mod tests {
                 "{action}"
             );
             assert!(problems(action, "Node", Picks::Named, json!({})).is_empty());
+        }
+        // Nodes picked by a selector become one part per node.
+        for action in ["node.quarantine", "node.cordon"] {
+            assert!(problems(action, "Node", Picks::Selector, json!({})).is_empty());
         }
         // A detach fans a target across namespaces out into one part per pod.
         assert!(problems("pod.detach", "Pod", Picks::AllNamespaces, json!({})).is_empty());

@@ -101,7 +101,12 @@ pub static QUARANTINE: NodeAction = NodeAction {
 /// `with` of `node.cordon`.
 #[derive(Deserialize, serde::Serialize, JsonSchema, Default)]
 #[serde(deny_unknown_fields)]
-pub struct CordonWith {}
+pub struct CordonWith {
+    /// Allow the run to take every schedulable node of the cluster out of scheduling (refused
+    /// otherwise: nothing could be scheduled any more).
+    #[serde(default)]
+    pub allow_every_node: bool,
+}
 
 /// `with` of `node.taint`.
 #[derive(Deserialize, serde::Serialize, JsonSchema, Default)]
@@ -184,6 +189,10 @@ pub struct QuarantineWith {
     /// Namespaces whose pods may still land on the node (a forensics namespace).
     #[serde(default = "forensics")]
     pub guard_exempt_namespaces: Vec<String>,
+    /// Allow the run to quarantine every schedulable node of the cluster (refused otherwise:
+    /// nothing could be scheduled any more).
+    #[serde(default)]
+    pub allow_every_node: bool,
 }
 
 fn forensics() -> Vec<String> {
@@ -443,6 +452,11 @@ impl Action for NodeAction {
     /// It acts on one object, named by the target.
     fn one_object(&self) -> bool {
         true
+    }
+
+    /// Nodes picked by a selector are planned one part per node.
+    fn fan_out(&self) -> super::FanOut {
+        super::FanOut::PerObject
     }
 
     fn check_static(&self, step: &StaticStep) -> Vec<StaticProblem> {

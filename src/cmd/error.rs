@@ -104,7 +104,7 @@ impl CommandError {
             CommandError::NeverStarted(_) => exit::NEVER_STARTED,
             CommandError::Unverified(_) | CommandError::SignatureRefused(_) => exit::VERIFY_FAILED,
             CommandError::Run(E::Fact(crate::facts::FactError::Render(_))) => exit::INVALID_INPUT,
-            CommandError::Run(E::Fact(_) | E::Preflight(_)) => exit::CLUSTER,
+            CommandError::Run(E::Fact(_) | E::Preflight(_) | E::Radius(_)) => exit::CLUSTER,
             CommandError::Run(E::Sink(_)) => exit::JOURNAL,
             CommandError::Internal(_) => exit::INTERNAL,
         }

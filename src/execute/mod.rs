@@ -4,6 +4,7 @@
 //! rollback live here too.
 
 pub mod apply;
+pub mod blast;
 pub mod capture;
 pub mod planning;
 pub mod rollback;
@@ -157,6 +158,8 @@ pub enum RunError {
     Sink(#[from] SinkError),
     #[error("cannot check the plan's permissions: {0}")]
     Preflight(ClusterError),
+    #[error("cannot measure the plan's blast radius: {0}")]
+    Radius(ClusterError),
 }
 
 /// Runs one playbook.

@@ -114,7 +114,7 @@ impl Executor<'_> {
                 .plan_step(index, step, &renderer, config, &overlay)
                 .await
             {
-                Ok(Some(parts)) => {
+                Ok(Some(parts)) if !parts.is_empty() => {
                     let whole = parts.len() == 1 && parts[0].id.is_none();
                     let mut outputs_of_parts = Map::new();
                     for part in parts {
@@ -152,11 +152,15 @@ impl Executor<'_> {
                     }
                     continue;
                 }
-                Ok(None) => {
-                    let reason = format!(
-                        "`when: {}` is false",
-                        step.when.as_deref().unwrap_or_default()
-                    );
+                Ok(found) => {
+                    let reason = match (found, &step.for_each) {
+                        (Some(_), Some(each)) => format!("`for_each: {each}` gives no items"),
+                        (Some(_), None) => "its target matches no object".to_string(),
+                        (None, _) => format!(
+                            "`when: {}` is false",
+                            step.when.as_deref().unwrap_or_default()
+                        ),
+                    };
                     renderer.set_step(&step.id, &json!({"status": "skipped", "outputs": {}}));
                     self.emit(EventKind::StepSkipped {
                         step: step.id.clone(),
@@ -217,10 +221,67 @@ impl Executor<'_> {
             );
             return Ok(Err(Outcome::Refused { reason }));
         }
+        let radius = super::blast::measure(&plan, self.cluster)
+            .await
+            .map_err(RunError::Radius)?;
+        if let Some(reason) =
+            super::blast::node_refusal(&radius, playbook.max_node_share.as_deref())
+        {
+            return Ok(Err(Outcome::Refused { reason }));
+        }
+        if !radius.pods_evicted_outside.is_empty() {
+            plan.notes.push(format!(
+                "the plan evicts {} pod(s) in namespaces no step's target names: {}",
+                radius.pods_evicted_outside.len(),
+                radius.pods_evicted_outside.join(", ")
+            ));
+        }
+        if let Some(refusal) = self.plan_guards(loaded, &scope, &radius)? {
+            return Ok(Err(refusal));
+        }
         if let Some(refusal) = self.check_before_writes(&mut plan, config).await? {
             return Ok(Err(refusal));
         }
         Ok(Ok(plan))
+    }
+
+    /// Evaluates the playbook's `require_plan:` guards over the finished plan's blast radius;
+    /// the first false one refuses the run.
+    fn plan_guards(
+        &mut self,
+        loaded: &Loaded,
+        scope: &Scope,
+        radius: &super::blast::Radius,
+    ) -> Result<Option<Outcome>, RunError> {
+        let renderer = Renderer::new(scope);
+        renderer.set("plan", Some(&radius.to_value()));
+        for (i, guard) in loaded.playbook.require_plan.iter().enumerate() {
+            let field = format!("require_plan[{i}].that");
+            let holds = match renderer.condition(&field, &guard.that) {
+                Ok(holds) => holds,
+                Err(e) => {
+                    let reason = format!("guard `{}` cannot be evaluated: {e}", guard.that);
+                    self.emit(EventKind::GuardChecked {
+                        that: guard.that.clone(),
+                        holds: false,
+                        message: reason.clone(),
+                    })?;
+                    return Ok(Some(Outcome::Refused { reason }));
+                }
+            };
+            let message = renderer
+                .render_str(&format!("require_plan[{i}].message"), &guard.message)
+                .unwrap_or_else(|_| guard.message.clone());
+            self.emit(EventKind::GuardChecked {
+                that: guard.that.clone(),
+                holds,
+                message: message.clone(),
+            })?;
+            if !holds {
+                return Ok(Some(Outcome::Refused { reason: message }));
+            }
+        }
+        Ok(None)
     }
 
     /// The permission preflight and the server dry run of a finished plan: any denial or
@@ -331,27 +392,76 @@ impl Executor<'_> {
         }
         let action = action::lookup(&step.action).expect("validation checked the action");
         let field = format!("steps[{index}]");
-        let target = match &step.target {
-            Some(t) => Some(renderer.target(&format!("{field}.target"), t)?),
-            None => None,
+        // A `for_each:` step is rendered once per item, each a part of its own.
+        let items: Vec<(Option<String>, Option<Value>)> = match &step.for_each {
+            Some(expression) => {
+                let items = renderer.list(&format!("{field}.for_each"), expression)?;
+                let mut ids = BTreeSet::new();
+                items
+                    .into_iter()
+                    .enumerate()
+                    .map(|(i, item)| {
+                        let named = item
+                            .as_str()
+                            .map(str::to_string)
+                            .unwrap_or_else(|| i.to_string());
+                        // Two items that read the same (rendered from a list with repeats)
+                        // are one part.
+                        let id = format!("{}@{named}", step.id);
+                        (ids.insert(id.clone()).then_some(id), Some(item))
+                    })
+                    .filter(|(id, _)| id.is_some())
+                    .collect()
+            }
+            None => vec![(None, None)],
         };
         let with_schema = action.with_schema();
-        let with =
-            renderer.render_value(&format!("{field}.with"), &Value::Object(step.with.clone()))?;
-        let with = render::coerce(with, &with_schema, &with_schema);
-        let targets: Vec<(Option<String>, Option<ResolvedTarget>)> = match &target {
-            Some(wide) if wide.all_namespaces && action.fan_out() != FanOut::Whole => {
-                parts_of(&step.id, wide, action.fan_out(), overlay).await?
+        let mut targets: Vec<(Option<String>, Option<ResolvedTarget>, Value)> = Vec::new();
+        for (item_id, item) in &items {
+            renderer.set_item(item.as_ref());
+            let rendered = (|| -> Result<_, PlanError> {
+                let target = match &step.target {
+                    Some(t) => Some(renderer.target(&format!("{field}.target"), t)?),
+                    None => None,
+                };
+                // A kind rendered from a param meets the action's rule now.
+                let allowed = action.info().target.kinds();
+                if let Some(kind) = target.as_ref().map(|t| t.kind.kind)
+                    && !allowed.is_empty()
+                    && !allowed.contains(&kind)
+                {
+                    return Err(PlanError::Render(crate::playbook::render::RenderError {
+                        field: format!("{field}.target.kind"),
+                        message: format!(
+                            "{} does not act on a {kind} (it takes {})",
+                            action.info().name,
+                            allowed.join(", ")
+                        ),
+                        column: None,
+                    }));
+                }
+                let with = renderer
+                    .render_value(&format!("{field}.with"), &Value::Object(step.with.clone()))?;
+                Ok((target, render::coerce(with, &with_schema, &with_schema)))
+            })();
+            renderer.set_item(None);
+            let (target, with) = rendered?;
+            match &target {
+                Some(wide) if fans_out(wide, action) => {
+                    for (id, part) in parts_of(&step.id, wide, action.fan_out(), overlay).await? {
+                        targets.push((id, part, with.clone()));
+                    }
+                }
+                _ => targets.push((item_id.clone(), target, with)),
             }
-            _ => vec![(None, target)],
-        };
+        }
         let mut parts = Vec::new();
-        for (id, target) in targets {
+        for (id, target, with) in targets {
             let input = StepInput {
                 step_id: step.id.clone(),
                 run_id: config.run_id.clone(),
                 target,
-                with: with.clone(),
+                with,
                 canaries: Vec::new(),
             };
             // The action decides from plain values; its reads are made here, through the
@@ -565,6 +675,17 @@ struct Part {
     depends_on: Vec<crate::plan::depends::Collection>,
 }
 
+/// Whether a target is planned in parts: one spanning namespaces (unless the action takes all
+/// at once), or cluster-scoped objects picked by a selector for an action on one object at a
+/// time (the nodes of a pool).
+fn fans_out(target: &ResolvedTarget, action: &dyn action::Action) -> bool {
+    (target.all_namespaces && action.fan_out() != FanOut::Whole)
+        || (!target.kind.namespaced
+            && target.name.is_none()
+            && target.selector.is_some()
+            && action.fan_out() == FanOut::PerObject)
+}
+
 /// The single-namespace targets a wide target becomes, each with its part id: the matches are
 /// listed once, then grouped by namespace (or taken one by one).
 async fn parts_of(
@@ -589,11 +710,12 @@ async fn parts_of(
         .into_iter()
         .map(|(namespace, name)| {
             let id = match &name {
+                Some(name) if namespace.is_empty() => format!("{step}@{name}"),
                 Some(name) => format!("{step}@{namespace}/{name}"),
                 None => format!("{step}@{namespace}"),
             };
             let part = ResolvedTarget {
-                namespace: Some(namespace),
+                namespace: (!namespace.is_empty()).then_some(namespace),
                 all_namespaces: false,
                 selector: if name.is_some() {
                     None

@@ -56,6 +56,9 @@ static ENGINE: std::sync::LazyLock<tera::Tera> = std::sync::LazyLock::new(tera::
 /// step adds only its own entry, so planning stays linear in the number of steps.
 pub struct Renderer {
     context: std::cell::RefCell<tera::Context>,
+    /// The same values as JSON, for the paths a `for_each:` names (a list keeps its items'
+    /// types).
+    values: Map<String, Value>,
     steps: HashMap<String, tera::Value>,
     /// Whether `steps` changed since it was last put into the context.
     steps_changed: std::cell::Cell<bool>,
@@ -72,8 +75,14 @@ impl Renderer {
             .iter()
             .map(|(id, status)| (id.clone(), tera::Value::from_serializable(status)))
             .collect();
+        let mut values = Map::new();
+        values.insert("params".into(), Value::Object(scope.params.clone()));
+        values.insert("facts".into(), Value::Object(scope.facts.clone()));
+        values.insert("run".into(), Value::Object(scope.run.clone()));
+        values.insert("steps".into(), Value::Object(scope.steps.clone()));
         Renderer {
             context: std::cell::RefCell::new(context),
+            values,
             steps,
             steps_changed: std::cell::Cell::new(true),
         }
@@ -81,6 +90,9 @@ impl Renderer {
 
     /// Records how a step ended (`{"status": …, "outputs": …}`), for the templates after it.
     pub fn set_step(&mut self, id: &str, status: &Value) {
+        if let Some(Value::Object(steps)) = self.values.get_mut("steps") {
+            steps.insert(id.to_string(), status.clone());
+        }
         self.steps
             .insert(id.to_string(), tera::Value::from_serializable(status));
         self.steps_changed.set(true);
@@ -126,6 +138,61 @@ impl Renderer {
         })
     }
 
+    /// The list a `for_each:` names: a path such as `facts.workload.nodes` (dots, `["key"]`,
+    /// `[0]`), read as JSON so its items keep their types. Null (an optional fact not found)
+    /// is an empty list.
+    pub fn list(&self, field: &str, path: &str) -> Result<Vec<Value>, RenderError> {
+        let refs = crate::playbook::refs::in_expression(path);
+        let whole = match refs.as_slice() {
+            [r] if r.offset == path.len() - path.trim_start().len()
+                && r.len == path.trim().len() =>
+            {
+                r
+            }
+            _ => {
+                return Err(RenderError::new(
+                    field,
+                    format!("`{path}` is not a path to a list (e.g. facts.workload.nodes)"),
+                ));
+            }
+        };
+        let mut here = self.values.get(&whole.root);
+        for segment in &whole.segments {
+            here = match here {
+                Some(Value::Object(map)) => map.get(segment),
+                Some(Value::Array(items)) => {
+                    segment.parse::<usize>().ok().and_then(|i| items.get(i))
+                }
+                _ => None,
+            };
+        }
+        match here {
+            Some(Value::Array(items)) => Ok(items.clone()),
+            Some(Value::Null) | None => Ok(Vec::new()),
+            Some(other) => Err(RenderError::new(
+                field,
+                format!("`{path}` is not a list: it is {other}"),
+            )),
+        }
+    }
+
+    /// Binds `item` (a `for_each:` step's current item) for the renders that follow, or
+    /// unbinds it.
+    pub fn set_item(&self, item: Option<&Value>) {
+        self.set("item", item);
+    }
+
+    /// Binds a top-level variable (`item`, `plan`) for the renders that follow, or unbinds it.
+    pub fn set(&self, name: &'static str, value: Option<&Value>) {
+        let mut context = self.context.borrow_mut();
+        match value {
+            Some(value) => context.insert(name, value),
+            None => {
+                context.remove(name);
+            }
+        }
+    }
+
     /// Evaluates a `when:` expression.
     pub fn condition(&self, field: &str, expression: &str) -> Result<bool, RenderError> {
         let template = format!("{{% if {expression} %}}true{{% else %}}false{{% endif %}}");
@@ -134,8 +201,13 @@ impl Renderer {
 
     /// Renders a target and validates the names it produced.
     pub fn target(&self, field: &str, target: &Target) -> Result<ResolvedTarget, RenderError> {
-        let kind = kinds::lookup(&target.kind)
-            .ok_or_else(|| RenderError::new(field, format!("unknown kind `{}`", target.kind)))?;
+        let kind_name = self.render_str(&format!("{field}.kind"), &target.kind)?;
+        let kind = kinds::lookup(&kind_name).ok_or_else(|| {
+            RenderError::new(
+                &format!("{field}.kind"),
+                format!("unknown kind `{kind_name}`"),
+            )
+        })?;
         let namespace = match &target.namespace {
             Some(ns) if kind.namespaced => {
                 let ns = self.render_str(&format!("{field}.namespace"), ns)?;

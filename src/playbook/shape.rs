@@ -60,6 +60,7 @@ pub fn schema_of_kind(kind: &str) -> Option<&'static Value> {
         );
         let context = pod_context(&m);
         m.insert(crate::playbook::types::POD_CONTEXT, context);
+        m.insert(crate::playbook::types::WORKLOAD_CONTEXT, workload_context());
         m
     });
     schemas.get(kind)
@@ -85,6 +86,29 @@ fn pod_context(kinds: &HashMap<&'static str, Value>) -> Value {
             "node": embed("Node"),
             "control_plane": {"type": "boolean"},
             "static_pod": {"type": "boolean"},
+        }
+    })
+}
+
+/// `WorkloadContext`'s documented fields.
+fn workload_context() -> Value {
+    let strings = json!({"type": "array", "items": {"type": "string"}});
+    json!({
+        "type": "object",
+        "properties": {
+            "kind": {"type": "string"},
+            "name": {"type": "string"},
+            "namespace": {"type": "string"},
+            // The workload itself, of whichever kind it is.
+            "workload": true,
+            "pods": {"type": "array", "items": {"type": "object", "properties": {
+                "name": {"type": "string"}, "namespace": {"type": "string"},
+                "node": {"type": "string"}, "service_account": {"type": "string"},
+                "images": strings, "owned_by": {"type": "string"},
+            }}},
+            "nodes": strings,
+            "service_accounts": strings,
+            "images": strings,
         }
     })
 }

@@ -25,6 +25,20 @@ pub struct Playbook {
     /// false one refuses the run (exit 5) with its message, in run, plan and tabletop alike.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub require: Vec<Guard>,
+    /// Guards over the finished plan, checked before it is shown for approval: a false one
+    /// refuses the run (exit 5) with its message. They read `plan.namespaces` (the namespaces
+    /// the plan writes in), `plan.pods_evicted`, `plan.pods_evicted_outside` (evicted in a
+    /// namespace no step's target names), `plan.nodes_quarantined`, `plan.schedulable_nodes`,
+    /// `plan.irreversible` (steps a rollback cannot undo) and `plan.writes`, besides params
+    /// and facts.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub require_plan: Vec<Guard>,
+    /// The largest share of the cluster's schedulable nodes a run may quarantine, e.g. `50%`.
+    /// Quarantining every schedulable node is refused whatever this says, unless the step that
+    /// does it sets `allow_every_node: true`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(regex(pattern = r"^([0-9]|[1-9][0-9]|100)%$"))]
+    pub max_node_share: Option<String>,
     /// The response, run in order.
     pub steps: Vec<Step>,
     /// What to do when a step fails and its own `on_failure` says `stop` or nothing.
@@ -132,6 +146,10 @@ pub struct FactSpec {
     pub namespace: Option<String>,
     #[serde(default)]
     pub optional: bool,
+    /// For a `WorkloadContext`: the workload's kind (`Deployment`, `StatefulSet`, `DaemonSet`,
+    /// `ReplicaSet`, `Job` or `CronJob`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub of: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub description: Option<String>,
 }
@@ -177,6 +195,11 @@ pub struct Step {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(regex(pattern = r"^([0-9]+(ms|s|m|h))+$"))]
     pub timeout: Option<String>,
+    /// The path of a list, e.g. `facts.miner.nodes` or `params.nodes`: the step is
+    /// planned once per item, as parts `<id>@<item>`, each journaled, applied, verified and
+    /// rolled back on its own; its target and `with` read the item as `item`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub for_each: Option<String>,
     /// Waives the evidence-first rule for this step, with a reason.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub evidence: Option<Evidence>,
@@ -236,3 +259,6 @@ pub enum StepFailurePolicy {
 
 /// The fact kind that expands a pod into its whole context.
 pub const POD_CONTEXT: &str = "PodContext";
+
+/// The fact kind that expands a workload into the pods it owns and what they run on.
+pub const WORKLOAD_CONTEXT: &str = "WorkloadContext";

@@ -21,6 +21,16 @@ use crate::yaml::schema_check::{self, is_template, join};
 /// The roots a template may read, and what `run` offers.
 pub const ROOTS: &[&str] = &["params", "facts", "steps", "run"];
 pub const RUN_FIELDS: &[&str] = &["id", "mode", "playbook", "started_at", "cluster"];
+/// What `require_plan:` guards read of the finished plan (`plan.<figure>`).
+pub const PLAN_FIGURES: &[&str] = &[
+    "namespaces",
+    "pods_evicted",
+    "pods_evicted_outside",
+    "nodes_quarantined",
+    "schedulable_nodes",
+    "irreversible",
+    "writes",
+];
 
 /// The schema of the playbook format, as `contain schema` prints it: the derived schema plus
 /// the action names and each action's `with` fields, for editors.
@@ -206,13 +216,22 @@ impl<'a> Checks<'a> {
         let ids: Vec<StepId<'a>> = steps
             .iter()
             .filter_map(|s| {
-                let wide = s
-                    .node
-                    .get("target")
+                let target = s.node.get("target");
+                let wide = target
                     .and_then(|t| t.get("all_namespaces"))
                     .and_then(Node::as_bool)
-                    == Some(true);
-                Some((s.id?.as_str()?, s.action, wide))
+                    == Some(true)
+                    && s.action.is_some_and(|a| a.fan_out() != FanOut::Whole);
+                // Nodes (or any cluster-scoped kind) picked by a selector, one part each.
+                let by_selector = target.is_some_and(|t| {
+                    t.get("selector").is_some()
+                        && t.get("kind")
+                            .and_then(Node::as_str)
+                            .and_then(kinds::lookup)
+                            .is_some_and(|k| !k.namespaced)
+                }) && s.action.is_some_and(|a| a.fan_out() == FanOut::PerObject);
+                let parts = wide || by_selector || s.node.get("for_each").is_some();
+                Some((s.id?.as_str()?, s.action, parts))
             })
             .collect();
         let mut before = 0;
@@ -307,9 +326,43 @@ impl<'a> Checks<'a> {
             // A PodContext is a Pod with its surroundings: it is addressed like a Pod.
             let is_context = spec.get("kind").and_then(Node::as_str)
                 == Some(crate::playbook::types::POD_CONTEXT);
+            let is_workload_context = spec.get("kind").and_then(Node::as_str)
+                == Some(crate::playbook::types::WORKLOAD_CONTEXT);
             let kind = if is_context {
                 kinds::lookup("Pod")
+            } else if is_workload_context {
+                // A WorkloadContext is addressed like the workload it expands.
+                const WORKLOADS: &[&str] = &[
+                    "Deployment",
+                    "StatefulSet",
+                    "DaemonSet",
+                    "ReplicaSet",
+                    "Job",
+                    "CronJob",
+                ];
+                if spec.get("of").is_none() {
+                    self.push(
+                        Problem::new(
+                            format!(
+                                "`{path}`: a WorkloadContext needs `of`, the workload's kind ({})",
+                                WORKLOADS.join(", ")
+                            ),
+                            spec.get("kind").map(|n| n.span),
+                        )
+                        .label("of what?"),
+                    );
+                }
+                self.check_kind(spec.get("of"), WORKLOADS, &join(&path, "of"))
             } else {
+                if let Some(of) = spec.get("of") {
+                    self.push(
+                        Problem::new(
+                            format!("`{path}.of` is for a WorkloadContext only"),
+                            Some(of.span),
+                        )
+                        .label("not used here"),
+                    );
+                }
                 self.check_kind(spec.get("kind"), &[], &path)
             };
             let earlier: Vec<&str> = facts[..position]
@@ -331,13 +384,21 @@ impl<'a> Checks<'a> {
         }
     }
 
-    /// `require:` guards read params and facts, never step outputs (they run before any step).
+    /// `require:` guards read params and facts, never step outputs (they run before any step);
+    /// `require_plan:` guards read the finished plan's figures too (`plan.*`).
     fn check_guards(&mut self) {
-        let Some(guards) = self.root.get("require").and_then(Node::as_seq) else {
+        for field in ["require", "require_plan"] {
+            self.check_guards_of(field);
+        }
+    }
+
+    fn check_guards_of(&mut self, field: &str) {
+        let Some(guards) = self.root.get(field).and_then(Node::as_seq) else {
             return;
         };
+        let over_plan = field == "require_plan";
         for (i, guard) in guards.iter().enumerate() {
-            let path = format!("require[{i}]");
+            let path = format!("{field}[{i}]");
             if let Some(that) = guard.get("that")
                 && let Some(text) = that.as_str()
             {
@@ -351,16 +412,65 @@ impl<'a> Checks<'a> {
                         .label("here"),
                     );
                 }
-                let scope = Scope::Step { earlier: &[] };
-                self.check_references(that, &refs::in_expression(text), &scope);
+                let scope = Scope::Step {
+                    earlier: &[],
+                    looping: false,
+                };
+                self.check_guard_references(that, refs::in_expression(text), over_plan, &scope);
             }
-            if let Some(message) = guard.get("message") {
+            if over_plan
+                && let Some(message) = guard.get("message")
+                && let Some(text) = message.as_str()
+            {
+                let scope = Scope::Step {
+                    earlier: &[],
+                    looping: false,
+                };
+                self.check_guard_references(message, refs::in_template(text), true, &scope);
+            } else if let Some(message) = guard.get("message") {
                 self.check_template(
                     message,
                     &join(&path, "message"),
-                    Scope::Step { earlier: &[] },
+                    Scope::Step {
+                        earlier: &[],
+                        looping: false,
+                    },
                 );
             }
+        }
+    }
+
+    /// A guard's references; over the plan, `plan.<figure>` is one of [`PLAN_FIGURES`].
+    fn check_guard_references(
+        &mut self,
+        node: &Node,
+        references: Vec<Reference>,
+        over_plan: bool,
+        scope: &Scope,
+    ) {
+        let (figures, others): (Vec<Reference>, Vec<Reference>) = references
+            .into_iter()
+            .partition(|r| over_plan && r.root == "plan");
+        self.check_references(node, &others, scope);
+        for figure in figures {
+            let name = figure
+                .segments
+                .first()
+                .map(String::as_str)
+                .unwrap_or_default();
+            if PLAN_FIGURES.contains(&name) {
+                continue;
+            }
+            let mut problem = Problem::new(
+                format!("`plan.{name}` is not a figure of the plan"),
+                Some(narrow_to(node, figure.offset, figure.len)),
+            )
+            .label("unknown")
+            .help(format!("the plan offers: {}", PLAN_FIGURES.join(", ")));
+            if let Some(close) = did_you_mean(name, PLAN_FIGURES.iter().copied()) {
+                problem = problem.help(format!("did you mean `{close}`?"));
+            }
+            self.push(problem);
         }
     }
 
@@ -421,7 +531,30 @@ impl<'a> Checks<'a> {
             };
             self.push(problem);
         }
-        let scope = Scope::Step { earlier };
+        let for_each = step.node.get("for_each");
+        let scope = Scope::Step {
+            earlier,
+            looping: for_each.is_some(),
+        };
+        if let Some(each) = for_each
+            && let Some(text) = each.as_str()
+        {
+            if let Err(e) = render::check_condition(text) {
+                let span = narrow(each, e.column.map(|c| c.saturating_sub(1)));
+                self.push(
+                    Problem::new(
+                        format!("`{path}.for_each` does not compile: {}", e.message),
+                        Some(span),
+                    )
+                    .label("here"),
+                );
+            }
+            let reads: Vec<Reference> = refs::in_expression(text)
+                .into_iter()
+                .filter(|r| r.root != "item")
+                .collect();
+            self.check_references(each, &reads, &scope);
+        }
         if let Some(action) = step.action {
             self.check_target(step, action, &path, &scope);
             let with = step.node.get("with");
@@ -691,6 +824,11 @@ impl<'a> Checks<'a> {
     ) -> Option<&'static kinds::Kind> {
         let node = node?;
         let name = node.as_str()?;
+        // A kind from a param (`kind: "{{ params.kind }}"`) is known once rendered, and
+        // checked then against the same rules.
+        if is_template(name) {
+            return None;
+        }
         let Some(kind) = kinds::lookup(name) else {
             let mut problem = Problem::new(
                 format!("unknown kind `{name}` in `{path}`"),
@@ -852,7 +990,7 @@ impl<'a> Checks<'a> {
                 _ => self.check_fact_shape(name, r, &shown),
             },
             ("steps", Some(id)) => {
-                let Scope::Step { earlier } = scope else {
+                let Scope::Step { earlier, .. } = scope else {
                     return Some(
                         Problem::new(
                             format!("`{shown}`: facts are resolved before any step runs"),
@@ -880,7 +1018,7 @@ impl<'a> Checks<'a> {
                     action,
                 ) {
                     (Some("outputs"), Some(output), Some(action)) => {
-                        let outputs: Vec<&str> = if *wide && action.fan_out() != FanOut::Whole {
+                        let outputs: Vec<&str> = if *wide {
                             vec!["parts", "count"]
                         } else {
                             action.info().outputs.iter().map(|(n, _)| *n).collect()
@@ -911,6 +1049,16 @@ impl<'a> Checks<'a> {
                     ),
                 }
             }
+            ("item", _) => match scope {
+                Scope::Step { looping: true, .. } => None,
+                _ => Some(
+                    Problem::new(
+                        format!("`{shown}`: `item` is only defined in a step with `for_each`"),
+                        None,
+                    )
+                    .label("not defined here"),
+                ),
+            },
             ("run", Some(field)) if !RUN_FIELDS.contains(&field) => {
                 Some(undefined(&shown, "run field", field, RUN_FIELDS))
             }
@@ -985,12 +1133,18 @@ fn compact(value: &Value) -> String {
 
 #[derive(Clone)]
 enum Scope<'s> {
-    Fact { earlier: &'s [&'s str] },
-    Step { earlier: &'s [StepId<'s>] },
+    Fact {
+        earlier: &'s [&'s str],
+    },
+    /// `looping`: the step has `for_each`, so its templates may read `item`.
+    Step {
+        earlier: &'s [StepId<'s>],
+        looping: bool,
+    },
 }
 
-/// A step's id, (when known) its action, and whether its target spans namespaces (it is then
-/// planned in parts, and its outputs are `parts` and `count`).
+/// A step's id, (when known) its action, and whether it is planned in parts (a target spanning
+/// namespaces, nodes by selector, `for_each`): its outputs are then `parts` and `count`.
 type StepId<'s> = (&'s str, Option<&'static dyn action::Action>, bool);
 
 fn undefined(shown: &str, what: &str, name: &str, known: &[&str]) -> Problem {
