@@ -903,24 +903,6 @@ async fn a_policy_admission_refuses_to_patch_fails_the_run_before_any_write() {
     );
 }
 
-/// `kubectl` of the test control plane, with the admin kubeconfig.
-fn kubectl(args: &[&str]) -> std::process::Output {
-    let bin = std::process::Command::new(crate::harness::repo("scripts/build-control-plane"))
-        .output()
-        .expect("the control plane's binaries are cached");
-    let dir = String::from_utf8_lossy(&bin.stdout)
-        .lines()
-        .last()
-        .unwrap_or_default()
-        .to_string();
-    std::process::Command::new(format!("{dir}/kubectl"))
-        .arg("--kubeconfig")
-        .arg(live::kubeconfig())
-        .args(args)
-        .output()
-        .expect("kubectl runs")
-}
-
 async fn wait_served(cluster: &KubeCluster, served: bool) {
     let kind = kinds::lookup("ClusterNetworkPolicy").unwrap();
     for _ in 0..120 {
@@ -953,7 +935,7 @@ async fn isolation_uses_a_cluster_network_policy_where_served_and_network_polici
         "mechanism=auto".into(),
     ];
 
-    let applied = kubectl(&["apply", "-f", &crd]);
+    let applied = live::kubectl(&["apply", "-f", &crd]);
     assert!(
         applied.status.success(),
         "{}",
@@ -962,7 +944,7 @@ async fn isolation_uses_a_cluster_network_policy_where_served_and_network_polici
     struct RemoveCrd;
     impl Drop for RemoveCrd {
         fn drop(&mut self) {
-            let _ = kubectl(&[
+            let _ = live::kubectl(&[
                 "delete",
                 "crd",
                 "clusternetworkpolicies.policy.networking.k8s.io",

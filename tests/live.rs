@@ -757,3 +757,22 @@ pub async fn delete_node(cluster: &KubeCluster, name: &str) {
         )
         .await;
 }
+
+/// `kubectl` of the test control plane, with the admin kubeconfig: how a person would judge
+/// what a run did, from outside.
+pub fn kubectl(args: &[&str]) -> std::process::Output {
+    let bin = std::process::Command::new(crate::harness::repo("scripts/build-control-plane"))
+        .output()
+        .expect("the control plane's binaries are cached");
+    let dir = String::from_utf8_lossy(&bin.stdout)
+        .lines()
+        .last()
+        .unwrap_or_default()
+        .to_string();
+    std::process::Command::new(format!("{dir}/kubectl"))
+        .arg("--kubeconfig")
+        .arg(kubeconfig())
+        .args(args)
+        .output()
+        .expect("kubectl runs")
+}

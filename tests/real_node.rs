@@ -575,3 +575,231 @@ async fn hostile_cluster_data_reaches_no_sink_unescaped() {
         assert_inert(&format!("`contain {}`", args.join(" ")), &shown.stdout);
     }
 }
+
+/// Every pod the DaemonSet `miner` owns in `ns`, with its node, once one runs on each node.
+async fn daemon_pods(cluster: &KubeCluster, ns: &str, uid: &str, nodes: usize) -> Vec<Value> {
+    let deadline = Instant::now() + Duration::from_secs(120);
+    loop {
+        let pods: Vec<Value> = cluster
+            .list(
+                contain::cluster::kinds::lookup("Pod").unwrap(),
+                Some(ns),
+                &contain::cluster::Selector::default(),
+            )
+            .await
+            .unwrap()
+            .into_iter()
+            .filter(|p| contain::action::owned::controller_uid(p) == Some(uid))
+            .filter(|p| p["status"]["phase"] == "Running")
+            .collect();
+        if pods.len() == nodes {
+            return pods;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the DaemonSet runs {} of {nodes} pods after 120 s",
+            pods.len()
+        );
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+}
+
+/// What a bystander is, judged from outside: its pods' names, uids, labels, nodes and phases.
+async fn bystander_state(cluster: &KubeCluster, ns: &str) -> Value {
+    let mut pods: Vec<Value> = cluster
+        .list(
+            contain::cluster::kinds::lookup("Pod").unwrap(),
+            Some(ns),
+            &contain::cluster::Selector::labels([("role".to_string(), "bystander".to_string())].into()),
+        )
+        .await
+        .unwrap()
+        .iter()
+        .map(|p| {
+            json!({"name": p["metadata"]["name"], "uid": p["metadata"]["uid"], "labels": p["metadata"]["labels"],
+                   "node": p["spec"]["nodeName"], "phase": p["status"]["phase"]})
+        })
+        .collect();
+    pods.sort_by_key(|p| p["name"].to_string());
+    json!(pods)
+}
+
+/// The shipped compromised-workload playbook against a DaemonSet on two KWOK nodes and the
+/// real node, next to a bystander Deployment whose pods match the DaemonSet's selector: the
+/// DaemonSet's own pods are captured, isolated and stopped, its account rotated, each of its
+/// nodes quarantined; the bystander is untouched, judged from outside; the rollback restores
+/// the nodes, the DaemonSet and the namespace's policies.
+#[tokio::test]
+#[ignore = "quarantines the real node under the other real-node tests: scripts/test runs it alone"]
+async fn a_compromised_daemon_set_is_contained_by_ownership_and_a_bystander_is_untouched() {
+    let cluster = live::connect(live::kubeconfig()).await;
+    let (real, image) = real_node();
+    let ns = Namespace::new(&cluster, "daemon").await;
+    let kwok = [format!("{}-a", ns.name), format!("{}-b", ns.name)];
+    for node in &kwok {
+        live::dedicated_node(&cluster, node, false).await;
+    }
+    let _nodes = DeleteOnDrop(
+        kwok.iter()
+            .map(|n| ObjectRef::new("Node", None, n))
+            .collect(),
+    );
+    let nodes = [kwok[0].clone(), kwok[1].clone(), real.clone()];
+    let tolerations = json!([
+        {"key": "test-dedicated", "operator": "Exists", "effect": "NoSchedule"},
+        {"key": "contain.dev/real-node", "operator": "Exists", "effect": "NoSchedule"}]);
+    let account = json!({"apiVersion": "v1", "kind": "ServiceAccount", "metadata": {"name": "miner", "namespace": ns.name}});
+    cluster.create(&account, WriteMode::Apply).await.unwrap();
+    let daemon = json!({"apiVersion": "apps/v1", "kind": "DaemonSet",
+        "metadata": {"name": "miner", "namespace": ns.name},
+        "spec": {"selector": {"matchLabels": {"app": "agent"}},
+            "template": {"metadata": {"labels": {"app": "agent"}},
+                "spec": {"serviceAccountName": "miner", "terminationGracePeriodSeconds": 1,
+                    "tolerations": tolerations,
+                    "affinity": {"nodeAffinity": {"requiredDuringSchedulingIgnoredDuringExecution": {"nodeSelectorTerms": [
+                        {"matchExpressions": [{"key": "kubernetes.io/hostname", "operator": "In", "values": nodes}]}]}}},
+                    "containers": [{"name": "main", "image": image, "command": ["sleep", "3600"]}]}}}});
+    let daemon = cluster.create(&daemon, WriteMode::Apply).await.unwrap();
+    let uid = contain::cluster::object::uid(&daemon).unwrap().to_string();
+    // The bystander: another workload whose pods carry the same `app: agent`, on the same node.
+    let bystander = json!({"apiVersion": "apps/v1", "kind": "Deployment",
+        "metadata": {"name": "agent", "namespace": ns.name},
+        "spec": {"replicas": 2, "selector": {"matchLabels": {"app": "agent", "role": "bystander"}},
+            "template": {"metadata": {"labels": {"app": "agent", "role": "bystander"}},
+                "spec": {"tolerations": tolerations, "nodeSelector": {"kubernetes.io/hostname": kwok[0]},
+                    "containers": [{"name": "main", "image": "registry.example/agent:2"}]}}}});
+    cluster.create(&bystander, WriteMode::Apply).await.unwrap();
+    let miners = daemon_pods(&cluster, &ns.name, &uid, 3).await;
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while bystander_state(&cluster, &ns.name)
+        .await
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|p| p["phase"] == "Running")
+        .count()
+        < 2
+    {
+        assert!(Instant::now() < deadline, "the bystander does not run");
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    let bystander_before = bystander_state(&cluster, &ns.name).await;
+    let nodes_before: Vec<Value> = {
+        let mut out = Vec::new();
+        for node in &nodes {
+            let now = cluster
+                .get(&ObjectRef::new("Node", None, node))
+                .await
+                .unwrap()
+                .unwrap();
+            out.push(json!({"labels": now["metadata"]["labels"], "taints": now["spec"]["taints"], "unschedulable": now["spec"]["unschedulable"]}));
+        }
+        out
+    };
+
+    let live = Live::new();
+    let out = live
+        .contain()
+        .args(["run", "--yes", &repo("playbooks/compromised-workload.yaml")])
+        .args(["--set", "kind=DaemonSet", "--set", "name=miner"])
+        .args(["--set", &format!("namespace={}", ns.name)])
+        .run();
+    ok(&out);
+    for pod in &miners {
+        let chain = format!(
+            "owned: Pod {}/{} ← DaemonSet {}/miner",
+            ns.name,
+            pod["metadata"]["name"].as_str().unwrap(),
+            ns.name
+        );
+        assert!(out.stdout.contains(&chain), "{chain}\n{}", out.stdout);
+    }
+    for node in &nodes {
+        assert!(
+            out.stdout.contains(&format!("quarantine@{node}")),
+            "{}",
+            out.stdout
+        );
+        let now = cluster
+            .get(&ObjectRef::new("Node", None, node))
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(now["spec"]["unschedulable"], true, "{node} is cordoned");
+    }
+    // The DaemonSet runs nothing any more; the bystander is exactly as it was.
+    let left: Vec<Value> = cluster
+        .list(
+            contain::cluster::kinds::lookup("Pod").unwrap(),
+            Some(&ns.name),
+            &contain::cluster::Selector::default(),
+        )
+        .await
+        .unwrap()
+        .into_iter()
+        .filter(|p| contain::action::owned::controller_uid(p) == Some(uid.as_str()))
+        .filter(|p| p["metadata"]["deletionTimestamp"].is_null())
+        .collect();
+    assert!(left.is_empty(), "no pod of the DaemonSet runs: {left:?}");
+    assert_eq!(bystander_state(&cluster, &ns.name).await, bystander_before);
+    let seen = live::kubectl(&[
+        "get",
+        "pods",
+        "-n",
+        &ns.name,
+        "-l",
+        "role=bystander",
+        "-o",
+        "json",
+    ]);
+    assert!(seen.status.success());
+    let seen: Value = serde_json::from_slice(&seen.stdout).unwrap();
+    for pod in seen["items"].as_array().unwrap() {
+        let labels = &pod["metadata"]["labels"];
+        assert!(
+            labels.get("contain.dev/quarantine").is_none(),
+            "kubectl: {labels}"
+        );
+        assert!(
+            labels.get("contain.dev/suspect").is_none(),
+            "kubectl: {labels}"
+        );
+    }
+
+    let run = contain::journal::run_ids(live.journal.path())
+        .pop()
+        .unwrap();
+    let rolled = live.contain().args(["rollback", "--yes", &run]).run();
+    ok(&rolled);
+    for (node, before) in nodes.iter().zip(&nodes_before) {
+        let now = cluster
+            .get(&ObjectRef::new("Node", None, node))
+            .await
+            .unwrap()
+            .unwrap();
+        let now = json!({"labels": now["metadata"]["labels"], "taints": now["spec"]["taints"], "unschedulable": now["spec"]["unschedulable"]});
+        assert_eq!(&now, before, "{node} is restored");
+    }
+    let restored = cluster
+        .get(&ObjectRef::new("DaemonSet", Some(&ns.name), "miner"))
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(
+        restored["spec"]["template"]["spec"]["nodeSelector"].is_null(),
+        "{}",
+        restored["spec"]["template"]["spec"]
+    );
+    let policies = cluster
+        .list(
+            contain::cluster::kinds::lookup("NetworkPolicy").unwrap(),
+            Some(&ns.name),
+            &contain::cluster::Selector::default(),
+        )
+        .await
+        .unwrap();
+    assert!(policies.is_empty(), "{policies:?}");
+    // The DaemonSet starts its pods again on its three nodes.
+    daemon_pods(&cluster, &ns.name, &uid, 3).await;
+    assert_eq!(bystander_state(&cluster, &ns.name).await, bystander_before);
+}
