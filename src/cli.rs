@@ -202,6 +202,10 @@ pub struct ExerciseArgs {
     /// A directory whose aar.md.hbs replaces the shipped template.
     #[arg(long, value_name = "DIR")]
     pub templates: Option<PathBuf>,
+    /// Exit 14 when an objective was not met (the report is written all the same): for an
+    /// exercise run unattended in CI.
+    #[arg(long)]
+    pub fail_on_unmet: bool,
 }
 
 #[derive(Debug, Subcommand)]

@@ -35,6 +35,9 @@ pub const DRILL_ERROR: u8 = 12;
 /// A drill's cleanup left objects behind, or its rollback failed or did not restore every
 /// object.
 pub const CLEANUP_INCOMPLETE: u8 = 13;
+/// An exercise ran with `--fail-on-unmet` and an objective was not met (its report is
+/// written).
+pub const OBJECTIVES_UNMET: u8 = 14;
 /// A bug: please report it.
 pub const INTERNAL: u8 = 70;
 
@@ -86,6 +89,10 @@ pub const TABLE: &[(u8, &str)] = &[
     (
         CLEANUP_INCOMPLETE,
         "a drill's cleanup left objects behind, or its rollback did not restore every object",
+    ),
+    (
+        OBJECTIVES_UNMET,
+        "an exercise with --fail-on-unmet left an objective unmet (the after-action report is written)",
     ),
     (INTERNAL, "internal error"),
 ];

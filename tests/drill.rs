@@ -98,6 +98,7 @@ fn drill_from(fixture: &str, name: &str, target: &Target, more: &[(&str, &str)])
         .replace("@NAME@", name)
         .replace("@NAMESPACE@", &target.0)
         .replace("@PLAYBOOK@", &repo("playbooks/isolate-pod.yaml"))
+        .replace("@REVOKE@", &repo("playbooks/revoke-serviceaccount.yaml"))
         .replace(
             "@RECEIVER@",
             &env("CONTAIN_TEST_RECEIVER", "127.0.0.1:29095"),
@@ -316,6 +317,41 @@ fn a_detected_drill_is_contained_verified_reverted_and_cleaned() {
         "jsonpath={.items[*].reason}",
     ]);
     assert!(events.contains("DrillPassed"), "{events}");
+}
+
+#[test]
+fn a_drill_judges_a_revocation_by_the_api_server_and_the_token_it_minted() {
+    let _chain = CHAIN.lock().unwrap_or_else(|e| e.into_inner());
+    let target = Target::new("revoked");
+    let drill = drill_from(
+        "exec-burst-revoke.yaml",
+        "exec-burst-revoke",
+        &target,
+        &[("@ALERTNAME@", "DrillExecBurst"), ("@WITHIN@", "90")],
+    );
+    let outcome = drill.run();
+    assert_eq!(
+        outcome.code, 0,
+        "drill passes: {}\n{}",
+        outcome.stdout, outcome.stderr
+    );
+    let report = drill.report();
+    let checks = report["verification"].as_array().unwrap();
+    let revoked = checks
+        .iter()
+        .find(|c| c["condition"] == "web's ServiceAccount revoked")
+        .unwrap_or_else(|| panic!("{report}"));
+    assert_eq!(revoked["passed"], true, "{revoked}");
+    assert!(
+        revoked["detail"]
+            .as_str()
+            .unwrap()
+            .contains("its token from before containment is rejected"),
+        "{revoked}"
+    );
+    // Containment is timed from the alert, not from the end of every detection window.
+    let contain = report["times"]["time_to_contain_seconds"].as_f64().unwrap();
+    assert!(contain < 60.0, "time to contain {contain} s: {report}");
 }
 
 #[test]

@@ -210,6 +210,15 @@ impl Tmux {
             .unwrap();
     }
 
+    /// A key as tmux names it (`C-c`), not typed text.
+    fn keys(&self, key: &str) {
+        let status = Command::new("tmux")
+            .args(["send-keys", "-t", &self.name, key])
+            .status()
+            .unwrap();
+        assert!(status.success());
+    }
+
     fn screen(&self) -> String {
         let out = Command::new("tmux")
             .args(["capture-pane", "-p", "-J", "-S", "-2000", "-t", &self.name])
@@ -275,6 +284,67 @@ fn answers_that_name_no_step_or_objective_of_the_scenario_are_refused_with_their
         !dir.path().join("out").exists(),
         "no report of an exercise that never ran"
     );
+}
+
+#[test]
+fn ctrl_c_at_the_terminal_ends_the_exercise_and_writes_the_report_so_far() {
+    let out_dir = tempfile::tempdir().unwrap();
+    let command = format!(
+        "{} exercise {} --snapshot {} --out {}; echo EXITED=$?; sleep 60",
+        env!("CARGO_BIN_EXE_contain"),
+        repo(SCENARIO),
+        repo(SNAPSHOT),
+        out_dir.path().display()
+    );
+    let term = Tmux::start(&command);
+    term.wait_for("> ");
+    term.send("decide capture");
+    term.wait_for("who? ");
+    term.send("alice");
+    term.wait_for("why? ");
+    term.send("evidence first");
+    term.wait_for("alice chose step capture");
+    term.keys("C-c");
+    // The shell around it dies of the same Ctrl-C; the exercise says so and writes its report.
+    let screen = term.wait_for("after-action report:");
+    assert!(
+        screen.contains("interrupted: the exercise ends here"),
+        "{screen}"
+    );
+    let report = aar(out_dir.path());
+    assert_eq!(report["interrupted"], true);
+    assert_eq!(report["decisions"][0]["step"], "capture");
+    let markdown = std::fs::read_to_string(out_dir.path().join("aar.md")).unwrap();
+    assert!(markdown.contains("interrupted with Ctrl-C"), "{markdown}");
+}
+
+#[test]
+fn an_unmet_objective_fails_the_command_when_asked_and_the_report_is_written() {
+    let run = |flags: &[&str]| {
+        let out_dir = tempfile::tempdir().unwrap();
+        let out = Contain::new()
+            .args(["exercise", &repo(SCENARIO), "--snapshot", &repo(SNAPSHOT)])
+            .args([
+                "--answers",
+                &repo("examples/exercises/cryptominer-in-shop.answers.yaml"),
+            ])
+            .args(["--out", &out_dir.path().display().to_string()])
+            .args(flags.iter().copied())
+            .run();
+        let report = aar(out_dir.path());
+        (out.code, report)
+    };
+    let (plain, report) = run(&[]);
+    let met = report["summary"]["objectives_met"].as_u64().unwrap();
+    let all = report["summary"]["objectives"].as_u64().unwrap();
+    assert!(
+        met < all,
+        "the shipped rehearsal leaves an objective unmet: {report}"
+    );
+    assert_eq!(plain, 0);
+    let (strict, report) = run(&["--fail-on-unmet"]);
+    assert_eq!(strict, 14, "exit 14 with --fail-on-unmet");
+    assert_eq!(report["summary"]["objectives_met"].as_u64(), Some(met));
 }
 
 #[test]

@@ -31,6 +31,8 @@ pub enum Finding {
     ChainBroken,
     /// An evidence bundle changed, or its manifest does not match the journal.
     EvidenceAltered,
+    /// An exercise run with `--fail-on-unmet` left objectives unmet.
+    ObjectivesUnmet,
 }
 
 impl Status {
@@ -41,6 +43,7 @@ impl Status {
             Status::Failed(Finding::Invalid) => exit::INVALID_INPUT,
             Status::Failed(Finding::ChainBroken) => exit::JOURNAL,
             Status::Failed(Finding::EvidenceAltered) => exit::VERIFY_FAILED,
+            Status::Failed(Finding::ObjectivesUnmet) => exit::OBJECTIVES_UNMET,
             Status::Drill(code) => *code,
         }
     }

@@ -208,6 +208,8 @@ fn check_references(drill: &Drill, root: &Node, problems: &mut Vec<Problem>) {
         let key = match condition {
             super::spec::PostCondition::Isolated { .. } => "isolated",
             super::spec::PostCondition::Labelled { .. } => "labelled",
+            super::spec::PostCondition::Revoked { .. } => "revoked",
+            super::spec::PostCondition::Suspended { .. } => "suspended",
         };
         unknown_decoy(
             condition.decoy(),

@@ -416,6 +416,9 @@ struct Runner<'a> {
     lock: Option<HeldLock>,
     receiver: Option<receiver::Receiver>,
     last_pull: Option<std::time::Instant>,
+    /// Tokens minted for the decoys' accounts before containment, for the `revoked`
+    /// post-condition: held in memory only, never journaled.
+    canaries: std::collections::BTreeMap<String, String>,
 }
 
 async fn fresh(file: &Path, options: &DrillOptions, ctx: &Ctx) -> u8 {
@@ -590,6 +593,7 @@ impl<'a> Runner<'a> {
             lock: None,
             receiver: None,
             last_pull: None,
+            canaries: Default::default(),
         }
     }
 
@@ -750,19 +754,28 @@ impl<'a> Runner<'a> {
                 self.record(DrillEntry::Detonated(done))?;
             }
         }
+        let contains = self.drill().spec.contain.is_some();
         if !self.state.reached("contain") {
             self.enter("detect", "waiting for the expected alerts")?;
-            self.detect().await?;
+            self.detect(contains).await?;
         }
         self.check_abort()?;
         self.contain().await?;
         self.check_abort()?;
+        if contains {
+            // The other detonations' alerts still count, until their own windows close.
+            self.progress
+                .note("waiting for the rest of the expected alerts");
+            self.detect(false).await?;
+        }
         if self.state.contain_run.is_some() || !self.drill().spec.verify.is_empty() {
             self.enter(
                 "verify",
                 &format!("{} post-conditions", self.drill().spec.verify.len()),
             )?;
-            let checks = super::verify::check_all(&self.stage, &self.drill().spec.verify).await;
+            let checks =
+                super::verify::check_all(&self.stage, &self.drill().spec.verify, &self.canaries)
+                    .await;
             for check in &checks {
                 self.progress.note(&format!(
                     "{}: {}: {}",
@@ -955,8 +968,10 @@ impl<'a> Runner<'a> {
         results
     }
 
-    /// Waits until every expectation is met or past its deadline.
-    async fn detect(&mut self) -> Result<(), Failure> {
+    /// Waits until every expectation is met or past its deadline; with `first`, only until
+    /// the first expected alert arrives (containment starts then: its time is not spent
+    /// waiting for the other detonations' windows).
+    async fn detect(&mut self, first: bool) -> Result<(), Failure> {
         let deadline = self
             .drill()
             .spec
@@ -973,8 +988,8 @@ impl<'a> Runner<'a> {
             self.pull().await;
             self.take_new_alerts()?;
             let now = Timestamp::now();
-            let pending = self
-                .results(now)
+            let results = self.results(now);
+            let pending = results
                 .iter()
                 .filter(|r| {
                     matches!(
@@ -983,11 +998,31 @@ impl<'a> Runner<'a> {
                     )
                 })
                 .count();
-            if pending == 0 || deadline.is_none_or(|d| now >= d) {
+            let arrived = results.iter().any(|r| r.matched.is_some());
+            if pending == 0 || (first && arrived) || deadline.is_none_or(|d| now >= d) {
                 return Ok(());
             }
             // Pushed alerts are looked at four times a second; pulls keep their own pace.
             tokio::time::sleep(Duration::from_millis(250)).await;
+        }
+    }
+
+    /// A token for each decoy whose account a `revoked` post-condition judges, minted before
+    /// containment: what an attacker would hold. A decoy whose token cannot be minted is
+    /// judged without one (the check then says so).
+    async fn mint_canaries(&mut self) {
+        for condition in &self.drill().spec.verify {
+            let super::spec::PostCondition::Revoked { decoy } = condition else {
+                continue;
+            };
+            let account = ObjectRef::new(
+                "ServiceAccount",
+                Some(&self.stage.namespace),
+                &self.stage.object_name(decoy),
+            );
+            if let Ok(token) = self.stage.cluster.request_token(&account, 3600, None).await {
+                self.canaries.insert(decoy.clone(), token);
+            }
         }
     }
 
@@ -1047,6 +1082,7 @@ impl<'a> Runner<'a> {
             let objects = super::verify::baseline(&self.stage).await?;
             self.record(DrillEntry::Baseline { objects })?;
         }
+        self.mint_canaries().await;
         let run = new_run_id();
         self.enter(
             "contain",
@@ -1202,8 +1238,9 @@ impl<'a> Runner<'a> {
     async fn finish_report(&mut self) -> u8 {
         let _ = self.enter("report", "scoring and writing the reports");
         let now = Timestamp::now();
-        // Alerts count until containment started (or until now, without one).
-        let detection_end = self.state.contain_started.unwrap_or(now);
+        // Alerts count until the report: containment starts at the first expected alert, and
+        // the others are still awaited within their own windows after it.
+        let detection_end = now;
         let expectations = self.results(detection_end);
         let (score_value, coverage) = score::score(&expectations);
         let matched: Vec<Alert> = expectations

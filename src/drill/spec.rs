@@ -299,12 +299,21 @@ pub enum PostCondition {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         value: Option<String>,
     },
+    /// The decoy's ServiceAccount can no longer reach anything sensitive beyond what every
+    /// authenticated identity may (SubjectAccessReviews, as the API server judges them), and a
+    /// token the drill minted for it before containment is rejected by TokenReview.
+    Revoked { decoy: String },
+    /// The decoy's workload runs no pod any more.
+    Suspended { decoy: String },
 }
 
 impl PostCondition {
     pub fn decoy(&self) -> &str {
         match self {
-            PostCondition::Isolated { decoy } | PostCondition::Labelled { decoy, .. } => decoy,
+            PostCondition::Isolated { decoy }
+            | PostCondition::Labelled { decoy, .. }
+            | PostCondition::Revoked { decoy }
+            | PostCondition::Suspended { decoy } => decoy,
         }
     }
 }

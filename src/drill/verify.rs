@@ -14,16 +14,25 @@ use crate::cluster::Cluster;
 use crate::cluster::kinds;
 use crate::cluster::object::{self, ObjectRef, Selector};
 
-/// Checks every post-condition against the cluster as it is now.
-pub async fn check_all(stage: &Stage<'_>, conditions: &[PostCondition]) -> Vec<Check> {
+/// Checks every post-condition against the cluster as it is now. `canaries`: the tokens minted
+/// for decoys' accounts before containment (kept in memory only), by decoy.
+pub async fn check_all(
+    stage: &Stage<'_>,
+    conditions: &[PostCondition],
+    canaries: &BTreeMap<String, String>,
+) -> Vec<Check> {
     let mut checks = Vec::new();
     for condition in conditions {
-        checks.push(check(stage, condition).await);
+        checks.push(check(stage, condition, canaries).await);
     }
     checks
 }
 
-async fn check(stage: &Stage<'_>, condition: &PostCondition) -> Check {
+async fn check(
+    stage: &Stage<'_>,
+    condition: &PostCondition,
+    canaries: &BTreeMap<String, String>,
+) -> Check {
     let decoy = condition.decoy();
     let (name, result) = match condition {
         PostCondition::Isolated { .. } => {
@@ -39,6 +48,13 @@ async fn check(stage: &Stage<'_>, condition: &PostCondition) -> Check {
             ),
             labelled(stage, decoy, label, value.as_deref()).await,
         ),
+        PostCondition::Revoked { .. } => (
+            format!("{decoy}'s ServiceAccount revoked"),
+            revoked(stage, decoy, canaries.get(decoy)).await,
+        ),
+        PostCondition::Suspended { .. } => {
+            (format!("{decoy} suspended"), suspended(stage, decoy).await)
+        }
     };
     match result {
         Ok(detail) => Check {
@@ -115,6 +131,95 @@ async fn labelled(
         (Some(v), Some(want)) => Err(format!("pod {pod} has {label}={v}, not {want}")),
         (Some(v), None) => Ok(format!("pod {pod} has {label}={v}")),
         (None, _) => Err(format!("pod {pod} has no label {label}")),
+    }
+}
+
+/// Revoked: the API server says the decoy's account may do nothing sensitive beyond what
+/// every authenticated identity may, and its pre-containment token no longer authenticates
+/// (asked again for up to 30 s: the API server caches token authentications briefly).
+async fn revoked(
+    stage: &Stage<'_>,
+    decoy: &str,
+    canary: Option<&String>,
+) -> Result<String, String> {
+    use crate::action::reach;
+    let account = stage.object_name(decoy);
+    let identity = reach::service_account(&stage.namespace, &account);
+    let checks = reach::sensitive(&stage.namespace);
+    let review = |user: crate::cluster::UserInfo| {
+        let checks = checks.clone();
+        async move { stage.cluster.review_subject_access(&user, &checks).await }
+    };
+    let theirs = review(identity.clone()).await.map_err(|e| e.to_string())?;
+    let everyone = review(reach::baseline()).await.map_err(|e| e.to_string())?;
+    let left: Vec<String> = theirs
+        .iter()
+        .zip(&everyone)
+        .filter(|(t, e)| t.allowed && !e.allowed)
+        .map(|(t, _)| t.access.to_string())
+        .collect();
+    if !left.is_empty() {
+        return Err(format!(
+            "{} may still {}",
+            identity.username,
+            left.join("; ")
+        ));
+    }
+    let Some(token) = canary else {
+        return Err(
+            "no canary token was minted before containment (the drill was resumed after it)".into(),
+        );
+    };
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(30);
+    loop {
+        let verdict = stage
+            .cluster
+            .review_token(token)
+            .await
+            .map_err(|e| e.to_string())?;
+        if !verdict.authenticated {
+            return Ok(format!(
+                "{} may do nothing sensitive ({} permissions asked); its token from before containment is rejected",
+                identity.username,
+                checks.len()
+            ));
+        }
+        if tokio::time::Instant::now() >= deadline {
+            return Err(format!(
+                "a token of {} minted before containment still authenticates",
+                identity.username
+            ));
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    }
+}
+
+/// Suspended: no pod of the decoy's Deployment runs (one being deleted does not count).
+async fn suspended(stage: &Stage<'_>, decoy: &str) -> Result<String, String> {
+    let name = stage.object_name(decoy);
+    let deployment = stage
+        .cluster
+        .get(&ObjectRef::new("Deployment", Some(&stage.namespace), &name))
+        .await
+        .map_err(|e| e.to_string())?
+        .ok_or_else(|| format!("Deployment {name} is gone"))?;
+    let owned = crate::cluster::observe::decide(stage.cluster, |seen| {
+        crate::action::owned::pods_of(seen, &deployment).map_err(crate::action::ActionError::from)
+    })
+    .await
+    .map_err(|e| e.to_string())?;
+    let running: Vec<String> = owned
+        .iter()
+        .filter(|o| o.pod.pointer("/metadata/deletionTimestamp").is_none())
+        .filter_map(|o| object::name(&o.pod).map(str::to_string))
+        .collect();
+    if running.is_empty() {
+        Ok(format!("Deployment {name} runs no pod"))
+    } else {
+        Err(format!(
+            "Deployment {name} still runs {}",
+            running.join(", ")
+        ))
     }
 }
 

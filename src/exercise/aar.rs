@@ -133,6 +133,7 @@ pub fn build(session: &Session, started_at: &str) -> Value {
         "roles": scenario.spec.roles,
         "started_at": started_at,
         "duration": clock(session.ended_at.unwrap_or_default()),
+        "interrupted": session.interrupted,
         "summary": {"objectives_met": met, "objectives": objectives.len(), "decisions": decisions.len(),
                     "injects_given": session.given.len(), "injects": injects.len()},
         "objectives": objectives,

@@ -67,6 +67,17 @@ pub async fn run(session: &mut Session<'_>) {
     let mut tick = tokio::time::interval(Duration::from_millis(500));
     loop {
         let line = tokio::select! {
+            // Ctrl-C ends the exercise where it is: the after-action report is written with
+            // what was given, decided and noted so far (no hot wash).
+            _ = tokio::signal::ctrl_c() => {
+                say(vec![
+                    String::new(),
+                    "interrupted: the exercise ends here; the after-action report has what was decided so far".into(),
+                ]);
+                session.interrupted = true;
+                session.end(clock.now());
+                return;
+            }
             _ = tick.tick() => {
                 let given = session.tick(clock.now());
                 if !given.is_empty() {

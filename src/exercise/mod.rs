@@ -158,5 +158,10 @@ fn write_reports(
         view["summary"]["objectives_met"],
         view["summary"]["objectives"]
     ));
-    Ok(Status::Success)
+    let unmet = view["summary"]["objectives_met"] != view["summary"]["objectives"];
+    Ok(if unmet && args.fail_on_unmet {
+        Status::Failed(Finding::ObjectivesUnmet)
+    } else {
+        Status::Success
+    })
 }

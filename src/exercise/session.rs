@@ -52,6 +52,8 @@ pub struct Session<'a> {
     pub notes: Vec<Note>,
     pub hotwash: Vec<(String, String)>,
     pub ended_at: Option<Duration>,
+    /// Ended by Ctrl-C before its last module.
+    pub interrupted: bool,
 }
 
 /// `m:ss` on the exercise clock.
@@ -74,6 +76,7 @@ impl<'a> Session<'a> {
             notes: Vec::new(),
             hotwash: Vec::new(),
             ended_at: None,
+            interrupted: false,
         }
     }
 
