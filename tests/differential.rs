@@ -54,7 +54,19 @@ async fn run(
     namespace: &str,
     pod: &str,
 ) -> (Outcome, Vec<ObjectRef>) {
-    let loaded = load_bytes("differential.yaml", PLAYBOOK.as_bytes().to_vec())
+    run_playbook(PLAYBOOK, cluster, mode, namespace, pod).await
+}
+
+/// Runs `playbook` (params `namespace`, `pod`) on `cluster`; returns the outcome and every
+/// object its plan touches.
+async fn run_playbook(
+    playbook: &str,
+    cluster: &dyn Cluster,
+    mode: Mode,
+    namespace: &str,
+    pod: &str,
+) -> (Outcome, Vec<ObjectRef>) {
+    let loaded = load_bytes("differential.yaml", playbook.as_bytes().to_vec())
         .unwrap_or_else(|e| panic!("{e:?}"));
     let params = bind_params(
         &loaded,
@@ -226,4 +238,71 @@ async fn simcluster_and_the_api_server_agree_on_what_an_account_may_do() {
             assert!(live_verdicts.iter().filter(|v| v.allowed).count() >= 5);
         }
     }
+}
+
+/// A workload target picks the pods it owns: on SimCluster and on the API server alike, a
+/// bystander whose pods match the workload's selector is in neither plan.
+const BY_OWNER: &str = r#"
+apiVersion: contain/v1
+kind: Playbook
+metadata: {name: by-owner}
+params:
+  namespace: {type: string, required: true}
+  pod: {type: string, default: unused}
+steps:
+  - id: isolate
+    action: network.isolate
+    target: {kind: Deployment, name: web, namespace: "{{ params.namespace }}"}
+"#;
+
+#[tokio::test]
+async fn simcluster_and_the_api_server_pick_a_workload_s_pods_by_owner_alike() {
+    let cluster = live::connect(live::kubeconfig()).await;
+    let ns = Namespace::new(&cluster, "diff-owner").await;
+    let pods = live::deployment(&cluster, &ns.name, "web", 2).await;
+    // A bystander pod carrying the Deployment's labels, owned by nobody.
+    let mut labels = pods[0]["metadata"]["labels"].clone();
+    labels.as_object_mut().unwrap().remove("pod-template-hash");
+    let bystander = json!({"apiVersion": "v1", "kind": "Pod",
+        "metadata": {"name": "bystander", "namespace": ns.name, "labels": labels},
+        "spec": {"nodeSelector": {"type": "kwok"},
+                 "tolerations": [{"operator": "Exists"}],
+                 "containers": [{"name": "main", "image": "registry.example/other:1"}]}});
+    cluster.create(&bystander, WriteMode::Apply).await.unwrap();
+    let objects = snapshot::export(&cluster, Some(&ns.name)).await.unwrap();
+    let text = snapshot::to_yaml(&objects, "live").unwrap();
+    let sim = SimCluster::load(&Source::new("snapshot.yaml", text))
+        .unwrap_or_else(|r| panic!("{}", r.render(false)));
+    let (sim_outcome, sim_touched) =
+        run_playbook(BY_OWNER, &sim, Mode::Tabletop, &ns.name, "unused").await;
+    let (live_outcome, live_touched) =
+        run_playbook(BY_OWNER, &cluster, Mode::Live, &ns.name, "unused").await;
+    assert_eq!(sim_outcome, live_outcome);
+    let names = |touched: &[ObjectRef]| -> Vec<String> {
+        let mut names: Vec<String> = touched
+            .iter()
+            .filter(|r| r.kind == "Pod")
+            .map(|r| r.name.clone())
+            .collect();
+        names.sort();
+        names
+    };
+    let mut owned: Vec<String> = pods
+        .iter()
+        .map(|p| contain::cluster::object::name(p).unwrap().to_string())
+        .collect();
+    owned.sort();
+    assert_eq!(names(&sim_touched), owned);
+    assert_eq!(names(&live_touched), owned);
+    let after = cluster
+        .get(&ObjectRef::new("Pod", Some(&ns.name), "bystander"))
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(
+        contain::cluster::object::labels(&after)
+            .get("contain.dev/quarantine")
+            .is_none(),
+        "the bystander is never labelled"
+    );
 }

@@ -400,6 +400,37 @@ mod tests {
     }
 
     #[test]
+    fn a_daemon_set_pod_s_replacement_is_said_to_run_the_same_template_on_the_same_node() {
+        let sim = cluster(vec![
+            namespace("shop"),
+            json!({"kind": "DaemonSet", "metadata": {"name": "agent", "namespace": "shop", "uid": "uid-agent"},
+                   "spec": {"selector": {"matchLabels": {"app": "agent"}}}}),
+            pod(
+                "shop",
+                "agent-x",
+                json!({"app": "agent"}),
+                Some(("DaemonSet", "agent")),
+            ),
+        ]);
+        let step = input(
+            "detach",
+            Some(named("Pod", Some("shop"), "agent-x")),
+            json!({}),
+        );
+        let planned = plan(&Detach, &step, &sim).unwrap();
+        let note = planned
+            .notes
+            .iter()
+            .find(|n| n.starts_with("DaemonSet agent"))
+            .unwrap_or_else(|| panic!("{:?}", planned.notes));
+        assert!(
+            note.contains("on the same node (node-a), from the same template"),
+            "{note}"
+        );
+        assert!(note.contains("`workload.suspend`"), "{note}");
+    }
+
+    #[test]
     fn a_pod_a_statefulset_keeps_by_name_is_refused() {
         let sim = cluster(vec![
             namespace("shop"),
