@@ -394,7 +394,7 @@ steps:
 }
 
 #[test]
-fn every_template_in_the_docs_compiles_and_reads_only_the_four_scopes() {
+fn every_template_in_the_docs_compiles_and_reads_only_the_documented_scopes() {
     let mut seen = 0;
     // Drill params are templates over the drill run's own scopes; the README's drill section
     // is checked against those.
@@ -409,15 +409,16 @@ fn every_template_in_the_docs_compiles_and_reads_only_the_four_scopes() {
     ];
     let drill_doc = readme[drills_at..drills_end].to_string();
     let docs = [
+        // `item` in a `for_each` step, `plan` in a `require_plan` guard.
         (
             "README.md",
             &playbook_docs[0],
-            &["params", "facts", "steps", "run"][..],
+            &["params", "facts", "steps", "run", "item", "plan"][..],
         ),
         (
             "playbooks/README.md",
             &playbook_docs[1],
-            &["params", "facts", "steps", "run"][..],
+            &["params", "facts", "steps", "run", "item", "plan"][..],
         ),
         ("README.md (drills)", &drill_doc, &["run", "decoys"][..]),
     ];

@@ -256,32 +256,42 @@ impl Executor<'_> {
         let renderer = Renderer::new(scope);
         renderer.set("plan", Some(&radius.to_value()));
         for (i, guard) in loaded.playbook.require_plan.iter().enumerate() {
-            let field = format!("require_plan[{i}].that");
-            let holds = match renderer.condition(&field, &guard.that) {
-                Ok(holds) => holds,
-                Err(e) => {
-                    let reason = format!("guard `{}` cannot be evaluated: {e}", guard.that);
-                    self.emit(EventKind::GuardChecked {
-                        that: guard.that.clone(),
-                        holds: false,
-                        message: reason.clone(),
-                    })?;
-                    return Ok(Some(Outcome::Refused { reason }));
-                }
-            };
-            let message = renderer
-                .render_str(&format!("require_plan[{i}].message"), &guard.message)
-                .unwrap_or_else(|_| guard.message.clone());
-            self.emit(EventKind::GuardChecked {
-                that: guard.that.clone(),
-                holds,
-                message: message.clone(),
-            })?;
-            if !holds {
-                return Ok(Some(Outcome::Refused { reason: message }));
+            if let Some(refusal) = self.guard(&renderer, &format!("require_plan[{i}]"), guard)? {
+                return Ok(Some(refusal));
             }
         }
         Ok(None)
+    }
+
+    /// Evaluates one guard (`field` is its place, `require[0]`), recording what it found; its
+    /// refusal when it does not hold.
+    fn guard(
+        &mut self,
+        renderer: &Renderer,
+        field: &str,
+        guard: &crate::playbook::types::Guard,
+    ) -> Result<Option<Outcome>, RunError> {
+        let holds = match renderer.condition(&format!("{field}.that"), &guard.that) {
+            Ok(holds) => holds,
+            Err(e) => {
+                let reason = format!("guard `{}` cannot be evaluated: {e}", guard.that);
+                self.emit(EventKind::GuardChecked {
+                    that: guard.that.clone(),
+                    holds: false,
+                    message: reason.clone(),
+                })?;
+                return Ok(Some(Outcome::Refused { reason }));
+            }
+        };
+        let message = renderer
+            .render_str(&format!("{field}.message"), &guard.message)
+            .unwrap_or_else(|_| guard.message.clone());
+        self.emit(EventKind::GuardChecked {
+            that: guard.that.clone(),
+            holds,
+            message: message.clone(),
+        })?;
+        Ok((!holds).then_some(Outcome::Refused { reason: message }))
     }
 
     /// The permission preflight and the server dry run of a finished plan: any denial or
@@ -346,29 +356,8 @@ impl Executor<'_> {
             if reads_facts != (pass == GuardPass::ReadingFacts) {
                 continue;
             }
-            let field = format!("require[{i}].that");
-            let holds = match renderer.condition(&field, &guard.that) {
-                Ok(holds) => holds,
-                Err(e) => {
-                    let reason = format!("guard `{}` cannot be evaluated: {e}", guard.that);
-                    self.emit(EventKind::GuardChecked {
-                        that: guard.that.clone(),
-                        holds: false,
-                        message: reason.clone(),
-                    })?;
-                    return Ok(Some(Outcome::Refused { reason }));
-                }
-            };
-            let message = renderer
-                .render_str(&format!("require[{i}].message"), &guard.message)
-                .unwrap_or_else(|_| guard.message.clone());
-            self.emit(EventKind::GuardChecked {
-                that: guard.that.clone(),
-                holds,
-                message: message.clone(),
-            })?;
-            if !holds {
-                return Ok(Some(Outcome::Refused { reason: message }));
+            if let Some(refusal) = self.guard(&renderer, &format!("require[{i}]"), guard)? {
+                return Ok(Some(refusal));
             }
         }
         Ok(None)

@@ -52,11 +52,7 @@ pub async fn collections_since_plan(
     run_id: &str,
     cluster: &dyn Cluster,
 ) -> Result<Vec<String>, ClusterError> {
-    let written: std::collections::HashSet<ObjectRef> = ops
-        .iter()
-        .filter(|op| op.is_write())
-        .filter_map(Op::target)
-        .collect();
+    let written: std::collections::HashSet<ObjectRef> = written_by(ops).collect();
     let mut lines = Vec::new();
     for collection in collections {
         let Some(kind) = crate::cluster::kinds::lookup(&collection.kind) else {
@@ -70,6 +66,11 @@ pub async fn collections_since_plan(
         ));
     }
     Ok(lines)
+}
+
+/// The objects `ops` write.
+fn written_by(ops: &[Op]) -> impl Iterator<Item = ObjectRef> + '_ {
+    ops.iter().filter(|op| op.is_write()).filter_map(Op::target)
 }
 
 /// Before a run's first write: every step's collections read again, each judged without the
@@ -94,13 +95,7 @@ pub async fn collections_before_first_write(
         else {
             continue;
         };
-        written.extend(
-            step_plan
-                .ops
-                .iter()
-                .filter(|op| op.is_write())
-                .filter_map(Op::target),
-        );
+        written.extend(written_by(&step_plan.ops));
         for collection in depends_on {
             let Some(kind) = crate::cluster::kinds::lookup(&collection.kind) else {
                 continue;
@@ -150,13 +145,7 @@ pub async fn objects_before_first_write(
         for line in changes_since_plan(&untouched, run_id, cluster).await? {
             lines.push(format!("{line} (step {})", step.id));
         }
-        written.extend(
-            step_plan
-                .ops
-                .iter()
-                .filter(|op| op.is_write())
-                .filter_map(Op::target),
-        );
+        written.extend(written_by(&step_plan.ops));
     }
     Ok(lines)
 }
