@@ -336,6 +336,19 @@ async fn detach_gets_a_replacement_and_leaves_the_endpoints() {
     );
 }
 
+/// Whether the API server rejects `token` within 30 s. It caches successful token
+/// authentications for a few seconds, so a token reviewed just before a rotation may pass for
+/// that long; it must not pass after it.
+async fn rejected_within_30s(cluster: &KubeCluster, token: &str) -> bool {
+    for _ in 0..60 {
+        if !cluster.review_token(token).await.unwrap().authenticated {
+            return true;
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    false
+}
+
 const REVOKE: &str = r#"apiVersion: contain/v1
 kind: Playbook
 metadata: {name: revoke-test}
@@ -409,18 +422,8 @@ async fn revoke_kills_tokens_and_a_rollback_restores_only_the_bindings() {
         object::uid(&account),
         "rotate gives the account a new uid"
     );
-    // The API server caches successful token authentications for a few seconds, so a token
-    // reviewed just before the rotation may pass for that long; it must not pass after it.
-    let mut rejected = false;
-    for _ in 0..60 {
-        if !cluster.review_token(&stolen).await.unwrap().authenticated {
-            rejected = true;
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(500)).await;
-    }
     assert!(
-        rejected,
+        rejected_within_30s(&cluster, &stolen).await,
         "the stolen token is rejected within 30 s of the rotation"
     );
     assert!(
@@ -1149,15 +1152,10 @@ async fn a_revocation_is_judged_by_what_the_api_server_still_allows() {
     let params = [format!("namespace={}", ns.name), "account=web".to_string()];
     let (out, _) = runner.run(&shipped("revoke-serviceaccount.yaml"), &params);
     ok(&out);
-    let mut rejected = false;
-    for _ in 0..60 {
-        if !cluster.review_token(&stolen).await.unwrap().authenticated {
-            rejected = true;
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(500)).await;
-    }
-    assert!(rejected, "the stolen token is dead after the rotation");
+    assert!(
+        rejected_within_30s(&cluster, &stolen).await,
+        "the stolen token is dead after the rotation"
+    );
     // The name still holds what its group grants: the recreated account is a member too.
     assert!(can_list().await);
 }
