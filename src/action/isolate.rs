@@ -193,6 +193,34 @@ pub enum ExclusiveBy {
     Relabel,
 }
 
+/// The undo of an exclusion of quarantined pods another run added to `policy`: its
+/// `matchExpressions` without it (no field when nothing else is left).
+fn shared_exclusion_undo(policy: &Value) -> Option<Op> {
+    let exclusion = json!({"key": QUARANTINE_LABEL, "operator": "DoesNotExist"});
+    let before = policy
+        .pointer("/spec/podSelector/matchExpressions")?
+        .clone();
+    let rest: Vec<Value> = before
+        .as_array()?
+        .iter()
+        .filter(|e| **e != exclusion)
+        .cloned()
+        .collect();
+    let change = crate::plan::FieldChange {
+        path: ["spec", "podSelector", "matchExpressions"]
+            .iter()
+            .map(|s| s.to_string())
+            .collect(),
+        before: Some(before),
+        after: (!rest.is_empty()).then_some(Value::Array(rest)),
+    };
+    Some(Op::Patch {
+        target: ObjectRef::of(policy)?,
+        uid: object::uid(policy).unwrap_or_default().to_string(),
+        changes: vec![change],
+    })
+}
+
 /// The podSelector of `policy` with the quarantined pods excluded, or `None` when it excludes
 /// them already.
 pub fn excluding_quarantined(policy: &Value) -> Option<Value> {
@@ -726,6 +754,15 @@ impl Action for Isolate {
                 .to_vec();
             for (policy_name, policy) in &to_patch {
                 let Some(expressions) = excluding_quarantined(policy) else {
+                    // Another run's isolation already excludes quarantined pods here. This run
+                    // relies on it too, so its rollback takes the exclusion out once no other
+                    // run's pod is quarantined (the executor keeps it while one still is).
+                    if let Some(undo) = shared_exclusion_undo(policy) {
+                        notes.push(format!(
+                            "exclusive: NetworkPolicy {policy_name} already excludes quarantined pods (another run's isolation); a rollback removes that exclusion once no quarantined pod is left"
+                        ));
+                        policy_restores.push(undo);
+                    }
                     continue;
                 };
                 let path: Vec<String> = ["spec", "podSelector", "matchExpressions"]
@@ -1001,6 +1038,46 @@ mod tests {
             planned.notes
         );
         assert_eq!(planned.outputs["pods"], json!(["miner-a"]));
+    }
+
+    #[test]
+    fn an_exclusion_another_run_added_is_taken_out_by_this_run_s_rollback_too() {
+        let mut shared = allow_web();
+        shared["spec"]["podSelector"]["matchExpressions"] =
+            json!([{"key": QUARANTINE_LABEL, "operator": "DoesNotExist"}]);
+        let sim = cluster(vec![
+            namespace("shop"),
+            shared,
+            pod("shop", "web-1", json!({"app": "web"}), None),
+        ]);
+        let step = input(
+            "cut",
+            Some(named("Pod", Some("shop"), "web-1")),
+            json!({"exclusive": true}),
+        );
+        let planned = plan(&Isolate, &step, &sim).unwrap();
+        let text = shown(&planned);
+        assert!(
+            !text.contains("~ patch NetworkPolicy shop/allow-web (1 field)\n        spec"),
+            "no forward patch: {text}"
+        );
+        let undo = planned
+            .inverse
+            .iter()
+            .find(|op| op.target().is_some_and(|t| t.name == "allow-web"))
+            .unwrap_or_else(|| panic!("{text}"));
+        let Op::Patch { changes, .. } = undo else {
+            panic!("{undo:?}")
+        };
+        assert_eq!(changes[0].after, None, "the exclusion was all there was");
+        assert!(
+            planned
+                .notes
+                .iter()
+                .any(|n| n.contains("already excludes quarantined pods")),
+            "{:?}",
+            planned.notes
+        );
     }
 
     #[test]
