@@ -90,6 +90,26 @@ pub fn patch_pair(object: &Value, changes: Vec<FieldChange>) -> Option<(Op, Op)>
     ))
 }
 
+/// Whether the object a delete was planned for (`uid`) is going away: `Some` with how (`None`:
+/// gone; replaced by a new object of the same name; terminating), `None` while it is still
+/// there and not terminating.
+pub fn deletion(
+    seen: &Observed,
+    target: &ObjectRef,
+    uid: Option<&str>,
+) -> Result<Option<Option<&'static str>>, crate::cluster::observe::Missing> {
+    Ok(match seen.get(target)? {
+        None => Some(None),
+        Some(now) if object::uid(now) != uid => {
+            Some(Some("replaced by a new object of the same name"))
+        }
+        Some(now) if now.pointer("/metadata/deletionTimestamp").is_some() => {
+            Some(Some("terminating"))
+        }
+        Some(_) => None,
+    })
+}
+
 /// Checks that every patch of a plan is in place on the cluster now.
 pub fn verify_patches(ops: &[Op], seen: &Observed) -> Result<Verification, ActionError> {
     let patches: Vec<(&ObjectRef, &String, &Vec<crate::plan::FieldChange>)> = ops

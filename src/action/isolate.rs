@@ -447,12 +447,7 @@ fn plan_cluster_policy(
     }
     notes.push("a ClusterNetworkPolicy is enforced by the network plugin that implements the network-policy-api".into());
     let mut inverse: Vec<Op> = undo_labels.into_iter().rev().collect();
-    inverse.push(Op::Delete {
-        target: policy_ref,
-        uid: None,
-        run_id: Some(input.run_id.clone()),
-        grace_period_seconds: None,
-    });
+    inverse.push(Op::delete_created(policy_ref, &input.run_id));
     let mut outputs = serde_json::Map::new();
     outputs.insert("policy".into(), Value::from(name.clone()));
     outputs.insert("namespace".into(), Value::from(scope.namespace.clone()));
@@ -835,12 +830,7 @@ impl Action for Isolate {
         }
         let mut inverse: Vec<Op> = undo_labels.into_iter().rev().collect();
         inverse.extend(policy_restores.into_iter().rev());
-        inverse.push(Op::Delete {
-            target: policy_ref.clone(),
-            uid: None,
-            run_id: Some(input.run_id.clone()),
-            grace_period_seconds: None,
-        });
+        inverse.push(Op::delete_created(policy_ref.clone(), &input.run_id));
         let mut outputs = serde_json::Map::new();
         outputs.insert("policy".into(), Value::from(name.clone()));
         outputs.insert("namespace".into(), Value::from(scope.namespace.clone()));

@@ -542,12 +542,7 @@ impl Action for NodeAction {
                 // the moment the node is schedulable.
                 inverse.insert(
                     0,
-                    Op::Delete {
-                        target: ObjectRef::new(kind, None, &name),
-                        uid: None,
-                        run_id: Some(input.run_id.clone()),
-                        grace_period_seconds: None,
-                    },
+                    Op::delete_created(ObjectRef::new(kind, None, &name), &input.run_id),
                 );
             }
             notes.push(format!(

@@ -9,7 +9,7 @@ use super::{
     Action, ActionError, ActionInfo, Observed, StepInput, TargetRule, Verification, decode_with,
     schema_of,
 };
-use crate::cluster::object::{self, ObjectRef};
+use crate::cluster::object;
 use crate::plan::{Op, Reversibility, StepPlan};
 
 pub struct PodDelete;
@@ -53,14 +53,7 @@ impl Action for PodDelete {
         let pods = common::observe(target, seen)?;
         let ops: Vec<Op> = pods
             .iter()
-            .filter_map(|pod| {
-                Some(Op::Delete {
-                    target: ObjectRef::of(pod)?,
-                    uid: object::uid(pod).map(str::to_string),
-                    run_id: None,
-                    grace_period_seconds: with.grace_period_seconds,
-                })
-            })
+            .map(|pod| Op::delete_read(pod).with_grace_period(with.grace_period_seconds))
             .collect();
         let mut outputs = serde_json::Map::new();
         outputs.insert("deleted".into(), common::names(&pods));
@@ -98,18 +91,9 @@ impl Action for PodDelete {
             let Op::Delete { target, uid, .. } = op else {
                 continue;
             };
-            let now = seen.get(target)?.cloned();
-            // Gone, replaced by a new pod of the same name, or terminating: all mean the
-            // pod we planned to delete is going away.
-            let (ok, detail) = match &now {
-                None => (true, None),
-                Some(pod) if object::uid(pod) != uid.as_deref() => {
-                    (true, Some("replaced by a new pod".to_string()))
-                }
-                Some(pod) if pod.pointer("/metadata/deletionTimestamp").is_some() => {
-                    (true, Some("terminating".to_string()))
-                }
-                Some(_) => (
+            let (ok, detail) = match common::deletion(seen, target, uid.as_deref())? {
+                Some(how) => (true, how.map(str::to_string)),
+                None => (
                     false,
                     Some("the pod still exists and is not terminating".to_string()),
                 ),
@@ -176,7 +160,7 @@ mod tests {
         replaced["metadata"]["uid"] = json!("another-uid");
         assert_eq!(
             checked(vec![replaced]).1.as_deref(),
-            Some("replaced by a new pod")
+            Some("replaced by a new object of the same name")
         );
         // The same pod, still there: the delete did not happen.
         let still = before

@@ -246,14 +246,7 @@ impl Action for Revoke {
             }
         }
         if has(RevokeMode::LegacySecrets) {
-            for secret in &secrets {
-                ops.push(Op::Delete {
-                    target: ObjectRef::of(secret).expect("listed objects have names"),
-                    uid: object::uid(secret).map(str::to_string),
-                    run_id: None,
-                    grace_period_seconds: None,
-                });
-            }
+            ops.extend(secrets.iter().map(Op::delete_read));
         }
         if has(RevokeMode::Rotate) {
             let mut fresh = json!({
@@ -276,12 +269,7 @@ impl Action for Revoke {
                     fresh[field] = value.clone();
                 }
             }
-            ops.push(Op::Delete {
-                target: account_ref.clone(),
-                uid: Some(uid.clone()),
-                run_id: None,
-                grace_period_seconds: None,
-            });
+            ops.push(Op::delete_read(&account));
             ops.push(Op::Create { object: fresh });
             if !pods.is_empty() {
                 notes.push(format!("rotate: the {} running pod(s) keep running, but their tokens are rejected from now on", pods.len()));
@@ -289,14 +277,7 @@ impl Action for Revoke {
             notes.push("the API server caches successful token authentications for a few seconds: a token used just before the rotation can pass for that long".into());
         }
         if has(RevokeMode::DeletePods) {
-            for pod in &pods {
-                ops.push(Op::Delete {
-                    target: ObjectRef::of(pod).expect("listed objects have names"),
-                    uid: object::uid(pod).map(str::to_string),
-                    run_id: None,
-                    grace_period_seconds: None,
-                });
-            }
+            ops.extend(pods.iter().map(Op::delete_read));
         }
         let irreversible = has(RevokeMode::Rotate)
             || has(RevokeMode::LegacySecrets)
@@ -379,13 +360,7 @@ impl Action for Revoke {
         for op in &plan.ops {
             match op {
                 Op::Delete { target, uid, .. } => {
-                    let gone = match seen.get(target)? {
-                        None => true,
-                        Some(o) => {
-                            object::uid(o) != uid.as_deref()
-                                || o.pointer("/metadata/deletionTimestamp").is_some()
-                        }
-                    };
+                    let gone = common::deletion(seen, target, uid.as_deref())?.is_some();
                     verification.check(
                         format!("{target} (uid {}) is gone", uid.as_deref().unwrap_or("?")),
                         gone,

@@ -196,6 +196,40 @@ pub enum Op {
 }
 
 impl Op {
+    /// Deletes an object as it was read: that object only (its uid), never one created under
+    /// its name since.
+    pub fn delete_read(object: &Value) -> Op {
+        Op::Delete {
+            target: ObjectRef::of(object).expect("read objects have names"),
+            uid: crate::cluster::object::uid(object).map(str::to_string),
+            run_id: None,
+            grace_period_seconds: None,
+        }
+    }
+
+    /// The undo of a create whose uid the plan cannot know: deletes the object only if it
+    /// carries `run_id` in its `contain.dev/run-id` label.
+    pub fn delete_created(target: ObjectRef, run_id: &str) -> Op {
+        Op::Delete {
+            target,
+            uid: None,
+            run_id: Some(run_id.to_string()),
+            grace_period_seconds: None,
+        }
+    }
+
+    /// The same delete with this grace period (any other operation as it is).
+    pub fn with_grace_period(mut self, seconds: Option<i64>) -> Op {
+        if let Op::Delete {
+            grace_period_seconds,
+            ..
+        } = &mut self
+        {
+            *grace_period_seconds = seconds;
+        }
+        self
+    }
+
     /// True when the operation changes the cluster.
     pub fn is_write(&self) -> bool {
         matches!(
