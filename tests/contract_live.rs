@@ -826,14 +826,7 @@ async fn a_saved_plan_made_stale_by_a_new_allowing_policy_is_refused_before_any_
         None,
         "nothing was written, not even the first step's label"
     );
-    let policies = cluster
-        .list(
-            contain::cluster::kinds::lookup("NetworkPolicy").unwrap(),
-            Some(&ns.name),
-            &contain::cluster::Selector::default(),
-        )
-        .await
-        .unwrap();
+    let policies = live::list(&cluster, "NetworkPolicy", &ns.name).await;
     assert_eq!(policies.len(), 1, "only allow-all: {policies:?}");
     assert!(
         policies[0]["spec"]["podSelector"]

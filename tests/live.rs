@@ -776,3 +776,15 @@ pub fn kubectl(args: &[&str]) -> std::process::Output {
         .output()
         .expect("kubectl runs")
 }
+
+/// Every object of `kind` in `namespace`, as the API server lists them.
+pub async fn list(cluster: &KubeCluster, kind: &str, namespace: &str) -> Vec<Value> {
+    cluster
+        .list(
+            kinds::lookup(kind).expect("a known kind"),
+            Some(namespace),
+            &Selector::default(),
+        )
+        .await
+        .unwrap()
+}

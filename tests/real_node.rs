@@ -580,14 +580,8 @@ async fn hostile_cluster_data_reaches_no_sink_unescaped() {
 async fn daemon_pods(cluster: &KubeCluster, ns: &str, uid: &str, nodes: usize) -> Vec<Value> {
     let deadline = Instant::now() + Duration::from_secs(120);
     loop {
-        let pods: Vec<Value> = cluster
-            .list(
-                contain::cluster::kinds::lookup("Pod").unwrap(),
-                Some(ns),
-                &contain::cluster::Selector::default(),
-            )
+        let pods: Vec<Value> = live::list(cluster, "Pod", ns)
             .await
-            .unwrap()
             .into_iter()
             .filter(|p| contain::action::owned::controller_uid(p) == Some(uid))
             .filter(|p| p["status"]["phase"] == "Running")
@@ -728,14 +722,8 @@ async fn a_compromised_daemon_set_is_contained_by_ownership_and_a_bystander_is_u
         assert_eq!(now["spec"]["unschedulable"], true, "{node} is cordoned");
     }
     // The DaemonSet runs nothing any more; the bystander is exactly as it was.
-    let left: Vec<Value> = cluster
-        .list(
-            contain::cluster::kinds::lookup("Pod").unwrap(),
-            Some(&ns.name),
-            &contain::cluster::Selector::default(),
-        )
+    let left: Vec<Value> = live::list(&cluster, "Pod", &ns.name)
         .await
-        .unwrap()
         .into_iter()
         .filter(|p| contain::action::owned::controller_uid(p) == Some(uid.as_str()))
         .filter(|p| p["metadata"]["deletionTimestamp"].is_null())
@@ -790,14 +778,7 @@ async fn a_compromised_daemon_set_is_contained_by_ownership_and_a_bystander_is_u
         "{}",
         restored["spec"]["template"]["spec"]
     );
-    let policies = cluster
-        .list(
-            contain::cluster::kinds::lookup("NetworkPolicy").unwrap(),
-            Some(&ns.name),
-            &contain::cluster::Selector::default(),
-        )
-        .await
-        .unwrap();
+    let policies = live::list(&cluster, "NetworkPolicy", &ns.name).await;
     assert!(policies.is_empty(), "{policies:?}");
     // The DaemonSet starts its pods again on its three nodes.
     daemon_pods(&cluster, &ns.name, &uid, 3).await;
