@@ -23,14 +23,7 @@ pub fn baseline() -> UserInfo {
 
 /// The identity a ServiceAccount's tokens authenticate as, with the groups the API server adds.
 pub fn service_account(namespace: &str, name: &str) -> UserInfo {
-    UserInfo {
-        username: format!("system:serviceaccount:{namespace}:{name}"),
-        groups: vec![
-            "system:serviceaccounts".into(),
-            format!("system:serviceaccounts:{namespace}"),
-            AUTHENTICATED.into(),
-        ],
-    }
+    UserInfo::service_account(namespace, name)
 }
 
 /// How a binding reaches the identity.

@@ -164,6 +164,21 @@ pub struct UserInfo {
     pub groups: Vec<String>,
 }
 
+impl UserInfo {
+    /// The identity a ServiceAccount's token authenticates as: its username and the groups the
+    /// API server adds for every ServiceAccount.
+    pub fn service_account(namespace: &str, name: &str) -> Self {
+        UserInfo {
+            username: format!("system:serviceaccount:{namespace}:{name}"),
+            groups: vec![
+                "system:serviceaccounts".into(),
+                format!("system:serviceaccounts:{namespace}"),
+                "system:authenticated".into(),
+            ],
+        }
+    }
+}
+
 /// One API permission a plan needs, as `kubectl auth can-i` asks it.
 #[derive(
     Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize, serde::Deserialize,

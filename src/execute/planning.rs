@@ -460,7 +460,19 @@ impl Executor<'_> {
                     action.plan(&input, seen)
                 })
                 .await?;
-            let depends_on = crate::plan::depends::collections(&seen, &config.run_id);
+            // A revocation decides about one identity: only its bindings count.
+            let identity = input
+                .target
+                .as_ref()
+                .filter(|t| t.kind.kind == "ServiceAccount")
+                .and_then(|t| {
+                    Some(crate::action::reach::service_account(
+                        t.namespace.as_deref()?,
+                        t.name.as_deref()?,
+                    ))
+                });
+            let depends_on =
+                crate::plan::depends::collections(&seen, &config.run_id, identity.as_ref());
             // The step's writes land on the overlay, so the next step sees them; the overlay
             // checks them as the API server would (names, label syntax, 404, 409).
             for op in plan.ops.iter().filter(|op| op.is_write()) {

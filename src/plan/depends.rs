@@ -14,9 +14,9 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use sha2::{Digest, Sha256};
 
-use crate::cluster::Selector;
 use crate::cluster::object::{self, ObjectRef};
 use crate::cluster::observe::Observed;
+use crate::cluster::{Selector, UserInfo};
 
 /// The label every object a run creates carries (`contain.dev/run-id`).
 const RUN_ID_LABEL: &str = "contain.dev/run-id";
@@ -45,6 +45,11 @@ pub struct Collection {
     pub namespace: Option<String>,
     #[serde(default, skip_serializing_if = "selector_is_empty")]
     pub selector: Selector,
+    /// For bindings read to decide about one identity: only the members that grant it
+    /// something (by name, as a User, through a group) are kept, so a change to another
+    /// team's binding elsewhere in the cluster is no change to this plan.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reaching: Option<UserInfo>,
     /// Each member's `namespace/name` and the digest of its content.
     pub members: BTreeMap<String, String>,
 }
@@ -53,24 +58,47 @@ fn selector_is_empty(selector: &Selector) -> bool {
     selector.is_empty()
 }
 
+/// The bindings, of the deciding kinds.
+const BINDINGS: &[&str] = &["RoleBinding", "ClusterRoleBinding"];
+
 /// The collections of the deciding kinds `seen` holds, without what run `run_id` created
-/// (its own objects are the plan's doing).
-pub fn collections(seen: &Observed, run_id: &str) -> Vec<Collection> {
+/// (its own objects are the plan's doing). `identity`: the one the step decides about (a
+/// ServiceAccount target), whose bindings alone count.
+pub fn collections(seen: &Observed, run_id: &str, identity: Option<&UserInfo>) -> Vec<Collection> {
     seen.lists()
         .filter(|(kind, ..)| DECIDING_KINDS.contains(kind))
-        .map(|(kind, namespace, selector, objects)| Collection {
-            kind: kind.to_string(),
-            namespace: namespace.map(str::to_string),
-            selector: selector.clone(),
-            members: members(objects, run_id),
+        .map(|(kind, namespace, selector, objects)| {
+            let reaching = identity.filter(|_| BINDINGS.contains(&kind)).cloned();
+            Collection {
+                kind: kind.to_string(),
+                namespace: namespace.map(str::to_string),
+                selector: selector.clone(),
+                members: members(objects, run_id, reaching.as_ref()),
+                reaching,
+            }
         })
         .collect()
 }
 
-fn members(objects: &[Value], run_id: &str) -> BTreeMap<String, String> {
+/// Whether a binding grants `identity` anything.
+fn reaches(binding: &Value, identity: &UserInfo) -> bool {
+    binding
+        .get("subjects")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+        .any(|s| crate::cluster::authorize::applies_to(s, identity, object::namespace(binding)))
+}
+
+fn members(
+    objects: &[Value],
+    run_id: &str,
+    reaching: Option<&UserInfo>,
+) -> BTreeMap<String, String> {
     let mut members: BTreeMap<String, String> = objects
         .iter()
         .filter(|o| object::labels(o).get(RUN_ID_LABEL).map(String::as_str) != Some(run_id))
+        .filter(|o| reaching.is_none_or(|identity| reaches(o, identity)))
         .map(|o| (key(o), digest(o)))
         .collect();
     if members.len() > MEMBERS_KEPT {
@@ -124,7 +152,7 @@ pub fn changes(
         .filter(|o| ObjectRef::of(o).is_none_or(|r| !written.contains(&r)))
         .cloned()
         .collect();
-    let current = members(&now, run_id);
+    let current = members(&now, run_id, collection.reaching.as_ref());
     let before: BTreeMap<&String, &String> = collection
         .members
         .iter()
@@ -197,7 +225,7 @@ mod tests {
             },
             Answer::Objects(Vec::new()),
         );
-        let found = collections(&seen, "run-1");
+        let found = collections(&seen, "run-1", None);
         assert_eq!(found.len(), 1, "pods are not kept: {found:?}");
         found.into_iter().next().unwrap()
     }
@@ -241,5 +269,48 @@ mod tests {
             own,
         ];
         assert!(changes(&before, &patched, "run-1", &written).is_empty());
+    }
+
+    #[test]
+    fn for_an_identity_only_the_bindings_that_reach_it_count() {
+        let binding = |name: &str, subject: Value| {
+            json!({"kind": "ClusterRoleBinding", "metadata": {"name": name, "resourceVersion": "1"},
+                   "roleRef": {"kind": "ClusterRole", "name": "view"}, "subjects": [subject]})
+        };
+        let identity = UserInfo::service_account("shop", "web");
+        let mut seen = Observed::new(false);
+        seen.record(
+            Read::List {
+                kind: "ClusterRoleBinding",
+                namespace: None,
+                selector: Selector::default(),
+            },
+            Answer::Objects(vec![binding(
+                "web-view",
+                json!({"kind": "ServiceAccount", "name": "web", "namespace": "shop"}),
+            )]),
+        );
+        let before = collections(&seen, "run-1", Some(&identity)).remove(0);
+        let none = HashSet::new();
+        let mut now = vec![
+            binding(
+                "web-view",
+                json!({"kind": "ServiceAccount", "name": "web", "namespace": "shop"}),
+            ),
+            // Another team's binding, elsewhere: no change to this plan.
+            binding("ops-admin", json!({"kind": "User", "name": "alice"})),
+        ];
+        assert!(changes(&before, &now, "run-1", &none).is_empty());
+        // A new grant through the account's namespace group is.
+        now.push(binding(
+            "shop-accounts",
+            json!({"kind": "Group", "name": "system:serviceaccounts:shop"}),
+        ));
+        assert_eq!(
+            changes(&before, &now, "run-1", &none),
+            [
+                "ClusterRoleBinding shop-accounts appeared since the plan, which was decided without it"
+            ]
+        );
     }
 }
