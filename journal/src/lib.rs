@@ -285,6 +285,78 @@ impl Journal {
         Ok(records)
     }
 
+    /// The last record of a run (`None` before its first): its seq and hash.
+    pub fn head(&self, run: &str) -> Result<Option<(u64, String)>> {
+        self.run(run)?;
+        let tree = self.run_tree(run)?;
+        Ok(read_head(&tree, run)?.map(|h| (h.seq, h.hash)))
+    }
+
+    /// Stores a run copied from elsewhere (its header and records as they were written there),
+    /// or the records of it this journal lacks: each must be intact and follow the one before
+    /// it, or nothing is stored. A run already here keeps its own header.
+    pub fn import(&self, header: &RunHeader, records: &[Record]) -> Result<usize> {
+        if header.format != FORMAT_VERSION {
+            return Err(JournalError::Version {
+                run: header.run.clone(),
+                found: header.format,
+            });
+        }
+        let run = header.run.as_str();
+        let runs = self.db.open_tree(RUNS).map_err(|e| self.storage(e))?;
+        if runs
+            .get(run.as_bytes())
+            .map_err(|e| self.storage(e))?
+            .is_none()
+        {
+            let bytes = serde_json::to_vec(header).expect("headers serialize");
+            runs.insert(run.as_bytes(), bytes)
+                .map_err(|e| self.storage(e))?;
+        }
+        let tree = self.run_tree(run)?;
+        let (mut seq, mut prev) = match read_head(&tree, run)? {
+            Some(head) => (head.seq, head.hash),
+            None => (0, ZERO_HASH.to_string()),
+        };
+        let mut batch = sled::Batch::default();
+        let mut added = 0;
+        let known = seq;
+        for record in records.iter().filter(|r| r.seq > known) {
+            let problem = if record.seq != seq + 1 {
+                Some(format!("expected record {} here", seq + 1))
+            } else if record.prev != prev {
+                Some("it does not follow the record before it".to_string())
+            } else if !record.is_intact() {
+                Some("its content does not match its hash".to_string())
+            } else {
+                None
+            };
+            if let Some(message) = problem {
+                return Err(JournalError::Corrupt {
+                    run: run.to_string(),
+                    seq: record.seq,
+                    message,
+                });
+            }
+            batch.insert(
+                &record.seq.to_be_bytes(),
+                serde_json::to_vec(record).expect("records serialize"),
+            );
+            seq = record.seq;
+            prev = record.hash.clone();
+            added += 1;
+        }
+        if added > 0 {
+            batch.insert(
+                HEAD,
+                serde_json::to_vec(&Head { seq, hash: prev }).expect("heads serialize"),
+            );
+            tree.apply_batch(batch).map_err(|e| self.storage(e))?;
+        }
+        self.sync()?;
+        Ok(added)
+    }
+
     /// Every record of a run, in order. Unreadable records are errors; use [`Journal::verify`]
     /// to list every problem instead.
     pub fn records(&self, run: &str) -> Result<Vec<Record>> {

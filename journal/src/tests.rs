@@ -63,6 +63,40 @@ fn a_group_commit_chains_like_single_appends() {
 }
 
 #[test]
+fn an_imported_run_keeps_its_chain_and_takes_only_what_follows() {
+    let from = tempfile::tempdir().unwrap();
+    let to = tempfile::tempdir().unwrap();
+    let (a, b) = (open(from.path()), open(to.path()));
+    let header = a.create_run("r", json!({"who": "a"})).unwrap();
+    for i in 0..4 {
+        a.append("r", json!({"step": i})).unwrap();
+    }
+    let records = a.records("r").unwrap();
+    assert_eq!(b.import(&header, &records[..2]).unwrap(), 2);
+    // The rest, given with what is already there: only the missing two are added.
+    assert_eq!(b.import(&header, &records).unwrap(), 2);
+    assert_eq!(b.records("r").unwrap(), records);
+    assert!(b.verify("r").unwrap().is_intact());
+    assert_eq!(b.head("r").unwrap(), a.head("r").unwrap());
+    // Appends go on from the imported head.
+    b.append("r", json!({"step": 4})).unwrap();
+    assert!(b.verify("r").unwrap().is_intact());
+
+    let mut altered = a.records("r").unwrap();
+    altered[1].body = json!({"step": "changed"});
+    let fresh = tempfile::tempdir().unwrap();
+    let c = open(fresh.path());
+    assert!(matches!(
+        c.import(&header, &altered),
+        Err(JournalError::Corrupt { seq: 2, .. })
+    ));
+    assert!(
+        c.records("r").unwrap().is_empty(),
+        "nothing of a broken copy is stored"
+    );
+}
+
+#[test]
 fn records_survive_reopening() {
     let dir = tempfile::tempdir().unwrap();
     {
