@@ -231,10 +231,15 @@ async fn teardown(env: &Env, s: &Scenario) {
 struct Timing {
     total: Duration,
     phases: Vec<(String, f64)>,
+    /// `(API writes, records)` of the run's ContainmentRun, when it kept one.
+    copy: Option<(u64, u64)>,
 }
 
 async fn reference(env: &Env, trials: usize) {
-    let contenders = ["contain", "kubectl", "floor"];
+    // `contain` keeps its ContainmentRun following the local journal (the default);
+    // `local-only` keeps none (--no-cluster-copy), `cluster-wal` makes it the write-ahead log
+    // (--journal cluster): what the cluster copy costs, side by side.
+    let contenders = ["contain", "kubectl", "floor", "local-only", "cluster-wal"];
     let mut times: Vec<Vec<Timing>> = contenders.iter().map(|_| Vec::new()).collect();
     for trial in 0..trials {
         for k in 0..contenders.len() {
@@ -249,7 +254,9 @@ async fn reference(env: &Env, trials: usize) {
             );
             let s = scenario(env, &id).await;
             let timing = match contenders[which] {
-                "contain" => contain_run(env, &s),
+                "contain" => contain_run(env, &s, Journaling::Mirrored),
+                "local-only" => contain_run(env, &s, Journaling::LocalOnly),
+                "cluster-wal" => contain_run(env, &s, Journaling::Cluster),
                 "kubectl" => kubectl_run(env, &s),
                 _ => floor_run(env, &s).await,
             };
@@ -311,6 +318,37 @@ async fn reference(env: &Env, trials: usize) {
         floor_phase("writes"),
         contain_settled / floor_phase("writes + controller waits")
     );
+    // What the run's ContainmentRun costs: the whole run and each of its five steps, against
+    // the same run keeping no cluster copy; and how many records each API write carried.
+    let steps = 5.0;
+    let local = medians[3];
+    println!("\nthe run's ContainmentRun, medians (ms):");
+    for (name, ms) in [
+        ("following (default)", medians[0]),
+        ("write-ahead (--journal cluster)", medians[4]),
+    ] {
+        println!(
+            "  {name:<32} {ms:>7.0}   vs local only {local:.0}: {:+.0} ms, {:+.1} ms per step",
+            ms - local,
+            (ms - local) / steps
+        );
+    }
+    for (name, index) in [
+        ("following (default)", 0),
+        ("write-ahead (--journal cluster)", 4),
+    ] {
+        let (writes, records) = times[index]
+            .iter()
+            .filter_map(|t| t.copy)
+            .fold((0, 0), |(w, r), (tw, tr)| (w + tw, r + tr));
+        if writes > 0 {
+            println!(
+                "  {name:<32} {:.2} records per API write ({records} records, {writes} writes over {} runs)",
+                records as f64 / writes as f64,
+                times[index].len()
+            );
+        }
+    }
     println!("\ncontain, median of each phase (ms):");
     let names: Vec<String> = times[0]
         .first()
@@ -326,23 +364,57 @@ async fn reference(env: &Env, trials: usize) {
 }
 
 fn contain_command(env: &Env, journal: &Path) -> Command {
+    contain_journaling(env, journal, journal.join("journal").as_os_str())
+}
+
+/// `contain` with `--journal` set to `journal` (a directory, or `cluster`).
+fn contain_journaling(env: &Env, dir: &Path, journal: &std::ffi::OsStr) -> Command {
     let mut command = Command::new(&env.contain);
     command
         .arg("--no-progress")
         .arg("--kubeconfig")
         .arg(&env.kubeconfig)
         .arg("--journal")
-        .arg(journal.join("journal"))
+        .arg(journal)
         .arg("--evidence")
-        .arg(journal.join("evidence"));
+        .arg(dir.join("evidence"));
     command
 }
 
-fn contain_run(env: &Env, s: &Scenario) -> Timing {
+/// Where a benchmarked run journals.
+#[derive(Clone, Copy)]
+enum Journaling {
+    /// The local journal, the ContainmentRun following it (the default).
+    Mirrored,
+    /// The local journal only (`--no-cluster-copy`).
+    LocalOnly,
+    /// The ContainmentRun as the write-ahead log (`--journal cluster`).
+    Cluster,
+}
+
+/// `(API writes, records)` from the run's last line about its cluster copy.
+fn copy_cost(stderr: &str) -> Option<(u64, u64)> {
+    let line = stderr.lines().rev().find(|l| l.contains("cluster copy:"))?;
+    let inner = line.rsplit_once('(')?.1;
+    let mut numbers = inner
+        .split(|c: char| !c.is_ascii_digit())
+        .filter(|n| !n.is_empty())
+        .map(|n| n.parse::<u64>().ok());
+    Some((numbers.next()??, numbers.next()??))
+}
+
+fn contain_run(env: &Env, s: &Scenario, journaling: Journaling) -> Timing {
     let dir = tempfile::tempdir().expect("temp dir");
     let spawned = jiff::Timestamp::now();
     let started = Instant::now();
-    let out = contain_command(env, dir.path())
+    let mut command = match journaling {
+        Journaling::Cluster => contain_journaling(env, dir.path(), "cluster".as_ref()),
+        _ => contain_command(env, dir.path()),
+    };
+    if let Journaling::LocalOnly = journaling {
+        command.arg("--no-cluster-copy");
+    }
+    let out = command
         .args(["-o", "json", "run", "--yes"])
         .arg(env.root.join("benches/reference-containment.yaml"))
         .args([
@@ -370,6 +442,7 @@ fn contain_run(env: &Env, s: &Scenario) -> Timing {
             total,
             &["mark", "isolate", "detach", "revoke", "quarantine-node"],
         ),
+        copy: copy_cost(&String::from_utf8_lossy(&out.stderr)),
     }
 }
 
@@ -448,6 +521,7 @@ fn kubectl_run(env: &Env, s: &Scenario) -> Timing {
     Timing {
         total: started.elapsed(),
         phases: Vec::new(),
+        copy: None,
     }
 }
 
@@ -580,6 +654,7 @@ async fn floor_run(env: &Env, s: &Scenario) -> Timing {
             ("writes + controller waits".into(), ms(settled)),
             ("writes + admission guard enforced".into(), ms(enforced)),
         ],
+        copy: None,
     }
 }
 

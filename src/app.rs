@@ -95,7 +95,26 @@ async fn dispatch(ctx: &Ctx, command: &Command) -> CommandResult {
             out,
             templates,
         } => cmd::report::run(ctx, run, *format, out.as_deref(), templates.as_deref()),
+        Command::Journal {
+            command: crate::cli::JournalCommand::Pull { run },
+        } => cmd::journal::pull(ctx, run).await,
         Command::Journal { command } => cmd::journal::run(ctx, command),
+        Command::Runs {
+            all_namespaces,
+            target,
+            due,
+        } => cmd::runs::list(ctx, *all_namespaces, target.as_deref(), *due).await,
+        Command::Handover {
+            run,
+            format,
+            templates,
+        } => cmd::runs::handover(ctx, run, *format, templates.as_deref()).await,
+        Command::Review { yes, notify } => {
+            cmd::session::refuse_unattended(*yes, "review runs (a due run may be rolled back)")?;
+            let options = session_options(*yes, &crate::cli::LockArgs::default(), notify);
+            cmd::runs::review(ctx, options).await
+        }
+        Command::Crd => cmd::runs::crd(),
         Command::Evidence {
             command: EvidenceCommand::Verify { dir, trusted_key },
         } => cmd::evidence::verify(ctx, dir, trusted_key),

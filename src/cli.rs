@@ -37,9 +37,20 @@ pub struct Global {
     #[arg(long, global = true)]
     pub no_progress: bool,
     /// The journal directory (default: $XDG_STATE_HOME/contain/journal or
-    /// ~/.local/state/contain/journal).
-    #[arg(long, global = true, env = "CONTAIN_JOURNAL", value_name = "DIR")]
+    /// ~/.local/state/contain/journal); the run's ContainmentRun in the cluster follows it.
+    /// `cluster`: no local journal; the ContainmentRun is the write-ahead log (each record is
+    /// on the API server before the write it covers). A directory named `cluster` is
+    /// `./cluster`.
+    #[arg(
+        long,
+        global = true,
+        env = "CONTAIN_JOURNAL",
+        value_name = "DIR|cluster"
+    )]
     pub journal: Option<PathBuf>,
+    /// Keep no copy of live runs in the cluster (no ContainmentRun): the local journal only.
+    #[arg(long, global = true, env = "CONTAIN_NO_CLUSTER_COPY")]
+    pub no_cluster_copy: bool,
     /// Where evidence bundles go (default: beside the journal, e.g.
     /// ~/.local/state/contain/evidence).
     #[arg(long, global = true, env = "CONTAIN_EVIDENCE", value_name = "DIR")]
@@ -181,6 +192,9 @@ pub enum JournalCommand {
     Export { run: String },
     /// Check a run's hash chain: altered, missing or truncated records.
     Verify { run: String },
+    /// Bring a run from its ContainmentRun in the cluster into this journal (its chain
+    /// verified first), to resume or roll it back from here.
+    Pull { run: String },
 }
 
 #[derive(Debug, Args)]
@@ -351,6 +365,43 @@ pub enum Command {
         #[command(subcommand)]
         command: EvidenceCommand,
     },
+    /// The runs the cluster records (ContainmentRuns): who, when, outcome, and the containment
+    /// still in force with its age. Flags containment partly undone by hand.
+    Runs {
+        /// Every namespace (default: `-n`, or every namespace when `-n` is not given).
+        #[arg(short = 'A', long)]
+        all_namespaces: bool,
+        /// Only runs whose target contains this text (`Pod shop/web-1`, `web-1`).
+        #[arg(long, value_name = "TEXT")]
+        target: Option<String>,
+        /// Only runs whose review is due (past their `review_after`) with containment in force.
+        #[arg(long)]
+        due: bool,
+    },
+    /// The hand-over briefing of a run (ICS-201 style): what was done and proven, what is in
+    /// force, pending undos, decisions and approvals, evidence, Leases, and next steps.
+    Handover {
+        /// The run id (see `contain runs`).
+        run: String,
+        /// markdown (default) or json (`-o json` also gives json).
+        #[arg(long, value_enum)]
+        format: Option<crate::report::handover::Format>,
+        /// A directory whose handover.md.hbs replaces the shipped template.
+        #[arg(long, value_name = "DIR")]
+        templates: Option<PathBuf>,
+    },
+    /// Act on runs whose review fell due: an Event on the run and its notifications, and a
+    /// journaled rollback of those whose playbook says `on_review_due: rollback`. Meant for a
+    /// schedule (a CronJob).
+    Review {
+        /// Do not ask before rolling back. Required when not on a terminal.
+        #[arg(long, short = 'y')]
+        yes: bool,
+        #[command(flatten)]
+        notify: NotifyArgs,
+    },
+    /// Print the ContainmentRun custom resource definitions (`contain crd | kubectl apply -f -`).
+    Crd,
     /// Inspect the journal of live runs.
     Journal {
         #[command(subcommand)]

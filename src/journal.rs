@@ -27,11 +27,26 @@ pub struct RunInfo {
     pub server: String,
     pub context: Option<String>,
     pub user: String,
+    /// The machine the run was started from.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub host: Option<String>,
     pub mode: String,
     pub started_at: String,
     /// The Leases the run took on its targets (and whom any was stolen from, and why).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub locks: Vec<crate::run_lock::LockRecord>,
+    /// When what the run puts in place must be looked at again, and what happens then.
+    #[serde(
+        default,
+        skip_serializing_if = "crate::outcome::ReviewPolicy::is_empty"
+    )]
+    pub review: crate::outcome::ReviewPolicy,
+    /// What the playbook says whoever takes the incident over should do next.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub next_steps: Vec<String>,
+    /// The params the playbook marks `sensitive`: redacted in the run's copy in the cluster.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub sensitive_params: Vec<String>,
 }
 
 /// One journal record.
@@ -90,6 +105,14 @@ pub enum Entry {
     },
     Finished {
         outcome: Value,
+    },
+    /// Another responder (or the same one elsewhere) took the run over to resume or roll it
+    /// back: who held it, who holds it now, and for what.
+    TakenOver {
+        from: String,
+        to: String,
+        #[serde(rename = "for")]
+        purpose: String,
     },
     /// A notification and how it went (a failed one never failed the run).
     Notified {
@@ -156,6 +179,15 @@ pub struct RunJournal<'a> {
     journal: &'a Journal,
     run: String,
     held: Vec<Value>,
+    /// The run's copy in the cluster, handed each commit (following it, or write-ahead).
+    mirror: Option<Box<dyn RecordCopy>>,
+}
+
+/// Where committed records go besides the local journal (the run's ContainmentRun).
+pub trait RecordCopy: Send {
+    /// Takes records just made durable here; `before_write`: they precede a cluster write.
+    /// An error stops the run before that write.
+    fn send(&self, records: Vec<::journal::Record>, before_write: bool) -> Result<(), String>;
 }
 
 /// How many `applied` records wait at most for one commit.
@@ -172,6 +204,7 @@ impl<'a> RunJournal<'a> {
             journal,
             run: run.to_string(),
             held: Vec::new(),
+            mirror: None,
         })
     }
 
@@ -181,7 +214,14 @@ impl<'a> RunJournal<'a> {
             journal,
             run: run.to_string(),
             held: Vec::new(),
+            mirror: None,
         }
+    }
+
+    /// Hands every commit to the run's cluster copy too.
+    pub fn mirrored(mut self, mirror: Option<Box<dyn RecordCopy>>) -> Self {
+        self.mirror = mirror;
+        self
     }
 
     /// Appends a record (with any held ones before it) and returns once all are durable; an
@@ -192,19 +232,38 @@ impl<'a> RunJournal<'a> {
         if matches!(entry, Entry::Applied { .. }) && self.held.len() < GROUP {
             return Ok(());
         }
-        self.commit_held()
+        let before_write = matches!(
+            entry,
+            Entry::Approved { .. }
+                | Entry::Intent { .. }
+                | Entry::RollbackStarted { .. }
+                | Entry::TakenOver { .. }
+        );
+        self.commit(before_write)
     }
 
     /// Makes every held record durable.
     pub fn commit_held(&mut self) -> Result<(), SinkError> {
+        self.commit(false)
+    }
+
+    /// Makes every held record durable, then hands them to the cluster copy (`before_write`:
+    /// they precede a cluster write).
+    fn commit(&mut self, before_write: bool) -> Result<(), SinkError> {
         if self.held.is_empty() {
             return Ok(());
         }
         let held = std::mem::take(&mut self.held);
-        self.journal
+        let records = self
+            .journal
             .append_all(&self.run, held)
-            .map(|_| ())
-            .map_err(|e| SinkError(e.to_string()))
+            .map_err(|e| SinkError(e.to_string()))?;
+        match &self.mirror {
+            Some(mirror) => mirror.send(records, before_write).map_err(|e| {
+                SinkError(format!("the cluster journal did not take the record: {e}"))
+            }),
+            None => Ok(()),
+        }
     }
 }
 
@@ -317,6 +376,18 @@ pub struct StepState {
     pub skipped: Option<String>,
     pub stale: Option<Vec<String>>,
     pub rolled_back: Option<RollbackOutcome>,
+    /// When the step's writes began (its intent record) and when it finished.
+    pub started_at: Option<String>,
+    pub done_at: Option<String>,
+}
+
+/// One take-over of a run, as journaled.
+#[derive(Clone, Debug, Serialize)]
+pub struct Handover {
+    pub from: String,
+    pub to: String,
+    pub purpose: String,
+    pub at: String,
 }
 
 /// A run read back from the journal.
@@ -330,115 +401,138 @@ pub struct RunState {
     pub steps: Vec<StepState>,
     pub finished: Option<Value>,
     pub records: usize,
+    /// Who took the run over from whom, oldest first.
+    pub handovers: Vec<Handover>,
 }
 
 impl RunState {
     pub fn read(journal: &Journal, run: &str) -> Result<Self, JournalError> {
-        let header = journal.run(run)?;
+        let mut state = RunState::from_header(&journal.run(run)?)?;
+        for record in journal.records(run)? {
+            state.apply(record)?;
+        }
+        Ok(state)
+    }
+
+    /// A run with its header read and no record yet: records follow with [`RunState::apply`].
+    pub fn from_header(header: &::journal::RunHeader) -> Result<Self, JournalError> {
         let info: RunInfo =
-            serde_json::from_value(header.info).map_err(|e| JournalError::Corrupt {
-                run: run.to_string(),
+            serde_json::from_value(header.info.clone()).map_err(|e| JournalError::Corrupt {
+                run: header.run.clone(),
                 seq: 0,
                 message: format!("run header: {e}"),
             })?;
-        let records = journal.records(run)?;
-        let mut state = RunState {
-            run: run.to_string(),
+        Ok(RunState {
+            run: header.run.clone(),
             info,
             plan: None,
             steps: Vec::new(),
             finished: None,
-            records: records.len(),
-        };
-        let mut index: HashMap<String, usize> = HashMap::new();
-        for record in records {
-            let entry: Entry =
-                serde_json::from_value(record.body).map_err(|e| JournalError::Corrupt {
-                    run: run.to_string(),
-                    seq: record.seq,
-                    message: e.to_string(),
-                })?;
-            if let Entry::Approved { plan } = &entry {
-                // A later approval (a re-plan after a stale step) replaces the plans of the
-                // steps not applied yet; what the journal says of the others stays.
-                let mut before: HashMap<String, StepState> =
-                    state.steps.drain(..).map(|s| (s.step.clone(), s)).collect();
-                state.steps = plan
-                    .steps
-                    .iter()
-                    .map(|s| {
-                        let fresh = StepState {
-                            step: s.id.clone(),
-                            plan: s.plan().cloned(),
-                            skipped: match &s.state {
-                                PlannedState::Skipped { reason } => Some(reason.clone()),
-                                _ => None,
-                            },
-                            ..StepState::default()
-                        };
-                        match before.remove(&s.id) {
-                            Some(old) if old.intent || old.outputs.is_some() => old,
-                            _ => fresh,
-                        }
-                    })
-                    .collect();
-                index = state
-                    .steps
-                    .iter()
-                    .enumerate()
-                    .map(|(i, s)| (s.step.clone(), i))
-                    .collect();
-                state.plan = Some((**plan).clone());
-                continue;
-            }
-            let step_of = |id: &str| index.get(id).copied();
-            match entry {
-                Entry::Approved { .. } => {}
-                Entry::Intent { step } => {
-                    if let Some(i) = step_of(&step) {
-                        state.steps[i].intent = true;
+            records: 0,
+            handovers: Vec::new(),
+        })
+    }
+
+    fn step_index(&self, id: &str) -> Option<usize> {
+        self.steps.iter().position(|s| s.step == id)
+    }
+
+    /// Reads the next record of the run into the state.
+    pub fn apply(&mut self, record: ::journal::Record) -> Result<(), JournalError> {
+        let state = self;
+        state.records += 1;
+        let at = record.at;
+        let entry: Entry =
+            serde_json::from_value(record.body).map_err(|e| JournalError::Corrupt {
+                run: state.run.clone(),
+                seq: record.seq,
+                message: e.to_string(),
+            })?;
+        if let Entry::Approved { plan } = &entry {
+            // A later approval (a re-plan after a stale step) replaces the plans of the
+            // steps not applied yet; what the journal says of the others stays.
+            let mut before: HashMap<String, StepState> =
+                state.steps.drain(..).map(|s| (s.step.clone(), s)).collect();
+            state.steps = plan
+                .steps
+                .iter()
+                .map(|s| {
+                    let fresh = StepState {
+                        step: s.id.clone(),
+                        plan: s.plan().cloned(),
+                        skipped: match &s.state {
+                            PlannedState::Skipped { reason } => Some(reason.clone()),
+                            _ => None,
+                        },
+                        ..StepState::default()
+                    };
+                    match before.remove(&s.id) {
+                        Some(old) if old.intent || old.outputs.is_some() => old,
+                        _ => fresh,
                     }
-                }
-                Entry::Applied { step, .. } => {
-                    if let Some(i) = step_of(&step) {
-                        state.steps[i].applied += 1;
-                    }
-                }
-                Entry::Done { step, outputs } => {
-                    if let Some(i) = step_of(&step) {
-                        state.steps[i].outputs = Some(outputs);
-                        state.steps[i].failed = None;
-                        state.steps[i].stale = None;
-                    }
-                }
-                Entry::Verified { .. } | Entry::Captured { .. } | Entry::RollbackStarted { .. } => {
-                }
-                Entry::Failed { step, error } => {
-                    if let Some(i) = step_of(&step) {
-                        state.steps[i].failed = Some(error);
-                    }
-                }
-                Entry::Skipped { step, reason } => {
-                    if let Some(i) = step_of(&step) {
-                        state.steps[i].skipped = Some(reason);
-                    }
-                }
-                Entry::Stale { step, changes } => {
-                    if let Some(i) = step_of(&step) {
-                        state.steps[i].stale = Some(changes);
-                    }
-                }
-                Entry::RollbackStep { step, outcome } => {
-                    if let Some(i) = step_of(&step) {
-                        state.steps[i].rolled_back = Some(outcome);
-                    }
-                }
-                Entry::Finished { outcome } => state.finished = Some(outcome),
-                // Notifications are for the report; resume and rollback need nothing of them.
-                Entry::Notified { .. } => {}
-            }
+                })
+                .collect();
+            state.plan = Some((**plan).clone());
+            return Ok(());
         }
-        Ok(state)
+        match entry {
+            Entry::Approved { .. } => {}
+            Entry::Intent { step } => {
+                // A run written to again (resumed) has no outcome until it finishes again.
+                state.finished = None;
+                if let Some(i) = state.step_index(&step) {
+                    state.steps[i].intent = true;
+                    state.steps[i].started_at.get_or_insert(at);
+                }
+            }
+            Entry::Applied { step, .. } => {
+                if let Some(i) = state.step_index(&step) {
+                    state.steps[i].applied += 1;
+                }
+            }
+            Entry::Done { step, outputs } => {
+                if let Some(i) = state.step_index(&step) {
+                    state.steps[i].started_at.get_or_insert(at.clone());
+                    state.steps[i].done_at = Some(at);
+                    state.steps[i].outputs = Some(outputs);
+                    state.steps[i].failed = None;
+                    state.steps[i].stale = None;
+                }
+            }
+            // A rollback started after the run finished: no outcome until it ends.
+            Entry::RollbackStarted { .. } => state.finished = None,
+            Entry::Verified { .. } | Entry::Captured { .. } => {}
+            Entry::Failed { step, error } => {
+                if let Some(i) = state.step_index(&step) {
+                    state.steps[i].failed = Some(error);
+                }
+            }
+            Entry::Skipped { step, reason } => {
+                if let Some(i) = state.step_index(&step) {
+                    state.steps[i].skipped = Some(reason);
+                }
+            }
+            Entry::Stale { step, changes } => {
+                if let Some(i) = state.step_index(&step) {
+                    state.steps[i].stale = Some(changes);
+                }
+            }
+            Entry::RollbackStep { step, outcome } => {
+                if let Some(i) = state.step_index(&step) {
+                    state.steps[i].rolled_back = Some(outcome);
+                }
+            }
+            Entry::Finished { outcome } => state.finished = Some(outcome),
+            Entry::TakenOver { from, to, purpose } => state.handovers.push(Handover {
+                from,
+                to,
+                purpose,
+                at,
+            }),
+            // Notifications are for the report; resume and rollback need nothing of them.
+            Entry::Notified { .. } => {}
+        }
+        Ok(())
     }
 
     /// True when no approved plan was recorded: the run wrote nothing.

@@ -36,6 +36,7 @@ pub mod rbac;
 pub mod registry;
 pub mod report;
 pub mod run_lock;
+pub mod runs;
 pub mod snapshot;
 pub mod source;
 pub mod sshsig;

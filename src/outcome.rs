@@ -4,7 +4,7 @@
 //! outcomes, and every report (progress, summary, JSON, journal) reads them from here, so no
 //! stage has to import another for them.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
@@ -410,5 +410,77 @@ pub struct Canary {
 impl std::fmt::Debug for Canary {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(f, "Canary({}, token redacted)", self.account)
+    }
+}
+
+/// What happens to a run whose review fell due (a playbook's `on_review_due`).
+#[derive(
+    Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema,
+)]
+#[serde(rename_all = "lowercase")]
+pub enum OnReviewDue {
+    /// Say so (an Event on the run and its notifications); undo nothing.
+    #[default]
+    Notify,
+    /// Roll the run back through the journal, as `contain rollback` would.
+    Rollback,
+}
+
+/// The review rules a run was started with (kept in its journal header).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ReviewPolicy {
+    /// The playbook's `review_after`, in seconds.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub after_seconds: Option<u64>,
+    /// Steps' own `review_after`, in seconds, by playbook step number (from 1).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub steps: BTreeMap<usize, u64>,
+    #[serde(default, skip_serializing_if = "is_notify")]
+    pub on_due: OnReviewDue,
+}
+
+fn is_notify(on_due: &OnReviewDue) -> bool {
+    *on_due == OnReviewDue::Notify
+}
+
+impl ReviewPolicy {
+    pub fn is_empty(&self) -> bool {
+        self.after_seconds.is_none() && self.steps.is_empty() && is_notify(&self.on_due)
+    }
+
+    /// How long what the step numbered `number` puts in place may stay before a review.
+    pub fn after(&self, number: usize) -> Option<u64> {
+        self.steps.get(&number).copied().or(self.after_seconds)
+    }
+
+    /// When what a step put in place at `since` (RFC 3339) falls due, if it ever does.
+    pub fn due(&self, number: usize, since: &str) -> Option<jiff::Timestamp> {
+        let since: jiff::Timestamp = since.parse().ok()?;
+        let after = i64::try_from(self.after(number)?).ok()?;
+        since
+            .checked_add(jiff::SignedDuration::from_secs(after))
+            .ok()
+    }
+}
+
+#[cfg(test)]
+mod review_tests {
+    use super::*;
+
+    #[test]
+    fn a_step_review_overrides_the_playbook_one_and_due_adds_it_to_since() {
+        let policy = ReviewPolicy {
+            after_seconds: Some(3600),
+            steps: [(2, 60)].into(),
+            on_due: OnReviewDue::Notify,
+        };
+        assert_eq!(policy.after(1), Some(3600));
+        assert_eq!(policy.after(2), Some(60));
+        assert_eq!(
+            policy.due(2, "2026-12-06T03:00:00Z").unwrap().to_string(),
+            "2026-12-06T03:01:00Z"
+        );
+        assert_eq!(ReviewPolicy::default().due(1, "2026-12-06T03:00:00Z"), None);
+        assert!(ReviewPolicy::default().is_empty());
     }
 }

@@ -227,17 +227,27 @@ pub async fn take(
 
 /// The identity a Lease shows: who runs it, from which machine, for which run.
 pub fn holder(run_id: &str, user: &str, options: &LockOptions) -> Holder {
-    let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+    Holder {
+        identity: format!("{user} on {} (contain run {run_id})", host()),
+        run: run_id.to_string(),
+        predecessors: options.take_over_from.clone(),
+    }
+}
+
+/// This machine's name, as Leases and the journal name where a run was driven from
+/// (`CONTAIN_HOST` names it where the host name says nothing, as in a pod).
+pub fn host() -> String {
+    if let Ok(host) = std::env::var("CONTAIN_HOST")
+        && !host.trim().is_empty()
+    {
+        return host.trim().to_string();
+    }
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
         .map(|h| h.trim().to_string())
         .ok()
         .filter(|h| !h.is_empty())
         .or_else(|| std::env::var("HOSTNAME").ok())
-        .unwrap_or_else(|| "an unknown host".into());
-    Holder {
-        identity: format!("{user} on {host} (contain run {run_id})"),
-        run: run_id.to_string(),
-        predecessors: options.take_over_from.clone(),
-    }
+        .unwrap_or_else(|| "an unknown host".into())
 }
 
 #[cfg(test)]

@@ -472,6 +472,10 @@ fn a_run_killed_before_its_plan_was_durable_never_started() {
             mode: "live".into(),
             started_at: "2026-11-27T00:00:01Z".into(),
             locks: Vec::new(),
+            host: None,
+            review: Default::default(),
+            next_steps: Vec::new(),
+            sensitive_params: Vec::new(),
         };
         contain::journal::RunJournal::create(&journal, header_only, &info).unwrap();
     }

@@ -282,26 +282,6 @@ async fn a_saved_plan_applies_exactly_and_a_stale_or_mismatched_one_is_refused()
     );
 }
 
-/// A kubeconfig for a ServiceAccount's token, against the test control plane.
-fn token_kubeconfig(token: &str, dir: &std::path::Path) -> std::path::PathBuf {
-    let admin = std::fs::read_to_string(live::kubeconfig()).unwrap();
-    let field = |name: &str| {
-        admin
-            .lines()
-            .find_map(|l| l.trim().strip_prefix(&format!("{name}: ")))
-            .unwrap_or_else(|| panic!("no {name} in the admin kubeconfig"))
-            .to_string()
-    };
-    let text = format!(
-        "apiVersion: v1\nkind: Config\nclusters:\n- name: test\n  cluster:\n    server: {}\n    certificate-authority: {}\nusers:\n- name: responder\n  user:\n    token: {token}\ncontexts:\n- name: test\n  context: {{cluster: test, user: responder}}\ncurrent-context: test\n",
-        field("server"),
-        field("certificate-authority")
-    );
-    let path = dir.join("responder.kubeconfig");
-    std::fs::write(&path, text).unwrap();
-    path
-}
-
 #[tokio::test]
 async fn the_preflight_names_exactly_the_missing_permission_and_writes_nothing() {
     let cluster = live::connect(live::kubeconfig()).await;
@@ -334,7 +314,7 @@ async fn the_preflight_names_exactly_the_missing_permission_and_writes_nothing()
         .await
         .unwrap();
     let dir = tempfile::tempdir().unwrap();
-    let kubeconfig = token_kubeconfig(&token, dir.path());
+    let kubeconfig = live::token_kubeconfig(&token, dir.path());
     let playbook = playbook_file(LABEL);
     let journal = tempfile::tempdir().unwrap();
     let out = crate::harness::Contain::new()
@@ -687,7 +667,7 @@ async fn the_compromised_pod_playbook_runs_with_only_the_role_contain_rbac_print
         .await
         .unwrap();
     let dir = tempfile::tempdir().unwrap();
-    let kubeconfig = token_kubeconfig(&token, dir.path());
+    let kubeconfig = live::token_kubeconfig(&token, dir.path());
     let journal = tempfile::tempdir().unwrap();
     let evidence = tempfile::tempdir().unwrap();
     let responder = || {

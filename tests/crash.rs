@@ -48,6 +48,8 @@ struct Scenario {
     pod: String,
     live: Live,
     playbook: tempfile::NamedTempFile,
+    /// `--journal cluster`: the run's ContainmentRun is its only journal.
+    cluster_journal: bool,
 }
 
 impl Scenario {
@@ -71,11 +73,82 @@ impl Scenario {
             pod,
             live: Live::new(),
             playbook,
+            cluster_journal: false,
         }
     }
 
+    /// The same scenario with the cluster as the journal.
+    fn on_cluster_journal(mut self) -> Self {
+        self.cluster_journal = true;
+        self
+    }
+
     fn contain(&self, args: &[&str]) -> Contain {
+        let contain = if self.cluster_journal {
+            Contain::new().args([
+                "--no-progress",
+                "--kubeconfig",
+                &live::kubeconfig().display().to_string(),
+                "--journal",
+                "cluster",
+                "--evidence",
+                &self.live.evidence.path().display().to_string(),
+            ])
+        } else {
+            self.live.contain()
+        };
+        contain.args(args.iter().copied())
+    }
+
+    /// The local journal's commands (`journal ls`, `export`), on a copy pulled from the
+    /// cluster first when the cluster is the journal.
+    fn local(&self, args: &[&str]) -> Contain {
         self.live.contain().args(args.iter().copied())
+    }
+
+    /// Each run of the scenario (id, status), oldest first: from the local journal, or from
+    /// the ContainmentRuns of its namespace (pulled into the local journal, to be read like
+    /// it) with the cluster as the journal.
+    fn runs(&self) -> Vec<(String, String)> {
+        if self.cluster_journal {
+            let listed = self
+                .contain(&["-o", "json", "-n", &self.ns.name, "runs"])
+                .run()
+                .json();
+            let mut runs: Vec<(String, String)> = listed
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|r| {
+                    let run = r["run"].as_str().unwrap().to_string();
+                    let phase = r["phase"].as_str().unwrap_or_default();
+                    // A run whose approved plan never reached the cluster never started.
+                    let status = match phase {
+                        "Planned" => "never started".to_string(),
+                        other => other.to_ascii_lowercase(),
+                    };
+                    (run, status)
+                })
+                .collect();
+            runs.sort();
+            for (run, _) in &runs {
+                let pulled = self.local(&["journal", "pull", run]).run();
+                assert_eq!(pulled.code, 0, "{}", pulled.stderr);
+            }
+            return runs;
+        }
+        let listed = self.local(&["-o", "json", "journal", "ls"]).run().json();
+        listed
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|r| {
+                (
+                    r["run"].as_str().unwrap().to_string(),
+                    r["status"].as_str().unwrap_or_default().to_string(),
+                )
+            })
+            .collect()
     }
 
     fn command(&self) -> Contain {
@@ -150,7 +223,7 @@ impl Scenario {
     }
 
     fn assert_writes(&self, run: &str, killed_anywhere: bool) {
-        let out = self.contain(&["journal", "export", run]).run();
+        let out = self.local(&["journal", "export", run]).run();
         assert_eq!(out.code, 0, "{}", out.stderr);
         let records: Vec<Value> = out
             .stdout
@@ -204,7 +277,7 @@ impl Scenario {
                 );
             }
         }
-        let verify = self.contain(&["journal", "verify", run]).run();
+        let verify = self.local(&["journal", "verify", run]).run();
         assert_eq!(verify.code, 0, "{}{}", verify.stdout, verify.stderr);
     }
 }
@@ -386,6 +459,10 @@ fn resume_and_rollback_refuse_another_cluster() {
             mode: "live".into(),
             started_at: "2026-11-27T00:00:00Z".into(),
             locks: Vec::new(),
+            host: None,
+            review: Default::default(),
+            next_steps: Vec::new(),
+            sensitive_params: Vec::new(),
         };
         let mut sink =
             contain::journal::RunJournal::create(&journal, "20261127T000000Z-aaaaaa", &info)
@@ -505,6 +582,17 @@ impl Lcg {
 
 #[tokio::test]
 async fn killed_at_random_instants_a_run_resumes_to_the_uninterrupted_result() {
+    killed_at_random_instants(false, 12).await;
+}
+
+#[tokio::test]
+async fn killed_at_random_instants_with_the_cluster_as_journal_a_run_resumes_to_the_same_result() {
+    killed_at_random_instants(true, 8).await;
+}
+
+/// Kills a run at random instants (its ContainmentRun following the local journal, or with
+/// `cluster_journal` the cluster as its only journal) and resumes it: the uninterrupted result.
+async fn killed_at_random_instants(cluster_journal: bool, trials: usize) {
     let cluster = live::connect(live::kubeconfig()).await;
     let (before, expected, took) = timed_reference(&cluster).await;
     // Kill anywhere from the process start to a little past its end.
@@ -513,11 +601,16 @@ async fn killed_at_random_instants_a_run_resumes_to_the_uninterrupted_result() {
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap()
         .as_nanos() as u64;
-    eprintln!("random kills: seed {seed}, delays below {span_ms} ms");
+    eprintln!(
+        "random kills (cluster journal: {cluster_journal}): seed {seed}, delays below {span_ms} ms"
+    );
     let mut random = Lcg(seed);
     let mut outcomes = std::collections::BTreeMap::new();
-    for trial in 0..12 {
-        let scenario = Scenario::new(&cluster, "crash-kill").await;
+    for trial in 0..trials {
+        let mut scenario = Scenario::new(&cluster, "crash-kill").await;
+        if cluster_journal {
+            scenario = scenario.on_cluster_journal();
+        }
         let original = scenario.state(&cluster).await;
         // Half the kills anywhere; half in the later part of the run, where the writes are (the
         // first part is connecting, reading facts, planning and the preflight).
@@ -532,18 +625,13 @@ async fn killed_at_random_instants_a_run_resumes_to_the_uninterrupted_result() {
         let finished = child.try_wait().unwrap().is_some();
         let _ = child.kill();
         let _ = child.wait();
-        let runs = contain::journal::run_ids(scenario.live.journal.path());
-        let status = match runs.last() {
-            None => "no record".to_string(),
-            Some(_) => {
-                let listed = scenario
-                    .contain(&["-o", "json", "journal", "ls"])
-                    .run()
-                    .json();
-                listed[0]["status"].as_str().unwrap_or_default().to_string()
-            }
-        };
-        let context = format!("trial {trial} (seed {seed}, killed after {delay} ms, {status})");
+        let runs = scenario.runs();
+        let status = runs
+            .first()
+            .map_or("no record".to_string(), |(_, s)| s.clone());
+        let context = format!(
+            "trial {trial} (cluster journal: {cluster_journal}, seed {seed}, killed after {delay} ms, {status})"
+        );
         let never_started = runs.is_empty() || status.starts_with("never started");
         if never_started {
             // Nothing was written: the objects are as they were, and a new run does the job.
@@ -560,7 +648,10 @@ async fn killed_at_random_instants_a_run_resumes_to_the_uninterrupted_result() {
                 if again.code != 10 || started.elapsed() > std::time::Duration::from_secs(10) {
                     break again;
                 }
-                let holder = runs.last().map(String::as_str).unwrap_or("contain run");
+                let holder = runs
+                    .last()
+                    .map(|(r, _)| r.as_str())
+                    .unwrap_or("contain run");
                 assert!(again.stderr.contains(holder), "{context}: {}", again.stderr);
                 tokio::time::sleep(std::time::Duration::from_millis(500)).await;
             };
@@ -573,11 +664,12 @@ async fn killed_at_random_instants_a_run_resumes_to_the_uninterrupted_result() {
             let run = runs
                 .iter()
                 .rev()
-                .find(|r| {
-                    let shown = scenario.contain(&["journal", "show", r]).run();
+                .find(|(r, _)| {
+                    let shown = scenario.local(&["journal", "show", r]).run();
                     shown.code != 9
                 })
                 .unwrap()
+                .0
                 .clone();
             let resumed = scenario.contain(&["resume", "--yes", &run]).run();
             assert_eq!(
@@ -609,23 +701,12 @@ async fn killed_at_random_instants_a_run_resumes_to_the_uninterrupted_result() {
         );
         // The run that wrote (a killed run that never started is listed too, and run ids of the
         // same second do not sort by time).
-        let listed = scenario
-            .contain(&["-o", "json", "journal", "ls"])
-            .run()
-            .json();
-        let run = listed
-            .as_array()
-            .unwrap()
+        let runs = scenario.runs();
+        let run = runs
             .iter()
-            .find(|r| {
-                !r["status"]
-                    .as_str()
-                    .unwrap_or_default()
-                    .starts_with("never started")
-            })
-            .and_then(|r| r["run"].as_str())
-            .unwrap_or_else(|| panic!("{context}: no run wrote: {listed}"))
-            .to_string();
+            .find(|(_, status)| !status.starts_with("never started"))
+            .map(|(run, _)| run.clone())
+            .unwrap_or_else(|| panic!("{context}: no run wrote: {runs:?}"));
         scenario.assert_writes_at_most_once(&run);
         let rolled = scenario.contain(&["rollback", "--yes", &run]).run();
         assert_eq!(
@@ -639,7 +720,7 @@ async fn killed_at_random_instants_a_run_resumes_to_the_uninterrupted_result() {
             "{context}: rollback did not restore the objects"
         );
     }
-    eprintln!("random kills: {outcomes:?}");
+    eprintln!("random kills (cluster journal: {cluster_journal}): {outcomes:?}");
 }
 
 /// Copies a directory tree (a run's sled journal).

@@ -39,8 +39,8 @@ pub const LAYERS: &[(&str, &[&str], &str)] = &[
     ),
     (
         "records",
-        &["journal", "evidence", "netpol", "rbac", "run_lock"],
-        "durable stores and pure evaluators over cluster objects",
+        &["journal", "evidence", "netpol", "rbac", "run_lock", "runs"],
+        "durable stores and pure evaluators over cluster objects; a run's copy in the cluster",
     ),
     (
         "actions",

@@ -14,6 +14,7 @@ mod exercise;
 mod faults;
 mod forensics;
 mod fuzz;
+mod handover;
 mod harness;
 mod hostile;
 mod layers;

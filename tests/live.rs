@@ -788,3 +788,23 @@ pub async fn list(cluster: &KubeCluster, kind: &str, namespace: &str) -> Vec<Val
         .await
         .unwrap()
 }
+
+/// A kubeconfig for a ServiceAccount's token, against the test control plane.
+pub fn token_kubeconfig(token: &str, dir: &std::path::Path) -> std::path::PathBuf {
+    let admin = std::fs::read_to_string(kubeconfig()).unwrap();
+    let field = |name: &str| {
+        admin
+            .lines()
+            .find_map(|l| l.trim().strip_prefix(&format!("{name}: ")))
+            .unwrap_or_else(|| panic!("no {name} in the admin kubeconfig"))
+            .to_string()
+    };
+    let text = format!(
+        "apiVersion: v1\nkind: Config\nclusters:\n- name: test\n  cluster:\n    server: {}\n    certificate-authority: {}\nusers:\n- name: responder\n  user:\n    token: {token}\ncontexts:\n- name: test\n  context: {{cluster: test, user: responder}}\ncurrent-context: test\n",
+        field("server"),
+        field("certificate-authority")
+    );
+    let path = dir.join("responder.kubeconfig");
+    std::fs::write(&path, text).unwrap();
+    path
+}

@@ -11,6 +11,8 @@ pub mod observe;
 pub mod overlay;
 pub mod read;
 pub mod recording;
+pub mod run_copy;
+pub mod run_store;
 pub mod semantics;
 pub mod sim;
 pub mod wait;

@@ -34,10 +34,42 @@ pub struct Ctx {
     pub evidence_key: Option<PathBuf>,
     pub call_timeout: Duration,
     pub run_timeout: Option<Duration>,
+    /// Where live runs are journaled: beside the local journal (following it), in the cluster
+    /// only (write-ahead), or not in the cluster.
+    pub journal_mode: JournalMode,
+    /// The scratch journal of `--journal cluster`, removed when the invocation ends.
+    _scratch: Option<std::sync::Arc<tempfile::TempDir>>,
+}
+
+/// Which journal a live run writes first.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum JournalMode {
+    /// The local journal is the write-ahead log; the run's ContainmentRun follows each commit.
+    Mirrored,
+    /// The run's ContainmentRun is the write-ahead log (`--journal cluster`).
+    Cluster,
+    /// The local journal only (`--no-cluster-copy`).
+    Local,
 }
 
 impl Ctx {
     pub fn new(global: &Global) -> Self {
+        let cluster = global.journal.as_deref() == Some(Path::new("cluster"));
+        // The cluster is the journal: records pass through a scratch store on their way.
+        let scratch = cluster
+            .then(|| {
+                tempfile::Builder::new()
+                    .prefix("contain-journal-")
+                    .tempdir()
+                    .ok()
+            })
+            .flatten()
+            .map(std::sync::Arc::new);
+        let journal_mode = match (cluster, global.no_cluster_copy) {
+            (true, _) => JournalMode::Cluster,
+            (false, true) => JournalMode::Local,
+            (false, false) => JournalMode::Mirrored,
+        };
         Ctx {
             kubeconfig: global.kubeconfig.clone(),
             context: global.context.clone(),
@@ -45,10 +77,13 @@ impl Ctx {
             output: global.output,
             no_progress: global.no_progress,
             verbose: global.verbose,
-            journal_root: global
-                .journal
-                .clone()
-                .unwrap_or_else(crate::paths::journal_root),
+            journal_root: match &scratch {
+                Some(dir) => dir.path().to_path_buf(),
+                None => global
+                    .journal
+                    .clone()
+                    .unwrap_or_else(crate::paths::journal_root),
+            },
             evidence_root: global
                 .evidence
                 .clone()
@@ -56,6 +91,8 @@ impl Ctx {
             evidence_key: global.evidence_key.clone(),
             call_timeout: global.call_timeout,
             run_timeout: global.run_timeout,
+            journal_mode,
+            _scratch: scratch,
         }
     }
 

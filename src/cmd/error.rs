@@ -33,6 +33,8 @@ pub enum Finding {
     EvidenceAltered,
     /// An exercise run with `--fail-on-unmet` left objectives unmet.
     ObjectivesUnmet,
+    /// `contain review` could not say or undo every run that fell due.
+    ReviewIncomplete,
 }
 
 impl Status {
@@ -44,6 +46,7 @@ impl Status {
             Status::Failed(Finding::ChainBroken) => exit::JOURNAL,
             Status::Failed(Finding::EvidenceAltered) => exit::VERIFY_FAILED,
             Status::Failed(Finding::ObjectivesUnmet) => exit::OBJECTIVES_UNMET,
+            Status::Failed(Finding::ReviewIncomplete) => exit::STEP_FAILED,
             Status::Drill(code) => *code,
         }
     }

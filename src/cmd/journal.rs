@@ -14,6 +14,9 @@ use crate::plan::display;
 pub fn run(ctx: &Ctx, command: &JournalCommand) -> CommandResult {
     match command {
         JournalCommand::Ls => list(ctx, &ctx.journal_root),
+        JournalCommand::Pull { run } => Err(CommandError::Usage(format!(
+            "`contain journal pull {run}` needs the cluster; it is dispatched on its own"
+        ))),
         JournalCommand::Show { run }
         | JournalCommand::Export { run }
         | JournalCommand::Verify { run } => {
@@ -197,6 +200,28 @@ fn verify(ctx: &Ctx, journal: &::journal::Journal, run: &str) -> Result<Status, 
     // An intact chain without an approved plan is a run that never started.
     if RunState::read(journal, run)?.never_started() {
         return Err(never_started(run));
+    }
+    Ok(Status::Success)
+}
+
+/// `contain journal pull RUN`: the run's copy in the cluster, verified, into this journal.
+pub async fn pull(ctx: &Ctx, run: &str) -> CommandResult {
+    let cluster = ctx.connect().await?;
+    let pulled = super::cluster_copy::pull(ctx, &cluster, run).await?;
+    if ctx.text() {
+        ui::out_line(&format!(
+            "run {run}: {} record(s) in ContainmentRun {}, chain intact; {} new here (journal {})",
+            pulled.records,
+            pulled.object,
+            pulled.added,
+            ctx.journal_root.display()
+        ));
+    } else {
+        ui::print_output(
+            &json!({"run": run, "object": pulled.object, "records": pulled.records,
+                    "added": pulled.added, "playbook": pulled.playbook}),
+            ctx.output,
+        );
     }
     Ok(Status::Success)
 }

@@ -3,6 +3,7 @@
 //! drill's containment) share [`session::Session`]; everything shown goes through [`ui`].
 
 pub mod actions;
+pub mod cluster_copy;
 pub mod ctx;
 pub mod error;
 pub mod evidence;
@@ -15,6 +16,7 @@ pub mod report;
 pub mod resume;
 pub mod rollback;
 pub mod run;
+pub mod runs;
 pub mod session;
 pub mod snapshot;
 pub mod ui;

@@ -1,6 +1,6 @@
 //! `contain rbac PLAYBOOK`: plans the playbook through a recording of its reads, then prints
 //! the ClusterRole that grants those reads and what the plan's operations, verifications,
-//! locks, Events and rollback need.
+//! locks, Events, the run's ContainmentRun and rollback need.
 
 use std::path::Path;
 
@@ -40,6 +40,7 @@ pub async fn run(
     needed.extend(crate::execute::planning::needed_access(&plan));
     needed.extend(crate::run_lock::access(&plan));
     needed.extend(crate::notify::events::access(&plan));
+    needed.extend(crate::runs::access(&plan));
     // A responder must be able to roll the run back too.
     for step in plan.steps.iter().filter_map(|s| s.plan()) {
         needed.extend(step.inverse.iter().flat_map(crate::plan::Op::access));

@@ -5,7 +5,6 @@ use super::{CommandResult, Ctx};
 
 pub async fn run(ctx: &Ctx, run: &str, options: SessionOptions) -> CommandResult {
     refuse_unattended(options.yes, "resume a run")?;
-    let recorded = Recorded::open(ctx, run)?;
-    let cluster = ctx.connect().await?;
+    let (recorded, cluster) = Recorded::open_for_session(ctx, run).await?;
     Session::new(ctx, &cluster, options).resume(recorded).await
 }

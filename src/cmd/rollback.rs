@@ -5,8 +5,7 @@ use super::{CommandResult, Ctx};
 
 pub async fn run(ctx: &Ctx, run: &str, to: Option<&str>, options: SessionOptions) -> CommandResult {
     refuse_unattended(options.yes, "roll back a run")?;
-    let recorded = Recorded::open(ctx, run)?;
-    let cluster = ctx.connect().await?;
+    let (recorded, cluster) = Recorded::open_for_session(ctx, run).await?;
     Session::new(ctx, &cluster, options)
         .rollback(recorded, to)
         .await

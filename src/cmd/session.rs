@@ -8,6 +8,7 @@ use std::path::Path;
 
 use serde_json::{Map, Value};
 
+use super::cluster_copy;
 use super::ctx::{Ctx, playbook_path};
 use super::error::{CommandError, CommandResult, Status};
 use super::ui::{self, Reporting, TerminalApprover};
@@ -20,6 +21,7 @@ use crate::notify::{Notice, Notifier, NotifyOptions, RunContext};
 use crate::plan::{RunPlan, display};
 use crate::playbook::load::Loaded;
 use crate::run_lock::{self, LockOptions, TargetLocks};
+use crate::runs::mirror::Mirror;
 
 /// How a live session goes: unattended or not, its locks, and who hears about it.
 #[derive(Clone, Debug, Default)]
@@ -137,12 +139,7 @@ impl<'a> Session<'a> {
     ) -> CommandResult {
         let cluster = self.cluster;
         let cluster_id = identity(cluster).await?;
-        // Who ran it, as the API server sees it; a cluster that cannot say is still usable.
-        let user = cluster
-            .whoami()
-            .await
-            .map(|u| u.username)
-            .unwrap_or_else(|_| "unknown".into());
+        let user = current_user(cluster).await;
         let locks = self.take_locks(plan, &config.run_id, &user).await?;
         let info = RunInfo {
             playbook_path: plan.playbook.path.clone(),
@@ -153,9 +150,19 @@ impl<'a> Session<'a> {
             server: cluster.info().server,
             context: self.ctx.context.clone(),
             user,
+            host: Some(crate::run_lock::host()),
             mode: Mode::Live.as_str().to_string(),
             started_at: jiff::Timestamp::now().to_string(),
             locks: locks.records(self.options.lock.steal.as_deref()),
+            review: loaded.playbook.review_policy(),
+            next_steps: loaded.playbook.next_steps.clone(),
+            sensitive_params: loaded
+                .playbook
+                .params
+                .iter()
+                .filter(|(_, spec)| spec.sensitive)
+                .map(|(name, _)| name.clone())
+                .collect(),
         };
         let config = RunConfig {
             halt: Some(locks.halt()),
@@ -180,31 +187,64 @@ impl<'a> Session<'a> {
         reporting: &mut Reporting,
         info: RunInfo,
     ) -> CommandResult {
-        let yes = self.options.yes;
         let notifier = self.notifier(&info, &config.run_id);
         let cannot_record = |e: &dyn std::fmt::Display| {
             CommandError::Journal(format!("cannot record the run: {e}"))
         };
         let journal = journal::open_new(&self.ctx.journal_root, &config.run_id)
             .map_err(|e| cannot_record(&e))?;
-        let mut sink =
+        let sink =
             RunJournal::create(&journal, &config.run_id, &info).map_err(|e| cannot_record(&e))?;
-        let mut config = RunConfig {
+        let mirror = cluster_copy::start_new(
+            self.ctx,
+            self.cluster,
+            &journal,
+            &config.run_id,
+            plan,
+            loaded,
+            &info,
+        )
+        .await?;
+        let mut sink = sink.mirrored(mirror.as_ref().map(Mirror::handle));
+        let config = RunConfig {
             evidence: Some(self.ctx.evidence_config(&info.cluster_id, &info.user)),
             ..config
+        };
+        let result = self
+            .apply_journaled(loaded, plan, config, reporting, &notifier, &mut sink)
+            .await;
+        drop(sink);
+        cluster_copy::finish(mirror).await;
+        result
+    }
+
+    /// Applies the plan into the run's journal; a stale plan may be re-planned and approved
+    /// again, interactively.
+    async fn apply_journaled(
+        &self,
+        loaded: &Loaded,
+        plan: &RunPlan,
+        mut config: RunConfig,
+        reporting: &mut Reporting,
+        notifier: &Notifier,
+        sink: &mut RunJournal<'_>,
+    ) -> CommandResult {
+        let yes = self.options.yes;
+        let cannot_record = |e: &dyn std::fmt::Display| {
+            CommandError::Journal(format!("cannot record the run: {e}"))
         };
         let mut terminal = TerminalApprover;
         let mut plan = plan.clone();
         loop {
             let approver: &mut dyn Approver = if yes { &mut AutoApprove } else { &mut terminal };
             let result = {
-                let mut sinks = reporting.sinks(Some(&mut sink));
+                let mut sinks = reporting.sinks(Some(&mut *sink));
                 Executor::new(self.cluster, &mut sinks, approver)
-                    .notifying(Some(&notifier))
+                    .notifying(Some(notifier))
                     .apply(loaded, &plan, &config)
                     .await?
             };
-            notify_run(&notifier, self.cluster, &mut sink, &result.outcome).await;
+            notify_run(notifier, self.cluster, sink, &result.outcome).await;
             let Outcome::Stale { step, .. } = &result.outcome else {
                 return reporting.report(Mode::Live, Some(&plan));
             };
@@ -225,7 +265,7 @@ impl<'a> Session<'a> {
                 return status;
             };
             {
-                let mut sinks = reporting.sinks(Some(&mut sink));
+                let mut sinks = reporting.sinks(Some(&mut *sink));
                 Executor::new(self.cluster, &mut sinks, &mut AutoApprove)
                     .approve(&new_plan)
                     .map_err(|e| cannot_record(&e))?;
@@ -324,22 +364,33 @@ impl<'a> Session<'a> {
             )));
         }
         if state.outcome().is_some_and(|o| o.is_success()) {
+            // Whoever took it over last is named: a responder coming back to a run another
+            // finished learns who did.
+            let by = state
+                .handovers
+                .last()
+                .map(|h| {
+                    format!(
+                        " (by {}, who took it over from {} at {})",
+                        h.to, h.from, h.at
+                    )
+                })
+                .unwrap_or_default();
             ui::out_line(&format!(
-                "run {run} already finished successfully: nothing to resume"
+                "run {run} already finished successfully{by}: nothing to resume"
             ));
             return Ok(Status::Success);
         }
         let Some(plan) = state.plan.clone() else {
             return Err(never_started(run));
         };
-        let loaded = self
-            .ctx
-            .load_playbook(Path::new(&state.info.playbook_path))?;
-        if loaded.sha256 != state.info.playbook_sha256 {
-            return Err(CommandError::Refused(format!(
-                "{} changed since run {run} started (sha256 {} then, {} now); refusing to resume with a different playbook",
-                state.info.playbook_path, state.info.playbook_sha256, loaded.sha256
-            )));
+        let loaded = self.recorded_playbook(run, &state)?;
+        for name in &state.info.sensitive_params {
+            if state.info.params.get(name) == Some(&Value::String("(redacted)".into())) {
+                ui::warn(&format!(
+                    "param {name} is sensitive: the cluster's copy does not carry its value (the approved plan holds what was rendered from it)"
+                ));
+            }
         }
         let resume = state.resume();
         let next = plan
@@ -360,9 +411,14 @@ impl<'a> Session<'a> {
         {
             return Err(CommandError::NotConfirmed);
         }
+        let user = current_user(cluster).await;
+        let me = cluster_copy::responder(&user);
+        let mirror = cluster_copy::start_existing(self.ctx, cluster, &journal, &state, &me).await?;
         // The run's own Leases are taken over (a crash left them held); anyone else's refuse.
-        let locks = self.take_locks(&plan, run, &state.info.user).await?;
-        let mut sink = RunJournal::reopen(&journal, run);
+        let locks = self.take_locks(&plan, run, &user).await?;
+        let mut sink =
+            RunJournal::reopen(&journal, run).mirrored(mirror.as_ref().map(Mirror::handle));
+        take_over(&mut sink, &state, &me, "resume")?;
         let config = RunConfig {
             resume: Some(resume),
             halt: Some(locks.halt()),
@@ -396,9 +452,37 @@ impl<'a> Session<'a> {
             }
             Err(e) => Err(e.into()),
         };
+        drop(sink);
+        cluster_copy::finish(mirror).await;
         locks.release().await;
         say_throttled(cluster);
         status
+    }
+
+    /// The playbook a recorded run was started with: the file it was read from, or else the
+    /// copy a pull brought from the cluster; either must still hash as the run recorded.
+    fn recorded_playbook(&self, run: &str, state: &RunState) -> Result<Loaded, CommandError> {
+        let recorded = &state.info.playbook_sha256;
+        let at_path = self.ctx.load_playbook(Path::new(&state.info.playbook_path));
+        if let Ok(loaded) = &at_path
+            && loaded.sha256 == *recorded
+        {
+            return at_path;
+        }
+        let pulled = cluster_copy::pulled_playbook(self.ctx, run);
+        if pulled.is_file()
+            && let Ok(loaded) = self.ctx.load_playbook(&pulled)
+            && loaded.sha256 == *recorded
+        {
+            return Ok(loaded);
+        }
+        match at_path {
+            Ok(loaded) => Err(CommandError::Refused(format!(
+                "{} changed since run {run} started (sha256 {recorded} then, {} now); refusing to resume with a different playbook",
+                state.info.playbook_path, loaded.sha256
+            ))),
+            Err(e) => Err(e),
+        }
     }
 
     /// Undoes a recorded run's completed steps, newest first, down to (not including) `to`.
@@ -434,9 +518,12 @@ impl<'a> Session<'a> {
         if !yes && !ui::confirm("apply this rollback?") {
             return Err(CommandError::NotConfirmed);
         }
+        let user = current_user(cluster).await;
+        let me = cluster_copy::responder(&user);
+        let mirror = cluster_copy::start_existing(self.ctx, cluster, &journal, &state, &me).await?;
         // A rollback writes to the run's targets too: it takes (or takes over) their locks.
         let locks = match &state.plan {
-            Some(plan) => Some(self.take_locks(plan, run, &state.info.user).await?),
+            Some(plan) => Some(self.take_locks(plan, run, &user).await?),
             None => None,
         };
         let config = RunConfig::new(
@@ -445,7 +532,9 @@ impl<'a> Session<'a> {
             state.info.params.clone(),
             &state.info.playbook_path,
         );
-        let mut sink = RunJournal::reopen(&journal, run);
+        let mut sink =
+            RunJournal::reopen(&journal, run).mirrored(mirror.as_ref().map(Mirror::handle));
+        take_over(&mut sink, &state, &me, "rollback")?;
         let mut reporting = self.reporting();
         let result = {
             let mut sinks = reporting.sinks(Some(&mut sink));
@@ -471,6 +560,8 @@ impl<'a> Session<'a> {
             let notifier = self.notifier(&state.info, run);
             notify_run(&notifier, cluster, &mut sink, outcome).await;
         }
+        drop(sink);
+        cluster_copy::finish(mirror).await;
         if let Some(locks) = locks {
             locks.release().await;
         }
@@ -539,6 +630,35 @@ impl<'a> Session<'a> {
     }
 }
 
+/// Who the API server says is connected; a cluster that cannot say is still usable.
+async fn current_user(cluster: &KubeCluster) -> String {
+    cluster
+        .whoami()
+        .await
+        .map(|u| u.username)
+        .unwrap_or_else(|_| "unknown".into())
+}
+
+/// Journals that another responder (or the same one elsewhere) takes the run over, before
+/// anything of theirs is written.
+fn take_over(
+    sink: &mut RunJournal<'_>,
+    state: &RunState,
+    me: &str,
+    purpose: &str,
+) -> Result<(), CommandError> {
+    let from = cluster_copy::last_responder(state);
+    if from == me {
+        return Ok(());
+    }
+    sink.append(&journal::Entry::TakenOver {
+        from,
+        to: me.to_string(),
+        purpose: purpose.to_string(),
+    })
+    .map_err(|e| CommandError::Journal(format!("cannot record the take-over: {e}")))
+}
+
 /// The cluster's identity (the kube-system namespace uid).
 pub async fn identity(cluster: &KubeCluster) -> Result<String, CommandError> {
     cluster.identity().await.map_err(|e| {
@@ -569,6 +689,24 @@ impl Recorded {
             journal,
             state,
         })
+    }
+}
+
+impl Recorded {
+    /// The run as `resume` and `rollback` go on from it, and the connected cluster. With
+    /// `--journal cluster` the run is pulled from the cluster first (there is no local
+    /// journal); otherwise a run not in the journal is said before connecting.
+    pub async fn open_for_session(
+        ctx: &Ctx,
+        run: &str,
+    ) -> Result<(Recorded, KubeCluster), CommandError> {
+        if ctx.journal_mode != super::ctx::JournalMode::Cluster {
+            let recorded = Recorded::open(ctx, run)?;
+            return Ok((recorded, ctx.connect().await?));
+        }
+        let cluster = ctx.connect().await?;
+        cluster_copy::pull(ctx, &cluster, run).await?;
+        Ok((Recorded::open(ctx, run)?, cluster))
     }
 }
 

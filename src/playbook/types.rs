@@ -51,6 +51,43 @@ pub struct Playbook {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(regex(pattern = r"^([0-9]+(ms|s|m|h))+$"))]
     pub timeout: Option<String>,
+    /// How long the containment may stay in force before someone must look at it again, e.g.
+    /// `4h` (a step's own `review_after` overrides it): the run's ContainmentRun records the
+    /// due time, `contain runs --due` lists it once past, and `contain review` fires an Event
+    /// and the run's notifications.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(regex(pattern = r"^([0-9]+(ms|s|m|h))+$"))]
+    pub review_after: Option<String>,
+    /// What `contain review` does with a run whose review is due: `notify` (default: an Event
+    /// and the notifications; nothing is undone) or `rollback` (the normal journaled rollback).
+    #[serde(default)]
+    pub on_review_due: OnReviewDue,
+    /// What whoever takes the incident over should do next: printed in `contain handover`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub next_steps: Vec<String>,
+}
+
+pub use crate::outcome::OnReviewDue;
+
+impl Playbook {
+    /// The rules a playbook declares (its durations were validated when it was loaded).
+    pub fn review_policy(&self) -> crate::outcome::ReviewPolicy {
+        let seconds = |text: &Option<String>| {
+            text.as_deref()
+                .and_then(crate::duration::parse_duration)
+                .map(|d| d.as_secs().max(1))
+        };
+        crate::outcome::ReviewPolicy {
+            after_seconds: seconds(&self.review_after),
+            steps: self
+                .steps
+                .iter()
+                .enumerate()
+                .filter_map(|(i, step)| Some((i + 1, seconds(&step.review_after)?)))
+                .collect(),
+            on_due: self.on_review_due,
+        }
+    }
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
@@ -109,6 +146,10 @@ pub struct ParamSpec {
     pub pattern: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub description: Option<String>,
+    /// The value is not for others to read: the run's ContainmentRun in the cluster (and a
+    /// hand-over briefing read from it) shows `(redacted)` instead.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub sensitive: bool,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
@@ -195,6 +236,10 @@ pub struct Step {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(regex(pattern = r"^([0-9]+(ms|s|m|h))+$"))]
     pub timeout: Option<String>,
+    /// Overrides the playbook's `review_after` for what this step puts in place.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(regex(pattern = r"^([0-9]+(ms|s|m|h))+$"))]
+    pub review_after: Option<String>,
     /// The path of a list, e.g. `facts.miner.nodes` or `params.nodes`: the step is
     /// planned once per item, as parts `<id>@<item>`, each journaled, applied, verified and
     /// rolled back on its own; its target and `with` read the item as `item`.

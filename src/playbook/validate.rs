@@ -598,20 +598,25 @@ impl<'a> Checks<'a> {
         self.check_timeout(step.node, &path);
     }
 
-    /// A `timeout` of zero would fail at once: the schema admits `0s`, so it is refused here.
+    /// A `timeout` or `review_after` of zero would fall due at once: the schema admits `0s`,
+    /// so it is refused here.
     fn check_timeout(&mut self, node: &Node, path: &str) {
-        if let Some(timeout) = node.get("timeout").and_then(|t| Some((t, t.as_str()?)))
-            && parse_duration(timeout.1).is_some_and(|d| d.is_zero())
-        {
-            let field = if path.is_empty() {
-                "timeout".to_string()
-            } else {
-                format!("{path}.timeout")
+        for key in ["timeout", "review_after"] {
+            let Some((value, text)) = node.get(key).and_then(|t| Some((t, t.as_str()?))) else {
+                continue;
             };
-            self.push(Problem::new(
-                format!("`{field}` must be longer than zero"),
-                Some(timeout.0.span),
-            ));
+            let field = if path.is_empty() {
+                key.to_string()
+            } else {
+                format!("{path}.{key}")
+            };
+            // Past the longest duration, or not one at all, is the schema check's to report.
+            let problem = parse_duration(text)
+                .is_some_and(|d| d.is_zero())
+                .then(|| format!("`{field}` must be longer than zero"));
+            if let Some(problem) = problem {
+                self.push(Problem::new(problem, Some(value.span)));
+            }
         }
     }
 

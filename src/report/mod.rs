@@ -1,5 +1,6 @@
 //! Everything that turns executor events into something a person or a program reads.
 
+pub mod handover;
 pub mod incident;
 pub mod summary;
 pub mod templates;
