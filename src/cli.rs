@@ -390,9 +390,9 @@ pub enum Command {
         #[arg(long, value_name = "DIR")]
         templates: Option<PathBuf>,
     },
-    /// Act on runs whose review fell due: an Event on the run and its notifications, and a
-    /// journaled rollback of those whose playbook says `on_review_due: rollback`. Meant for a
-    /// schedule (a CronJob).
+    /// Act on runs whose review fell due (in `-n`'s namespace, else in every namespace): an
+    /// Event on the run and its notifications, and a journaled rollback of those whose playbook
+    /// says `on_review_due: rollback`. Meant for a schedule (a CronJob).
     Review {
         /// Do not ask before rolling back. Required when not on a terminal.
         #[arg(long, short = 'y')]

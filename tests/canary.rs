@@ -1,7 +1,8 @@
 //! Secrets never leak: canary values in a Secret, a ConfigMap, a literal environment variable
 //! of the suspect's containers and kubectl's last-applied annotation are planted; after the
 //! whole compromised-pod playbook, its rollback and its incident report (every format), no
-//! journal file, evidence artifact, report, or line printed on the terminal holds any of them.
+//! journal file, evidence artifact, report, line printed on the terminal, or the run's
+//! ContainmentRun in the cluster holds any of them.
 
 use std::path::Path;
 
@@ -128,6 +129,25 @@ async fn canaries_never_leave_the_cluster_through_a_run_its_rollback_or_its_repo
     );
     let journal = files(live.journal.path());
     assert!(!journal.is_empty());
+    // The run's copy in the cluster is its journal too.
+    let copy = live::kubectl(&[
+        "get",
+        "containmentruns,containmentrunjournals",
+        "-n",
+        &ns.name,
+        "-o",
+        "json",
+    ]);
+    assert!(
+        copy.status.success(),
+        "{}",
+        String::from_utf8_lossy(&copy.stderr)
+    );
+    assert!(
+        holds(&copy.stdout, &id),
+        "the run's ContainmentRun is there to be checked"
+    );
+    printed.push_str(&String::from_utf8_lossy(&copy.stdout));
     for canary in &canaries {
         assert!(!printed.contains(canary.as_str()), "{canary} was printed");
         for (path, bytes) in evidence.iter().chain(journal.iter()) {

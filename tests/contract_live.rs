@@ -589,19 +589,7 @@ async fn the_compromised_pod_playbook_runs_with_only_the_role_contain_rbac_print
     // A node of its own: the quarantine's admission guard must not touch other tests' nodes.
     let node = format!("rbac-node-{suffix}");
     live::dedicated_node(&cluster, &node, false).await;
-    let labels = json!({"app": "web"});
-    let deploy = json!({"apiVersion": "apps/v1", "kind": "Deployment",
-        "metadata": {"name": "web", "namespace": ns.name},
-        "spec": {"replicas": 1, "selector": {"matchLabels": labels},
-                 "template": {"metadata": {"labels": labels},
-                              "spec": {"nodeSelector": {"kubernetes.io/hostname": node},
-                                       "tolerations": [{"key": "test-dedicated", "operator": "Exists"}],
-                                       "containers": [{"name": "app", "image": "registry.example/app:1"}]}}}});
-    cluster.create(&deploy, WriteMode::Apply).await.unwrap();
-    let pod = live::running_pods(&cluster, &ns.name, "web", 1)
-        .await
-        .remove(0);
-    let pod = object::name(&pod).unwrap().to_string();
+    let pod = live::web_on_node(&cluster, &ns.name, &node).await;
     let playbook = repo("playbooks/compromised-pod.yaml");
     let sets = [
         "--set".to_string(),

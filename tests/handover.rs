@@ -82,19 +82,7 @@ impl Suspect {
         let suffix = ns.name.rsplit('-').next().unwrap().to_string();
         let node = format!("{name}-node-{suffix}");
         live::dedicated_node(cluster, &node, false).await;
-        let labels = json!({"app": "web"});
-        let deploy = json!({"apiVersion": "apps/v1", "kind": "Deployment",
-            "metadata": {"name": "web", "namespace": ns.name},
-            "spec": {"replicas": 1, "selector": {"matchLabels": labels},
-                     "template": {"metadata": {"labels": labels},
-                                  "spec": {"nodeSelector": {"kubernetes.io/hostname": node},
-                                           "tolerations": [{"key": "test-dedicated", "operator": "Exists"}],
-                                           "containers": [{"name": "app", "image": "registry.example/app:1"}]}}}});
-        cluster.create(&deploy, WriteMode::Apply).await.unwrap();
-        let pod = live::running_pods(cluster, &ns.name, "web", 1)
-            .await
-            .remove(0);
-        let pod = object::name(&pod).unwrap().to_string();
+        let pod = live::web_on_node(cluster, &ns.name, &node).await;
         Suspect { ns, node, pod }
     }
 
@@ -430,7 +418,11 @@ async fn a_run_past_its_review_is_listed_due_gets_its_event_and_a_hand_uncordon_
     assert_eq!(due[0]["overdue"], true);
 
     // `contain review` says so once: an Event on the run's ContainmentRun.
-    let reviewed = responder.contain().args(["review", "--yes"]).run();
+    // In the run's namespace: other tests' runs are not this one's to review.
+    let reviewed = responder
+        .contain()
+        .args(["-n", "kube-system", "review", "--yes"])
+        .run();
     assert_eq!(reviewed.code, 0, "{}\n{}", reviewed.stdout, reviewed.stderr);
     assert!(reviewed.stdout.contains(&run), "{}", reviewed.stdout);
     let events: Vec<Value> = live::list(&cluster, "Event", "kube-system")
@@ -443,7 +435,10 @@ async fn a_run_past_its_review_is_listed_due_gets_its_event_and_a_hand_uncordon_
         .collect();
     assert_eq!(events.len(), 1, "one review Event: {events:?}");
     assert_eq!(events[0]["involvedObject"]["kind"], "ContainmentRun");
-    let again = responder.contain().args(["review", "--yes"]).run();
+    let again = responder
+        .contain()
+        .args(["-n", "kube-system", "review", "--yes"])
+        .run();
     assert!(!again.stdout.contains(&run), "said twice: {}", again.stdout);
 
     // Someone uncordons the node by hand: the guard is still in force, and `contain runs`
@@ -505,4 +500,84 @@ fn the_shipped_review_cronjob_applies_as_it_is() {
         out.contains("cronjob.batch/contain-review-test created"),
         "{out}"
     );
+}
+
+const ROLLED_BACK_WHEN_DUE: &str = r#"apiVersion: contain/v1
+kind: Playbook
+metadata: {name: label-until-review}
+params:
+  namespace: {type: string, required: true}
+  pod: {type: string, required: true}
+review_after: 1s
+on_review_due: rollback
+steps:
+  - id: mark
+    action: object.label
+    target: {kind: Pod, name: "{{ params.pod }}", namespace: "{{ params.namespace }}"}
+    with: {labels: {contain.dev/suspect: "true"}}
+"#;
+
+#[tokio::test]
+async fn a_run_whose_playbook_says_so_is_rolled_back_by_review_through_the_cluster_journal() {
+    let cluster = live::connect(live::kubeconfig()).await;
+    let ns = Namespace::new(&cluster, "review-rb").await;
+    let pods = live::deployment(&cluster, &ns.name, "web", 1).await;
+    let pod = object::name(&pods[0]).unwrap().to_string();
+    let playbook = playbook_file(ROLLED_BACK_WHEN_DUE);
+    let responder = Responder::new("responder-a", live::kubeconfig(), Journal::Mirrored);
+    let out = responder
+        .contain()
+        .args(["run", "--yes", &playbook.path().display().to_string()])
+        .args(["--set", &format!("pod={pod}"), "-n", &ns.name])
+        .run();
+    assert_eq!(out.code, 0, "{}\n{}", out.stdout, out.stderr);
+    let run = contain::journal::run_ids(responder.journal.path())
+        .pop()
+        .unwrap();
+    let label = |cluster: &KubeCluster| {
+        let cluster = cluster.clone();
+        let (ns, pod) = (ns.name.clone(), pod.clone());
+        async move {
+            let now = cluster
+                .get(&ObjectRef::new("Pod", Some(&ns), &pod))
+                .await
+                .unwrap()
+                .unwrap();
+            object::labels(&now).get("contain.dev/suspect").cloned()
+        }
+    };
+    assert_eq!(label(&cluster).await.as_deref(), Some("true"));
+    tokio::time::sleep(std::time::Duration::from_millis(1500)).await;
+
+    // As the shipped CronJob runs it: no local journal, another machine.
+    let reviewer = Responder::new("contain-review", live::kubeconfig(), Journal::Cluster);
+    let reviewed = reviewer
+        .contain()
+        .args(["-n", &ns.name, "review", "--yes"])
+        .run();
+    assert_eq!(reviewed.code, 0, "{}\n{}", reviewed.stdout, reviewed.stderr);
+    assert!(
+        reviewed.stdout.contains(&format!(
+            "run {run}: its playbook says on_review_due: rollback"
+        )),
+        "{}",
+        reviewed.stdout
+    );
+    assert_eq!(label(&cluster).await, None, "the label was undone");
+    let row = runs(&reviewer, &["-n", &ns.name])
+        .into_iter()
+        .find(|r| r["run"] == run.as_str())
+        .unwrap();
+    assert_eq!(row["phase"], "RolledBack", "{row}");
+    assert!(
+        row["responder"]
+            .as_str()
+            .unwrap()
+            .ends_with("on contain-review"),
+        "{row}"
+    );
+    // The responder's own journal is behind now, and says so.
+    let later = responder.contain().args(["rollback", "--yes", &run]).run();
+    assert_ne!(later.code, 0, "{}", later.stdout);
+    assert!(later.stderr.contains("contain-review"), "{}", later.stderr);
 }

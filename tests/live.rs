@@ -808,3 +808,19 @@ pub fn token_kubeconfig(token: &str, dir: &std::path::Path) -> std::path::PathBu
     std::fs::write(&path, text).unwrap();
     path
 }
+
+/// A Deployment `web` of one pod pinned to a node `dedicated_node` made (tolerating its taint):
+/// the name of its running pod.
+pub async fn web_on_node(cluster: &KubeCluster, ns: &str, node: &str) -> String {
+    let labels = json!({"app": "web"});
+    let deploy = json!({"apiVersion": "apps/v1", "kind": "Deployment",
+        "metadata": {"name": "web", "namespace": ns},
+        "spec": {"replicas": 1, "selector": {"matchLabels": labels},
+                 "template": {"metadata": {"labels": labels},
+                              "spec": {"nodeSelector": {"kubernetes.io/hostname": node},
+                                       "tolerations": [{"key": "test-dedicated", "operator": "Exists"}],
+                                       "containers": [{"name": "app", "image": "registry.example/app:1"}]}}}});
+    cluster.create(&deploy, WriteMode::Apply).await.unwrap();
+    let pod = running_pods(cluster, ns, "web", 1).await.remove(0);
+    object::name(&pod).unwrap().to_string()
+}

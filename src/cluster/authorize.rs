@@ -172,14 +172,7 @@ mod tests {
     }
 
     fn account(namespace: &str, name: &str) -> UserInfo {
-        UserInfo {
-            username: format!("system:serviceaccount:{namespace}:{name}"),
-            groups: vec![
-                "system:serviceaccounts".into(),
-                format!("system:serviceaccounts:{namespace}"),
-                "system:authenticated".into(),
-            ],
-        }
+        UserInfo::service_account(namespace, name)
     }
 
     #[test]

@@ -217,13 +217,17 @@ pub fn crd() -> CommandResult {
     Ok(Status::Success)
 }
 
-/// `contain review`: every run whose review fell due with containment in force gets an Event
-/// and the notifications (once per due time), and is rolled back when its playbook says so.
+/// `contain review`: every run (in `-n`'s namespace, else in all) whose review fell due with
+/// containment in force gets an Event and the notifications (once per due time), and is rolled
+/// back when its playbook says so.
 pub async fn review(ctx: &Ctx, options: SessionOptions) -> CommandResult {
     let cluster = ctx.connect().await?;
     let now = jiff::Timestamp::now();
     let mut failed = false;
-    for found in store::list(&cluster, None).await.map_err(copy_error)? {
+    for found in store::list(&cluster, ctx.namespace.as_deref())
+        .await
+        .map_err(copy_error)?
+    {
         let row = listing::row(&found.object, now);
         if !row.overdue {
             continue;
@@ -265,13 +269,25 @@ pub async fn review(ctx: &Ctx, options: SessionOptions) -> CommandResult {
                 "run {}: its playbook says on_review_due: rollback; rolling it back",
                 row.run
             ));
-            cluster_copy::pull(ctx, &cluster, &row.run).await?;
-            let recorded = Recorded::open(ctx, &row.run)?;
-            let outcome = Session::new(ctx, &cluster, options.clone())
-                .rollback(recorded, None)
-                .await;
-            if !matches!(outcome, Ok(Status::Success)) {
-                failed = true;
+            // One run that cannot be rolled back does not keep the others from their review.
+            let outcome = match cluster_copy::pull(ctx, &cluster, &row.run).await {
+                Ok(_) => match Recorded::open(ctx, &row.run) {
+                    Ok(recorded) => {
+                        Session::new(ctx, &cluster, options.clone())
+                            .rollback(recorded, None)
+                            .await
+                    }
+                    Err(e) => Err(e),
+                },
+                Err(e) => Err(e),
+            };
+            match outcome {
+                Ok(status) if status.exit_code() == crate::exit::SUCCESS => {}
+                Ok(_) => failed = true,
+                Err(e) => {
+                    failed = true;
+                    ui::warn(&format!("run {}: the rollback did not run: {e}", row.run));
+                }
             }
         }
     }

@@ -199,9 +199,7 @@ fn next_steps(state: &RunState, summary: &summary::Summary, unfinished: &[Value]
 /// Renders the briefing in one format.
 pub fn render_as(view: &Value, format: Format, templates: Option<&Path>) -> Result<String, String> {
     match format {
-        Format::Json => Ok(crate::escape::inert_json(
-            serde_json::to_string_pretty(view).unwrap_or_default(),
-        ) + "\n"),
+        Format::Json => Ok(super::templates::json(view)),
         Format::Markdown => {
             let text = template(templates, "handover.md.hbs", MARKDOWN)?;
             render(escape_markdown, "handover.md.hbs", &text, view)

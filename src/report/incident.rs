@@ -79,9 +79,7 @@ pub fn build(state: &RunState, records: &[Record], chain_intact: bool) -> Value 
 /// Renders the report in one format.
 pub fn render_as(view: &Value, format: Format, templates: Option<&Path>) -> Result<String, String> {
     match format {
-        Format::Json => Ok(crate::escape::inert_json(
-            serde_json::to_string_pretty(view).unwrap_or_default(),
-        ) + "\n"),
+        Format::Json => Ok(super::templates::json(view)),
         Format::Markdown => {
             let text = template(templates, "incident.md.hbs", MARKDOWN)?;
             render(escape_markdown, "incident.md.hbs", &text, view)

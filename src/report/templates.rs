@@ -39,6 +39,11 @@ pub fn template(
     }
 }
 
+/// A report as JSON data: pretty, inert in a terminal, one line break at the end.
+pub fn json(view: &Value) -> String {
+    crate::escape::inert_json(serde_json::to_string_pretty(view).unwrap_or_default()) + "\n"
+}
+
 /// Renders `text` (the template named `name`) with `view`; errors name the template.
 pub fn render(
     escape: fn(&str) -> String,
