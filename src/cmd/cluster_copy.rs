@@ -130,8 +130,24 @@ pub async fn start_existing(
             let from = match copy::standing(&records, found.state().head.as_ref()) {
                 Standing::InStep => records.len(),
                 Standing::Ahead { from } => from,
-                Standing::Behind { local, cluster } => {
-                    return Err(CommandError::Refused(behind(run, found, local, cluster)));
+                Standing::Behind {
+                    local,
+                    cluster: end,
+                } => {
+                    // Behind, or gone another way from some record on: the copy's own
+                    // records say which.
+                    let theirs = found.records(cluster).await.unwrap_or_default();
+                    let first_other = records.iter().find(|mine| {
+                        theirs
+                            .iter()
+                            .find(|r| r.seq == mine.seq)
+                            .is_some_and(|r| r.hash != mine.hash)
+                    });
+                    let refusal = match first_other {
+                        Some(mine) => diverged(run, found, mine.seq),
+                        None => behind(run, found, local, end),
+                    };
+                    return Err(CommandError::Refused(refusal));
                 }
                 Standing::Diverged { seq } => {
                     return Err(CommandError::Refused(diverged(run, found, seq)));
@@ -179,7 +195,7 @@ pub async fn start_existing(
 /// the copy.
 fn diverged(run: &str, found: &Found, seq: u64) -> String {
     format!(
-        "run {run} went on without this journal: from record {seq} on, the cluster's copy (ContainmentRun {}, now ending at record {}) holds other records than this journal (held by {}{}). Refusing; this journal's records from {seq} on were never part of the run others continued.",
+        "run {run} went on without this journal: from record {seq} on, the cluster's copy (ContainmentRun {}, now ending at record {}) holds other records than this journal (held by {}{}). Refusing; this journal's records from {seq} on were never part of the run others continued (to go on from the copy, pull the run into an empty journal: `contain --journal DIR journal pull {run}`).",
         found.describe(),
         found.state().seq(),
         found.responder(),

@@ -310,7 +310,13 @@ impl Keeper {
             return;
         }
         if let Err(e) = self.flush().await {
-            self.stopped = matches!(e, CopyError::NotInstalled | CopyError::Moved { .. });
+            // What no retry mends stops the copy: no CRD, no permission, another writer.
+            self.stopped = matches!(
+                e,
+                CopyError::NotInstalled
+                    | CopyError::Moved { .. }
+                    | CopyError::Api(crate::cluster::ClusterError::Forbidden { .. })
+            );
             self.report.lock().expect("report lock").error = Some(e.to_string());
         }
     }
