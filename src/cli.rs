@@ -49,7 +49,7 @@ pub struct Global {
     )]
     pub journal: Option<PathBuf>,
     /// Keep no copy of live runs in the cluster (no ContainmentRun): the local journal only.
-    #[arg(long, global = true, env = "CONTAIN_NO_CLUSTER_COPY")]
+    #[arg(long, global = true, env = "CONTAIN_NO_CLUSTER_COPY", value_parser = clap::builder::FalseyValueParser::new())]
     pub no_cluster_copy: bool,
     /// Where evidence bundles go (default: beside the journal, e.g.
     /// ~/.local/state/contain/evidence).

@@ -7,9 +7,10 @@
 
 use journal::Record;
 
-/// The tail is sealed into chunks once it holds this much: each commit then writes one status
-/// of a bounded size.
-pub const SEAL_BYTES: usize = 192 * 1024;
+/// The tail is sealed into chunks once it holds this much: each commit then writes one small
+/// status (the approved plan, usually the largest record, is sealed at once), which is what a
+/// write-ahead commit waits for.
+pub const SEAL_BYTES: usize = 32 * 1024;
 
 /// The largest text of one chunk, well below the API server's object size limit (about 1.5 MiB
 /// in etcd) even escaped as JSON.
