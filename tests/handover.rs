@@ -298,6 +298,10 @@ async fn hand_over(mode: Journal) {
         "{handovers:?}"
     );
     assert!(!briefing["pending_undos"].as_array().unwrap().is_empty());
+    // Finished, the run released its Leases: the briefing asked the cluster who holds them.
+    let locks = briefing["locks"].as_array().unwrap();
+    assert!(!locks.is_empty());
+    assert!(locks.iter().all(|l| l["held_by"] == "free"), "{locks:?}");
     let markdown = b.contain().args(["handover", &run]).run();
     assert_eq!(markdown.code, 0, "{}", markdown.stderr);
     for section in [

@@ -78,6 +78,30 @@ fn api_error(namespace: &str, name: &str, e: impl std::fmt::Display) -> LockErro
     }
 }
 
+/// Who holds the Lease `name` in `namespace` now: `None` when it is free (released, expired,
+/// or gone).
+pub async fn holder_now(
+    cluster: &super::kube::KubeCluster,
+    namespace: &str,
+    name: &str,
+) -> Result<Option<String>, LockError> {
+    let api: Api<Lease> = Api::namespaced(cluster.client().clone(), namespace);
+    let lease = api
+        .get_opt(name)
+        .await
+        .map_err(|e| api_error(namespace, name, e))?;
+    let Some(spec) = lease.and_then(|l| l.spec) else {
+        return Ok(None);
+    };
+    let renewed = spec.renew_time.or(spec.acquire_time).map(|t| t.0);
+    let seconds = i64::from(spec.lease_duration_seconds.unwrap_or(0));
+    let live = renewed.is_some_and(|at| {
+        at.checked_add(jiff::SignedDuration::from_secs(seconds))
+            .is_ok_and(|until| until > jiff::Timestamp::now())
+    });
+    Ok(spec.holder_identity.filter(|h| live && !h.is_empty()))
+}
+
 /// Takes the Lease `name` in `namespace` for `holder`. A lease held for the same run (resumed
 /// after a crash, or rolled back) is taken over; one held by anyone else is refused until it
 /// expires, or taken anyway with `steal` (the previous holder is then in [`HeldLock::stolen`]).

@@ -205,7 +205,18 @@ pub async fn handover(
         Some(cluster) => undone_by_hand(cluster, &state).await,
         None => Vec::new(),
     };
-    let view = handover::build(&state, &records, intact, &holder, &drift);
+    let mut leases = handover::LeaseHolders::new();
+    if let Some(cluster) = &cluster {
+        for lock in &state.info.locks {
+            let Some((namespace, name)) = lock.lease.split_once('/') else {
+                continue;
+            };
+            if let Ok(holder) = crate::cluster::lease::holder_now(cluster, namespace, name).await {
+                leases.insert(lock.lease.clone(), holder);
+            }
+        }
+    }
+    let view = handover::build(&state, &records, intact, &holder, &drift, &leases);
     let text = handover::render_as(&view, format, templates).map_err(CommandError::Input)?;
     ui::out(&text);
     Ok(Status::Success)

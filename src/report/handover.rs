@@ -25,14 +25,19 @@ pub enum Format {
     Json,
 }
 
+/// Who holds each of the run's Leases now (`namespace/name` → holder; `None`: free), when the
+/// cluster was asked.
+pub type LeaseHolders = std::collections::BTreeMap<String, Option<String>>;
+
 /// The briefing as data. `holder` is who holds the run now, `drift` what was found undone by
-/// hand (empty when not checked).
+/// hand (empty when not checked), `leases` who holds its Leases now (empty when not asked).
 pub fn build(
     state: &RunState,
     records: &[Record],
     intact: bool,
     holder: &str,
     drift: &[String],
+    leases: &LeaseHolders,
 ) -> Value {
     let report = incident::build(state, records, intact);
     let summary = summary::summarize(state);
@@ -100,7 +105,14 @@ pub fn build(
             "from": h.from, "to": h.to, "for": h.purpose, "at": h.at,
         })).collect::<Vec<_>>(),
         "evidence": report["evidence"],
-        "locks": report["locks"],
+        "locks": state.info.locks.iter().map(|l| json!({
+            "target": l.target, "lease": l.lease,
+            "held_by": match leases.get(&l.lease) {
+                Some(Some(holder)) => holder.clone(),
+                Some(None) => "free".to_string(),
+                None => "not asked".to_string(),
+            },
+        })).collect::<Vec<_>>(),
         "next_steps": next_steps(state, &summary, &unfinished),
     })
 }
@@ -246,6 +258,7 @@ mod tests {
             true,
             "bob on host-b",
             &["mark: Pod shop/web-1 is gone".into()],
+            &LeaseHolders::new(),
         );
         assert_eq!(view["in_force"][0]["step"], "mark");
         assert_eq!(view["pending_undos"][0]["step"], "mark");
