@@ -292,18 +292,21 @@ async fn reference(env: &Env, trials: usize) {
     );
     // The admission guard takes effect at the API server's next policy refresh (once a second),
     // so any run that waits for it ends 0-1 s later at random: compared apart.
-    let contain_settled = median(
-        times[0]
-            .iter()
-            .map(|t| {
-                t.total.as_secs_f64() * 1e3
-                    - t.phases
-                        .iter()
-                        .find(|p| p.0 == "quarantine-node: verify")
-                        .map_or(0.0, |p| p.1)
-            })
-            .collect(),
-    );
+    let settled = |index: usize| {
+        median(
+            times[index]
+                .iter()
+                .map(|t| {
+                    t.total.as_secs_f64() * 1e3
+                        - t.phases
+                            .iter()
+                            .find(|p| p.0 == "quarantine-node: verify")
+                            .map_or(0.0, |p| p.1)
+                })
+                .collect(),
+        )
+    };
+    let contain_settled = settled(0);
     let floor_phase = |name: &str| {
         median(
             times[2]
@@ -322,20 +325,6 @@ async fn reference(env: &Env, trials: usize) {
     // the same run keeping no cluster copy, without the admission guard's 0-1 s wait (which
     // would drown it); and how many records each API write carried.
     let steps = 5.0;
-    let settled = |index: usize| {
-        median(
-            times[index]
-                .iter()
-                .map(|t| {
-                    t.total.as_secs_f64() * 1e3
-                        - t.phases
-                            .iter()
-                            .find(|p| p.0 == "quarantine-node: verify")
-                            .map_or(0.0, |p| p.1)
-                })
-                .collect(),
-        )
-    };
     let local = settled(3);
     println!(
         "\nthe run's ContainmentRun, medians without the admission guard's wait (ms): local only {local:.0}"
