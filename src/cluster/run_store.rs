@@ -194,18 +194,10 @@ pub async fn list(cluster: &KubeCluster, namespace: Option<&str>) -> Result<Vec<
 fn found(object: DynamicObject) -> Found {
     let namespace = object.metadata.namespace.clone().unwrap_or_default();
     let name = object.metadata.name.clone().unwrap_or_default();
-    let mut value = serde_json::to_value(&object).unwrap_or(Value::Null);
-    if let Some(map) = value.as_object_mut() {
-        map.remove("metadata");
-        map.insert(
-            "metadata".into(),
-            serde_json::to_value(&object.metadata).unwrap_or(Value::Null),
-        );
-    }
     Found {
         namespace,
         name,
-        object: value,
+        object: serde_json::to_value(&object).unwrap_or(Value::Null),
     }
 }
 

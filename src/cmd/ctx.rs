@@ -56,10 +56,13 @@ impl Ctx {
     pub fn new(global: &Global) -> Self {
         let cluster = global.journal.as_deref() == Some(Path::new("cluster"));
         // The cluster is the journal: records pass through a scratch store on their way.
+        if cluster {
+            sweep_scratch();
+        }
         let scratch = cluster
             .then(|| {
                 tempfile::Builder::new()
-                    .prefix("contain-journal-")
+                    .prefix(&format!("{SCRATCH_PREFIX}{}-", std::process::id()))
                     .tempdir()
                     .ok()
             })
@@ -225,6 +228,30 @@ impl Ctx {
             cluster_id: cluster_id.to_string(),
             collector: collector.to_string(),
             signing_key: self.evidence_key.clone(),
+        }
+    }
+}
+
+/// The scratch journals of `--journal cluster`: `contain-journal-<pid>-…` in the temp directory.
+const SCRATCH_PREFIX: &str = "contain-journal-";
+
+/// Removes the scratch journals of processes that are gone (killed, so they could not remove
+/// their own): the cluster holds those runs; the scratch copies only take space.
+fn sweep_scratch() {
+    let Ok(entries) = std::fs::read_dir(std::env::temp_dir()) else {
+        return;
+    };
+    for entry in entries.filter_map(Result::ok) {
+        let name = entry.file_name().to_string_lossy().into_owned();
+        let Some(pid) = name
+            .strip_prefix(SCRATCH_PREFIX)
+            .and_then(|rest| rest.split('-').next())
+            .and_then(|pid| pid.parse::<u32>().ok())
+        else {
+            continue;
+        };
+        if !Path::new(&format!("/proc/{pid}")).exists() {
+            let _ = std::fs::remove_dir_all(entry.path());
         }
     }
 }
