@@ -402,7 +402,7 @@ pub enum Command {
     },
     /// Print the ContainmentRun custom resource definitions (`contain crd | kubectl apply -f -`).
     Crd,
-    /// Inspect the journal of live runs.
+    /// Inspect the journal of live runs, or bring one from the cluster (`journal pull`).
     Journal {
         #[command(subcommand)]
         command: JournalCommand,

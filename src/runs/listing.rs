@@ -42,7 +42,8 @@ pub fn row(object: &Value, now: jiff::Timestamp) -> Row {
         namespace: text(&object["metadata"]["namespace"]),
         playbook: text(&spec["playbook"]["name"]),
         target: text(&spec["target"]),
-        phase: status["phase"].as_str().unwrap_or("Starting").to_string(),
+        // No status yet: nothing was recorded, so no plan was approved.
+        phase: status["phase"].as_str().unwrap_or("Planned").to_string(),
         outcome: status["outcome"].as_str().map(str::to_string),
         responder: status["responder"]
             .as_str()
@@ -100,6 +101,12 @@ mod tests {
         let mut rolled_back = object.clone();
         rolled_back["status"]["inForceCount"] = json!(0);
         assert!(!row(&rolled_back, now).overdue);
+        let bare = json!({"metadata": {"namespace": "shop"}, "spec": {"run": "R2"}});
+        assert_eq!(
+            row(&bare, now).phase,
+            "Planned",
+            "a run killed before its first status wrote nothing"
+        );
         let mut later = object;
         later["status"]["reviewDue"] = json!("2026-12-06T13:00:00Z");
         assert!(!row(&later, now).overdue);
