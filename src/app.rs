@@ -95,10 +95,7 @@ async fn dispatch(ctx: &Ctx, command: &Command) -> CommandResult {
             out,
             templates,
         } => cmd::report::run(ctx, run, *format, out.as_deref(), templates.as_deref()),
-        Command::Journal {
-            command: crate::cli::JournalCommand::Pull { run },
-        } => cmd::journal::pull(ctx, run).await,
-        Command::Journal { command } => cmd::journal::run(ctx, command),
+        Command::Journal { command } => cmd::journal::run(ctx, command).await,
         Command::Runs {
             all_namespaces,
             target,

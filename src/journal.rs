@@ -368,6 +368,8 @@ impl EventSink for RunJournal<'_> {
 #[derive(Clone, Debug, Default, Serialize)]
 pub struct StepState {
     pub step: String,
+    /// The playbook step it plans (from 1; the parts of a `for_each` step share it).
+    pub number: usize,
     pub plan: Option<StepPlan>,
     pub intent: bool,
     pub applied: usize,
@@ -403,13 +405,35 @@ pub struct RunState {
     pub records: usize,
     /// Who took the run over from whom, oldest first.
     pub handovers: Vec<Handover>,
+    /// Each step's position in `steps`, rebuilt with every approved plan.
+    #[serde(skip)]
+    index: HashMap<String, usize>,
+}
+
+impl RunInfo {
+    /// Who started the run, and from where: `user on host`.
+    pub fn started_by(&self) -> String {
+        format!(
+            "{} on {}",
+            self.user,
+            self.host.as_deref().unwrap_or("an unknown host")
+        )
+    }
 }
 
 impl RunState {
     pub fn read(journal: &Journal, run: &str) -> Result<Self, JournalError> {
-        let mut state = RunState::from_header(&journal.run(run)?)?;
-        for record in journal.records(run)? {
-            state.apply(record)?;
+        RunState::from_records(&journal.run(run)?, &journal.records(run)?)
+    }
+
+    /// A run from its header and records, wherever they were read (a journal, the cluster).
+    pub fn from_records(
+        header: &::journal::RunHeader,
+        records: &[::journal::Record],
+    ) -> Result<Self, JournalError> {
+        let mut state = RunState::from_header(header)?;
+        for record in records {
+            state.apply(record.clone())?;
         }
         Ok(state)
     }
@@ -430,21 +454,29 @@ impl RunState {
             finished: None,
             records: 0,
             handovers: Vec::new(),
+            index: HashMap::new(),
         })
     }
 
-    fn step_index(&self, id: &str) -> Option<usize> {
-        self.steps.iter().position(|s| s.step == id)
+    /// Who holds the run now: the last to take it over, else who started it.
+    pub fn holder(&self) -> String {
+        self.handovers
+            .last()
+            .map_or_else(|| self.info.started_by(), |h| h.to.clone())
+    }
+
+    fn step_mut(&mut self, id: &str) -> Option<&mut StepState> {
+        let i = *self.index.get(id)?;
+        self.steps.get_mut(i)
     }
 
     /// Reads the next record of the run into the state.
     pub fn apply(&mut self, record: ::journal::Record) -> Result<(), JournalError> {
-        let state = self;
-        state.records += 1;
+        self.records += 1;
         let at = record.at;
         let entry: Entry =
             serde_json::from_value(record.body).map_err(|e| JournalError::Corrupt {
-                run: state.run.clone(),
+                run: self.run.clone(),
                 seq: record.seq,
                 message: e.to_string(),
             })?;
@@ -452,13 +484,14 @@ impl RunState {
             // A later approval (a re-plan after a stale step) replaces the plans of the
             // steps not applied yet; what the journal says of the others stays.
             let mut before: HashMap<String, StepState> =
-                state.steps.drain(..).map(|s| (s.step.clone(), s)).collect();
-            state.steps = plan
+                self.steps.drain(..).map(|s| (s.step.clone(), s)).collect();
+            self.steps = plan
                 .steps
                 .iter()
                 .map(|s| {
                     let fresh = StepState {
                         step: s.id.clone(),
+                        number: s.number,
                         plan: s.plan().cloned(),
                         skipped: match &s.state {
                             PlannedState::Skipped { reason } => Some(reason.clone()),
@@ -472,58 +505,64 @@ impl RunState {
                     }
                 })
                 .collect();
-            state.plan = Some((**plan).clone());
+            self.index = self
+                .steps
+                .iter()
+                .enumerate()
+                .map(|(i, s)| (s.step.clone(), i))
+                .collect();
+            self.plan = Some((**plan).clone());
             return Ok(());
         }
         match entry {
             Entry::Approved { .. } => {}
             Entry::Intent { step } => {
                 // A run written to again (resumed) has no outcome until it finishes again.
-                state.finished = None;
-                if let Some(i) = state.step_index(&step) {
-                    state.steps[i].intent = true;
-                    state.steps[i].started_at.get_or_insert(at);
+                self.finished = None;
+                if let Some(s) = self.step_mut(&step) {
+                    s.intent = true;
+                    s.started_at.get_or_insert(at);
                 }
             }
             Entry::Applied { step, .. } => {
-                if let Some(i) = state.step_index(&step) {
-                    state.steps[i].applied += 1;
+                if let Some(s) = self.step_mut(&step) {
+                    s.applied += 1;
                 }
             }
             Entry::Done { step, outputs } => {
-                if let Some(i) = state.step_index(&step) {
-                    state.steps[i].started_at.get_or_insert(at.clone());
-                    state.steps[i].done_at = Some(at);
-                    state.steps[i].outputs = Some(outputs);
-                    state.steps[i].failed = None;
-                    state.steps[i].stale = None;
+                if let Some(s) = self.step_mut(&step) {
+                    s.started_at.get_or_insert(at.clone());
+                    s.done_at = Some(at);
+                    s.outputs = Some(outputs);
+                    s.failed = None;
+                    s.stale = None;
                 }
             }
             // A rollback started after the run finished: no outcome until it ends.
-            Entry::RollbackStarted { .. } => state.finished = None,
+            Entry::RollbackStarted { .. } => self.finished = None,
             Entry::Verified { .. } | Entry::Captured { .. } => {}
             Entry::Failed { step, error } => {
-                if let Some(i) = state.step_index(&step) {
-                    state.steps[i].failed = Some(error);
+                if let Some(s) = self.step_mut(&step) {
+                    s.failed = Some(error);
                 }
             }
             Entry::Skipped { step, reason } => {
-                if let Some(i) = state.step_index(&step) {
-                    state.steps[i].skipped = Some(reason);
+                if let Some(s) = self.step_mut(&step) {
+                    s.skipped = Some(reason);
                 }
             }
             Entry::Stale { step, changes } => {
-                if let Some(i) = state.step_index(&step) {
-                    state.steps[i].stale = Some(changes);
+                if let Some(s) = self.step_mut(&step) {
+                    s.stale = Some(changes);
                 }
             }
             Entry::RollbackStep { step, outcome } => {
-                if let Some(i) = state.step_index(&step) {
-                    state.steps[i].rolled_back = Some(outcome);
+                if let Some(s) = self.step_mut(&step) {
+                    s.rolled_back = Some(outcome);
                 }
             }
-            Entry::Finished { outcome } => state.finished = Some(outcome),
-            Entry::TakenOver { from, to, purpose } => state.handovers.push(Handover {
+            Entry::Finished { outcome } => self.finished = Some(outcome),
+            Entry::TakenOver { from, to, purpose } => self.handovers.push(Handover {
                 from,
                 to,
                 purpose,

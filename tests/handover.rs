@@ -477,7 +477,7 @@ async fn a_run_past_its_review_is_listed_due_gets_its_event_and_a_hand_uncordon_
 }
 
 #[test]
-fn the_shipped_review_cronjob_applies_as_it_is() {
+fn the_shipped_review_cronjob_applies_with_only_its_names_changed() {
     // Under names of its own: the drill test applies and deletes `contain-system` too.
     let shipped = std::fs::read_to_string(repo("examples/kubernetes/review-cronjob.yaml")).unwrap();
     let manifest = shipped

@@ -284,7 +284,6 @@ impl ClusterCopy {
         }
         let mut status = summary;
         status["journal"] = json!({
-            "records": next.seq(),
             "headSeq": next.seq(),
             "headHash": next.head.as_ref().map(|(_, h)| h.clone()).unwrap_or_default(),
             "chunks": next.chunks,
@@ -292,44 +291,46 @@ impl ClusterCopy {
         });
         status["updatedAt"] = json!(jiff::Timestamp::now().to_string());
         let api = runs(&self.client, Some(&self.namespace));
-        let body = json!({
-            "apiVersion": format!("{GROUP}/{VERSION}"),
-            "kind": "ContainmentRun",
-            "metadata": {"name": self.name, "resourceVersion": self.resource_version},
-            "status": status,
-        });
-        let body: DynamicObject = serde_json::from_value(body).expect("a status is an object");
-        match api
-            .replace_status(&self.name, &PostParams::default(), &body)
-            .await
-        {
-            Ok(updated) => {
-                self.resource_version = updated.metadata.resource_version.unwrap_or_default();
-                self.state = next;
-                Ok(writes + 1)
-            }
-            Err(kube::Error::Api(answer)) if answer.code == 409 => {
-                // Someone wrote the object: only a copy still ending where this one does may
-                // be written on (a label added by hand moves the resourceVersion too).
-                let current = api
-                    .get(&self.name)
-                    .await
-                    .map_err(|e| api_error(&self.describe(), e))?;
-                let current = found(current);
-                if current.state().head != self.state.head {
-                    return Err(CopyError::Moved {
-                        object: self.describe(),
-                        seq: current.state().seq(),
-                        responder: current.responder(),
-                    });
+        loop {
+            let body: DynamicObject = serde_json::from_value(json!({
+                "apiVersion": format!("{GROUP}/{VERSION}"),
+                "kind": "ContainmentRun",
+                "metadata": {"name": self.name, "resourceVersion": self.resource_version},
+                "status": status,
+            }))
+            .expect("a status is an object");
+            match api
+                .replace_status(&self.name, &PostParams::default(), &body)
+                .await
+            {
+                Ok(updated) => {
+                    self.resource_version = updated.metadata.resource_version.unwrap_or_default();
+                    self.state = next;
+                    return Ok(writes + 1);
                 }
-                self.resource_version = current.object["metadata"]["resourceVersion"]
-                    .as_str()
-                    .unwrap_or_default()
-                    .to_string();
-                Box::pin(self.write(run, records, status_without_journal(status))).await
+                Err(kube::Error::Api(answer)) if answer.code == 409 => {
+                    // Someone wrote the object: only a copy still ending where this one does
+                    // may be written on (a label added by hand moves the resourceVersion too).
+                    let current = api
+                        .get(&self.name)
+                        .await
+                        .map_err(|e| api_error(&self.describe(), e))?;
+                    let current = found(current);
+                    if current.state().head != self.state.head {
+                        return Err(CopyError::Moved {
+                            object: self.describe(),
+                            seq: current.state().seq(),
+                            responder: current.responder(),
+                        });
+                    }
+                    self.resource_version = current.object["metadata"]["resourceVersion"]
+                        .as_str()
+                        .unwrap_or_default()
+                        .to_string();
+                    writes += 1;
+                }
+                Err(e) => return Err(api_error(&self.describe(), e)),
             }
-            Err(e) => Err(api_error(&self.describe(), e)),
         }
     }
 
@@ -370,14 +371,6 @@ impl ClusterCopy {
             Err(e) => Err(api_error(&describe, e)),
         }
     }
-}
-
-fn status_without_journal(mut status: Value) -> Value {
-    if let Some(map) = status.as_object_mut() {
-        map.remove("journal");
-        map.remove("updatedAt");
-    }
-    status
 }
 
 /// Records on a run's status that its due review was said (`reviewNotifiedAt`), so the next

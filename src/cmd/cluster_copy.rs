@@ -7,7 +7,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use journal::{Journal, Record};
-use serde_json::{Value, json};
+use serde_json::json;
 
 use super::ctx::{Ctx, JournalMode};
 use super::error::CommandError;
@@ -18,7 +18,7 @@ use crate::cluster::run_store::{self as store, ClusterCopy, CopyError, Found};
 use crate::journal::{RunInfo, RunState};
 use crate::plan::RunPlan;
 use crate::playbook::load::Loaded;
-use crate::runs::mirror::{Durability, Holder, Mirror, MirrorReport, Start};
+use crate::runs::mirror::{Durability, Mirror, MirrorReport, Start};
 
 /// How long the end of a run waits for its copy to catch up.
 const FINISH_WAIT: Duration = Duration::from_secs(15);
@@ -28,33 +28,12 @@ pub fn responder(user: &str) -> String {
     format!("{user} on {}", crate::run_lock::host())
 }
 
-/// Who drove the run last, as its journal says.
-pub fn last_responder(state: &RunState) -> String {
-    state.handovers.last().map_or_else(
-        || {
-            format!(
-                "{} on {}",
-                state.info.user,
-                state.info.host.as_deref().unwrap_or("an unknown host")
-            )
-        },
-        |h| h.to.clone(),
-    )
-}
-
 fn durability(ctx: &Ctx) -> Option<Durability> {
     match ctx.journal_mode {
         JournalMode::Mirrored => Some(Durability::Follow),
         JournalMode::Cluster => Some(Durability::WriteAhead),
         JournalMode::Local => None,
     }
-}
-
-fn leases(info: &RunInfo) -> Vec<Value> {
-    info.locks
-        .iter()
-        .map(|l| json!({"lease": l.lease, "target": l.target}))
-        .collect()
 }
 
 fn cannot_record(e: impl std::fmt::Display) -> CommandError {
@@ -87,10 +66,6 @@ pub async fn start_new(
         existing: None,
         state,
         unsent: Vec::new(),
-        holder: Holder {
-            responder: responder(&info.user),
-            leases: leases(info),
-        },
         durability,
     };
     Mirror::start(start).await.map(Some).map_err(cannot_record)
@@ -103,7 +78,6 @@ pub async fn start_existing(
     cluster: &KubeCluster,
     journal: &Journal,
     state: &RunState,
-    responder: &str,
 ) -> Result<Option<Mirror>, CommandError> {
     let Some(durability) = durability(ctx) else {
         return Ok(None);
@@ -157,12 +131,8 @@ pub async fn start_existing(
         }
         None => (None, 0),
     };
-    let mut base =
-        RunState::from_header(&header).map_err(|e| CommandError::Journal(e.to_string()))?;
-    for record in &records[..from] {
-        base.apply(record.clone())
-            .map_err(|e| CommandError::Journal(e.to_string()))?;
-    }
+    let base = RunState::from_records(&header, &records[..from])
+        .map_err(|e| CommandError::Journal(e.to_string()))?;
     let source = std::fs::read_to_string(&state.info.playbook_path).unwrap_or_default();
     let spec = match &state.plan {
         Some(plan) => crate::runs::spec(&header, &state.info, plan, &source, durability),
@@ -181,10 +151,6 @@ pub async fn start_existing(
         existing,
         state: base,
         unsent: records[from..].to_vec(),
-        holder: Holder {
-            responder: responder.to_string(),
-            leases: leases(&state.info),
-        },
         durability,
     };
     Mirror::start(start).await.map(Some).map_err(cannot_record)

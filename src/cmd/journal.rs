@@ -1,4 +1,5 @@
-//! `contain journal ls|show|export|verify`: the journal of live runs, read.
+//! `contain journal ls|show|export|verify|pull`: the journal of live runs, read, and a run
+//! brought into it from its copy in the cluster.
 
 use std::path::Path;
 
@@ -11,12 +12,10 @@ use crate::cli::JournalCommand;
 use crate::journal::{self, RunState};
 use crate::plan::display;
 
-pub fn run(ctx: &Ctx, command: &JournalCommand) -> CommandResult {
+pub async fn run(ctx: &Ctx, command: &JournalCommand) -> CommandResult {
     match command {
         JournalCommand::Ls => list(ctx, &ctx.journal_root),
-        JournalCommand::Pull { run } => Err(CommandError::Usage(format!(
-            "`contain journal pull {run}` needs the cluster; it is dispatched on its own"
-        ))),
+        JournalCommand::Pull { run } => pull(ctx, run).await,
         JournalCommand::Show { run }
         | JournalCommand::Export { run }
         | JournalCommand::Verify { run } => {
@@ -205,7 +204,7 @@ fn verify(ctx: &Ctx, journal: &::journal::Journal, run: &str) -> Result<Status, 
 }
 
 /// `contain journal pull RUN`: the run's copy in the cluster, verified, into this journal.
-pub async fn pull(ctx: &Ctx, run: &str) -> CommandResult {
+async fn pull(ctx: &Ctx, run: &str) -> CommandResult {
     let cluster = ctx.connect().await?;
     let pulled = super::cluster_copy::pull(ctx, &cluster, run).await?;
     if ctx.text() {

@@ -6,7 +6,6 @@ use std::path::Path;
 use journal::Record;
 use serde_json::{Value, json};
 
-use super::cluster_copy;
 use super::session::{Recorded, Session, SessionOptions};
 use super::ui;
 use super::{CommandError, CommandResult, Ctx, Status};
@@ -31,10 +30,7 @@ async fn read_copy(
     let unreadable = |e: &dyn std::fmt::Display| CommandError::Journal(e.to_string());
     let header = found.header().map_err(|e| unreadable(&e))?;
     let records = found.records(cluster).await.map_err(|e| unreadable(&e))?;
-    let mut state = RunState::from_header(&header).map_err(|e| unreadable(&e))?;
-    for record in &records {
-        state.apply(record.clone()).map_err(|e| unreadable(&e))?;
-    }
+    let state = RunState::from_records(&header, &records).map_err(|e| unreadable(&e))?;
     Ok((state, records))
 }
 
@@ -96,10 +92,12 @@ pub async fn list(
         if target.is_some_and(|t| !row.target.contains(t)) || (due && !row.overdue) {
             continue;
         }
-        if row.in_force > 0
-            && let Ok((state, _)) = read_copy(&cluster, &found).await
-        {
-            row.undone_by_hand = undone_by_hand(&cluster, &state).await;
+        if row.in_force > 0 {
+            match read_copy(&cluster, &found).await {
+                Ok((state, _)) => row.undone_by_hand = undone_by_hand(&cluster, &state).await,
+                // Not compared is said, never shown as nothing undone.
+                Err(e) => row.not_compared = Some(e.to_string()),
+            }
         }
         rows.push(row);
     }
@@ -147,10 +145,16 @@ pub async fn list(
             in_force,
         )));
         out.push('\n');
-        for line in &row.undone_by_hand {
-            out.push_str(&crate::escape::sanitize(&format!(
-                "    undone by hand: {line}"
-            )));
+        let lines = row
+            .undone_by_hand
+            .iter()
+            .map(|l| format!("undone by hand: {l}"));
+        let unknown = row
+            .not_compared
+            .iter()
+            .map(|why| format!("not compared with the cluster: {why}"));
+        for line in lines.chain(unknown) {
+            out.push_str(&crate::escape::sanitize(&format!("    {line}")));
             out.push('\n');
         }
     }
@@ -170,15 +174,15 @@ pub async fn handover(
         _ => Format::Markdown,
     });
     let cluster = ctx.connect().await.ok();
-    let (state, records, intact, holder) = if ctx.run_recorded(run) {
+    let (state, records, intact) = if ctx.run_recorded(run) {
         let journal = ctx.open_run(run)?;
-        let state = ctx.read_run(run, &journal)?;
-        let records = journal
-            .records(run)
-            .map_err(|e| CommandError::Journal(e.to_string()))?;
-        let intact = journal.verify(run).map(|v| v.is_intact()).unwrap_or(false);
-        let holder = cluster_copy::last_responder(&state);
-        (state, records, intact, holder)
+        let unreadable = |e| super::ctx::journal_error(run, e);
+        // The records once: the state is read from them, the briefing shows them.
+        let records = journal.records(run).map_err(unreadable)?;
+        let header = journal.run(run).map_err(unreadable)?;
+        let state = RunState::from_records(&header, &records).map_err(unreadable)?;
+        let intact = journal.verify(run).map_err(unreadable)?.is_intact();
+        (state, records, intact)
     } else {
         let cluster = cluster.as_ref().ok_or_else(|| {
             CommandError::Input(format!(
@@ -199,11 +203,11 @@ pub async fn handover(
             .map(|r| (r.seq, serde_json::to_vec(r).expect("records serialize")))
             .collect();
         let intact = journal::verify_chain(run, raw, found.state().head).is_intact();
-        (state, records, intact, found.responder())
+        (state, records, intact)
     };
     let drift = match &cluster {
-        Some(cluster) => undone_by_hand(cluster, &state).await,
-        None => Vec::new(),
+        Some(cluster) => Some(undone_by_hand(cluster, &state).await),
+        None => None,
     };
     let mut leases = handover::LeaseHolders::new();
     if let Some(cluster) = &cluster {
@@ -216,7 +220,7 @@ pub async fn handover(
             }
         }
     }
-    let view = handover::build(&state, &records, intact, &holder, &drift, &leases);
+    let view = handover::build(&state, &records, intact, drift.as_deref(), &leases);
     let text = handover::render_as(&view, format, templates).map_err(CommandError::Input)?;
     ui::out(&text);
     Ok(Status::Success)
@@ -281,15 +285,12 @@ pub async fn review(ctx: &Ctx, options: SessionOptions) -> CommandResult {
                 row.run
             ));
             // One run that cannot be rolled back does not keep the others from their review.
-            let outcome = match cluster_copy::pull(ctx, &cluster, &row.run).await {
-                Ok(_) => match Recorded::open(ctx, &row.run) {
-                    Ok(recorded) => {
-                        Session::new(ctx, &cluster, options.clone())
-                            .rollback(recorded, None)
-                            .await
-                    }
-                    Err(e) => Err(e),
-                },
+            let outcome = match Recorded::pulled(ctx, &cluster, &row.run).await {
+                Ok(recorded) => {
+                    Session::new(ctx, &cluster, options.clone())
+                        .rollback(recorded, None)
+                        .await
+                }
                 Err(e) => Err(e),
             };
             match outcome {

@@ -413,7 +413,7 @@ impl<'a> Session<'a> {
         }
         let user = current_user(cluster).await;
         let me = cluster_copy::responder(&user);
-        let mirror = cluster_copy::start_existing(self.ctx, cluster, &journal, &state, &me).await?;
+        let mirror = cluster_copy::start_existing(self.ctx, cluster, &journal, &state).await?;
         // The run's own Leases are taken over (a crash left them held); anyone else's refuse.
         let locks = self.take_locks(&plan, run, &user).await?;
         let mut sink =
@@ -520,7 +520,7 @@ impl<'a> Session<'a> {
         }
         let user = current_user(cluster).await;
         let me = cluster_copy::responder(&user);
-        let mirror = cluster_copy::start_existing(self.ctx, cluster, &journal, &state, &me).await?;
+        let mirror = cluster_copy::start_existing(self.ctx, cluster, &journal, &state).await?;
         // A rollback writes to the run's targets too: it takes (or takes over) their locks.
         let locks = match &state.plan {
             Some(plan) => Some(self.take_locks(plan, run, &user).await?),
@@ -647,7 +647,7 @@ fn take_over(
     me: &str,
     purpose: &str,
 ) -> Result<(), CommandError> {
-    let from = cluster_copy::last_responder(state);
+    let from = state.holder();
     if from == me {
         return Ok(());
     }
@@ -705,8 +705,17 @@ impl Recorded {
             return Ok((recorded, ctx.connect().await?));
         }
         let cluster = ctx.connect().await?;
-        cluster_copy::pull(ctx, &cluster, run).await?;
-        Ok((Recorded::open(ctx, run)?, cluster))
+        Ok((Recorded::pulled(ctx, &cluster, run).await?, cluster))
+    }
+
+    /// The run as its copy in the cluster holds it, pulled into the journal first.
+    pub async fn pulled(
+        ctx: &Ctx,
+        cluster: &KubeCluster,
+        run: &str,
+    ) -> Result<Recorded, CommandError> {
+        cluster_copy::pull(ctx, cluster, run).await?;
+        Recorded::open(ctx, run)
     }
 }
 

@@ -208,7 +208,7 @@ impl<'a> Checks<'a> {
         self.check_params();
         self.check_facts();
         self.check_guards();
-        self.check_timeout(self.root, "");
+        self.check_durations(self.root, "");
         let steps = self.steps();
         self.check_step_ids(&steps);
         // Every step id with its action, in order: a step's scope is the prefix before it (one
@@ -595,12 +595,12 @@ impl<'a> Checks<'a> {
             }
             self.check_references(when, &refs::in_expression(text), &scope);
         }
-        self.check_timeout(step.node, &path);
+        self.check_durations(step.node, &path);
     }
 
     /// A `timeout` or `review_after` of zero would fall due at once: the schema admits `0s`,
     /// so it is refused here.
-    fn check_timeout(&mut self, node: &Node, path: &str) {
+    fn check_durations(&mut self, node: &Node, path: &str) {
         for key in ["timeout", "review_after"] {
             let Some((value, text)) = node.get(key).and_then(|t| Some((t, t.as_str()?))) else {
                 continue;

@@ -29,14 +29,13 @@ pub enum Format {
 /// cluster was asked.
 pub type LeaseHolders = std::collections::BTreeMap<String, Option<String>>;
 
-/// The briefing as data. `holder` is who holds the run now, `drift` what was found undone by
-/// hand (empty when not checked), `leases` who holds its Leases now (empty when not asked).
+/// The briefing as data. `drift` is what was found undone by hand (`None`: the cluster was not
+/// asked), `leases` who holds the run's Leases now (empty when not asked).
 pub fn build(
     state: &RunState,
     records: &[Record],
     intact: bool,
-    holder: &str,
-    drift: &[String],
+    drift: Option<&[String]>,
     leases: &LeaseHolders,
 ) -> Value {
     let report = incident::build(state, records, intact);
@@ -88,15 +87,16 @@ pub fn build(
         "cluster": report["cluster"],
         "phase": summary.phase,
         "outcome": report["outcome"],
-        "started": {"at": state.info.started_at, "by": format!("{} on {}", state.info.user, state.info.host.as_deref().unwrap_or("an unknown host"))},
-        "holder": holder,
+        "started": {"at": state.info.started_at, "by": state.info.started_by()},
+        "holder": state.holder(),
         "journal": report["journal"],
         "done_and_proven": proven,
         "in_force": summary.in_force.iter().map(|f| json!({
             "step": f.step, "action": f.action, "summary": f.summary, "since": f.since,
             "review_due": f.review_due,
         })).collect::<Vec<_>>(),
-        "undone_by_hand": drift,
+        "drift_checked": drift.is_some(),
+        "undone_by_hand": drift.unwrap_or_default(),
         "pending_undos": pending_undos,
         "unfinished": unfinished,
         "review_due": summary.review_due,
@@ -127,11 +127,7 @@ fn reversibility(r: &crate::plan::Reversibility) -> String {
 
 /// Approvals, decisions and take-overs, in journal order, each with when and by whom.
 fn decisions(state: &RunState, records: &[Record]) -> Vec<Value> {
-    let mut holder = format!(
-        "{} on {}",
-        state.info.user,
-        state.info.host.as_deref().unwrap_or("an unknown host")
-    );
+    let mut holder = state.info.started_by();
     let mut out = Vec::new();
     for lock in state.info.locks.iter().filter(|l| l.stolen_from.is_some()) {
         let from = lock
@@ -252,14 +248,8 @@ mod tests {
         );
         run.info.next_steps = vec!["Find the way in".into()];
         let records: Vec<Record> = Vec::new();
-        let view = build(
-            &run,
-            &records,
-            true,
-            "bob on host-b",
-            &["mark: Pod shop/web-1 is gone".into()],
-            &LeaseHolders::new(),
-        );
+        let drift = ["mark: Pod shop/web-1 is gone".to_string()];
+        let view = build(&run, &records, true, Some(&drift), &LeaseHolders::new());
         assert_eq!(view["in_force"][0]["step"], "mark");
         assert_eq!(view["pending_undos"][0]["step"], "mark");
         assert_eq!(view["unfinished"][0]["step"], "note");
@@ -281,6 +271,14 @@ mod tests {
         ] {
             assert!(markdown.contains(needle), "{needle} not in:\n{markdown}");
         }
+        // Not compared with the cluster: the briefing says so rather than showing nothing.
+        let unchecked = build(&run, &records, true, None, &LeaseHolders::new());
+        let markdown = render_as(&unchecked, Format::Markdown, None).unwrap();
+        assert!(
+            markdown.contains("Not compared with the cluster"),
+            "{markdown}"
+        );
+        assert!(!markdown.contains("Undone by hand outside contain"));
         let json = render_as(&view, Format::Json, None).unwrap();
         assert_eq!(
             serde_json::from_str::<Value>(&json).unwrap()["holder"],

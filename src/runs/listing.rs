@@ -21,8 +21,11 @@ pub struct Row {
     pub in_force_since: Option<String>,
     pub review_due: Option<String>,
     pub overdue: bool,
-    /// What was found undone by hand (filled in by the caller, which reads the objects).
+    /// What was found undone by hand (filled in by the caller, which reads the objects), or
+    /// why it could not be compared.
     pub undone_by_hand: Vec<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub not_compared: Option<String>,
 }
 
 /// The row of a run's object, judged at `now`.
@@ -60,6 +63,7 @@ pub fn row(object: &Value, now: jiff::Timestamp) -> Row {
         review_due,
         overdue,
         undone_by_hand: Vec::new(),
+        not_compared: None,
     }
 }
 

@@ -53,15 +53,6 @@ pub struct MirrorReport {
     pub error: Option<String>,
 }
 
-/// What the status says besides the journal's own summary.
-#[derive(Clone, Debug, Default)]
-pub struct Holder {
-    /// Who holds the run now (`user on host`).
-    pub responder: String,
-    /// The Leases the run holds (`lease`, `target`).
-    pub leases: Vec<Value>,
-}
-
 enum Message {
     Records(Vec<Record>, Option<SyncSender<Result<(), String>>>),
     Finish(oneshot::Sender<MirrorReport>),
@@ -85,7 +76,6 @@ pub struct Start {
     pub state: RunState,
     /// Records the local journal has that the copy lacks (a copy that fell behind).
     pub unsent: Vec<Record>,
-    pub holder: Holder,
     pub durability: Durability,
 }
 
@@ -209,7 +199,6 @@ struct Keeper {
     copy: Option<ClusterCopy>,
     state: RunState,
     pending: Vec<Record>,
-    holder: Holder,
     durability: Durability,
     plan_hash: Option<String>,
     /// Once set the copy is not written again (not installed, or moved on elsewhere).
@@ -237,7 +226,6 @@ impl Keeper {
             copy: start.existing,
             state: start.state,
             pending: Vec::new(),
-            holder: start.holder,
             durability: start.durability,
             plan_hash,
             stopped: false,
@@ -280,15 +268,23 @@ impl Keeper {
                         let _ = ack.send(written);
                         continue;
                     }
-                    // Following: whatever else waits goes in the same write.
+                    // Following: whatever else waits goes in the same write, and a commit that
+                    // precedes a cluster write among them is answered only once it is written.
                     let mut finish = None;
+                    let mut waiting = Vec::new();
                     while let Ok(more) = rx.try_recv() {
                         match more {
-                            Message::Records(records, _) => self.take(records),
+                            Message::Records(records, ack) => {
+                                self.take(records);
+                                waiting.extend(ack);
+                            }
                             Message::Finish(ack) => finish = Some(ack),
                         }
                     }
                     self.follow().await;
+                    for ack in waiting {
+                        let _ = ack.send(Ok(()));
+                    }
                     if let Some(ack) = finish {
                         let _ = ack.send(self.report.lock().expect("report lock").clone());
                         return;
@@ -349,14 +345,15 @@ impl Keeper {
     fn status(&self) -> Value {
         let mut status =
             serde_json::to_value(summary::summarize(&self.state)).unwrap_or_else(|_| json!({}));
-        let responder = self
-            .state
-            .handovers
-            .last()
-            .map(|h| h.to.clone())
-            .unwrap_or_else(|| self.holder.responder.clone());
-        status["responder"] = json!(responder);
-        status["leases"] = json!(self.holder.leases);
+        status["responder"] = json!(self.state.holder());
+        status["leases"] = json!(
+            self.state
+                .info
+                .locks
+                .iter()
+                .map(|l| json!({"lease": l.lease, "target": l.target}))
+                .collect::<Vec<_>>()
+        );
         status["handovers"] = json!(
             self.state
                 .handovers
@@ -364,10 +361,7 @@ impl Keeper {
                 .map(|h| json!({"from": h.from, "to": h.to, "at": h.at, "as": h.purpose}))
                 .collect::<Vec<_>>()
         );
-        status["onReviewDue"] = json!(match self.state.info.review.on_due {
-            crate::outcome::OnReviewDue::Notify => "notify",
-            crate::outcome::OnReviewDue::Rollback => "rollback",
-        });
+        status["onReviewDue"] = json!(self.state.info.review.on_due);
         if let Some(hash) = &self.plan_hash {
             status["planHash"] = json!(hash);
         }

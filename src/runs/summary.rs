@@ -28,7 +28,7 @@ pub struct InForce {
     pub summary: String,
     pub since: String,
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub review_due: Option<String>,
+    pub review_due: Option<jiff::Timestamp>,
 }
 
 /// A run's summary.
@@ -43,7 +43,7 @@ pub struct Summary {
     pub in_force_count: usize,
     /// The earliest review due of what is in force.
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub review_due: Option<String>,
+    pub review_due: Option<jiff::Timestamp>,
 }
 
 /// The run's phase, as `kubectl get containmentruns` shows it.
@@ -99,16 +99,11 @@ pub fn in_force(state: &RunState) -> Vec<InForce> {
                 return None;
             }
             let since = s.done_at.clone().or_else(|| s.started_at.clone())?;
-            let number = state
-                .plan
-                .as_ref()
-                .and_then(|p| p.step(&s.step))
-                .map_or(0, |p| p.number);
             Some(InForce {
                 step: s.step.clone(),
                 action: plan.action.clone(),
                 summary: plan.summary.clone(),
-                review_due: state.info.review.due(number, &since).map(|t| t.to_string()),
+                review_due: state.info.review.due(s.number, &since),
                 since,
             })
         })
@@ -118,10 +113,7 @@ pub fn in_force(state: &RunState) -> Vec<InForce> {
 /// The summary of a run read from its journal.
 pub fn summarize(state: &RunState) -> Summary {
     let in_force = in_force(state);
-    let review_due = in_force
-        .iter()
-        .filter_map(|f| f.review_due.clone())
-        .min_by(|a, b| a.cmp(b));
+    let review_due = in_force.iter().filter_map(|f| f.review_due).min();
     Summary {
         phase: phase(state).to_string(),
         outcome: state.outcome().map(|o| o.describe()),
@@ -231,11 +223,14 @@ pub(crate) mod tests {
         assert_eq!(summary.in_force_count, 2);
         assert_eq!(summary.in_force[0].since, "2026-12-06T03:00:03Z");
         assert_eq!(
-            summary.in_force[0].review_due.as_deref(),
+            summary.in_force[0]
+                .review_due
+                .map(|t| t.to_string())
+                .as_deref(),
             Some("2026-12-06T04:00:03Z")
         );
         assert_eq!(
-            summary.review_due.as_deref(),
+            summary.review_due.map(|t| t.to_string()).as_deref(),
             Some("2026-12-06T03:01:04Z"),
             "note's own review_after comes due first"
         );
